@@ -1,0 +1,33 @@
+# Two commands a user needs: `make run` (the engine's main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DURATION ?= 0
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/options-engine run -c engine.toml $(if $(filter-out 0,$(DURATION)),--duration $(DURATION))
+
+test: $(STAMP)
+	PYTHONASYNCIODEBUG=0 $(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy greeks risk
+
+bench: $(STAMP)
+	$(PY) bench/kernels.py
+	$(PY) bench/sim_throughput.py
+	$(PY) bench/feed.py
+	$(PY) bench/latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,127 @@
+"""Soak: the engine under a steady quote flood for a long time, watched for leaks and latency creep.
+
+    .venv/bin/python bench/soak.py --minutes 60 --json soak.json     # the full soak (RELIABILITY.md)
+    .venv/bin/python bench/soak.py --minutes 2                       # the CI-sized soak
+
+The simulator (its own process) floods the engine (``options-engine run``, paper mode against it, all three
+strategies on) with option quotes at about ``--quotes-per-s``; every ``--sample-s`` the runner reads the
+engine's ``/status`` (RSS, asyncio tasks, open sockets) and ``/metrics`` (the tick-to-order histogram).
+Pass criteria: RSS at the end within 5 % of RSS after the first minute (warm-up), tick-to-order p99 of the
+last minute within 20 % of the first minute's (histogram bucket resolution; both windows need samples), and
+no growth in asyncio tasks or open sockets (last minute's maximum <= first minute's maximum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from reliability.harness import EngineProcess, SimProcess, SimSettings  # noqa: E402
+
+BUCKET = re.compile(r'^\w+_tick_to_order_seconds_bucket\{le="([^"]+)"\} (\d+)', re.M)
+
+
+def histogram(port: int) -> list[tuple[float, int]]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return [(float("inf") if le == "+Inf" else float(le), int(n)) for le, n in BUCKET.findall(text)]
+
+
+def p99(before: list[tuple[float, int]], after: list[tuple[float, int]]) -> tuple[float | None, int]:
+    """p99 (bucket upper bound, seconds) of the observations between two cumulative snapshots, and their count."""
+    diff = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
+    total = diff[-1][1] if diff else 0
+    if total == 0:
+        return None, 0
+    for le, n in diff:
+        if n >= 0.99 * total:
+            return le, total
+    return diff[-1][0], total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
+    ap.add_argument("--option-quote-rate", type=float, default=10.0,
+                    help="quotes per contract per simulated second")
+    ap.add_argument("--publish-interval-ms", type=float, default=8.0,
+                    help="wall ms between simulator steps; at most one quote per contract per step, so this sets "
+                         "the flood: ~170 subscribed contracts / 8 ms = ~20k quotes/s")
+    ap.add_argument("--sample-s", type=float, default=10.0)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the children
+    window_s = 60.0
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        work = Path(tmp)
+        sim = SimProcess(work / "sim", SimSettings(speed=args.speed, option_quote_rate=args.option_quote_rate,
+                                                   partial_fill_probability=0.1, start="2026-11-23T09:35:00",
+                                                   extra=f"publish_interval_ms = {args.publish_interval_ms}\n"))
+        sim.start()
+        engine = EngineProcess(work / "engine", sim, None, stale_ms=10_000)
+        samples: list[dict[str, Any]] = []
+        try:
+            engine.start()
+            t0 = time.monotonic()
+            q0 = sim.state()["quotes_sent"]
+            while time.monotonic() - t0 < args.minutes * 60:
+                time.sleep(args.sample_s)
+                st = engine.status()
+                sample = {"t": round(time.monotonic() - t0, 1), "quotes": sim.state()["quotes_sent"] - q0,
+                          "hist": histogram(engine.port), **st["process"], "trading_state": st["trading_state"],
+                          "orders": st["summary"].get("router", {}).get("orders_placed", 0)}
+                samples.append(sample)
+                print(f"t={sample['t']:7.1f}s quotes/s={sample['quotes'] / sample['t']:8.0f} "
+                      f"rss={sample['rss_bytes'] / 2**20:7.1f}MiB tasks={sample['asyncio_tasks']:3d} "
+                      f"sockets={sample['open_sockets']:3d} orders={sample['orders']} {sample['trading_state']}",
+                      flush=True)
+            alive = engine.alive()
+        finally:
+            engine.stop()
+            sim.stop()
+    first = [s for s in samples if s["t"] <= window_s]
+    last = [s for s in samples if s["t"] > samples[-1]["t"] - window_s]
+    zero = [(le, 0) for le, _ in samples[0]["hist"]]
+    p99_first, n_first = p99(zero, first[-1]["hist"])
+    before_last = [s for s in samples if s["t"] <= samples[-1]["t"] - window_s]
+    p99_last, n_last = p99(before_last[-1]["hist"] if before_last else zero, samples[-1]["hist"])
+    rss_ref = first[-1]["rss_bytes"]
+    rss_drift = (samples[-1]["rss_bytes"] - rss_ref) / rss_ref
+    tasks_growth = max(s["asyncio_tasks"] for s in last) - max(s["asyncio_tasks"] for s in first)
+    sockets_growth = max(s["open_sockets"] for s in last) - max(s["open_sockets"] for s in first)
+    p99_ratio = (p99_last / p99_first) if p99_first and p99_last else None
+    result = {
+        "minutes": args.minutes, "speed": args.speed, "alive_at_end": alive,
+        "quotes_per_s": round(samples[-1]["quotes"] / samples[-1]["t"]),
+        "rss_first_minute_mib": round(rss_ref / 2**20, 1), "rss_end_mib": round(samples[-1]["rss_bytes"] / 2**20, 1),
+        "rss_drift_pct": round(100 * rss_drift, 2),
+        "tick_to_order_p99_first_minute_ms": None if p99_first is None else p99_first * 1e3,
+        "tick_to_order_p99_last_minute_ms": None if p99_last is None else p99_last * 1e3,
+        "orders_first_minute": n_first, "orders_last_minute": n_last, "p99_ratio_last_vs_first": p99_ratio,
+        "asyncio_tasks_growth": tasks_growth, "open_sockets_growth": sockets_growth,
+        "samples": [{k: v for k, v in s.items() if k != "hist"} for s in samples],
+    }
+    checks = {"alive": alive, "rss_drift_under_5pct": rss_drift < 0.05,
+              "p99_within_20pct": p99_ratio is not None and p99_ratio <= 1.2,
+              "no_task_growth": tasks_growth <= 0, "no_socket_growth": sockets_growth <= 0}
+    result["checks"] = checks
+    result["passed"] = all(checks.values())
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

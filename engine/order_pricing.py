@@ -1,0 +1,118 @@
+"""Net prices of a structure and the router's price walk: start at mid, walk toward natural.
+
+Prices follow Alpaca's mleg sign convention: a positive net price per unit is a debit (we pay), a
+negative one a credit (we receive). ``natural`` is what crossing the spread on every leg costs
+(buy at the ask, sell at the bid); ``mid`` is the sum of leg mids. Since every ask >= its bid,
+natural >= mid for debits and credits alike: conceding always raises the net price (pay more, or
+receive less), and the passive side is always the lower price.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from risk.model import Leg, PricePolicy, Side
+from risk.views import MarketView
+
+PENNY_ALL_PRICES = frozenset({"SPY", "QQQ", "IWM"})
+"""Underlyings quoted in pennies at every price (Penny Interval Program, all-penny class)."""
+PENNY_BREAK = 3.00
+MLEG_TICK = 0.01
+"""Complex (mleg) orders price in penny increments at the net level."""
+
+
+class NetQuote(msgspec.Struct, frozen=True):
+    """Net mid and natural of a structure per unit, and the worst leg quote age."""
+
+    mid: float
+    natural: float
+    oldest_quote_ns: int
+
+    @property
+    def is_debit(self) -> bool:
+        return self.mid > 0
+
+    @property
+    def half_spread(self) -> float:
+        """Mid-to-natural distance per unit (the sum of the legs' half-spreads times ratios)."""
+        return self.natural - self.mid
+
+
+def option_tick(price: float, underlying: str, penny: bool = True) -> float:
+    """Minimum price increment of a single option at ``price``."""
+    if underlying in PENNY_ALL_PRICES:
+        return 0.01
+    if penny:
+        return 0.01 if abs(price) < PENNY_BREAK else 0.05
+    return 0.05 if abs(price) < PENNY_BREAK else 0.10
+
+
+def round_to_tick(price: float, tick: float, mode: str = "nearest") -> float:
+    """Round ``price`` to a multiple of ``tick`` (``up``, ``down`` or ``nearest``), without float dust."""
+    units = price / tick
+    if mode == "up":
+        n = math.ceil(units - 1e-9)
+    elif mode == "down":
+        n = math.floor(units + 1e-9)
+    else:
+        n = math.floor(units + 0.5)
+    return round(n * tick, 4)
+
+
+def net_quote(legs: tuple[Leg, ...], market: MarketView, underlying: str) -> NetQuote | None:
+    """Net mid and natural per unit of ``legs`` (stock legs at the spot); None if a leg lacks a two-sided quote."""
+    mid = 0.0
+    natural = 0.0
+    oldest = 2**63 - 1
+    chain = market.chain(underlying)
+    for leg in legs:
+        sign = 1.0 if leg.side is Side.BUY else -1.0
+        if leg.symbol == underlying:
+            spot = market.spot(underlying)
+            if not math.isfinite(spot) or spot <= 0:
+                return None
+            bid = ask = spot
+            ts = market.spot_ts_ns(underlying)
+        else:
+            if chain is None:
+                return None
+            row = chain.row_of(leg.symbol)
+            if row < 0:
+                return None
+            bid = float(chain.bid[row])
+            ask = float(chain.ask[row])
+            ts = int(chain.quote_ts_ns[row])
+            if not (math.isfinite(bid) and math.isfinite(ask)) or ask <= 0 or bid < 0 or bid > ask:
+                return None
+        mid += sign * leg.ratio * 0.5 * (bid + ask)
+        natural += sign * leg.ratio * (ask if sign > 0 else bid)
+        oldest = min(oldest, ts)
+    return NetQuote(mid, natural, oldest)
+
+
+def start_price(quote: NetQuote, tick: float, policy: PricePolicy) -> float:
+    """The first limit: mid rounded down to the tick (the passive side), capped by the policy's limit."""
+    return cap_to_limit(round_to_tick(quote.mid, tick, "down"), policy)
+
+
+def walked_price(quote: NetQuote, step: int, tick: float, policy: PricePolicy) -> float:
+    """The limit after ``step`` walks: mid plus ``step`` concessions toward natural, within the policy's bounds.
+
+    Each step concedes ``walk_step_fraction`` of the mid-to-natural distance (at least one tick), never more
+    than ``max_concession_fraction`` of it; the price is rounded up (toward natural) so every step makes progress,
+    but never past the concession bound rounded up.
+    """
+    distance = quote.half_spread
+    bound = quote.mid + policy.max_concession_fraction * distance
+    raw = quote.mid + step * max(policy.walk_step_fraction * distance, tick)
+    price = min(round_to_tick(raw, tick, "up"), round_to_tick(bound, tick, "up"))
+    return cap_to_limit(price, policy)
+
+
+def cap_to_limit(price: float, policy: PricePolicy) -> float:
+    """Never worse than the policy's limit: the net price (debit positive, credit negative) never above it."""
+    if policy.limit_price is None:
+        return price
+    return min(price, policy.limit_price)

@@ -1,0 +1,389 @@
+"""Replay a recording through the engine: same protocols, book, strategies, gate and router.
+
+Frames are fed in file order to the feeds' protocol objects (``OptionProtocol``, ``StockProtocol``);
+each decoded batch moves the recorded market of the in-process exchange, then the engine's book, then
+the event clock (which fires strategy timers and the router's price walks). The router's orders go to
+``ReplayBroker`` -> the simulator's ``Exchange``; its trade updates come back as ``trade_updates``
+frames through ``TradingProtocol`` and the order state machine, like on the live trading stream.
+
+Determinism: events are dispatched synchronously (no bus tasks), and after every frame all order work
+is drained (router tasks, exchange updates, the events they cause) before the next frame is read, so
+the same file and config always give the same fills; ``fills_hash`` is their SHA-256.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+
+from engine.book import Market
+from engine.clock import EventClock
+from engine.config import EngineConfig
+from engine.core import TradingCore
+from engine.events import BookUpdated
+from engine.feeds.marketdata import DataBatch
+from engine.feeds.options.protocol import OptionProtocol
+from engine.feeds.scan import KIND_QUOTE
+from engine.feeds.stocks.protocol import StockProtocol
+from engine.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
+from engine.orders import OrderStateMachine
+from engine.portfolio import Portfolio
+from engine.replay.broker import ReplayBroker
+from engine.replay.exchange import RecordedMarket, replay_exchange
+from engine.replay.format import META, OPTIONS, STOCKS, read_records, recording_files
+from engine.replay.timeline import Timeline
+from engine.request_budget import RequestBudget
+from engine.router import Router
+from risk.breakers import Breakers
+from risk.gate import RiskGate
+from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderUpdated
+from risk.views import AccountView
+from strategies.base import Strategy
+from strategies.registry import build_strategy
+
+log = structlog.get_logger(__name__)
+
+NS_PER_S = 1_000_000_000
+ACCOUNT_REFRESH_NS = 15 * NS_PER_S
+
+
+class _Meta(msgspec.Struct):
+    kind: str
+    underlying: str = ""
+    symbols: list[str] = []
+    open_interest: list[int] = []
+    primed: bool = False
+    """Written by the recorder: the frames that follow at the same receive time are the book the engine
+    primed over REST, not stream events."""
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """What a replay produced."""
+
+    fills: list[OrderFilled]
+    approved: list[OrderIntent]
+    denials: list[IntentDenied]
+    frames: int
+    messages: int
+    wall_s: float
+    summary: dict[str, Any]
+    timeline: Timeline
+    tick_to_order_ns: list[int] = field(default_factory=list)
+
+    @property
+    def fills_hash(self) -> str:
+        return fills_hash(self.fills)
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.messages / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def fills_hash(fills: list[OrderFilled]) -> str:
+    """SHA-256 over every fill's order id, symbol, side, quantity, price and event time, in order."""
+    h = hashlib.sha256()
+    for f in fills:
+        h.update(f"{f.client_order_id}|{f.symbol}|{f.side.value}|{f.qty:.6f}|{f.price:.6f}|{f.ts_event_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _rate(cfg: EngineConfig) -> float:
+    # as engine.app.Engine: the simulator's rate in sim mode, else 4 %
+    return float(getattr(cfg.sim, "risk_free_rate", 0.04)) if cfg.engine.mode == "sim" else 0.04
+
+
+def _div_yields(cfg: EngineConfig) -> dict[str, float]:
+    if cfg.engine.mode != "sim":
+        return {}
+    return {u.symbol: u.dividend_yield for u in getattr(cfg.sim, "underlyings", ())}
+
+
+class Replay:
+    """One replay run of ``path`` (a file or a directory of rotated files) under ``cfg``."""
+
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        path: str | Path,
+        *,
+        speed: float | None = None,
+        sample_every_s: float = 60.0,
+        coalesce_ms: float = 0.0,
+        on_intent_approved: Callable[[OrderIntent], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.files = recording_files(path)
+        self.speed = speed
+        self.coalesce_ns = int(coalesce_ms * 1_000_000)
+        """Frames received within this of the first of a group are applied before the engine reacts. The live
+        engine reacts to every frame (the core takes book updates inline), so the default is 0: one reaction
+        per frame; a positive value trades fidelity for speed on very dense recordings."""
+        self._on_approved_hook = on_intent_approved
+        self.clock = EventClock()
+        self.events: collections.deque[Any] = collections.deque()
+        self._books: dict[str, BookUpdated] = {}
+        publish = self._publish
+        self.market = Market(publish=publish, now_ns=self.clock.now_ns, rate=_rate(cfg), div_yields=_div_yields(cfg))
+        self.options = OptionProtocol("", "", self.market.option_index)
+        self.stocks = StockProtocol("", "", self.market.stock_index)
+        self.trading = TradingProtocol("", "")
+        self.recorded = RecordedMarket()
+        sim = cfg.sim
+        self.exchange = replay_exchange(self.recorded, initial_cash=float(getattr(sim, "initial_cash", 100_000.0)),
+                                        options_level=int(getattr(sim, "options_approved_level", 3)),
+                                        seed=int(getattr(sim, "seed", 1)))
+        self.broker = ReplayBroker(self.exchange)
+        self.orders = OrderStateMachine()
+        self.portfolio = Portfolio()
+        self.actors: list[Strategy[Any]] = [build_strategy(n, c) for n, c in cfg.strategy_configs().items()
+                                            if getattr(c, "enabled", True)]
+        self.router = Router(self.broker, self.orders, self.market, self.clock, publish,  # type: ignore[arg-type]
+                             budget=RequestBudget(1e12, burst=1e12), client_order_prefix=cfg.engine.client_order_prefix)
+        self.core = TradingCore(clock=self.clock, market=self.market, portfolio=self.portfolio, router=self.router,
+                                gate=RiskGate(cfg.risk), breakers=Breakers(cfg.risk.breakers), actors=self.actors,
+                                account=self._account(), alert=self._alert)
+        prefix_len = len(cfg.engine.client_order_prefix) + 1
+        self.tick_to_order_ns: list[int] = []
+        self.router.on_order_written = lambda cid, wall: self._order_written(cid[prefix_len:], wall)
+        self.core.on_intent_approved = self._approved
+        self._core_on_denied = self.core.on_denied
+        self.core.on_denied = self._denied  # type: ignore[method-assign]  # gate and broker denials both pass here
+        self.fills: list[OrderFilled] = []
+        self.approved: list[OrderIntent] = []
+        self.denials: list[IntentDenied] = []
+        self.alerts: list[Any] = []
+        self.timeline = Timeline([a.strategy_id for a in self.actors], int(sample_every_s * NS_PER_S))
+        self.frames = 0
+        self.messages = 0
+        self.setup_s = 0.0
+        """Wall time spent registering contracts (META records), left out of the replay speed."""
+        self._next_account_ns = 0
+
+    # ------------------------------------------------------------------------------------ run
+
+    async def run(self) -> ReplayResult:
+        """Feed every record; frames received at the same instant are applied together, then the engine reacts."""
+        self.core.start()
+        await self._settle()
+        wall0 = time.perf_counter()
+        pace_wall0 = time.monotonic()
+        pace_ev0 = 0
+        pending = False
+        group_ns = -1
+        snapshot_ns = -1
+        for path in self.files:
+            for stream, recv_ns, frame in read_records(path, prefetch=4):
+                if pending and recv_ns - group_ns > self.coalesce_ns:
+                    await self._react()
+                    pending = False
+                if not pending:
+                    group_ns = recv_ns
+                if self.speed is not None and recv_ns:
+                    pace_ev0 = pace_ev0 or recv_ns
+                    ahead = (recv_ns - pace_ev0) / NS_PER_S / self.speed - (time.monotonic() - pace_wall0)
+                    if ahead > 0.001:
+                        await asyncio.sleep(ahead)
+                if stream == META:
+                    t_meta = time.perf_counter()
+                    if self._on_meta(frame):
+                        snapshot_ns = recv_ns
+                    self.setup_s += time.perf_counter() - t_meta
+                    continue
+                if stream == OPTIONS:
+                    data = self._on_option_frame(frame)
+                elif stream == STOCKS:
+                    data = self._on_stock_frame(frame)
+                else:
+                    continue  # TRADING: the live session's own trade updates; the replay exchange makes its own
+                # book state primed over REST (written with the META record) is no event of its own: the
+                # next frame's update carries it to the strategies, as in the live engine
+                pending = pending or (data and recv_ns != snapshot_ns)
+        if pending:
+            await self._react()
+        wall = time.perf_counter() - wall0 - self.setup_s
+        self.core.stop()
+        await self._settle()
+        self.timeline.sample(self.clock.now_ns(), self.portfolio, force=True)
+        return ReplayResult(self.fills, self.approved, self.denials, self.frames, self.messages, wall,
+                            self.summary(), self.timeline, self.tick_to_order_ns)
+
+    async def _react(self) -> None:
+        """After the frames of one instant: timers due, exchange matching, then the engine's reactions."""
+        now = self.recorded.clock.now_ns
+        if now >= self._next_account_ns:
+            self._next_account_ns = now + ACCOUNT_REFRESH_NS
+            self.core.account = self._account()
+        self.clock.advance(now)  # strategy timers and the router's walks due by now fire here
+        if self._open_orders():
+            self.exchange.on_step()
+        await self._settle()
+        self.timeline.sample(now, self.portfolio)
+
+    def _open_orders(self) -> bool:
+        return any(o.parent is None and o.is_open for o in self.exchange.orders.values())
+
+    # ------------------------------------------------------------------------------------ frames
+
+    def _on_option_frame(self, frame: bytes) -> bool:
+        self.frames += 1
+        data = False
+        for ev in self.options.receive(frame):
+            if isinstance(ev, DataBatch) and ev.n:
+                self.messages += ev.n
+                self.recorded.on_option_batch(ev)
+                self.recorded.clock.move(ev.last_ts_ns)
+                self.market.apply(ev, time.time_ns())
+                data = True
+        return data
+
+    def _on_stock_frame(self, frame: bytes) -> bool:
+        self.frames += 1
+        data = False
+        for ev in self.stocks.receive(frame):
+            if isinstance(ev, DataBatch) and ev.n:
+                self.messages += ev.n
+                index = self.market.stock_index
+                for i in range(ev.n):
+                    g = int(ev.gid[i])
+                    if ev.kind[i] == KIND_QUOTE and g >= 0:
+                        self.recorded.on_stock_quote(index.symbol(g), float(ev.bid[i]), float(ev.ask[i]))
+                self.recorded.clock.move(ev.last_ts_ns)
+                self.market.apply_stock_batch(ev, time.time_ns())
+                data = True
+        return data
+
+    def _on_meta(self, frame: bytes) -> bool:
+        """Apply a META record; True when it announces REST-primed book state."""
+        try:
+            meta = msgspec.json.decode(frame, type=_Meta)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("replay_bad_meta_record", error=str(exc))
+            return False
+        if meta.kind == "contracts" and meta.underlying:
+            oi = dict(zip(meta.symbols, meta.open_interest, strict=False))
+            fresh = [s for s in meta.symbols if self.market.option_index.id_of(s) < 0]
+            self.market.book(meta.underlying)
+            self.recorded.add_underlying(meta.underlying)
+            if fresh:
+                self.market.add_contracts(meta.underlying, fresh, [oi.get(s, 0) for s in fresh] if oi else None)
+                gids = [self.market.option_index.id_of(s) for s in fresh]
+                self.recorded.add_contracts(gids, fresh, meta.underlying)
+        return meta.primed
+
+    # ------------------------------------------------------------------------------------ draining
+
+    async def _settle(self) -> None:
+        """Dispatch every queued event and finish all order work it causes (deterministic order).
+
+        As on the bus: lossless events (orders, fills, denials) first, then the newest book update per
+        underlying (conflated).
+        """
+        tasks = self.router._tasks  # the router's in-flight order work (each task finishes without real I/O here)
+        books = self._books
+        while True:
+            if self.events:
+                while self.events:
+                    self._dispatch(self.events.popleft())
+                continue
+            if books:
+                update = books.pop(next(iter(books)))
+                self.core.on_book(update)
+                continue
+            if tasks:
+                await asyncio.sleep(0)
+                continue
+            if self.broker.stream:
+                frame = self.broker.stream.popleft()
+                for ev in self.trading.receive(frame):
+                    if isinstance(ev, TradeUpdateReceived):
+                        self.events.extend(self.orders.on_trade_update(ev.update, time.time_ns()))
+                continue
+            return
+
+    def _publish(self, event: Any) -> None:
+        if isinstance(event, BookUpdated):
+            self._books.pop(event.underlying, None)
+            self._books[event.underlying] = event
+        else:
+            self.events.append(event)
+
+    def _dispatch(self, event: Any) -> None:
+        core = self.core
+        if isinstance(event, BookUpdated):
+            core.on_book(event)
+        elif isinstance(event, OrderFilled):
+            self.fills.append(event)
+            self.timeline.on_fill(event)
+            core.on_fill(event)
+        elif isinstance(event, OrderUpdated):
+            core.on_order_update(event)
+        elif isinstance(event, IntentDenied):
+            core.on_denied(event)
+
+    # ------------------------------------------------------------------------------------ hooks
+
+    def _approved(self, intent: OrderIntent, _trigger_wall_ns: int) -> None:
+        self.approved.append(intent)
+        if self._on_approved_hook is not None:
+            self._on_approved_hook(intent)
+
+    def _denied(self, denied: IntentDenied) -> None:
+        self.denials.append(denied)
+        self.timeline.on_denied(denied)
+        self._core_on_denied(denied)
+
+    def _order_written(self, intent_id: str, wall_ns: int) -> None:
+        latency = self.core.on_order_written(intent_id, wall_ns)
+        if latency is not None:
+            self.tick_to_order_ns.append(latency)
+
+    def _alert(self, alert: Any) -> None:
+        self.alerts.append(alert)
+
+    def _account(self) -> AccountView:
+        acct = self.exchange.account
+        equity = acct.cash
+        for sym, pos in acct.positions.items():
+            bid, ask = self.exchange.quote(pos.instrument)
+            mark = 0.5 * (bid + ask) if bid > 0 and ask > 0 else pos.avg_entry_price
+            equity += pos.qty * mark * pos.instrument.multiplier
+            del sym
+        bp = acct.buying_power()
+        return AccountView(equity, acct.cash, bp, bp, acct.options_level)
+
+    # ------------------------------------------------------------------------------------ summary
+
+    def summary(self) -> dict[str, Any]:
+        """Per strategy: structures, fills, P&L, intents, approvals and gate denials (as ``Engine.summary``)."""
+        out: dict[str, Any] = {"strategies": {}}
+        for actor in self.actors:
+            sid = actor.strategy_id
+            s = self.portfolio.strategy_summary(sid)
+            tally = self.core.tally.get(sid)
+            out["strategies"][sid] = {
+                "structures_opened": s.structures_opened, "structures_closed": s.structures_closed,
+                "fills": s.fills, "pnl": round(s.pnl_usd, 2), "realized_pnl": round(s.realized_usd, 2),
+                "intents": tally.intents if tally else 0, "approved": tally.approved if tally else 0,
+                "gate_denials": dict(tally.denials) if tally else {},
+            }
+        out["router"] = dict(self.router.counters)
+        out["trading_state"] = self.core.breakers.state.name
+        out["alerts"] = len(self.alerts)
+        out["frames"], out["messages"] = self.frames, self.messages
+        out["malformed_frames"] = self.options.malformed_frames + self.stocks.malformed_frames
+        return out
+
+    def session_data(self, *, title: str) -> Any:
+        """The report's input for this run (call after ``run``)."""
+        return self.timeline.session(self.portfolio, title=title, source=", ".join(str(f) for f in self.files),
+                                     latency_ns=self.tick_to_order_ns, summary=self.summary())

@@ -1,0 +1,157 @@
+"""The listed option universe: expiries and strikes like the real SPY/QQQ chains.
+
+Contracts are kept as append-only arrays (struct of arrays) so the market prices and quotes them
+in batches; a contract's row index never changes. Listing runs at every session open: new daily,
+weekly and monthly expiries appear as time passes; expired rows stay (inactive) for the record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+
+import numpy as np
+
+from engine.sim.clock import NY, SessionCalendar, to_ns
+from engine.sim.config import UnderlyingConfig
+from greeks.occ import format_occ
+
+_ID_NAMESPACE = uuid.UUID("5b0b0d1e-8f7c-4e55-9a57-6c2d7a1f0e11")
+
+
+def contract_id(symbol: str) -> str:
+    """Stable UUID of a contract or asset (same symbol, same id, across runs)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, symbol))
+
+
+def third_friday(year: int, month: int) -> dt.date:
+    """The third Friday of a month (standard monthly expiry)."""
+    first = dt.date(year, month, 1)
+    return first + dt.timedelta(days=(4 - first.weekday()) % 7 + 14)
+
+
+def listed_expiries(und: UnderlyingConfig, today: dt.date, calendar: SessionCalendar) -> list[dt.date]:
+    """Expiry dates listed on ``today``: dailies, Friday weeklies and third-Friday monthlies."""
+    out: set[dt.date] = set()
+    if und.daily_expiries:
+        d = today if calendar.is_session(today) else calendar.next_session(today)
+        for _ in range(und.daily_expiry_sessions):
+            out.add(d)
+            d = calendar.next_session(d)
+    friday = today + dt.timedelta(days=(4 - today.weekday()) % 7)
+    for _ in range(und.weekly_expiry_weeks):
+        out.add(calendar.session_on_or_before(friday))
+        friday += dt.timedelta(days=7)
+    year, month = today.year, today.month
+    for _ in range(und.monthly_expiry_months + 1):
+        out.add(calendar.session_on_or_before(third_friday(year, month)))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return sorted(e for e in out if e >= today)
+
+
+def strike_grid(spot: float, atm_vol: float, years: float) -> np.ndarray:
+    """Strikes for one expiry: fine steps near the money, coarse steps further out."""
+    fine = 1.0 if spot >= 50 else 0.5
+    if years > 0.25:
+        fine *= 5
+    coarse = fine * 5
+    sd = atm_vol * math.sqrt(max(years, 1 / 365))
+    core = min(max(0.03, 2.5 * sd), 0.35)
+    outer = min(max(0.06, 4.5 * sd), 0.6)
+    lo_core, hi_core = spot * (1 - core), spot * (1 + core)
+    lo, hi = spot * (1 - outer), spot * (1 + outer)
+    near = np.arange(math.ceil(lo_core / fine) * fine, hi_core + 1e-9, fine)
+    far_lo = np.arange(math.ceil(lo / coarse) * coarse, lo_core, coarse)
+    far_hi = np.arange(math.ceil(hi_core / coarse) * coarse, hi + 1e-9, coarse)
+    strikes = np.unique(np.round(np.concatenate([far_lo, near, far_hi]), 3))
+    return strikes[strikes > 0]
+
+
+class Universe:
+    """All contracts ever listed, as parallel arrays, plus lookup by symbol."""
+
+    def __init__(self, underlyings: tuple[UnderlyingConfig, ...], calendar: SessionCalendar) -> None:
+        self.underlyings = underlyings
+        self.calendar = calendar
+        self.und_index = {u.symbol: i for i, u in enumerate(underlyings)}
+        self.symbols: list[str] = []
+        self.symbol_bytes: list[bytes] = []
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.expiry_dates: list[dt.date] = []
+        self._und = np.empty(0, np.int32)
+        self._strike = np.empty(0, np.float64)
+        self._is_call = np.empty(0, np.bool_)
+        self._expiry_ns = np.empty(0, np.int64)
+        self._active = np.empty(0, np.bool_)
+        self._listed: set[tuple[int, dt.date]] = set()
+
+    # Arrays are exposed read-only; ``list_session`` is the only writer.
+    @property
+    def und(self) -> np.ndarray:
+        return self._und
+
+    @property
+    def strike(self) -> np.ndarray:
+        return self._strike
+
+    @property
+    def is_call(self) -> np.ndarray:
+        return self._is_call
+
+    @property
+    def expiry_ns(self) -> np.ndarray:
+        """Expiry instant (the close of the expiry session) in ns."""
+        return self._expiry_ns
+
+    @property
+    def active(self) -> np.ndarray:
+        return self._active
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def list_session(self, today: dt.date, spots: np.ndarray, now_ns: int) -> int:
+        """List every expiry due on ``today`` that is not listed yet; return the number of new contracts."""
+        und_l: list[np.ndarray] = []
+        strike_l: list[np.ndarray] = []
+        call_l: list[np.ndarray] = []
+        exp_l: list[np.ndarray] = []
+        for ui, und in enumerate(self.underlyings):
+            for expiry in listed_expiries(und, today, self.calendar):
+                if (ui, expiry) in self._listed:
+                    continue
+                self._listed.add((ui, expiry))
+                bounds = self.calendar.bounds(expiry)
+                close_ns = bounds[1] if bounds else to_ns(dt.datetime.combine(expiry, dt.time(16), NY))
+                years = max(close_ns - now_ns, 0) / (365.0 * 86400e9)
+                strikes = strike_grid(float(spots[ui]), und.atm_vol, years)
+                n = len(strikes)
+                for is_call in (True, False):
+                    und_l.append(np.full(n, ui, np.int32))
+                    strike_l.append(strikes)
+                    call_l.append(np.full(n, is_call))
+                    exp_l.append(np.full(n, close_ns, np.int64))
+                    for k in strikes:
+                        sym = format_occ(und.symbol, expiry, is_call, float(k))
+                        self.index[sym] = len(self.symbols)
+                        self.symbols.append(sym)
+                        self.symbol_bytes.append(sym.encode())
+                        self.ids.append(contract_id(sym))
+                        self.expiry_dates.append(expiry)
+        if not und_l:
+            return 0
+        added = sum(len(a) for a in und_l)
+        self._und = np.concatenate([self._und, *und_l])
+        self._strike = np.concatenate([self._strike, *strike_l])
+        self._is_call = np.concatenate([self._is_call, *call_l])
+        self._expiry_ns = np.concatenate([self._expiry_ns, *exp_l])
+        self._active = np.concatenate([self._active, np.ones(added, np.bool_)])
+        return added
+
+    def deactivate_expired(self, now_ns: int) -> np.ndarray:
+        """Mark contracts whose expiry has passed inactive; return their row indices."""
+        gone = np.flatnonzero(self._active & (self._expiry_ns <= now_ns))
+        self._active[gone] = False
+        return gone

@@ -1,0 +1,269 @@
+"""Scenario stress of a book of options and shares on one underlying, repriced with ``greeks``.
+
+The grid: spot moved by +-x and +-x/2 (and 0) combined with implied vol moved by -y, 0 and +y
+points, all at the current time; plus, when the book holds same-day expiries, "to the close"
+scenarios: spot +-x0 (and 0) with every leg aged to today's close, so same-day legs are worth their
+intrinsic value. Each scenario's P&L is against the same model's price today, so quoted spreads do
+not show up as losses.
+
+Prices come from ``greeks.black.price_row`` (Black-Scholes-Merton) on each row's forward, so carry
+is whatever the book's forward says. One Numba call computes the whole grid for a set of rows, with no
+Python objects per leg or scenario. Scenario P&L is additive over positions, so the gate prices the
+held book once (``HeldStressCache``) and each intent's own legs per check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from greeks.black import price_row
+from greeks.calendar import CalendarRangeError, expiry_close_ns
+from risk.breakers import NEW_YORK, trading_date
+from risk.limits import StressLimits
+from risk.model import CONTRACT_MULTIPLIER
+from risk.views import ChainView
+
+F64 = npt.NDArray[np.float64]
+MIN_SIGMA = 0.01
+CLOSE_MATCH_YEARS = 60.0 / (365.0 * 86_400)
+"""A row whose time to expiry is within a minute of the time to today's close expires today."""
+
+
+@njit(cache=True, nogil=True)
+def _leg_price(fwd: float, strike: float, t: float, sigma: float, is_call: bool, r: float) -> float:
+    if t <= 1e-12:
+        return max(fwd - strike, 0.0) if is_call else max(strike - fwd, 0.0)
+    return price_row(fwd * math.exp(-r * t), strike, t, r, 0.0, sigma, is_call)
+
+
+@njit(cache=True, nogil=True)
+def _stress_kernel(
+    fwd_all: F64, strike_all: F64, t_all: F64, sigma_all: F64, is_call_all: npt.NDArray[np.bool_],
+    rows: npt.NDArray[np.int64], qty: F64, spot: float, shares: float, r: float,
+    spot_moves: F64, vol_moves: F64, close_moves: F64, to_close: float, multiplier: float, out: F64,
+) -> None:
+    n_vol = vol_moves.shape[0]
+    n_grid = spot_moves.shape[0] * n_vol
+    n_out = out.shape[0]
+    for j in range(n_out):
+        out[j] = shares * spot * (spot_moves[j // n_vol] if j < n_grid else close_moves[j - n_grid])
+    for i in range(rows.shape[0]):
+        if qty[i] == 0.0:
+            continue
+        k = rows[i]
+        t = t_all[k]
+        sigma = sigma_all[k]
+        fwd = fwd_all[k]
+        if not (fwd > 0.0) or not math.isfinite(fwd):
+            fwd = spot * math.exp(r * t)
+        base = _leg_price(fwd, strike_all[k], t, sigma, is_call_all[k], r)
+        q = qty[i] * multiplier
+        for j in range(n_out):
+            if j < n_grid:
+                s = 1.0 + spot_moves[j // n_vol]
+                v = max(sigma + vol_moves[j % n_vol], MIN_SIGMA)
+                tt = t
+            else:
+                s = 1.0 + close_moves[j - n_grid]
+                v = sigma
+                tt = max(t - to_close, 0.0)
+            out[j] += q * (_leg_price(fwd * s, strike_all[k], tt, v, is_call_all[k], r) - base)
+
+
+class StressGrid:
+    """The scenario moves of a ``StressLimits``, as arrays built once (not per check)."""
+
+    __slots__ = ("close_moves", "limits", "n_grid", "n_max", "spot_moves", "vol_moves")
+
+    def __init__(self, limits: StressLimits) -> None:
+        x, y, x0 = limits.spot_shock_pct, limits.vol_shock_vol_pts / 100.0, limits.to_close_spot_shock_pct
+        self.limits = limits
+        self.spot_moves: F64 = np.array([-x, -x / 2, 0.0, x / 2, x])
+        self.vol_moves: F64 = np.array([-y, 0.0, y]) if y > 0 else np.array([0.0])
+        self.close_moves: F64 = np.array([-x0, 0.0, x0])
+        self.n_grid = self.spot_moves.shape[0] * self.vol_moves.shape[0]
+        self.n_max = self.n_grid + self.close_moves.shape[0]
+
+    def labels(self, with_close: bool) -> list[str]:
+        """Human names of the scenarios, in output order (for denial details)."""
+        out = [f"spot{100 * s:+.1f}%/vol{100 * v:+.1f}pt" for s in self.spot_moves for v in self.vol_moves]
+        if with_close:
+            out += [f"to_close/spot{100 * s:+.1f}%" for s in self.close_moves]
+        return out
+
+
+def scenario_pnl(
+    grid: StressGrid, fwd: F64, strike: F64, t: F64, sigma: F64, is_call: npt.NDArray[np.bool_],
+    rows: npt.NDArray[np.int64], qty: F64, spot: float, shares: float = 0.0, to_close: float = 0.0,
+) -> F64:
+    """P&L in dollars of a book in every scenario of the grid (``grid.n_max`` values; NaN if unpriceable).
+
+    ``fwd`` .. ``is_call`` are whole book columns (a ``ChainView``'s arrays), ``rows`` the rows held
+    and ``qty`` their contracts; ``shares`` of the underlying at ``spot``. ``to_close`` is the year
+    fraction to today's close (0 outside the session): the last ``len(close_moves)`` values age every
+    leg by it. P&L is additive over positions, so a book's vector is the sum of its parts'.
+    A row without a usable forward is priced off ``spot`` carried at the grid's rate.
+    """
+    out = np.empty(grid.n_max)
+    _stress_kernel(fwd, strike, t, sigma, is_call, rows, qty, spot, shares, grid.limits.rate, grid.spot_moves,
+                   grid.vol_moves, grid.close_moves, to_close, float(CONTRACT_MULTIPLIER), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _combine_worst(before: F64, delta: F64, n: int) -> tuple[float, int, float]:
+    worst_after = math.inf
+    worst_before = math.inf
+    at = 0
+    for j in range(n):
+        a = before[j] + delta[j]
+        if math.isnan(a):
+            return math.nan, j, math.nan
+        if a < worst_after:
+            worst_after = a
+            at = j
+        if before[j] < worst_before:
+            worst_before = before[j]
+    return worst_after, at, worst_before
+
+
+def combine_worst(before: F64, delta: F64, n: int) -> tuple[float, int, float]:
+    """(worst post-trade P&L, its scenario index, worst pre-trade P&L) over the first ``n`` scenarios.
+
+    The post-trade book's P&L is ``before + delta`` (scenario P&L is additive); NaN when any is NaN.
+    """
+    wa, at, wb = _combine_worst(before, delta, n)
+    return float(wa), int(at), float(wb)
+
+
+def has_same_day(t: F64, rows: npt.NDArray[np.int64], to_close: float) -> bool:
+    """True when one of ``rows`` expires at today's close (its time to expiry is the time to the close)."""
+    if to_close <= 0.0 or rows.shape[0] == 0:
+        return False
+    return bool((np.abs(t[rows] - to_close) < CLOSE_MATCH_YEARS).any())
+
+
+def stress_pnl(
+    grid: StressGrid, fwd: F64, strike: F64, t: F64, sigma: F64, is_call: npt.NDArray[np.bool_],
+    rows: npt.NDArray[np.int64], qty_before: F64, qty_after: F64, spot: float, shares_before: float,
+    shares_after: float, to_close: float = 0.0,
+) -> tuple[F64, F64]:
+    """Scenario P&L of a book before and after a trade; the to-the-close scenarios only when a row expires today."""
+    a = scenario_pnl(grid, fwd, strike, t, sigma, is_call, rows, qty_before, spot, shares_before, to_close)
+    b = scenario_pnl(grid, fwd, strike, t, sigma, is_call, rows, qty_after, spot, shares_after, to_close)
+    n = grid.n_max if has_same_day(t, rows, to_close) else grid.n_grid
+    return a[:n], b[:n]
+
+
+class _Day:
+    """Memo of today's close per minute of event time (the calendar lookup costs microseconds)."""
+
+    minute = -1
+    close_ns = 0
+
+
+def session_close_ns(ts_ns: int) -> int:
+    """Epoch ns of the close of the New York trading date of ``ts_ns`` (13:00 on half days; the previous
+    session's close on a day without one)."""
+    minute = ts_ns // 60_000_000_000
+    if minute != _Day.minute:
+        day = trading_date(ts_ns)
+        try:
+            _Day.close_ns = expiry_close_ns(day)
+        except CalendarRangeError:
+            _Day.close_ns = int(dt.datetime.combine(day, dt.time(16, 0), NEW_YORK).timestamp()) * 1_000_000_000
+        _Day.minute = minute
+    return _Day.close_ns
+
+
+class HeldStressCache:
+    """Scenario P&L of the held book per underlying, reused while it cannot have changed materially.
+
+    The held book's vector is recomputed when the positions change (the portfolio's ``revision``,
+    bumped on every applied fill; without that attribute nothing is cached), when the chain object or
+    the scenario grid changes, when spot has moved ``SPOT_TOL`` (relative), when any held leg's IV has
+    moved ``IV_TOL`` or become NaN, or when ``MAX_AGE_NS`` of event time has passed. Within those
+    bounds the scenarios (moves of several percent and vol points) are unchanged for risk purposes,
+    and a check right after a new book frame costs only the intent's own legs.
+    """
+
+    SPOT_TOL = 0.001
+    IV_TOL = 0.0025
+    MAX_AGE_NS = 60_000_000_000
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _HeldEntry] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def held_pnl(self, chain: ChainView, held: Mapping[str, float], u: str, spot: float, to_close: float,
+                 grid: StressGrid, revision: int | None) -> tuple[npt.NDArray[np.float64], bool]:
+        e = self._entries.get(u)
+        if (e is not None and revision is not None and e.revision == revision and e.chain_id == id(chain)
+                and e.grid_id == id(grid) and abs(spot - e.spot) <= self.SPOT_TOL * e.spot
+                and 0 <= chain.ts_ns - e.ts_ns <= self.MAX_AGE_NS
+                and self._ivs_unchanged(chain, e)):
+            self.hits += 1
+            return e.pnl, e.same_day
+        self.misses += 1
+        idx, pnl, same_day = held_pnl(chain, held, u, spot, to_close, grid)
+        if revision is not None:
+            self._entries[u] = _HeldEntry(revision, id(chain), id(grid), spot, chain.ts_ns, idx, chain.iv[idx],
+                                          pnl, same_day)
+        return pnl, same_day
+
+
+    def _ivs_unchanged(self, chain: ChainView, e: _HeldEntry) -> bool:
+        iv, tol = chain.iv, self.IV_TOL
+        return all(abs(iv.item(r) - v0) <= tol for r, v0 in e.ivs)  # a NaN IV compares False: recompute
+
+
+class _HeldEntry:
+    __slots__ = ("chain_id", "grid_id", "ivs", "pnl", "revision", "same_day", "spot", "ts_ns")
+
+    def __init__(self, revision: int, chain_id: int, grid_id: int, spot: float, ts_ns: int,
+                 idx: npt.NDArray[np.int64], iv: npt.NDArray[np.float64], pnl: npt.NDArray[np.float64],
+                 same_day: bool) -> None:
+        self.revision, self.chain_id, self.grid_id, self.spot, self.ts_ns = revision, chain_id, grid_id, spot, ts_ns
+        # (row, IV) pairs as Python numbers: the per-check comparison then reads one array item per row.
+        self.ivs = list(zip(idx.tolist(), iv.tolist(), strict=True))
+        self.pnl, self.same_day = pnl, same_day
+
+
+def usable_iv(chain: ChainView, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """The chain's IVs, with any of ``rows`` lacking one (a one-sided or empty quote) borrowing the IV of the
+    nearest strike of the same expiry; the chain's own array when nothing needs filling (no copy)."""
+    iv = chain.iv
+    if rows.size == 0 or bool(np.isfinite(iv[rows]).all()):
+        return iv
+    out = iv.copy()
+    t, k = chain.t_years, chain.strike
+    finite = np.isfinite(iv)
+    for r in rows[~np.isfinite(iv[rows])].tolist():
+        cand = np.flatnonzero(finite & (np.abs(t - t[r]) < 1e-12))
+        if cand.size:
+            out[r] = iv[cand[np.argmin(np.abs(k[cand] - k[r]))]]
+    return out
+
+
+def held_pnl(chain: ChainView, held: Mapping[str, float], u: str, spot: float, to_close: float,
+             grid: StressGrid) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], bool]:
+    """Rows held on ``u``, their scenario P&L vector (shares included) and whether one expires today."""
+    rows: list[int] = []
+    qty: list[float] = []
+    for sym, q in held.items():
+        if sym != u and q != 0:
+            r = chain.row_of(sym)
+            if r >= 0:
+                rows.append(r)
+                qty.append(q)
+    idx = np.array(rows, dtype=np.int64)
+    pnl = scenario_pnl(grid, chain.forward, chain.strike, chain.t_years, usable_iv(chain, idx), chain.is_call, idx,
+                       np.array(qty, dtype=np.float64), spot, held.get(u, 0.0), to_close)
+    return idx, pnl, has_same_day(chain.t_years, idx, to_close)

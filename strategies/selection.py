@@ -1,0 +1,132 @@
+"""Contract selection over a ``ChainView``'s arrays: by DTE window, delta, strike and width, credit, liquidity.
+
+Every helper works on whole columns with numpy (masks and argmin), never one Python call per row, and
+returns book rows (``-1`` when nothing qualifies) or boolean masks that compose with ``&``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import numpy.typing as npt
+
+from risk.views import FLAG_CROSSED, FLAG_NO_QUOTE, ChainView
+
+Mask = npt.NDArray[np.bool_]
+
+
+def dte_days(chain: ChainView, today: dt.date) -> npt.NDArray[np.int64]:
+    """Calendar days from ``today`` to each row's expiry."""
+    days: npt.NDArray[np.int64] = (chain.expiry.astype("datetime64[D]") - np.datetime64(today, "D")).astype(np.int64)
+    return days
+
+
+def dte_mask(chain: ChainView, today: dt.date, dte_min: int, dte_max: int) -> Mask:
+    d = dte_days(chain, today)
+    mask: Mask = (d >= dte_min) & (d <= dte_max)
+    return mask
+
+
+def expiries_in_window(chain: ChainView, today: dt.date, dte_min: int, dte_max: int) -> list[dt.date]:
+    """Distinct listed expiries with DTE in ``[dte_min, dte_max]``, ascending."""
+    sel = chain.expiry[dte_mask(chain, today, dte_min, dte_max)]
+    return [np.datetime64(e, "D").item() for e in np.unique(sel)]
+
+
+def expiry_mask(chain: ChainView, expiry: dt.date) -> Mask:
+    mask: Mask = chain.expiry == np.datetime64(expiry, "D")
+    return mask
+
+
+def quoted_mask(chain: ChainView, now_ns: int, max_age_ns: int) -> Mask:
+    """Rows with an offer (a bid may be zero: fine to buy, not to sell), uncrossed, no older than ``max_age_ns``,
+    with a usable IV and delta. Sell only rows that also pass ``sellable_mask``."""
+    mask: Mask = (
+        (chain.bid >= 0) & (chain.ask > 0) & (chain.ask >= chain.bid)
+        & ((chain.flags & (FLAG_CROSSED | FLAG_NO_QUOTE)) == 0)
+        & (now_ns - chain.quote_ts_ns <= max_age_ns) & np.isfinite(chain.iv) & np.isfinite(chain.delta)
+    )
+    return mask
+
+
+def sellable_mask(chain: ChainView) -> Mask:
+    """Rows with a bid to sell into."""
+    mask: Mask = chain.bid > 0
+    return mask
+
+
+def liquidity_mask(chain: ChainView, max_spread_pct: float, min_open_interest: int = 0,
+                   min_volume: int = 0, spread_floor_usd: float = 0.05) -> Mask:
+    """Rows whose spread (over mid, unless at most ``spread_floor_usd`` wide), open interest and volume pass."""
+    width = chain.ask - chain.bid
+    mid = 0.5 * (chain.bid + chain.ask)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = np.where(mid > 0, width / mid, np.inf)
+    mask: Mask = (((spread <= max_spread_pct) | (width <= spread_floor_usd + 1e-9))
+                  & (chain.open_interest >= min_open_interest) & (chain.volume >= min_volume))
+    return mask
+
+
+def by_delta(chain: ChainView, mask: Mask, is_call: bool, target: float, lo: float = 0.0, hi: float = 1.0) -> int:
+    """Row with |delta| closest to ``target`` among ``mask`` rows of the right with lo <= |delta| <= hi."""
+    ad = np.abs(chain.delta)
+    sel = mask & (chain.is_call == is_call) & (ad >= lo) & (ad <= hi)
+    if not sel.any():
+        return -1
+    score = np.where(sel, np.abs(ad - target), np.inf)
+    return int(np.argmin(score))
+
+
+def by_strike(chain: ChainView, mask: Mask, is_call: bool, strike: float, mode: str = "nearest") -> int:
+    """Row of the right nearest ``strike`` (``mode``: nearest, at_or_above, at_or_below) among ``mask``."""
+    sel = mask & (chain.is_call == is_call)
+    if mode == "at_or_above":
+        sel = sel & (chain.strike >= strike - 1e-9)
+    elif mode == "at_or_below":
+        sel = sel & (chain.strike <= strike + 1e-9)
+    elif mode != "nearest":
+        raise ValueError(f"unknown strike mode {mode!r}")
+    if not sel.any():
+        return -1
+    return int(np.argmin(np.where(sel, np.abs(chain.strike - strike), np.inf)))
+
+
+def atm_row(chain: ChainView, mask: Mask, is_call: bool) -> int:
+    """Row of the right whose strike is nearest its expiry's forward (spot when the forward is unknown)."""
+    ref = np.where(np.isfinite(chain.forward) & (chain.forward > 0), chain.forward, chain.spot)
+    sel = mask & (chain.is_call == is_call)
+    if not sel.any():
+        return -1
+    return int(np.argmin(np.where(sel, np.abs(chain.strike - ref), np.inf)))
+
+
+def wing_row(chain: ChainView, mask: Mask, short_row: int, width: float) -> int:
+    """The protective leg ``width`` beyond a short leg (further OTM): at least that far, nearest such strike."""
+    is_call = bool(chain.is_call[short_row])
+    k = float(chain.strike[short_row])
+    same = mask & (chain.expiry == chain.expiry[short_row])
+    if is_call:
+        return by_strike(chain, same & (chain.strike > k), True, k + width, "at_or_above")
+    return by_strike(chain, same & (chain.strike < k), False, k - width, "at_or_below")
+
+
+def mid(chain: ChainView, row: int) -> float:
+    return 0.5 * (float(chain.bid[row]) + float(chain.ask[row]))
+
+
+def credit_ratio(credit: float, width: float) -> float:
+    """Credit received over the spread's width (0 when the width is not positive)."""
+    return credit / width if width > 0 else 0.0
+
+
+def rows_fresh(chain: ChainView, rows: list[int], now_ns: int, max_age_ns: int) -> bool:
+    """Every row is in the book with a usable quote no older than ``max_age_ns`` (and spot is that fresh)."""
+    if now_ns - chain.spot_ts_ns > max_age_ns or not (chain.spot > 0):
+        return False
+    for r in rows:
+        if r < 0 or now_ns - int(chain.quote_ts_ns[r]) > max_age_ns:
+            return False
+        if chain.flags[r] & (FLAG_CROSSED | FLAG_NO_QUOTE) or not (chain.ask[r] > 0):
+            return False
+    return True

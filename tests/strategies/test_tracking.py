@@ -1,0 +1,82 @@
+"""Structure tracker: states driven by fills, order updates and denials, exact under duplicate fills."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from risk.model import IntentAction, IntentDenied, OrderFilled, OrderStatus, OrderUpdated, PricePolicy
+from risk.synthetic import SyntheticChain, ny_ns
+from strategies.structures import iron_condor
+from strategies.tracking import StructureStatus, StructureTracker
+
+EXPIRY = dt.date(2026, 12, 18)
+T0 = ny_ns(2026, 11, 16, 10, 0)
+
+
+@pytest.fixture
+def setup():  # type: ignore[no-untyped-def]
+    chain = SyntheticChain("SPY", 600.0, T0, [EXPIRY], [570.0 + 10 * i for i in range(7)])
+
+    def row(k: float, c: bool) -> int:
+        return chain.row_of(chain.symbol_at(EXPIRY, k, c))
+
+    s = iron_condor(chain, row(570, False), row(580, False), row(620, True), row(630, True))
+    return chain, s, StructureTracker("ic")
+
+
+def fills_for(intent, units: float, prices: list[float], tag: str):  # type: ignore[no-untyped-def]
+    return [OrderFilled(f"{tag}{i}", "o", intent.intent_id, leg.symbol, leg.side, units * leg.ratio, p, T0, T0,
+                        strategy_id="ic", structure_id=intent.structure_id, intent_id=intent.intent_id)
+            for i, (leg, p) in enumerate(zip(intent.legs, prices, strict=True))]
+
+
+def update(intent, status: OrderStatus, filled: float) -> OrderUpdated:  # type: ignore[no-untyped-def]
+    return OrderUpdated("o", intent.intent_id, status, filled, float(intent.qty), T0, T0, "ic", intent.structure_id,
+                        intent.intent_id)
+
+
+def test_open_fill_close_with_duplicates_is_exact(setup) -> None:  # type: ignore[no-untyped-def]
+    _, s, tr = setup
+    it = tr.open(s, 3, PricePolicy(), T0)
+    t = tr.structures[it.structure_id]
+    assert t.status is StructureStatus.OPENING and it.intent_id.endswith("open-1")
+    for f in fills_for(it, 3, [0.5, 1.0, 0.9, 0.4], "a") * 2:  # every fill delivered twice
+        tr.on_fill(f)
+    assert t.status is StructureStatus.OPEN and t.units == 3
+    assert t.entry_net_price == pytest.approx(-1.0)  # credit 1.00 a unit
+    (close,) = tr.close(t, PricePolicy(), T0 + 1, "take_profit")
+    assert close.action is IntentAction.CLOSE and close.qty == 3 and t.status is StructureStatus.CLOSING
+    for f in fills_for(close, 3, [0.2, 0.5, 0.4, 0.2], "b"):
+        tr.on_fill(f)
+    assert t.status is StructureStatus.CLOSED and tr.closed == 1
+    assert tr.realized_usd == pytest.approx((1.0 - 0.5) * 3 * 100)
+
+
+def test_partial_open_keeps_the_filled_units_and_closes_them(setup) -> None:  # type: ignore[no-untyped-def]
+    _, s, tr = setup
+    it = tr.open(s, 5, PricePolicy(), T0)
+    t = tr.structures[it.structure_id]
+    for f in fills_for(it, 2, [0.5, 1.0, 0.9, 0.4], "a"):
+        tr.on_fill(f)
+    tr.on_order_update(update(it, OrderStatus.CANCELED, 2))
+    assert t.status is StructureStatus.OPEN and t.units == 2
+    (close,) = tr.close(t, PricePolicy(), T0 + 1, "stop")
+    assert close.qty == 2
+
+
+def test_denied_or_unfilled_open_is_cancelled_and_denied_close_reopens(setup) -> None:  # type: ignore[no-untyped-def]
+    _, s, tr = setup
+    it = tr.open(s, 1, PricePolicy(), T0)
+    tr.on_denied(IntentDenied(it.intent_id, "ic", it.structure_id, ("halted",), "", T0, T0))
+    assert tr.structures[it.structure_id].status is StructureStatus.CANCELLED and tr.active() == []
+    it2 = tr.open(s, 1, PricePolicy(), T0)
+    t = tr.structures[it2.structure_id]
+    for f in fills_for(it2, 1, [0.5, 1.0, 0.9, 0.4], "c"):
+        tr.on_fill(f)
+    (close,) = tr.close(t, PricePolicy(), T0 + 1, "dte")
+    tr.on_order_update(update(close, OrderStatus.EXPIRED, 0))
+    assert t.status is StructureStatus.OPEN and t.close_attempts == 1
+    assert not t.close_retry_due(T0 + 1 + 5_000_000_000, 10.0)
+    assert t.close_retry_due(T0 + 1 + 10_000_000_000, 10.0)
