@@ -653,6 +653,10 @@ class Engine:
             await self.commands.stop()
         if self.core is not None:
             self.core.stop()
+        if self.settlements is not None and await self.settlements.poll() and self.router is not None:
+            # Expiries the broker booked since the last poll; their unwind orders go out while the trading
+            # stream still listens, so the fills they make are booked before we stop.
+            await self.router.drain(timeout_s=5.0)
         if self.router is not None and self.cfg.engine.cancel_on_shutdown and self.router.working:
             self.router.cancel_all()
             await self.router.drain(timeout_s=5.0)
@@ -661,8 +665,6 @@ class Engine:
             # orders still working once more over REST so the journal holds every fill the broker made.
             with contextlib.suppress(BrokerError):
                 await self.router.reconcile_open_orders()
-        if self.settlements is not None:
-            await self.settlements.poll()  # expiries the broker booked since the last poll
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.bus.drain(), 2.0)
         for feed in (self.option_feed, self.stock_feed, self.trading_feed):

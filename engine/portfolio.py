@@ -400,8 +400,10 @@ class Portfolio:
                 m = Mark(strike=float(chain.strike[row]), is_call=bool(chain.is_call[row]))
                 self._marks[sym] = m
             m.bid, m.ask = float(chain.bid[row]), float(chain.ask[row])
-            m.delta, m.gamma = _finite(chain.delta[row]), _finite(chain.gamma[row])
-            m.vega, m.theta = _finite(chain.vega[row]), _finite(chain.theta[row])
+            # A row whose IV cannot be solved this frame (say a quote below intrinsic) keeps its last good
+            # Greeks: dropping it to zero would hide real exposure from the gate and the hedger.
+            m.delta, m.gamma = _finite(chain.delta[row], m.delta), _finite(chain.gamma[row], m.gamma)
+            m.vega, m.theta = _finite(chain.vega[row], m.vega), _finite(chain.theta[row], m.theta)
         self._refresh_greeks(u)
 
     def on_spot(self, underlying: str, spot: float, ts_ns: int) -> None:
@@ -445,6 +447,6 @@ class Portfolio:
     _next_day_ns = 0
 
 
-def _finite(x: float) -> float:
+def _finite(x: float, fallback: float = 0.0) -> float:
     v = float(x)
-    return v if math.isfinite(v) else 0.0
+    return v if math.isfinite(v) else fallback

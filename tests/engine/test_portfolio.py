@@ -175,3 +175,19 @@ def test_strategy_summary_counts_structures_fills_and_pnl(chain: SyntheticChain)
     assert s.realized_usd == pytest.approx(200.0)
     assert s.pnl_usd == pytest.approx(200.0 + (mid - 11.0) * 200)
     assert s.greeks.delta_shares == pytest.approx(200 * chain.delta[r])
+
+
+def test_a_contract_whose_iv_fails_keeps_its_last_good_greeks(chain: SyntheticChain) -> None:
+    """A frame where a held row has NaN Greeks (IV unsolvable, e.g. a quote below intrinsic) must not zero its
+    exposure: the gate and the hedger would see a flat book that is not flat."""
+    p = Portfolio()
+    c = sym(chain, 600, "C")
+    p.on_fill(fill(c, Side.BUY, 2, 10.0, structure="gs"))
+    p.on_book(chain)
+    before = p.greeks("SPY")
+    assert before.delta_shares > 50
+    r = chain.row_of(c)
+    for name in ("delta", "gamma", "vega", "theta", "iv"):
+        getattr(chain, name)[r] = float("nan")
+    p.on_book(chain)
+    assert p.greeks("SPY") == before
