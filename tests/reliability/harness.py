@@ -200,7 +200,7 @@ shutdown_timeout_s = 15.0
 log_level = "info"
 
 [alpaca]
-options_feed = "indicative"
+options_feed = "{options_feed}"
 paper_url = "{trading_url}"
 data_url = "{data_url}"
 stream_url = "{stream_base}"
@@ -233,7 +233,7 @@ class EngineProcess:
     """``options-engine run -c engine.toml`` against the simulator, as a user starts it."""
 
     def __init__(self, workdir: Path, sim: SimProcess, redis_url: str | None, prefix: str = "rel",
-                 stale_ms: int = 2000, extra_toml: str = "") -> None:
+                 stale_ms: int = 2000, extra_toml: str = "", options_feed: str = "indicative") -> None:
         self.workdir = workdir
         self.sim = sim
         self.redis_url = redis_url
@@ -249,7 +249,8 @@ class EngineProcess:
         self.config_text = ENGINE_TOML.format(
             trading_url=u["trading_url"], data_url=u["data_url"], stream_base=stream_base,
             trading_stream_url=u["trading_stream_url"], redis_enabled="true" if redis_url else "false",
-            redis_url=redis_url or "redis://127.0.0.1:6379/0", prefix=prefix, stale_ms=stale_ms) + extra_toml
+            redis_url=redis_url or "redis://127.0.0.1:6379/0", prefix=prefix, stale_ms=stale_ms,
+            options_feed=options_feed) + extra_toml
 
     @property
     def log_path(self) -> Path:
