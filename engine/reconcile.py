@@ -19,7 +19,8 @@ Inputs are what the journal committed (engine/journal.py) and what the broker re
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from engine.journal import JournalOrder, JournalState, JournalStructure
 from risk.model import AssetClass, OrderFilled, OrderStatus, OrderUpdated, Side
 
 _EPS = 1e-9
+_REPLACEMENT = re.compile(r"(.+)\.r[0-9]+")
 
 
 class BrokerLeg(msgspec.Struct, frozen=True):
@@ -176,13 +178,22 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
         for leg in o.legs or ():
             coid_of_order_id[leg.id] = o.client_order_id
 
+    def journal_coid(coid: str) -> str | None:
+        """The journaled client_order_id ``coid`` belongs to: itself, or for a replacement ``<id>.r<k>``
+        the order chain's base (a crash can land between the broker's replace and its journal entry)."""
+        for c in (coid, _replacement_base(coid)):
+            if c is not None and (c in state.orders or c in intents_by_coid):
+                return c
+        return None
+
     def journal_context(coid: str) -> tuple[str, str, str]:
-        j = state.orders.get(coid)
-        if j is not None:
-            return j.strategy_id, j.structure_id, j.intent_id
-        i = intents_by_coid.get(coid)
-        if i is not None:
-            return i.intent.strategy_id, i.intent.structure_id, i.intent.intent_id
+        for c in (coid, journal_coid(coid)):
+            j = state.orders.get(c) if c is not None else None
+            if j is not None:
+                return j.strategy_id, j.structure_id, j.intent_id
+            i = intents_by_coid.get(c) if c is not None else None
+            if i is not None:
+                return i.intent.strategy_id, i.intent.structure_id, i.intent.intent_id
         return "", "", ""
 
     # 1. open orders at the broker: adopt known ones, cancel or adopt unknown ones by policy
@@ -190,7 +201,7 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
     cancel: list[CancelOrder] = []
     for o in broker.open_orders:
         coid = o.client_order_id
-        known = coid in state.orders or coid in intents_by_coid
+        known = journal_coid(coid) is not None
         strategy_id, structure_id, intent_id = journal_context(coid)
         if known:
             adopt.append(
@@ -268,7 +279,8 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
         )
 
     # 4. fills: import what the broker's activities show beyond the journal; never invent one
-    imported = _import_fills(state, broker, broker_by_coid, coid_of_order_id, journal_context, alert, now_ns)
+    imported = _import_fills(state, broker, broker_by_coid, coid_of_order_id, journal_coid, journal_context, alert,
+                             now_ns)
 
     # 5. positions: the broker's are the truth; report every difference
     expected: dict[str, float] = collections.defaultdict(float, state.positions())
@@ -311,11 +323,18 @@ def _update_from_broker(j: JournalOrder, b: BrokerOrder, now_ns: int) -> OrderUp
     )
 
 
+def _replacement_base(coid: str) -> str | None:
+    """``<id>`` for a replacement's ``<id>.r<k>`` (engine/router.py names replacements so), else None."""
+    m = _REPLACEMENT.fullmatch(coid)
+    return m.group(1) if m else None
+
+
 def _import_fills(
     state: JournalState,
     broker: BrokerState,
     broker_by_coid: dict[str, BrokerOrder],
     coid_of_order_id: dict[str, str],
+    journal_coid: Callable[[str], str | None],
     journal_context: Any,
     alert: Any,
     now_ns: int,
@@ -344,9 +363,8 @@ def _import_fills(
         acts[(coid, a.symbol)].append(a)
 
     imported: list[OrderFilled] = []
-    intent_coids = {i.client_order_id for i in state.intents.values()}
     for coid, order in broker_by_coid.items():
-        if coid not in state.orders and coid not in intent_coids:
+        if journal_coid(coid) is None:
             continue
         strategy_id, structure_id, intent_id = journal_context(coid)
         for symbol, broker_filled in _leg_filled(order).items():

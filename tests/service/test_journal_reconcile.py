@@ -277,3 +277,29 @@ async def test_mleg_order_legs_are_reconciled_per_symbol(tmp_path: Path):
     plan = reconcile(state, broker, ReconcilePolicy(), NOW)
     assert [(f.symbol, f.execution_id, f.parent_order_id) for f in plan.import_fills] == [(PUT, "a-put", "par-1")]
     assert "position_mismatch" not in [a.code for a in plan.alerts]
+
+
+async def test_a_replacement_the_crash_kept_from_the_journal_is_ours_and_its_fills_are_imported(tmp_path: Path):
+    """Regression (kill -9 loop): SIGKILL after the broker replaced ``oe-3`` by ``oe-3.r1`` and filled it, before
+    the journal heard of ``oe-3.r1``. The replacement belongs to the journaled order chain: its fills are imported
+    with the intent's strategy and structure, and an open replacement is adopted, never cancelled as unknown."""
+    state = await _journal_with(
+        tmp_path, intents=[(make_intent("in-3", "st-3"), "oe-3")],
+        orders=[make_update("oe-3", "ord-3", OrderStatus.REPLACED, intent_id="in-3", structure_id="st-3")],
+    )
+    fill = {"id": "20261120150200000::r1", "activity_type": "FILL", "order_id": "ord-3r1", "symbol": CALL,
+            "side": "sell", "qty": "1", "price": "1.20", "transaction_time": "2026-11-20T15:02:00Z"}
+    broker = decode_broker([], [_order("oe-3", "ord-3", "replaced"), _order("oe-3.r1", "ord-3r1", "filled", filled="1")],
+                           [{"symbol": CALL, "qty": "-1"}], [fill])
+    plan = reconcile(state, broker, ReconcilePolicy("cancel", "oe"), NOW)
+    assert [(f.execution_id, f.client_order_id, f.structure_id, f.strategy_id, f.intent_id, f.signed_qty)
+            for f in plan.import_fills] == [("20261120150200000::r1", "oe-3.r1", "st-3", "iron_condor", "in-3", -1.0)]
+    codes = [a.code for a in plan.alerts]
+    assert "position_mismatch" not in codes and "unknown_fill_at_broker" not in codes
+
+    working = decode_broker([_order("oe-3.r2", "ord-3r2", "new")], [_order("oe-3", "ord-3", "replaced")], [], [])
+    plan = reconcile(state, working, ReconcilePolicy("cancel", "oe"), NOW)
+    assert plan.cancel == []
+    assert [(a.client_order_id, a.known, a.intent_id, a.structure_id) for a in plan.adopt] == [
+        ("oe-3.r2", True, "in-3", "st-3")
+    ]
