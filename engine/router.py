@@ -61,6 +61,10 @@ class RouterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """POST attempts for one client_order_id before giving up (429s, timeouts and 5xx)."""
     retry_backoff_s: float = 0.25
     """First wait between attempts after a timeout or 5xx (doubles each time)."""
+    max_submit_wait_s: float = 2.0
+    """A limit-priced intent that would wait longer than this for the request budget (a 429 pauses every
+    request until the broker's window resets, up to a minute) is denied ``rate_limited`` instead of going out
+    later at a price made for a market that has moved; one that waited that long anyway is re-priced."""
 
 
 class IntentJournal(Protocol):
@@ -124,7 +128,7 @@ class Router:
         """POSTs sent per client_order_id (a value above 1 only ever follows an unknown outcome)."""
         self.counters: dict[str, int] = {
             "intents": 0, "orders_placed": 0, "adopted_after_unknown": 0, "rejected": 0, "replaces": 0,
-            "replace_rejected": 0, "cancels": 0, "timeouts": 0, "gave_up": 0,
+            "replace_rejected": 0, "cancels": 0, "timeouts": 0, "gave_up": 0, "rate_limited": 0,
         }
         self.on_order_written: Callable[[str, int], None] | None = None
         """Hook called with (client_order_id, wall ns) right after an order request is written."""
@@ -170,6 +174,12 @@ class Router:
 
     async def _place(self, wo: WorkingOrder) -> None:
         intent = wo.intent
+        wait = self.budget.delay_s()
+        if intent.price_policy.kind == "limit" and wait > self.config.max_submit_wait_s:
+            self.counters["rate_limited"] += 1
+            self._deny(intent, ("rate_limited",), f"broker rate limit: no request may go out for {wait:.1f} s")
+            self._finish(wo)
+            return
         try:
             request = self._initial_request(wo)
         except _Unpriceable as exc:
@@ -195,7 +205,16 @@ class Router:
         cid = wo.client_order_id
         backoff = self.config.retry_backoff_s
         for attempt in range(self.config.submit_attempts):
+            asked = time.monotonic()
             await self.budget.acquire()
+            if wo.intent.price_policy.kind == "limit" and time.monotonic() - asked > self.config.max_submit_wait_s:
+                try:
+                    request = self._initial_request(wo)  # the same client_order_id at today's price
+                except _Unpriceable as exc:
+                    if attempt == 0:
+                        self._deny(wo.intent, ("no_quote",), str(exc))
+                        return None
+                    # an earlier POST may have reached the broker: keep its price rather than lose track of it
             self.submitted[cid] = self.submitted.get(cid, 0) + 1
             if self.on_order_written is not None:
                 self.on_order_written(cid, self._wall_ns())

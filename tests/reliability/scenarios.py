@@ -8,6 +8,7 @@ measurements; the caller then checks the invariants (:func:`harness.check_invari
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 from collections.abc import Callable
@@ -47,6 +48,18 @@ def _wait(pred: Callable[[], bool], timeout_s: float, step_s: float = 0.05) -> f
 
 def _injected(rig: Rig, key: str) -> int:
     return int(rig.sim.state()["faults_injected"].get(key, 0))
+
+
+def _wait_out_rate_limit(rig: Rig, since_wall: float) -> float:
+    """Sleep until every rate-limit pause the engine logged since ``since_wall`` is over; the seconds slept."""
+    until = since_wall
+    for e in _events(rig, "broker_rate_limited"):
+        at = dt.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+        if at >= since_wall:
+            until = max(until, at + float(e.get("retry_after_s", 0.0)))
+    wait = max(0.0, until - time.time())
+    time.sleep(wait + 0.5 if wait else 0.0)
+    return round(wait, 2)
 
 
 def _router(rig: Rig) -> dict[str, int]:
@@ -134,12 +147,18 @@ def reject_406_on_reconnect(rig: Rig) -> dict[str, Any]:
 def rest_errors(kind: str, count: int) -> Scenario:
     def run(rig: Rig) -> dict[str, Any]:
         key = f"rest_{kind}"
+        t0_wall = time.time()
         before = _injected(rig, key)
         n = count if rig.full else max(2, count // 3)
         rig.sim.control("POST", "/rest/faults", {"kind": kind, "count": n, "scope": "trading"})
         used = _wait(lambda: _injected(rig, key) >= before + n, 30.0 if rig.full else 5.0, 0.1)
         rig.sim.control("DELETE", "/faults")
-        return {"served": _injected(rig, key) - before, "served_within_s": used}
+        out = {"served": _injected(rig, key) - before, "served_within_s": used}
+        if kind == "429":
+            # Removing this fault takes until the broker's window resets: a 429 tells the client to send nothing
+            # before X-RateLimit-Reset (up to 60 s), and the engine obeys. Only then can it read what it missed.
+            out["rate_limit_wait_s"] = _wait_out_rate_limit(rig, t0_wall)
+        return out
 
     run.__name__ = f"rest_{kind}_burst"
     return run

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from engine.sim.server import Simulator
-from risk.model import OrderFilled, OrderStatus, OrderUpdated, PricePolicy, Side
+from risk.model import IntentDenied, OrderFilled, OrderStatus, OrderUpdated, PricePolicy, Side
 
 from .rig import RouterRig, sim_config
 
@@ -73,6 +73,19 @@ async def test_429_burst_is_waited_out_and_the_order_placed_once(rig: RouterRig)
     assert rig.sim_orders_by_client_id() == {f"oe-{intent.intent_id}": 1}
     assert _filled(rig, intent.intent_id) == 1
     rig.assert_exact()
+
+
+async def test_a_limit_order_is_denied_not_sent_stale_while_a_429_pauses_every_request(rig: RouterRig) -> None:
+    """After a 429 nothing may go out until the broker's window resets (up to a minute): a limit price made
+    now would be stale by then, so the intent is denied ``rate_limited`` and never reaches the broker."""
+    rig.router.budget.on_rate_limited(30.0)
+    intent = rig.single(3, Side.BUY)
+    rig.router.submit(intent)
+    await rig.settle()
+    denied = [e for e in rig.of(IntentDenied) if e.intent_id == intent.intent_id]
+    assert [d.reasons for d in denied] == [("rate_limited",)], denied
+    assert rig.router.counters["rate_limited"] == 1 and not rig.router.working
+    assert rig.sim_orders_by_client_id() == {}
 
 
 @pytest.mark.parametrize("kind", ["500", "504"])
