@@ -62,9 +62,9 @@ def main() -> int:
     ap.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
     ap.add_argument("--option-quote-rate", type=float, default=10.0,
                     help="quotes per contract per simulated second")
-    ap.add_argument("--publish-interval-ms", type=float, default=25.0,
+    ap.add_argument("--publish-interval-ms", type=float, default=35.0,
                     help="wall ms between simulator steps; at most one quote per contract per step, so this and "
-                         "the subscribed contracts set the flood: ~600 contracts / 25 ms = ~24k quotes/s")
+                         "the subscribed contracts set the flood: ~800 contracts / 35 ms = ~23k quotes/s")
     ap.add_argument("--options-feed", choices=("indicative", "opra"), default="opra",
                     help="opra: up to 1,000 streamed contracts (indicative: 200)")
     ap.add_argument("--sample-s", type=float, default=10.0)
