@@ -48,6 +48,10 @@ class StrategyTally:
     max_abs_delta: float = 0.0
 
 
+_OPTION_DATA_REASONS = frozenset({"quotes", "trades", "snapshot"})
+"""BookUpdated reasons that carry option-stream data (a "spot" update comes from the stock stream)."""
+
+
 class ActorContext:
     """The ``StrategyContext`` one actor sees; everything it does goes through the core."""
 
@@ -161,7 +165,8 @@ class TradingCore:
         self._trigger_wall_ns = event.ts_init_ns
         self.portfolio.on_book(chain)
         self._breaker(self.breakers.on_daily_pnl(self.portfolio.daily_pnl_usd(), event.ts_event_ns))
-        self._breaker(self.breakers.on_feed_data("options", event.ts_event_ns))
+        if event.reason in _OPTION_DATA_REASONS:  # a spot move reprices at held IVs: it is not option data
+            self._breaker(self.breakers.on_feed_data("options", event.ts_event_ns))
         for actor in self.actors.values():
             if event.underlying in actor.underlyings:
                 self._guard(actor, actor.on_book, chain)

@@ -95,3 +95,42 @@ async def test_restart_reconciliation_reads_every_page_of_fill_activities() -> N
     finally:
         await broker.close()
         await sim.stop()
+
+
+def test_underlying_moves_do_not_clear_a_stale_options_feed() -> None:
+    """A muted option socket tripped the gate, and the next stock quote cleared it again: a spot move reprices
+    the chain at held IVs and publishes a BookUpdated, which the core took for fresh option data. Found by
+    ``options_socket_mute`` under load: the gate flapped HALTED/ACTIVE and was seen HALTED 1.7 s late."""
+    from engine.book import Market
+    from engine.broker import AlpacaBroker
+    from engine.clock import EventClock
+    from engine.core import TradingCore
+    from engine.events import BookUpdated, FeedStale
+    from engine.orders import OrderStateMachine
+    from engine.portfolio import Portfolio
+    from engine.router import Router
+    from risk.gate import RiskGate
+    from risk.limits import RiskLimits
+    from risk.views import AccountView
+
+    t0 = 1_795_000_000 * NS
+    clock = EventClock(t0)
+    market = Market()
+    market.book("SPY")
+    broker = AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s")  # never called
+    router = Router(broker, OrderStateMachine(), market, clock, lambda e: None)
+    core = TradingCore(clock=clock, market=market, portfolio=Portfolio(), router=router, gate=RiskGate(RiskLimits()),
+                       breakers=Breakers(BreakerLimits(stale_data_after_ms=1000)), actors=(),
+                       account=AccountView(1e5, 1e5, 1e5, 1e5))
+
+    def book(reason: str, ts: int) -> BookUpdated:
+        return BookUpdated("SPY", 1, 0, 0, 600.0, reason, ts, ts)  # type: ignore[arg-type]
+
+    core.on_book(book("quotes", t0))
+    clock.advance(t0 + 2 * NS)
+    core.on_feed_stale(FeedStale("options", 2.0, t0 + 2 * NS, 0))
+    assert state(core.breakers) is TradingState.HALTED
+    core.on_book(book("spot", t0 + 2 * NS))  # a stock quote moved spot: no option quote arrived
+    assert state(core.breakers) is TradingState.HALTED
+    core.on_book(book("quotes", t0 + 3 * NS))  # option data again
+    assert state(core.breakers) is TradingState.ACTIVE
