@@ -374,8 +374,11 @@ class Engine:
         for jf in state.fills:
             self.portfolio.on_fill(jf.fill)
         for fill in plan.import_fills:
-            if self.journal.record_fill(fill, source="broker_activity") is not None:
+            seq = self.journal.record_fill(fill, source="broker_activity")
+            if seq is not None:
                 self.portfolio.on_fill(fill)
+                if self.publisher is not None:  # the fills stream must carry every journaled fill
+                    self.publisher.publish_fill(seq, fill)
         for alert in plan.alerts:
             self.alert(alert)
         self.reconcile_summary = {"adopted": len(plan.adopt), "cancelled": len(plan.cancel),
@@ -461,6 +464,7 @@ class Engine:
 
     def _start_periodic(self) -> None:
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self._stale_watch(), name="stale-watch"))
 
     def _start_service_hooks(self) -> None:
         cfg = self.cfg
@@ -590,11 +594,9 @@ class Engine:
         """Wall-clock chores: stale-data watch, subscription re-centre, account refresh, Greeks, status."""
         last_sub = last_acct = last_greeks = last_tick = last_settle = time.monotonic()
         was_open = self._market_open()
-        stale_ms = self.cfg.risk.breakers.stale_data_after_ms
         while not self.stop_event.is_set():
             await asyncio.sleep(0.1)
             mono = time.monotonic()
-            self._watch_stale(mono, stale_ms)
             if mono - last_sub >= 5.0:
                 last_sub = mono
                 await self._update_subscriptions()
@@ -621,6 +623,13 @@ class Engine:
                 self.notifier.status(self.status_line())
                 if self._on_tick is not None:
                     self._on_tick(self)
+
+    async def _stale_watch(self) -> None:
+        """The stale-data watch on its own task: housekeeping awaits REST chores (and the request budget, up
+        to a minute after a 429), and a silent feed must trip the gate within its limit all the same."""
+        while not self.stop_event.is_set():
+            await asyncio.sleep(0.1)
+            self._watch_stale(time.monotonic(), self.cfg.risk.breakers.stale_data_after_ms)
 
     def _watch_stale(self, mono: float, stale_ms: int) -> None:
         """A feed silent (wall time) past the stale limit while the market is open trips the breaker now."""
