@@ -209,7 +209,12 @@ class ContractCatalog:
             expiration_lte=(today + dt.timedelta(days=max_dte)).isoformat(),
         )
         contracts = [contract_from(c) for c in raw if c.tradable]
-        self._cache[key] = (self._clock(), contracts)
+        now = self._clock()
+        # Keep only what can still be asked for: a key per trading day and DTE window, never evicted,
+        # grew the engine by a day's listings (~7,500 contracts here) at every session roll.
+        for old in [k for k, (at, _) in self._cache.items() if k[1] != today or now - at >= self._ttl_s]:
+            del self._cache[old]
+        self._cache[key] = (now, contracts)
         log.info("contracts_loaded", underlying=underlying, contracts=len(contracts))
         return contracts
 

@@ -94,3 +94,30 @@ def test_cap_is_shared_between_underlyings() -> None:
     universe = {"SPY": chain("SPY", 600.0), "QQQ": chain("QQQ", 500.0)}
     chosen = SubscriptionBudget(BudgetConfig(cap=100)).plan(universe, {"SPY": 600.0, "QQQ": 500.0}, TODAY)
     assert sum(s.startswith("SPY") for s in chosen) == 50 and sum(s.startswith("QQQ") for s in chosen) == 50
+
+
+async def test_the_contract_catalog_keeps_only_the_current_day() -> None:
+    """Found by the soak: a cache entry per trading day, never evicted, grew the engine by a day's listings
+    at every session roll (+4-5 MiB per simulated day). Only today's windows stay; yesterday's are dropped."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from engine.subscriptions import ContractCatalog
+
+    calls: list[str] = []
+
+    class Broker:
+        async def option_contracts(self, underlyings: list[str], **kw: Any) -> list[Any]:
+            calls.append(kw["expiration_gte"])
+            exp = dt.date.fromisoformat(kw["expiration_gte"])
+            return [SimpleNamespace(symbol=format_occ("SPY", exp, True, 600.0 + i), underlying_symbol="SPY",
+                                    expiration_date=exp.isoformat(), strike_price=str(600 + i), type="call",
+                                    open_interest="1",
+                                    tradable=True) for i in range(3)]
+
+    catalog = ContractCatalog(Broker())  # type: ignore[arg-type]
+    day1, day2 = dt.date(2026, 11, 23), dt.date(2026, 11, 24)
+    first = await catalog.contracts("SPY", day1, 30)
+    assert await catalog.contracts("SPY", day1, 30) is first and len(calls) == 1  # cached within the day
+    await catalog.contracts("SPY", day2, 30)
+    assert [k[1] for k in catalog._cache] == [day2]
