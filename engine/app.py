@@ -148,6 +148,7 @@ class Engine:
         self._started_wall = 0.0
         self.feeds_connected: set[str] = set()
         self.reconcile_summary: dict[str, int] = {}
+        self._evicted_day: dt.date | None = None
         self.settlements: SettlementPoller | None = None
         self.tick_to_order_ns: collections.deque[int] = collections.deque(maxlen=100_000)
         self._intents_seen = 0
@@ -424,6 +425,11 @@ class Engine:
             await self.subscriptions.update(today, spots, pinned={s for s in pinned if len(s) > 12})
         except BrokerError as exc:
             log.warning("subscription_update_failed", error=str(exc))
+        if today != self._evicted_day:
+            self._evicted_day = today
+            dropped = self.market.evict_expired(today, keep=pinned)
+            if dropped:
+                log.info("expired_contracts_evicted", contracts=dropped, session=today.isoformat())
         if self.recorder is not None:
             self.recorder.note_book(self.market)
 

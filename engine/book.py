@@ -17,8 +17,10 @@ No awaits and no per-message Python objects anywhere on this path.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
 import numpy as np
@@ -171,6 +173,8 @@ class OptionBook:
         self.symbols: list[str] = []
         self._rows: dict[str, int] = {}
         self.counters = np.zeros(4, dtype=np.int64)
+        self.generation = 0
+        """Bumped when rows are removed (row numbers change): a cache of row numbers is void after it."""
         self._alloc(0)
 
     def _alloc(self, n: int) -> None:
@@ -232,6 +236,24 @@ class OptionBook:
         if open_interest is not None:
             self.open_interest[rows] = open_interest
         return rows
+
+    def drop_rows(self, keep: npt.NDArray[np.bool_]) -> list[str]:
+        """Remove the rows ``keep`` is False for (contracts past expiry); the symbols removed, in row order.
+
+        Rows after a removed one move up; ``generation`` changes so that nothing keeps using old row numbers.
+        """
+        if keep.shape[0] != len(self.symbols):
+            raise ValueError(f"keep has {keep.shape[0]} entries for {len(self.symbols)} rows")
+        if keep.all():
+            return []
+        dropped = [s for s, k in zip(self.symbols, keep.tolist(), strict=True) if not k]
+        for name in _ROW_ARRAYS:
+            setattr(self, name, np.ascontiguousarray(getattr(self, name)[keep]))
+        self._rebind_outputs()
+        self.symbols = [s for s, k in zip(self.symbols, keep.tolist(), strict=True) if k]
+        self._rows = {sym: i for i, sym in enumerate(self.symbols)}
+        self.generation += 1
+        return dropped
 
     # --- updates -----------------------------------------------------------------------------
 
@@ -505,6 +527,33 @@ class Market:
             self.gid_row = np.concatenate([self.gid_row, np.full(grow, -1, dtype=np.int32)])
         self.gid_book[gids] = self._book_no[underlying]
         self.gid_row[gids] = rows
+
+    def evict_expired(self, today: dt.date, keep: AbstractSet[str] = frozenset()) -> int:
+        """Drop contracts that expired before ``today`` (except those in ``keep``: held, or with a working
+        order); their stream ids stop mapping to a row. A service running for weeks would otherwise carry,
+        and reprice on every spot move, every contract it ever streamed. Returns the number dropped."""
+        cutoff = np.datetime64(today, "D")
+        total = 0
+        for book_no, book in enumerate(self._book_list):
+            alive = book.expiry >= cutoff
+            for sym in keep:
+                r = book.row_of(sym)
+                if r >= 0:
+                    alive[r] = True
+            dropped = book.drop_rows(alive)
+            if not dropped:
+                continue
+            total += len(dropped)
+            for sym in dropped:
+                gid = self.option_index.id_of(sym)
+                if gid >= 0:
+                    self.gid_book[gid] = -1
+                    self.gid_row[gid] = -1
+            for row, sym in enumerate(book.symbols):
+                gid = self.option_index.id_of(sym)
+                if gid >= 0 and self.gid_book[gid] == book_no:
+                    self.gid_row[gid] = row
+        return total
 
     # --- hot path ----------------------------------------------------------------------------
 

@@ -187,8 +187,9 @@ class HeldStressCache:
 
     The held book's vector is recomputed when the positions change (the portfolio's ``revision``,
     bumped on every applied fill; without that attribute nothing is cached), when the chain object or
-    the scenario grid changes, when spot has moved ``SPOT_TOL`` (relative), when any held leg's IV has
-    moved ``IV_TOL`` or become NaN, or when ``MAX_AGE_NS`` of event time has passed. Within those
+    the scenario grid changes or the chain drops rows (its ``generation``), when spot has moved
+    ``SPOT_TOL`` (relative), when any held leg's IV has moved ``IV_TOL`` or become NaN, or when
+    ``MAX_AGE_NS`` of event time has passed. Within those
     bounds the scenarios (moves of several percent and vol points) are unchanged for risk purposes,
     and a check right after a new book frame costs only the intent's own legs.
     """
@@ -205,8 +206,10 @@ class HeldStressCache:
     def held_pnl(self, chain: ChainView, held: Mapping[str, float], u: str, spot: float, to_close: float,
                  grid: StressGrid, revision: int | None) -> tuple[npt.NDArray[np.float64], bool]:
         e = self._entries.get(u)
+        generation = getattr(chain, "generation", 0)  # rows removed from the book: cached row numbers are void
         if (e is not None and revision is not None and e.revision == revision and e.chain_id == id(chain)
-                and e.grid_id == id(grid) and abs(spot - e.spot) <= self.SPOT_TOL * e.spot
+                and e.generation == generation and e.grid_id == id(grid)
+                and abs(spot - e.spot) <= self.SPOT_TOL * e.spot
                 and 0 <= chain.ts_ns - e.ts_ns <= self.MAX_AGE_NS
                 and self._ivs_unchanged(chain, e)):
             self.hits += 1
@@ -214,8 +217,8 @@ class HeldStressCache:
         self.misses += 1
         idx, pnl, same_day = held_pnl(chain, held, u, spot, to_close, grid)
         if revision is not None:
-            self._entries[u] = _HeldEntry(revision, id(chain), id(grid), spot, chain.ts_ns, idx, chain.iv[idx],
-                                          pnl, same_day)
+            self._entries[u] = _HeldEntry(revision, id(chain), generation, id(grid), spot, chain.ts_ns, idx,
+                                          chain.iv[idx], pnl, same_day)
         return pnl, same_day
 
 
@@ -225,12 +228,13 @@ class HeldStressCache:
 
 
 class _HeldEntry:
-    __slots__ = ("chain_id", "grid_id", "ivs", "pnl", "revision", "same_day", "spot", "ts_ns")
+    __slots__ = ("chain_id", "generation", "grid_id", "ivs", "pnl", "revision", "same_day", "spot", "ts_ns")
 
-    def __init__(self, revision: int, chain_id: int, grid_id: int, spot: float, ts_ns: int,
+    def __init__(self, revision: int, chain_id: int, generation: int, grid_id: int, spot: float, ts_ns: int,
                  idx: npt.NDArray[np.int64], iv: npt.NDArray[np.float64], pnl: npt.NDArray[np.float64],
                  same_day: bool) -> None:
         self.revision, self.chain_id, self.grid_id, self.spot, self.ts_ns = revision, chain_id, grid_id, spot, ts_ns
+        self.generation = generation
         # (row, IV) pairs as Python numbers: the per-check comparison then reads one array item per row.
         self.ivs = list(zip(idx.tolist(), iv.tolist(), strict=True))
         self.pnl, self.same_day = pnl, same_day

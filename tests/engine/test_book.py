@@ -182,3 +182,34 @@ def test_frame_with_two_underlyings_updates_both_books() -> None:
     assert {e.underlying for e in events[-2:]} == {"SPY", "QQQ"}
     qbook = market.chain("QQQ")
     assert qbook is not None and qbook.bid[0] == 12.0
+
+
+def test_expired_contracts_are_evicted_and_the_rest_keep_their_rows_data_and_stream_ids() -> None:
+    """Found by the soak: the book kept (and repriced on every spot move) every contract it ever streamed,
+    growing by a day's worth of expiries per session. Eviction at the day roll drops rows that expired before
+    today, except held ones; what stays keeps its quotes and Greeks and still receives its stream."""
+    market, proto, _ = setup()
+    old_exp = dt.date(2026, 11, 13)  # expired before NOW (2026-11-20)
+    expired = [format_occ("SPY", old_exp, c, k) for c in (True, False) for k in STRIKES]
+    market.add_contracts("SPY", expired)
+    feed(market, proto, fair_quotes())
+    book = market.chain("SPY")
+    assert book is not None and len(book) == 20
+    before = {s: (book.bid[book.row_of(s)], book.iv[book.row_of(s)], book.delta[book.row_of(s)]) for s in SYMS}
+    generation = book.generation
+
+    held = expired[2]
+    dropped = market.evict_expired(dt.date(2026, 11, 20), keep={held})
+    assert dropped == 9 and len(book) == 11 and book.generation == generation + 1
+    assert book.row_of(expired[0]) == -1 and book.row_of(held) >= 0
+    assert all(len(getattr(book, name)) == 11 for name in ("bid", "iv", "delta", "expiry", "flags", "dirty"))
+    for s, (bid, iv, delta) in before.items():
+        r = book.row_of(s)
+        assert book.symbols[r] == s and book.bid[r] == bid and book.delta[r] == delta
+        np.testing.assert_equal(book.iv[r], iv)
+
+    t = NOW_NS + 2_000_000_000
+    assert feed(market, proto, [quote(SYMS[4], 1.11, 1.19, t)]) == 1  # a kept contract's stream still lands
+    assert book.bid[book.row_of(SYMS[4])] == 1.11
+    assert feed(market, proto, [quote(expired[0], 5.0, 5.2, t)]) == 0  # an evicted one's is ignored
+    assert market.evict_expired(dt.date(2026, 11, 20), keep={held}) == 0 and book.generation == generation + 1

@@ -501,6 +501,9 @@ def test_held_book_stress_is_reused_only_while_it_cannot_have_changed(env: Env) 
     env.hold(intent(env, [(600, "P", Side.BUY)], iid="more"))  # positions changed: recompute
     check()
     assert gate.cache.misses == 4
+    env.chain.generation = getattr(env.chain, "generation", 0) + 1  # the book dropped rows: row numbers moved
+    check()
+    assert gate.cache.misses == 5
     # A cached verdict equals the uncached one.
     env.chain.reprice(601.0, env.now_ns)
     cached, fresh = check(), env.check(it)

@@ -289,8 +289,8 @@ async def test_a_replacement_the_crash_kept_from_the_journal_is_ours_and_its_fil
     )
     fill = {"id": "20261120150200000::r1", "activity_type": "FILL", "order_id": "ord-3r1", "symbol": CALL,
             "side": "sell", "qty": "1", "price": "1.20", "transaction_time": "2026-11-20T15:02:00Z"}
-    broker = decode_broker([], [_order("oe-3", "ord-3", "replaced"), _order("oe-3.r1", "ord-3r1", "filled", filled="1")],
-                           [{"symbol": CALL, "qty": "-1"}], [fill])
+    recent = [_order("oe-3", "ord-3", "replaced"), _order("oe-3.r1", "ord-3r1", "filled", filled="1")]
+    broker = decode_broker([], recent, [{"symbol": CALL, "qty": "-1"}], [fill])
     plan = reconcile(state, broker, ReconcilePolicy("cancel", "oe"), NOW)
     assert [(f.execution_id, f.client_order_id, f.structure_id, f.strategy_id, f.intent_id, f.signed_qty)
             for f in plan.import_fills] == [("20261120150200000::r1", "oe-3.r1", "st-3", "iron_condor", "in-3", -1.0)]

@@ -32,7 +32,9 @@ def test_secret_values_from_the_environment_are_redacted_everywhere(monkeypatch)
         log.warning("feed_auth_failed", detail=f"server said: key {KEY_ID} with secret {SECRET} rejected")
         log.info("command_received", raw=f'{{"secret": "{CMD_SECRET}"}}', api_key="whatever-value")
         log.debug(
-            "unrelated_key_shape", key="AK" "ZZZZZZZZZZZZZZZZZZ", symbols=["AK" "AM261127C00050000", "CK" "PTX261127P00012500"]
+            "unrelated_key_shape",
+            key="AK" "ZZZZZZZZZZZZZZZZZZ",
+            symbols=["AK" "AM261127C00050000", "CK" "PTX261127P00012500"],
         )
         try:
             raise RuntimeError(f"boom {SECRET}")
