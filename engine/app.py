@@ -226,6 +226,10 @@ class Engine:
         self.core.start()
         self._start_periodic()
         await self._wait_feeds()
+        if self.router is not None and self.orders.working_orders():
+            # Orders adopted at restart may have filled between the broker snapshot and the trading stream's
+            # subscription, and trade_updates does not replay: read them once more now that the stream listens.
+            self._tasks.append(asyncio.create_task(self.router.reconcile_open_orders(), name="startup-reread"))
         self._start_service_hooks()
         # Start-up objects (modules, Numba, the book) leave the collector's view: a full collection over them
         # stopped the loop for ~0.3 s now and then; what the running engine allocates is still collected.

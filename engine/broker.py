@@ -523,9 +523,12 @@ class AlpacaBroker:
         strike_lte: float | None = None,
         type: Literal["call", "put"] | None = None,
         status: str = "active",
-        limit: int = 1000,
+        limit: int = 10_000,
     ) -> list[OptionContract]:
-        """All contracts matching the filters (every page of /v2/options/contracts)."""
+        """All contracts matching the filters (every page of /v2/options/contracts).
+
+        Pages of Alpaca's maximum (10,000): a chain of ~4,000 contracts is one request of the 200 a minute the
+        trading API allows, which restarts share with the run before them."""
         out: list[OptionContract] = []
         token: str | None = None
         while True:
