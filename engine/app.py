@@ -601,7 +601,8 @@ class Engine:
     # ------------------------------------------------------------------------------------ housekeeping
 
     async def _housekeeping(self) -> None:
-        """Wall-clock chores: stale-data watch, subscription re-centre, account refresh, Greeks, status."""
+        """Wall-clock chores: subscription re-centre and expiry eviction, order re-reads, settlements, account
+        refresh, Greeks, status (the stale-data watch has its own task)."""
         last_sub = last_acct = last_greeks = last_tick = last_settle = time.monotonic()
         was_open = self._market_open()
         while not self.stop_event.is_set():
