@@ -242,19 +242,18 @@ class StructureTracker:
         """Settle a structure when its order ends without (complete) fills."""
         if not update.status.is_terminal:
             return None
-        t = self._find(update.structure_id, update.intent_id)
-        if t is None:
-            return None
-        action = self._by_intent.get(update.intent_id, ("", IntentAction.OPEN))[1]
-        self._intent_ended(t, action, update.intent_id)
-        return t
+        return self._end(update.structure_id, update.intent_id)
 
     def on_denied(self, denied: IntentDenied) -> Tracked | None:
-        t = self._find(denied.structure_id, denied.intent_id)
+        return self._end(denied.structure_id, denied.intent_id)
+
+    def _end(self, structure_id: str, intent_id: str) -> Tracked | None:
+        t = self._find(structure_id, intent_id)
         if t is None:
             return None
-        action = self._by_intent.get(denied.intent_id, ("", IntentAction.OPEN))[1]
-        self._intent_ended(t, action, denied.intent_id)
+        entry = self._by_intent.pop(intent_id, None)  # an intent ends once: a repeated terminal update is a no-op
+        if entry is not None:
+            self._intent_ended(t, entry[1], intent_id)
         return t
 
     def _intent_ended(self, t: Tracked, action: IntentAction, intent_id: str) -> None:

@@ -80,3 +80,22 @@ def test_denied_or_unfilled_open_is_cancelled_and_denied_close_reopens(setup) ->
     assert t.status is StructureStatus.OPEN and t.close_attempts == 1
     assert not t.close_retry_due(T0 + 1 + 5_000_000_000, 10.0)
     assert t.close_retry_due(T0 + 1 + 10_000_000_000, 10.0)
+
+
+def test_ended_intents_are_forgotten_and_a_repeated_end_changes_nothing(setup) -> None:  # type: ignore[no-untyped-def]
+    """Found by the soak: every intent a tracker built stayed in its index for good (a denied hedge or entry a
+    tick adds one). An ended intent is dropped; its repeated terminal update or denial is a no-op."""
+    _, s, tr = setup
+    it = tr.open(s, 1, PricePolicy(), T0)
+    t = tr.structures[it.structure_id]
+    for f in fills_for(it, 1, [0.5, 1.0, 0.9, 0.4], "a"):
+        tr.on_fill(f)
+    tr.on_order_update(update(it, OrderStatus.FILLED, 1))
+    (close,) = tr.close(t, PricePolicy(), T0 + 1, "dte")
+    tr.on_denied(IntentDenied(close.intent_id, "ic", close.structure_id, ("halted",), "", T0, T0))
+    assert t.status is StructureStatus.OPEN and tr._by_intent == {}
+    (again,) = tr.close(t, PricePolicy(), T0 + 2, "dte")
+    assert t.status is StructureStatus.CLOSING
+    tr.on_denied(IntentDenied(close.intent_id, "ic", close.structure_id, ("halted",), "", T0, T0))  # repeated
+    tr.on_order_update(update(it, OrderStatus.FILLED, 1))  # repeated
+    assert t.status is StructureStatus.CLOSING and t.working == {again.intent_id}
