@@ -187,13 +187,13 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
         return None
 
     def journal_context(coid: str) -> tuple[str, str, str]:
-        for c in (coid, journal_coid(coid)):
-            j = state.orders.get(c) if c is not None else None
-            if j is not None:
-                return j.strategy_id, j.structure_id, j.intent_id
-            i = intents_by_coid.get(c) if c is not None else None
-            if i is not None:
-                return i.intent.strategy_id, i.intent.structure_id, i.intent.intent_id
+        c = journal_coid(coid)
+        j = state.orders.get(c) if c is not None else None
+        if j is not None:
+            return j.strategy_id, j.structure_id, j.intent_id
+        i = intents_by_coid.get(c) if c is not None else None
+        if i is not None:
+            return i.intent.strategy_id, i.intent.structure_id, i.intent.intent_id
         return "", "", ""
 
     # 1. open orders at the broker: adopt known ones, cancel or adopt unknown ones by policy
