@@ -341,7 +341,7 @@ class Engine:
         self.router = Router(self.broker, self.orders, self.market, self.clock, self.bus.publish,
                              journal=self.journal, client_order_prefix=cfg.engine.client_order_prefix)
         self.settlements = SettlementPoller(self.broker, self.portfolio, self.bus.publish, self._submit_engine_intent,
-                                            now_ns=self.clock.now_ns)
+                                            now_ns=self.clock.now_ns, busy=self._structure_busy)
         prefix_len = len(cfg.engine.client_order_prefix) + 1
         self.router.on_order_written = lambda cid, wall: self._order_written(cid[prefix_len:], wall)
         self.core = TradingCore(
@@ -378,6 +378,9 @@ class Engine:
             self.journal.record_order(abandoned_update(abandon, state, now))
         for jf in state.fills:
             self.portfolio.on_fill(jf.fill)
+        if self.settlements is not None:
+            self.settlements.resume([jf.fill for jf in state.fills],
+                                    [i.intent.intent_id for i in state.intents.values()])
         for fill in plan.import_fills:
             seq = self.journal.record_fill(fill, source="broker_activity")
             if seq is not None:
@@ -518,6 +521,13 @@ class Engine:
             return False
         self._intents_seen = n
         return True
+
+    def _structure_busy(self, structure_id: str) -> bool:
+        """An order of the structure is in the router or working at the broker (adopted ones included)."""
+        working = self.router.working.values() if self.router is not None else ()
+        if any(wo.intent.structure_id == structure_id for wo in working):
+            return True
+        return any(o.tags.structure_id == structure_id for o in self.orders.working_orders())
 
     def _submit_engine_intent(self, intent: Any) -> None:
         if self.core is not None:

@@ -10,14 +10,22 @@ that held the contract:
   call assigned, and the reverse for puts).
 
 Each settlement fill's ``execution_id`` is derived from the activity id, so a repeated poll or a
-restart books it once. Assigned or exercised shares are unwound by a stock order when the policy
-says so (``unwind``); ``hold`` keeps them for the operator.
+restart books it once. Assigned or exercised shares are unwound when the policy says so (``unwind``;
+``hold`` keeps them for the operator): one market order per structure for the net shares a batch of
+activities moved (a long put exercised and a short put assigned together often net to a few hundred
+shares where the gross legs would need the buying power of thousands). The unwind follows state, not
+the event: a structure whose options are gone but which still holds shares a settlement gave it, with no
+order working for it, is unwound again at the next poll (back-off doubling to 10 minutes), so an unwind
+the gate or the broker refused, one cancelled at its timeout, or one lost to a crash between the journal
+and the broker, is not forgotten.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Literal
 
 import structlog
@@ -44,8 +52,11 @@ SETTLEMENT_STRATEGY = "settlement"
 AssignmentPolicy = Literal["unwind", "hold"]
 
 
-def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int) -> list[OrderFilled]:
-    """The fills one settlement activity implies (none for a contract the portfolio does not hold)."""
+def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, event_ns: int = 0) -> list[OrderFilled]:
+    """The fills one settlement activity implies (none for a contract the portfolio does not hold).
+
+    Non-trade activities carry a date, not a time: the fills are stamped ``event_ns`` (the engine's event
+    clock when the poll read them; wall time would be another time base under an accelerated simulator)."""
     symbol = activity.symbol or ""
     try:
         occ = parse_occ(symbol)
@@ -55,7 +66,7 @@ def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int) 
     held = portfolio.position(symbol)
     if abs(held) < 1e-9:
         return []
-    ts = _ts_ns(activity.transaction_time) or ts_init_ns
+    ts = _ts_ns(activity.transaction_time) or event_ns or ts_init_ns
     structure_id, strategy_id = _owner(portfolio, symbol)
     base = dict(order_id=f"activity-{activity.id}", client_order_id="", ts_event_ns=ts, ts_init_ns=ts_init_ns,
                 strategy_id=strategy_id, structure_id=structure_id)
@@ -71,14 +82,30 @@ def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int) 
     return fills
 
 
-def unwind_intent(fill: OrderFilled, seq: int, now_ns: int) -> OrderIntent:
-    """A market stock order that gives back the shares of an exercise or assignment."""
-    side = Side.SELL if fill.side is Side.BUY else Side.BUY
-    sid = fill.structure_id or f"{SETTLEMENT_STRATEGY}-{fill.symbol}"
-    return OrderIntent(f"{sid}-unwind-{seq}", fill.strategy_id or SETTLEMENT_STRATEGY, sid, fill.symbol,
-                       IntentAction.CLOSE, (Leg(fill.symbol, side, 1, None, AssetClass.EQUITY),), round(fill.qty),
+def unwind_intent(structure_id: str, strategy_id: str, symbol: str, shares: float, seq: int,
+                  now_ns: int) -> OrderIntent:
+    """A market stock order for ``shares`` (signed: + buys) that gives back what a settlement moved."""
+    side = Side.BUY if shares > 0 else Side.SELL
+    sid = structure_id or f"{SETTLEMENT_STRATEGY}-{symbol}"
+    return OrderIntent(f"{sid}-unwind-{seq}", strategy_id or SETTLEMENT_STRATEGY, sid, symbol,
+                       IntentAction.CLOSE, (Leg(symbol, side, 1, None, AssetClass.EQUITY),), round(abs(shares)),
                        PricePolicy(kind="market", timeout_s=300.0), tag="assignment_unwind",
                        ts_event_ns=now_ns, ts_init_ns=time.time_ns())
+
+
+_UNWIND_SEQ = re.compile(r"-unwind-(\d+)$")
+_RETRY_FIRST_S = 10.0
+_RETRY_MAX_S = 600.0
+
+
+@dataclass
+class _Unwinding:
+    """A structure a settlement gave shares to, watched until it holds none."""
+
+    strategy_id: str
+    symbol: str
+    attempts: int = 0
+    next_try: float = 0.0
 
 
 class SettlementPoller:
@@ -93,6 +120,8 @@ class SettlementPoller:
         *,
         policy: AssignmentPolicy = "unwind",
         now_ns: Callable[[], int] = time.time_ns,
+        busy: Callable[[str], bool] = lambda structure_id: False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.broker = broker
         self.portfolio = portfolio
@@ -100,9 +129,25 @@ class SettlementPoller:
         self.submit = submit
         self.policy = policy
         self.now_ns = now_ns
+        self.busy = busy
+        """True while an order for the structure is working (its unwind, or the strategy's own close)."""
+        self.monotonic = monotonic
         self.seen: set[str] = set()
         self.settled = 0
         self.unwinds = 0
+        self.unwinding: dict[str, _Unwinding] = {}
+        """Structures holding settlement shares, by structure id."""
+
+    def resume(self, fills: Iterable[OrderFilled], intent_ids: Iterable[str]) -> None:
+        """After a restart: watch the structures earlier settlements gave shares to (from the journal's
+        fills), and number new unwinds after the journaled ones (their client order ids must not repeat)."""
+        for fill in fills:
+            if fill.asset_class is AssetClass.EQUITY and fill.order_id.startswith("activity-") and fill.structure_id:
+                self.unwinding.setdefault(fill.structure_id, _Unwinding(fill.strategy_id, fill.symbol))
+        for intent_id in intent_ids:
+            m = _UNWIND_SEQ.search(intent_id)
+            if m:
+                self.unwinds = max(self.unwinds, int(m.group(1)))
 
     async def poll(self) -> int:
         """Fetch new settlement activities and book them; the number of activities handled."""
@@ -111,23 +156,59 @@ class SettlementPoller:
         except BrokerError as exc:
             log.warning("settlement_poll_failed", error=str(exc))
             return 0
+        self.retry_unwinds()  # before apply: this poll's own unwinds are not working yet
         return self.apply(activities)
 
     def apply(self, activities: Iterable[Activity]) -> int:
         handled = 0
+        moved: dict[tuple[str, str, str], float] = {}  # (structure, strategy, symbol) -> signed shares
         for activity in activities:
             if activity.id in self.seen or activity.activity_type not in SETTLEMENT_TYPES:
                 continue
             self.seen.add(activity.id)
             handled += 1
-            for fill in settlement_fills(activity, self.portfolio, time.time_ns()):
+            for fill in settlement_fills(activity, self.portfolio, time.time_ns(), self.now_ns()):
                 self.on_fill(fill)
-                if fill.asset_class is AssetClass.EQUITY and self.policy == "unwind":
-                    self.unwinds += 1
-                    self.submit(unwind_intent(fill, self.unwinds, self.now_ns()))
+                if fill.asset_class is AssetClass.EQUITY:
+                    key = (fill.structure_id, fill.strategy_id, fill.symbol)
+                    moved[key] = moved.get(key, 0.0) + fill.signed_qty
             log.info("settled", activity_type=activity.activity_type, symbol=activity.symbol, qty=str(activity.qty))
         self.settled += handled
+        if self.policy == "unwind":
+            for (sid, strategy_id, symbol), shares in moved.items():
+                if sid:
+                    watch = self.unwinding.setdefault(sid, _Unwinding(strategy_id, symbol))
+                    watch.next_try = self.monotonic() + _RETRY_FIRST_S
+                if abs(shares) >= 0.5:
+                    self._submit_unwind(sid, strategy_id, symbol, -shares)
         return handled
+
+    def retry_unwinds(self) -> None:
+        """Unwind again the shares still held by a structure whose options are gone and which has no order
+        working; forget structures that hold none."""
+        if self.policy != "unwind":
+            return
+        now = self.monotonic()
+        for sid, watch in list(self.unwinding.items()):
+            snap = self.portfolio.structure(sid)
+            shares = snap.legs.get(watch.symbol, 0.0) if snap is not None else 0.0
+            if abs(shares) < 0.5:
+                del self.unwinding[sid]
+                continue
+            if now < watch.next_try or self.busy(sid):
+                continue
+            assert snap is not None
+            if any(abs(q) > 1e-9 for s, q in snap.legs.items() if s != watch.symbol):
+                continue  # options still held: the structure is live and its strategy manages the shares
+            watch.attempts += 1
+            watch.next_try = now + min(_RETRY_FIRST_S * 2**watch.attempts, _RETRY_MAX_S)
+            log.warning("settlement_unwind_retry", structure_id=sid, symbol=watch.symbol, shares=shares,
+                        attempt=watch.attempts)
+            self._submit_unwind(sid, watch.strategy_id, watch.symbol, -shares)
+
+    def _submit_unwind(self, structure_id: str, strategy_id: str, symbol: str, shares: float) -> None:
+        self.unwinds += 1
+        self.submit(unwind_intent(structure_id, strategy_id, symbol, shares, self.unwinds, self.now_ns()))
 
 
 def _owner(portfolio: Portfolio, symbol: str) -> tuple[str, str]:

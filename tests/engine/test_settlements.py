@@ -2,7 +2,8 @@
 
 The simulator settles expiring contracts at the close (``OPEXC``/``OPASN``/``OPEXP``); the poller turns
 each activity into fills on our portfolio (option flat, shares at the strike) and, under the ``unwind``
-policy, a stock order that gives the shares back. A second poll books nothing again.
+policy, one stock order per structure for the net shares. A second poll books nothing again; an unwind that
+never executed is sent again (state, not the event, decides), also after a restart.
 """
 
 from __future__ import annotations
@@ -78,11 +79,114 @@ async def test_assignment_exercise_and_expiry_become_fills_and_an_unwind(sim: Si
     assert stock == [(100.0, 610.0, Side.SELL), (200.0, 590.0, Side.SELL)]
     assert all(f.structure_id == "s1" and f.strategy_id == "condor" for f in fills)
     assert len({f.execution_id for f in fills}) == len(fills) == 5
+    # stamped on the engine's event clock (the activities carry only a date), not the wall clock
+    assert {f.ts_event_ns for f in fills} == {sim.now_ns}
 
-    assert sorted((i.qty, i.legs[0].symbol, i.legs[0].side, i.action, i.price_policy.kind) for i in unwinds) == [
-        (100, "SPY", Side.BUY, IntentAction.CLOSE, "market"), (200, "SPY", Side.BUY, IntentAction.CLOSE, "market")
-    ]
-    assert len({i.intent_id for i in unwinds}) == 2
+    # one order per structure for the net shares, not one per activity
+    assert [(i.qty, i.legs[0].symbol, i.legs[0].side, i.action, i.price_policy.kind, i.structure_id)
+            for i in unwinds] == [(300, "SPY", Side.BUY, IntentAction.CLOSE, "market", "s1")]
+
+
+async def _settle(sim: Simulator, legs: list[tuple[str, Side, int]], structure_id: str = "s1"
+                  ) -> tuple[Portfolio, AlpacaBroker]:
+    portfolio = Portfolio()
+    for symbol, side, qty in legs:
+        sim.exchange.submit({"symbol": symbol, "qty": qty, "side": side.value, "type": "market",
+                             "time_in_force": "day"})
+        _book(portfolio, symbol, side, qty, structure_id)
+    assert 590 < sim.market.spot("SPY") < 610
+    urls = sim.urls
+    assert urls is not None
+    return portfolio, AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+
+
+async def test_an_exercise_and_an_assignment_in_one_structure_are_unwound_as_their_net(sim: Simulator) -> None:
+    # a put debit spread deep in the money: 3 long 610 puts exercised (-300 shares), 2 short 605 puts assigned
+    # (+200): one order buys back 100, where an order per activity would need the buying power of 200 shares
+    # more (the simulator refused exactly such gross unwinds in the full fault run)
+    long_put, short_put = format_occ("SPY", EXPIRY, False, 610), format_occ("SPY", EXPIRY, False, 605)
+    portfolio, broker = await _settle(sim, [(long_put, Side.BUY, 3), (short_put, Side.SELL, 2)])
+    unwinds: list[OrderIntent] = []
+    poller = SettlementPoller(broker, portfolio, portfolio.on_fill, unwinds.append)
+    try:
+        sim.advance(6 * 60)
+        assert await poller.poll() == 2
+    finally:
+        await broker.close()
+    assert portfolio.positions() == {"SPY": -100.0}
+    assert [(i.qty, i.legs[0].side) for i in unwinds] == [(100, Side.BUY)]
+
+
+async def test_an_unwind_that_never_executed_is_sent_again_with_back_off_until_the_shares_are_gone(
+    sim: Simulator,
+) -> None:
+    short_call, cover = format_occ("SPY", EXPIRY, True, 590), format_occ("SPY", EXPIRY, True, 620)
+    portfolio, broker = await _settle(sim, [(cover, Side.BUY, 1), (short_call, Side.SELL, 1)])
+    unwinds: list[OrderIntent] = []
+    mono = [1000.0]
+    busy = [False]
+    poller = SettlementPoller(broker, portfolio, portfolio.on_fill, unwinds.append, monotonic=lambda: mono[0],
+                              busy=lambda sid: busy[0])
+    try:
+        sim.advance(6 * 60)
+        assert await poller.poll() == 2
+        assert [(i.qty, i.legs[0].side) for i in unwinds] == [(100, Side.BUY)]
+        # the unwind was refused (gate or broker): nothing executes, the structure still holds -100 shares
+        await poller.poll()
+        assert len(unwinds) == 1  # too soon
+        mono[0] += 10.5
+        busy[0] = True  # an order for the structure is working: leave it alone
+        await poller.poll()
+        assert len(unwinds) == 1
+        busy[0] = False
+        await poller.poll()
+        assert [(i.qty, i.legs[0].side) for i in unwinds] == [(100, Side.BUY)] * 2
+        assert unwinds[1].intent_id != unwinds[0].intent_id
+        mono[0] += 10.5
+        await poller.poll()
+        assert len(unwinds) == 2  # backing off: 20 s after the first retry
+        mono[0] += 10.0
+        await poller.poll()
+        assert len(unwinds) == 3
+        # the third one fills: the structure is flat and no longer watched
+        portfolio.on_fill(OrderFilled("u3", "o-u3", "c-u3", "SPY", Side.BUY, 100, 600.0, 1, 1, AssetClass.EQUITY,
+                                      "condor", "s1"))
+        mono[0] += 1000.0
+        await poller.poll()
+        assert len(unwinds) == 3 and poller.unwinding == {}
+    finally:
+        await broker.close()
+
+
+async def test_after_a_restart_shares_left_by_a_settlement_are_unwound_under_a_fresh_id(sim: Simulator) -> None:
+    short_call, cover = format_occ("SPY", EXPIRY, True, 590), format_occ("SPY", EXPIRY, True, 620)
+    portfolio, broker = await _settle(sim, [(cover, Side.BUY, 1), (short_call, Side.SELL, 1)])
+    fills: list[OrderFilled] = []
+    first: list[OrderIntent] = []
+
+    def on_fill(fill: OrderFilled) -> None:
+        fills.append(fill)
+        portfolio.on_fill(fill)
+
+    try:
+        sim.advance(6 * 60)
+        assert await SettlementPoller(broker, portfolio, on_fill, first.append).poll() == 2
+        # crash: the unwind was journaled but never reached the broker. The restarted engine rebuilds its
+        # portfolio from the journal's fills; the activities are seen again but book nothing.
+        rebuilt = Portfolio()
+        for symbol, side, qty in ((cover, Side.BUY, 1), (short_call, Side.SELL, 1)):
+            _book(rebuilt, symbol, side, qty, "s1")
+        for fill in fills:
+            rebuilt.on_fill(fill)
+        again: list[OrderIntent] = []
+        restarted = SettlementPoller(broker, rebuilt, rebuilt.on_fill, again.append)
+        restarted.resume(fills, [first[0].intent_id, "s9-unwind-7"])
+        assert await restarted.poll() == 2  # the activities, seen again ...
+    finally:
+        await broker.close()
+    assert rebuilt.positions() == {"SPY": -100.0}  # ... booked nothing twice
+    assert [(i.qty, i.legs[0].side, i.structure_id) for i in again] == [(100, Side.BUY, "s1")]
+    assert again[0].intent_id == "s1-unwind-8"  # numbered after every journaled unwind
 
 
 async def test_hold_policy_books_the_shares_without_an_order(sim: Simulator) -> None:
