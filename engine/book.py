@@ -530,8 +530,9 @@ class Market:
 
     def evict_expired(self, today: dt.date, keep: AbstractSet[str] = frozenset()) -> int:
         """Drop contracts that expired before ``today`` (except those in ``keep``: held, or with a working
-        order); their stream ids stop mapping to a row. A service running for weeks would otherwise carry,
-        and reprice on every spot move, every contract it ever streamed. Returns the number dropped."""
+        order); their stream ids stop mapping to a row and are reused for new contracts. A service running
+        for weeks would otherwise carry, and reprice on every spot move, every contract it ever streamed.
+        Returns the number dropped."""
         cutoff = np.datetime64(today, "D")
         total = 0
         for book_no, book in enumerate(self._book_list):
@@ -549,6 +550,7 @@ class Market:
                 if gid >= 0:
                     self.gid_book[gid] = -1
                     self.gid_row[gid] = -1
+            self.option_index.forget(dropped)  # their ids go to tomorrow's contracts
             for row, sym in enumerate(book.symbols):
                 gid = self.option_index.id_of(sym)
                 if gid >= 0 and self.gid_book[gid] == book_no:

@@ -1,11 +1,15 @@
 """Symbol -> integer id, as a hash table in arrays so compiled code can resolve symbols from raw bytes.
 
 The market-data scanner (``engine/feeds/scan.py``) reads a symbol's bytes straight out of a frame and
-looks it up here without creating a Python string. Ids are dense (0, 1, 2, ...) and never reused, so
-they can index other arrays (e.g. which book and row a contract lives in).
+looks it up here without creating a Python string. Ids are dense (0, 1, 2, ...), so they can index other
+arrays (e.g. which book and row a contract lives in). Forgotten symbols (contracts evicted after expiry)
+give their ids back for reuse: a service running for months would otherwise index every contract it
+ever streamed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +81,7 @@ class SymbolIndex:
     def __init__(self, capacity: int = 1024) -> None:
         self._ids: dict[str, int] = {}
         self._symbols: list[str] = []
+        self._free: list[int] = []
         self._alloc(max(16, 1 << (2 * capacity - 1).bit_length()))
 
     def _alloc(self, slots: int) -> None:
@@ -85,7 +90,13 @@ class SymbolIndex:
         self.values = np.full(slots, -1, dtype=np.int32)
 
     def __len__(self) -> int:
+        """The size of the id space: every id in use is below it (arrays indexed by id need this many)."""
         return len(self._symbols)
+
+    @property
+    def live(self) -> int:
+        """Symbols currently indexed."""
+        return len(self._ids)
 
     def __contains__(self, symbol: object) -> bool:
         return symbol in self._ids
@@ -98,16 +109,39 @@ class SymbolIndex:
         raw = symbol.encode("ascii")
         if not 0 < len(raw) <= MAX_SYMBOL_BYTES:
             raise ValueError(f"symbol must be 1..{MAX_SYMBOL_BYTES} ASCII bytes: {symbol!r}")
-        gid = len(self._symbols)
+        if self._free:
+            gid = self._free.pop()
+            self._symbols[gid] = symbol
+        else:
+            gid = len(self._symbols)
+            self._symbols.append(symbol)
         self._ids[symbol] = gid
-        self._symbols.append(symbol)
-        if 2 * len(self._symbols) > self.key_len.shape[0]:
+        if 2 * len(self._ids) > self.key_len.shape[0]:
             self._alloc(2 * self.key_len.shape[0])
-            for s, i in self._ids.items():
-                _insert(np.frombuffer(s.encode("ascii"), dtype=np.uint8), i, self.keys, self.key_len, self.values)
+            self._reinsert()
         else:
             _insert(np.frombuffer(raw, dtype=np.uint8), gid, self.keys, self.key_len, self.values)
         return gid
+
+    def forget(self, symbols: Iterable[str]) -> int:
+        """Remove ``symbols``; later adds reuse their ids. The table is rebuilt in place (open addressing
+        cannot simply clear a slot), so a scanner holding the arrays stays valid. Returns how many were removed."""
+        removed = 0
+        for symbol in symbols:
+            gid = self._ids.pop(symbol, None)
+            if gid is not None:
+                self._symbols[gid] = ""
+                self._free.append(gid)
+                removed += 1
+        if removed:
+            self.key_len[:] = 0
+            self.values[:] = -1
+            self._reinsert()
+        return removed
+
+    def _reinsert(self) -> None:
+        for s, i in self._ids.items():
+            _insert(np.frombuffer(s.encode("ascii"), dtype=np.uint8), i, self.keys, self.key_len, self.values)
 
     def id_of(self, symbol: str) -> int:
         """Id of ``symbol`` or -1."""

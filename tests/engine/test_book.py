@@ -213,3 +213,12 @@ def test_expired_contracts_are_evicted_and_the_rest_keep_their_rows_data_and_str
     assert book.bid[book.row_of(SYMS[4])] == 1.11
     assert feed(market, proto, [quote(expired[0], 5.0, 5.2, t)]) == 0  # an evicted one's is ignored
     assert market.evict_expired(dt.date(2026, 11, 20), keep={held}) == 0 and book.generation == generation + 1
+
+    # the evicted contracts' stream ids go to the next day's contracts: the id space does not grow
+    id_space = len(market.option_index)
+    fresh = [format_occ("SPY", dt.date(2026, 11, 27), c, k) for c in (True, False) for k in STRIKES[:4]]
+    market.add_contracts("SPY", fresh)
+    assert len(market.option_index) == id_space and market.option_index.live == 11 + 8
+    feed(market, proto, [quote(fresh[5], 2.5, 2.6, t + 1), quote(SYMS[4], 1.12, 1.18, t + 1)])
+    assert book.bid[book.row_of(fresh[5])] == 2.5 and book.bid[book.row_of(SYMS[4])] == 1.12
+    assert feed(market, proto, [quote(expired[1], 5.0, 5.2, t + 2)]) == 0  # a reused id no longer means it
