@@ -17,6 +17,7 @@ import argparse
 import json
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +39,19 @@ from reliability.harness import (  # noqa: E402
 from reliability.scenarios import Rig, kill9_once, matrix  # noqa: E402
 
 
-def run_matrix_and_kills(work: Path, hold_s: float, kills: int, seed: int, skip_matrix: bool) -> dict[str, Any]:
+def keep_evidence(work: Path, keep: Path | None, label: str) -> None:
+    """Copy the logs and the journal of a failed check out of the temporary rig (for the post-mortem)."""
+    if keep is None:
+        return
+    dest = keep / label
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in (*work.glob("*/*.log"), *work.glob("engine/state/journal.sqlite3*")):
+        shutil.copy2(src, dest / f"{src.parent.name}-{src.name}")
+    print(f"evidence of {label} kept in {dest}", flush=True)
+
+
+def run_matrix_and_kills(work: Path, hold_s: float, kills: int, seed: int, skip_matrix: bool,
+                         keep: Path | None = None) -> dict[str, Any]:
     sim = SimProcess(work / "sim")
     redis = RedisServer(work / "redis")
     out: dict[str, Any] = {"matrix": [], "kill9": {}}
@@ -67,6 +80,8 @@ def run_matrix_and_kills(work: Path, hold_s: float, kills: int, seed: int, skip_
             row.update(invariants_ok=check.ok, violations=check.violations, counts=check.counts,
                        settle_s=check.waited_s, seconds=round(time.monotonic() - t, 1))
             out["matrix"].append(row)
+            if not (check.ok and row["expectation_ok"]):
+                keep_evidence(work, keep, f"matrix-{row['fault']}")
             print(f"{row['fault']:55s} {'PASS' if check.ok and row['expectation_ok'] else 'FAIL'} "
                   f"{row['seconds']:6.1f}s {json.dumps(row['observed'])[:110]} {check.violations}", flush=True)
         rng = random.Random(seed)
@@ -78,6 +93,8 @@ def run_matrix_and_kills(work: Path, hold_s: float, kills: int, seed: int, skip_
             check = check_invariants(sim, engine, redis, within_s=20.0)
             if not check.ok:
                 failures.append({"iteration": i, "violations": check.violations})
+                print(f"kill -9 iteration {i + 1} FAILED: {check.violations}", flush=True)
+                keep_evidence(work, keep, f"kill9-{i + 1}")
             if (i + 1) % 10 == 0:
                 print(f"kill -9 iteration {i + 1}/{kills}: restart {r['restart_s']} s, failures so far "
                       f"{len(failures)}, fills {check.counts.get('broker_fills')}", flush=True)
@@ -202,6 +219,8 @@ def main() -> int:
     ap.add_argument("--skip-matrix", action="store_true")
     ap.add_argument("--skip-kill", action="store_true")
     ap.add_argument("--skip-fuzz", action="store_true")
+    ap.add_argument("--keep-failures", type=Path, metavar="DIR",
+                    help="copy the logs and journal of every failed check here")
     ap.add_argument("--no-atheris", action="store_true", help="use the mutation loop even if atheris is installed")
     ap.add_argument("--fuzz-worker", help=argparse.SUPPRESS)
     ap.add_argument("--runs", type=int, help=argparse.SUPPRESS)
@@ -218,7 +237,8 @@ def main() -> int:
         work = Path(tmp)
         if not (args.skip_matrix and args.skip_kill):
             kills = 0 if args.skip_kill else args.kill_iterations
-            results.update(run_matrix_and_kills(work / "rig", args.hold_s, kills, args.seed, args.skip_matrix))
+            results.update(run_matrix_and_kills(work / "rig", args.hold_s, kills, args.seed, args.skip_matrix,
+                                                args.keep_failures))
         if not args.skip_fuzz:
             try:
                 import atheris  # noqa: F401

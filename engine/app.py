@@ -428,15 +428,15 @@ class Engine:
         today = dt.datetime.fromtimestamp(now / 1e9, _NEW_YORK).date()
         spots = {u: self.market.spot(u) for u in self.subscriptions.underlyings}
         pinned = set(self.portfolio.positions()) | self.orders.working_symbols()
-        try:
-            await self.subscriptions.update(today, spots, pinned={s for s in pinned if len(s) > 12})
-        except BrokerError as exc:
-            log.warning("subscription_update_failed", error=str(exc))
-        if today != self._evicted_day:
+        if today != self._evicted_day:  # first, so the books never hold yesterday's and today's rows at once
             self._evicted_day = today
             dropped = self.market.evict_expired(today, keep=pinned)
             if dropped:
                 log.info("expired_contracts_evicted", contracts=dropped, session=today.isoformat())
+        try:
+            await self.subscriptions.update(today, spots, pinned={s for s in pinned if len(s) > 12})
+        except BrokerError as exc:
+            log.warning("subscription_update_failed", error=str(exc))
         if self.recorder is not None:
             self.recorder.note_book(self.market)
 

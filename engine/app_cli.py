@@ -36,6 +36,9 @@ def main(args: argparse.Namespace) -> int:
                       stream=sys.stderr if table else None)
     from engine.app import Engine
     from engine.live_table import render_table
+    from engine.malloc_tuning import pin_malloc_thresholds
+
+    pin_malloc_thresholds()
 
     def on_tick(engine: Engine) -> None:
         if table:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, Protocol
@@ -26,7 +27,7 @@ import msgspec
 import structlog
 
 from engine.book import Market
-from engine.broker import AlpacaBroker, OptionContract, OptionSnapshot
+from engine.broker import AlpacaBroker, ListedContract, OptionSnapshot
 from engine.feeds.trading.models import num, rfc3339_to_ns
 
 log = structlog.get_logger(__name__)
@@ -59,12 +60,12 @@ class Contract(NamedTuple):
     open_interest: int
 
 
-def contract_from(c: OptionContract) -> Contract:
+def contract_from(c: ListedContract) -> Contract:
     """A catalog entry from the broker's contract record."""
     return Contract(
         c.symbol,
-        c.underlying_symbol,
-        dt.date.fromisoformat(c.expiration_date),
+        sys.intern(c.underlying_symbol),
+        c.expiration_date,
         num(c.strike_price) or 0.0,
         c.type == "call",
         int(num(c.open_interest) or 0),
@@ -203,18 +204,19 @@ class ContractCatalog:
         hit = self._cache.get(key)
         if hit is not None and self._clock() - hit[0] < self._ttl_s:
             return hit[1]
-        raw = await self._broker.option_contracts(
+        # Keep only what can still be asked for (a key per trading day, never evicted, grew the engine by a
+        # day's listings at every session roll), and let go of it before the new listing is decoded.
+        now = self._clock()
+        for old in [k for k, (at, _) in self._cache.items() if k[1] != today or now - at >= self._ttl_s]:
+            del self._cache[old]
+        raw = await self._broker.listed_contracts(
             [underlying],
             expiration_gte=today.isoformat(),
             expiration_lte=(today + dt.timedelta(days=max_dte)).isoformat(),
         )
         contracts = [contract_from(c) for c in raw if c.tradable]
-        now = self._clock()
-        # Keep only what can still be asked for: a key per trading day and DTE window, never evicted,
-        # grew the engine by a day's listings (~7,500 contracts here) at every session roll.
-        for old in [k for k, (at, _) in self._cache.items() if k[1] != today or now - at >= self._ttl_s]:
-            del self._cache[old]
-        self._cache[key] = (now, contracts)
+        del raw
+        self._cache[key] = (self._clock(), contracts)
         log.info("contracts_loaded", underlying=underlying, contracts=len(contracts))
         return contracts
 

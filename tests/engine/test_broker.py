@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
@@ -227,3 +228,25 @@ async def test_contracts_and_chain_follow_every_page(server: Server) -> None:
     assert [c.symbol for c in contracts][-1] == "SPY260130C00602000" and len(contracts) == 3
     assert server.requests[1][2]["page_token"] == "p2" and server.requests[0][2]["strike_price_gte"] == "590.5"
     assert set(chain) == {"A", "B"} and chain["A"].latestQuote is not None and chain["A"].latestQuote.as_ == 2
+
+
+async def test_the_catalog_listing_decodes_every_page_into_the_fields_it_keeps(server: Server) -> None:
+    record = {"id": "904837e3-3b76-47ec-b432-046db621571b", "symbol": "SPY260130P00590000",
+              "name": "SPY Jan 30 2026 590 Put", "status": "active", "tradable": True,
+              "expiration_date": "2026-01-30", "root_symbol": "SPY",
+              "underlying_symbol": "SPY", "underlying_asset_id": "b0b6dd9d-8b9b-48a9-ba46-b9d54906e415",
+              "type": "put", "style": "american", "strike_price": "590", "multiplier": "100", "size": "100",
+              "open_interest": "237", "open_interest_date": "2026-01-05", "close_price": "3.1",
+              "close_price_date": "2026-01-05", "deliverables": [{"type": "equity", "symbol": "SPY"}]}
+    server.plan("GET", "/v2/options/contracts",
+                (200, {"option_contracts": [record], "next_page_token": "p2"}),
+                (200, {"option_contracts": [{**record, "symbol": "SPY260130P00595000", "strike_price": "595",
+                                             "tradable": False}], "next_page_token": None}))
+    async with broker(server) as b:
+        listed = await b.listed_contracts(["SPY"], expiration_gte="2026-01-01", expiration_lte="2026-02-01")
+    assert [(c.symbol, c.underlying_symbol, c.expiration_date, c.type, c.strike_price, c.open_interest, c.tradable)
+            for c in listed] == [("SPY260130P00590000", "SPY", dt.date(2026, 1, 30), "put", "590", "237", True),
+                                 ("SPY260130P00595000", "SPY", dt.date(2026, 1, 30), "put", "595", "237", False)]
+    first, second = (r[2] for r in server.requests)
+    assert first["status"] == "active" and first["expiration_date_lte"] == "2026-02-01" and first["limit"] == "10000"
+    assert second["page_token"] == "p2"

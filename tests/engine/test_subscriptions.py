@@ -105,13 +105,15 @@ async def test_the_contract_catalog_keeps_only_the_current_day() -> None:
     from engine.subscriptions import ContractCatalog
 
     calls: list[str] = []
+    held_while_fetching: list[int] = []
 
     class Broker:
-        async def option_contracts(self, underlyings: list[str], **kw: Any) -> list[Any]:
+        async def listed_contracts(self, underlyings: list[str], **kw: Any) -> list[Any]:
             calls.append(kw["expiration_gte"])
+            held_while_fetching.append(len(catalog._cache))
             exp = dt.date.fromisoformat(kw["expiration_gte"])
             return [SimpleNamespace(symbol=format_occ("SPY", exp, True, 600.0 + i), underlying_symbol="SPY",
-                                    expiration_date=exp.isoformat(), strike_price=str(600 + i), type="call",
+                                    expiration_date=exp, strike_price=str(600 + i), type="call",
                                     open_interest="1",
                                     tradable=True) for i in range(3)]
 
@@ -121,3 +123,4 @@ async def test_the_contract_catalog_keeps_only_the_current_day() -> None:
     assert await catalog.contracts("SPY", day1, 30) is first and len(calls) == 1  # cached within the day
     await catalog.contracts("SPY", day2, 30)
     assert [k[1] for k in catalog._cache] == [day2]
+    assert held_while_fetching == [0, 0]  # yesterday's listing is let go before today's is decoded
