@@ -341,7 +341,8 @@ class Engine:
         self.router = Router(self.broker, self.orders, self.market, self.clock, self.bus.publish,
                              journal=self.journal, client_order_prefix=cfg.engine.client_order_prefix)
         self.settlements = SettlementPoller(self.broker, self.portfolio, self.bus.publish, self._submit_engine_intent,
-                                            now_ns=self.clock.now_ns, busy=self._structure_busy)
+                                            now_ns=self.clock.now_ns, busy=self._structure_busy,
+                                            spot=self.market.spot)
         prefix_len = len(cfg.engine.client_order_prefix) + 1
         self.router.on_order_written = lambda cid, wall: self._order_written(cid[prefix_len:], wall)
         self.core = TradingCore(

@@ -22,6 +22,7 @@ and the broker, is not forgotten.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +34,7 @@ import structlog
 from engine.broker import Activity, AlpacaBroker, BrokerError
 from engine.feeds.trading.models import rfc3339_to_ns
 from engine.portfolio import Portfolio, underlying_of
+from greeks.calendar import expiry_close_ns
 from greeks.occ import OccSymbolError, parse_occ
 from risk.model import (
     CONTRACT_MULTIPLIER,
@@ -55,8 +57,12 @@ AssignmentPolicy = Literal["unwind", "hold"]
 def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, event_ns: int = 0) -> list[OrderFilled]:
     """The fills one settlement activity implies (none for a contract the portfolio does not hold).
 
-    Non-trade activities carry a date, not a time: the fills are stamped ``event_ns`` (the engine's event
-    clock when the poll read them; wall time would be another time base under an accelerated simulator)."""
+    Every structure holding the contract has its leg flattened (and, on exercise or assignment, its own
+    shares at the strike): the broker settles the account's net position, but two structures may hold the
+    contract on opposite sides, and booking the net to one of them left the other with a leg in a contract
+    that no longer exists (a short one counts as unlimited risk and blocked every entry after; the kill -9
+    loop). The fills sum to the broker's quantities. Non-trade activities carry a date, not a time: the fills
+    are stamped ``event_ns`` (the engine's event clock; wall time is another time base under the simulator)."""
     symbol = activity.symbol or ""
     try:
         occ = parse_occ(symbol)
@@ -67,18 +73,51 @@ def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, 
     if abs(held) < 1e-9:
         return []
     ts = _ts_ns(activity.transaction_time) or event_ns or ts_init_ns
-    structure_id, strategy_id = _owner(portfolio, symbol)
-    base = dict(order_id=f"activity-{activity.id}", client_order_id="", ts_event_ns=ts, ts_init_ns=ts_init_ns,
-                strategy_id=strategy_id, structure_id=structure_id)
-    close_side = Side.SELL if held > 0 else Side.BUY
-    fills = [OrderFilled(f"{activity.id}:{symbol}", symbol=symbol, side=close_side, qty=abs(held), price=0.0,
-                         asset_class=AssetClass.OPTION, **base)]  # type: ignore[arg-type]
-    if activity.activity_type in ("OPEXC", "OPASN"):
-        shares = held * CONTRACT_MULTIPLIER * (1 if occ.is_call else -1)
-        underlying = _underlying_of(portfolio, symbol, occ.root)
-        fills.append(OrderFilled(f"{activity.id}:{underlying}", symbol=underlying,
-                                 side=Side.BUY if shares > 0 else Side.SELL, qty=abs(shares), price=occ.strike,
-                                 asset_class=AssetClass.EQUITY, **base))  # type: ignore[arg-type]
+    holders = _holders(portfolio, symbol, held)
+    underlying = _underlying_of(portfolio, symbol, occ.root)
+    fills: list[OrderFilled] = []
+    for structure_id, strategy_id, qty in holders:
+        suffix = f":{structure_id}" if len(holders) > 1 else ""  # one holder: the id earlier versions journaled
+        base = dict(order_id=f"activity-{activity.id}", client_order_id="", ts_event_ns=ts, ts_init_ns=ts_init_ns,
+                    strategy_id=strategy_id, structure_id=structure_id)
+        fills.append(OrderFilled(f"{activity.id}:{symbol}{suffix}", symbol=symbol,
+                                 side=Side.SELL if qty > 0 else Side.BUY, qty=abs(qty), price=0.0,
+                                 asset_class=AssetClass.OPTION, **base))  # type: ignore[arg-type]
+        if activity.activity_type in ("OPEXC", "OPASN"):
+            shares = qty * CONTRACT_MULTIPLIER * (1 if occ.is_call else -1)
+            fills.append(OrderFilled(f"{activity.id}:{underlying}{suffix}", symbol=underlying,
+                                     side=Side.BUY if shares > 0 else Side.SELL, qty=abs(shares), price=occ.strike,
+                                     asset_class=AssetClass.EQUITY, **base))  # type: ignore[arg-type]
+    return fills
+
+
+def offsetting_expiry_fills(portfolio: Portfolio, now_ns: int, spot: Callable[[str], float],
+                            ts_init_ns: int) -> list[OrderFilled]:
+    """Flatten structure legs in contracts past their expiry that the account as a whole does not hold.
+
+    Structures holding a contract on opposite sides in equal size net to nothing at the broker, which
+    therefore settles nothing and sends no activity; each structure's leg is closed here at the contract's
+    intrinsic value against the others (the fills sum to zero per contract, so positions and total P&L are
+    unchanged). Execution ids are ``expiry:<symbol>:<structure>``: a repeated call or a restart books once."""
+    legs: dict[str, list[tuple[str, str, float]]] = {}
+    for snap in portfolio.structures():
+        for symbol, qty in snap.legs.items():
+            if abs(qty) > 1e-9 and len(symbol) > 12:
+                legs.setdefault(symbol, []).append((snap.structure_id, snap.strategy_id, qty))
+    fills: list[OrderFilled] = []
+    for symbol, holders in legs.items():
+        try:
+            occ = parse_occ(symbol)
+        except OccSymbolError:
+            continue
+        if now_ns < expiry_close_ns(occ.expiry) or abs(portfolio.position(symbol)) > 1e-9:
+            continue  # not expired yet, or the broker holds it and its activity will settle it
+        s = spot(_underlying_of(portfolio, symbol, occ.root))
+        value = 0.0 if not math.isfinite(s) else max(0.0, s - occ.strike if occ.is_call else occ.strike - s)
+        for structure_id, strategy_id, qty in holders:
+            fills.append(OrderFilled(f"expiry:{symbol}:{structure_id}", f"expiry-{symbol}", "", symbol,
+                                     Side.SELL if qty > 0 else Side.BUY, abs(qty), round(value, 4), now_ns,
+                                     ts_init_ns, AssetClass.OPTION, strategy_id, structure_id))
     return fills
 
 
@@ -122,6 +161,7 @@ class SettlementPoller:
         now_ns: Callable[[], int] = time.time_ns,
         busy: Callable[[str], bool] = lambda structure_id: False,
         monotonic: Callable[[], float] = time.monotonic,
+        spot: Callable[[str], float] = lambda underlying: math.nan,
     ) -> None:
         self.broker = broker
         self.portfolio = portfolio
@@ -132,6 +172,8 @@ class SettlementPoller:
         self.busy = busy
         """True while an order for the structure is working (its unwind, or the strategy's own close)."""
         self.monotonic = monotonic
+        self.spot = spot
+        """Underlying price, for the intrinsic value of offsetting legs closed at expiry."""
         self.seen: set[str] = set()
         self.settled = 0
         self.unwinds = 0
@@ -157,7 +199,19 @@ class SettlementPoller:
             log.warning("settlement_poll_failed", error=str(exc))
             return 0
         self.retry_unwinds()  # before apply: this poll's own unwinds are not working yet
-        return self.apply(activities)
+        handled = self.apply(activities)
+        self.close_offsetting_legs()
+        return handled
+
+    def close_offsetting_legs(self) -> int:
+        """Book :func:`offsetting_expiry_fills` (legs the broker has nothing to settle); the number of fills."""
+        fills = offsetting_expiry_fills(self.portfolio, self.now_ns(), self.spot, time.time_ns())
+        for fill in fills:
+            self.on_fill(fill)
+        if fills:
+            log.info("offsetting_expired_legs_closed", fills=len(fills),
+                     contracts=sorted({f.symbol for f in fills}))
+        return len(fills)
 
     def apply(self, activities: Iterable[Activity]) -> int:
         handled = 0
@@ -211,11 +265,14 @@ class SettlementPoller:
         self.submit(unwind_intent(structure_id, strategy_id, symbol, shares, self.unwinds, self.now_ns()))
 
 
-def _owner(portfolio: Portfolio, symbol: str) -> tuple[str, str]:
-    for snap in portfolio.structures():
-        if abs(snap.legs.get(symbol, 0.0)) > 1e-9:
-            return snap.structure_id, snap.strategy_id
-    return "", SETTLEMENT_STRATEGY
+def _holders(portfolio: Portfolio, symbol: str, held: float) -> list[tuple[str, str, float]]:
+    """(structure, strategy, qty) of every open structure holding ``symbol``, plus what no structure explains."""
+    out = [(snap.structure_id, snap.strategy_id, q) for snap in portfolio.structures()
+           if abs(q := snap.legs.get(symbol, 0.0)) > 1e-9]
+    rest = held - sum(q for _, _, q in out)
+    if abs(rest) > 1e-9:
+        out.append(("", SETTLEMENT_STRATEGY, rest))
+    return out
 
 
 def _underlying_of(portfolio: Portfolio, symbol: str, root: str) -> str:

@@ -36,8 +36,8 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 def _book(portfolio: Portfolio, symbol: str, side: Side, qty: int, structure_id: str) -> None:
-    portfolio.on_fill(OrderFilled(f"x-{symbol}", f"o-{symbol}", f"c-{symbol}", symbol, side, qty, 1.0, 1, 1,
-                                  AssetClass.OPTION, "condor", structure_id))
+    portfolio.on_fill(OrderFilled(f"x-{symbol}-{structure_id}", f"o-{symbol}", f"c-{symbol}", symbol, side, qty,
+                                  1.0, 1, 1, AssetClass.OPTION, "condor", structure_id))
 
 
 async def test_assignment_exercise_and_expiry_become_fills_and_an_unwind(sim: Simulator) -> None:
@@ -208,3 +208,73 @@ async def test_hold_policy_books_the_shares_without_an_order(sim: Simulator) -> 
         await broker.close()
     assert unwinds == []
     assert {k: v for k, v in portfolio.positions().items() if abs(v) > 1e-9} == {"SPY": 100.0}
+
+
+async def test_structures_holding_one_contract_on_both_sides_are_each_settled(sim: Simulator) -> None:
+    """Found by the full kill -9 loop: the net was booked to the first structure holding the contract, so the
+    other kept a leg in an expired contract (a short one reads as unlimited risk and blocked every entry)."""
+    itm_put, otm_put = format_occ("SPY", EXPIRY, False, 610), format_occ("SPY", EXPIRY, False, 580)
+    portfolio = Portfolio()
+    # the broker holds the net: +2 of the 610 puts, +1 of the 580 puts
+    for symbol, side, qty in ((itm_put, Side.BUY, 2), (otm_put, Side.BUY, 1)):
+        sim.exchange.submit({"symbol": symbol, "qty": qty, "side": side.value, "type": "market",
+                             "time_in_force": "day"})
+    _book(portfolio, itm_put, Side.BUY, 3, "a")
+    _book(portfolio, itm_put, Side.SELL, 1, "b")
+    _book(portfolio, otm_put, Side.BUY, 1, "b")
+    urls = sim.urls
+    assert urls is not None
+    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    fills: list[OrderFilled] = []
+    unwinds: list[OrderIntent] = []
+
+    def on_fill(fill: OrderFilled) -> None:
+        fills.append(fill)
+        portfolio.on_fill(fill)
+
+    poller = SettlementPoller(broker, portfolio, on_fill, unwinds.append, now_ns=lambda: sim.now_ns)
+    try:
+        sim.advance(6 * 60)
+        assert await poller.poll() == 2
+    finally:
+        await broker.close()
+    by_structure = {s: {k: q for k, q in (portfolio.structure(s).legs.items()) if abs(q) > 1e-9}  # type: ignore[union-attr]
+                    for s in ("a", "b")}
+    assert by_structure == {"a": {"SPY": -300.0}, "b": {"SPY": 100.0}}  # no option leg left anywhere
+    assert {k: v for k, v in portfolio.positions().items() if abs(v) > 1e-9} == {"SPY": -200.0}
+    assert {k: v for k, v in sim.inspect()["positions"].items() if abs(v) > 1e-9} == {"SPY": -200.0}
+    assert len({f.execution_id for f in fills}) == len(fills)
+    assert sorted((i.structure_id, i.legs[0].side, i.qty) for i in unwinds) == [("a", Side.BUY, 300),
+                                                                                 ("b", Side.SELL, 100)]
+
+
+async def test_opposite_legs_the_broker_nets_to_nothing_are_closed_against_each_other_at_intrinsic(
+    sim: Simulator,
+) -> None:
+    itm_call = format_occ("SPY", EXPIRY, True, 590)
+    portfolio = Portfolio()
+    _book(portfolio, itm_call, Side.BUY, 2, "a")
+    _book(portfolio, itm_call, Side.SELL, 2, "b")  # the account holds none: the broker will settle nothing
+    urls = sim.urls
+    assert urls is not None
+    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    fills: list[OrderFilled] = []
+
+    def on_fill(fill: OrderFilled) -> None:
+        fills.append(fill)
+        portfolio.on_fill(fill)
+
+    poller = SettlementPoller(broker, portfolio, on_fill, lambda intent: None, now_ns=lambda: sim.now_ns,
+                              spot=sim.market.spot)
+    try:
+        assert await poller.poll() == 0 and fills == []  # before the expiry's close: nothing to do
+        sim.advance(6 * 60)
+        await poller.poll()
+        await poller.poll()  # again: nothing booked twice
+    finally:
+        await broker.close()
+    spot = sim.market.spot("SPY")
+    assert sorted((f.structure_id, f.side, f.qty) for f in fills) == [("a", Side.SELL, 2), ("b", Side.BUY, 2)]
+    assert all(abs(f.price - (spot - 590)) < 1e-3 for f in fills)  # intrinsic value, the same for both sides
+    assert portfolio.open_structures() == 0 and portfolio.positions() == {}
+    assert sim.inspect()["positions"] == {} or not any(abs(v) > 1e-9 for v in sim.inspect()["positions"].values())
