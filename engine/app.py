@@ -684,6 +684,13 @@ class Engine:
             await self.commands.stop()
         if self.core is not None:
             self.core.stop()
+        # Housekeeping polls settlements (and may send an unwind) on its own clock: stop it before the
+        # cancel below, or an order it sends afterwards could fill after the trading stream closes.
+        self.stop_event.set()
+        chores = [t for t in self._tasks if t.get_name() == "housekeeping"]
+        for task in chores:
+            task.cancel()
+        await asyncio.gather(*chores, return_exceptions=True)
         if self.settlements is not None and await self.settlements.poll() and self.router is not None:
             # Expiries the broker booked since the last poll; their unwind orders go out while the trading
             # stream still listens, so the fills they make are booked before we stop.

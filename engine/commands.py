@@ -164,7 +164,7 @@ class CommandListener:
                 await asyncio.sleep(next(delays))
             finally:
                 self._subscribed.clear()
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed in newer redis
                 await client.aclose()
 
     async def handle(self, raw: bytes) -> bool:

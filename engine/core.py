@@ -76,6 +76,10 @@ class ActorContext:
         return self._core.account
 
     def submit(self, intent: OrderIntent) -> None:
+        if self._core.stopped:
+            # Shutdown: an order sent now could fill after the trading stream closes, unbooked.
+            self._core.intents_dropped_stopping += 1
+            return
         self._core.pending.append(intent)
 
     def cancel(self, intent_id: str) -> None:
@@ -93,6 +97,10 @@ class ActorContext:
         timer = self._timers.pop(name, None)
         if timer is not None:
             timer.cancel()
+
+    def cancel_all_timers(self) -> None:
+        for name in list(self._timers):
+            self.cancel_timer(name)
 
 
 class TradingCore:
@@ -132,6 +140,9 @@ class TradingCore:
         self.tally: dict[str, StrategyTally] = {sid: StrategyTally() for sid in self.actors}
         self.paused = False
         self.started = False
+        self.stopped = False
+        """Set by ``stop``: actors get no more book updates or timers, and what they submit is dropped."""
+        self.intents_dropped_stopping = 0
         self._trigger_wall_ns = 0
         """Wall time the frame behind the book update being handled arrived (0 outside ``on_book``)."""
         self.trigger_by_intent: dict[str, int] = {}
@@ -149,11 +160,21 @@ class TradingCore:
         self._process_pending()
 
     def stop(self) -> None:
+        """Stop the actors for good: fills and order updates are still booked (and delivered) while the engine
+        shuts down, but no actor decides anything new; engine intents (settlement unwinds) still go out."""
         for actor in self.actors.values():
             try:
                 actor.on_stop()
             except Exception:
                 log.exception("strategy_stop_failed", strategy=actor.strategy_id)
+        self.stopped = True
+        for ctx in self.contexts.values():
+            ctx.cancel_all_timers()
+        dropped = [i for i in self.pending if i.strategy_id in self.actors]
+        self.pending = collections.deque(i for i in self.pending if i.strategy_id not in self.actors)
+        self.intents_dropped_stopping += len(dropped)
+        if self.intents_dropped_stopping:
+            log.info("intents_dropped_stopping", count=self.intents_dropped_stopping)
 
     # ------------------------------------------------------------------------------ inputs
 
@@ -167,7 +188,7 @@ class TradingCore:
         self._breaker(self.breakers.on_daily_pnl(self.portfolio.daily_pnl_usd(), event.ts_event_ns))
         if event.reason in _OPTION_DATA_REASONS:  # a spot move reprices at held IVs: it is not option data
             self._breaker(self.breakers.on_feed_data("options", event.ts_event_ns))
-        for actor in self.actors.values():
+        for actor in () if self.stopped else self.actors.values():
             if event.underlying in actor.underlyings:
                 self._guard(actor, actor.on_book, chain)
         self._process_pending()  # orders first: the delta tally below is reporting, off the tick-to-order path
@@ -243,6 +264,8 @@ class TradingCore:
 
     def fire_timer(self, actor: Strategy[Any], timers: dict[str, Timer], name: str, now_ns: int) -> None:
         timers.pop(name, None)
+        if self.stopped:
+            return
         self._guard(actor, actor.on_timer, name, now_ns)
         self._process_pending()
 
