@@ -614,7 +614,7 @@ class Engine:
     async def _housekeeping(self) -> None:
         """Wall-clock chores: subscription re-centre and expiry eviction, order re-reads, settlements, account
         refresh, Greeks, status (the stale-data watch has its own task)."""
-        last_sub = last_acct = last_greeks = last_tick = last_settle = time.monotonic()
+        last_sub = last_acct = last_greeks = last_tick = time.monotonic()
         was_open = self._market_open()
         while not self.stop_event.is_set():
             await asyncio.sleep(0.1)
@@ -627,8 +627,7 @@ class Engine:
                     # would hide fills and cancels for good; re-read working orders over REST instead.
                     await self.router.reconcile_open_orders()
             is_open = self._market_open()
-            if self.settlements is not None and (mono - last_settle >= 10.0 or (was_open and not is_open)):
-                last_settle = mono
+            if self.settlements is not None and (self.settlements.due() or (was_open and not is_open)):
                 await self.settlements.poll()
             was_open = is_open
             if mono - last_acct >= 15.0 and self.core is not None:

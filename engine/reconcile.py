@@ -28,6 +28,7 @@ import msgspec
 
 from engine.alerts import Alert
 from engine.journal import JournalOrder, JournalState, JournalStructure
+from engine.portfolio import underlying_of
 from risk.model import AssetClass, OrderFilled, OrderStatus, OrderUpdated, Side
 
 _EPS = 1e-9
@@ -300,7 +301,7 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
             )
 
     # 6. structures: rebuild the open ones; report legs the broker does not hold and unexplained positions
-    structures = [s for s in state.structures.values() if s.state != "closed"]
+    structures = open_structures(state, imported)
     _check_structures(structures, broker_pos, alert)
     return ReconcilePlan(adopt, cancel, updates, abandon, imported, structures, broker_pos, alerts)
 
@@ -428,6 +429,29 @@ def _import_fills(
                     journal_filled=have,
                 )
     return imported
+
+
+def open_structures(state: JournalState, imported: Iterable[OrderFilled] = ()) -> list[JournalStructure]:
+    """The structures still holding something: the journaled records that are not closed, plus every
+    structure the journaled (and imported) fills leave with a position. Fills carry their structure, so they
+    are the record the portfolio itself is rebuilt from; without them every held leg of a structure that
+    had no record looked unexplained at each restart."""
+    legs: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
+    owner: dict[str, OrderFilled] = {}
+    for fill in [jf.fill for jf in state.fills] + list(imported):
+        if fill.structure_id:
+            legs[fill.structure_id][fill.symbol] += fill.signed_qty
+            owner.setdefault(fill.structure_id, fill)
+    out = [s for s in state.structures.values() if s.state != "closed"]
+    recorded = {s.structure_id for s in state.structures.values()}
+    for sid, by_symbol in legs.items():
+        held = {sym: q for sym, q in by_symbol.items() if abs(q) > _EPS}
+        if sid in recorded or not held:
+            continue
+        first = owner[sid]
+        out.append(JournalStructure(sid, first.strategy_id, underlying_of(first.symbol, first.asset_class), "open",
+                                    held, first.ts_event_ns))
+    return out
 
 
 def _check_structures(structures: Sequence[JournalStructure], broker_pos: dict[str, float], alert: Any) -> None:

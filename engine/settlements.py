@@ -135,6 +135,7 @@ def unwind_intent(structure_id: str, strategy_id: str, symbol: str, shares: floa
 _UNWIND_SEQ = re.compile(r"-unwind-(\d+)$")
 _RETRY_FIRST_S = 10.0
 _RETRY_MAX_S = 600.0
+POLL_INTERVAL_S = 10.0
 
 
 @dataclass
@@ -179,6 +180,14 @@ class SettlementPoller:
         self.unwinds = 0
         self.unwinding: dict[str, _Unwinding] = {}
         """Structures holding settlement shares, by structure id."""
+        self.last_poll: float | None = None
+        """Monotonic time of the last poll (None before the first)."""
+
+    def due(self, interval_s: float = POLL_INTERVAL_S) -> bool:
+        """Whether a poll is due: at once after a start (expiries booked and unwinds lost while the engine was
+        down must not wait, and in a crash loop an engine may never live a full interval), then every
+        ``interval_s``."""
+        return self.last_poll is None or self.monotonic() - self.last_poll >= interval_s
 
     def resume(self, fills: Iterable[OrderFilled], intent_ids: Iterable[str]) -> None:
         """After a restart: watch the structures earlier settlements gave shares to (from the journal's
@@ -193,6 +202,7 @@ class SettlementPoller:
 
     async def poll(self) -> int:
         """Fetch new settlement activities and book them; the number of activities handled."""
+        self.last_poll = self.monotonic()
         try:
             activities = await self.broker.activities(SETTLEMENT_TYPES)
         except BrokerError as exc:

@@ -15,7 +15,7 @@ import pytest
 
 from engine.broker import AlpacaBroker
 from engine.portfolio import Portfolio
-from engine.settlements import SettlementPoller
+from engine.settlements import POLL_INTERVAL_S, SettlementPoller
 from engine.sim.config import SimConfig
 from engine.sim.server import Simulator
 from greeks.occ import format_occ
@@ -179,9 +179,17 @@ async def test_after_a_restart_shares_left_by_a_settlement_are_unwound_under_a_f
         for fill in fills:
             rebuilt.on_fill(fill)
         again: list[OrderIntent] = []
-        restarted = SettlementPoller(broker, rebuilt, rebuilt.on_fill, again.append)
+        mono = [1000.0]
+        restarted = SettlementPoller(broker, rebuilt, rebuilt.on_fill, again.append, monotonic=lambda: mono[0])
         restarted.resume(fills, [first[0].intent_id, "s9-unwind-7"])
+        # due at once: in a crash loop (the kill -9 loop) an engine that waited out the poll interval first
+        # never polled, and the shares stayed, blocking every entry for the rest of the run
+        assert restarted.due()
         assert await restarted.poll() == 2  # the activities, seen again ...
+        mono[0] += POLL_INTERVAL_S - 0.1
+        assert not restarted.due()
+        mono[0] += 0.1
+        assert restarted.due()
     finally:
         await broker.close()
     assert rebuilt.positions() == {"SPY": -100.0}  # ... booked nothing twice

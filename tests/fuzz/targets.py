@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import msgpack
 
-from engine.broker import BrokerError, decode_response
+from engine.broker import BrokerError, ListedContract, decode_response
 from engine.broker import OptionContract as _Contract
 from engine.commands import CommandVerifier, sign_command
 from engine.config import ConfigError, parse_config_text
@@ -97,7 +97,8 @@ def trading_frame(data: bytes) -> None:
             raise FuzzFailure("trade update rejected without a reason")
 
 
-_REST_TYPES: tuple[object, ...] = (Order, Account, list[Position], list[Order], list[_Contract])
+_REST_TYPES: tuple[object, ...] = (Order, Account, list[Position], list[Order], list[_Contract],
+                                  list[ListedContract])
 
 
 def rest_response(data: bytes) -> None:
