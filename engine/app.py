@@ -379,11 +379,12 @@ class Engine:
             self.journal.record_order(abandoned_update(abandon, state, now))
         for jf in state.fills:
             self.portfolio.on_fill(jf.fill)
+        completed: list[OrderFilled] = []
         if self.settlements is not None:
-            self.settlements.resume([jf.fill for jf in state.fills],
-                                    [i.intent.intent_id for i in state.intents.values()])
-        for fill in plan.import_fills:
-            seq = self.journal.record_fill(fill, source="broker_activity")
+            completed = self.settlements.resume([jf.fill for jf in state.fills],
+                                                [i.intent.intent_id for i in state.intents.values()])
+        for fill, source in [(f, "broker_activity") for f in plan.import_fills] + [(f, "engine") for f in completed]:
+            seq = self.journal.record_fill(fill, source=source)
             if seq is not None:
                 self.portfolio.on_fill(fill)
                 if self.publisher is not None:  # the fills stream must carry every journaled fill

@@ -235,6 +235,10 @@ class Portfolio:
         return m.mid
 
     # ------------------------------------------------------------------ structures
+    def has_booked(self, execution_id: str) -> bool:
+        """Whether the fill with ``execution_id`` is already in the positions."""
+        return execution_id in self._seen_exec
+
     def structure(self, structure_id: str) -> StructureSnapshot | None:
         s = self._structures.get(structure_id)
         return self._snapshot(s) if s is not None else None

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -133,6 +133,8 @@ def unwind_intent(structure_id: str, strategy_id: str, symbol: str, shares: floa
 
 
 _UNWIND_SEQ = re.compile(r"-unwind-(\d+)$")
+TRANSFER_PREFIX = "transfer-"
+_TRANSFER_SEQ = re.compile(r"-(\d+)$")
 _RETRY_FIRST_S = 10.0
 _RETRY_MAX_S = 600.0
 POLL_INTERVAL_S = 10.0
@@ -146,6 +148,15 @@ class _Unwinding:
     symbol: str
     attempts: int = 0
     next_try: float = 0.0
+
+
+@dataclass
+class _Holding:
+    """A settled structure's shares of one stock, while transfers are matched."""
+
+    strategy_id: str
+    structure_id: str
+    shares: float
 
 
 class SettlementPoller:
@@ -178,6 +189,7 @@ class SettlementPoller:
         self.seen: set[str] = set()
         self.settled = 0
         self.unwinds = 0
+        self.transfers = 0
         self.unwinding: dict[str, _Unwinding] = {}
         """Structures holding settlement shares, by structure id."""
         self.last_poll: float | None = None
@@ -189,16 +201,26 @@ class SettlementPoller:
         ``interval_s``."""
         return self.last_poll is None or self.monotonic() - self.last_poll >= interval_s
 
-    def resume(self, fills: Iterable[OrderFilled], intent_ids: Iterable[str]) -> None:
+    def resume(self, fills: Iterable[OrderFilled], intent_ids: Iterable[str]) -> list[OrderFilled]:
         """After a restart: watch the structures earlier settlements gave shares to (from the journal's
-        fills), and number new unwinds after the journaled ones (their client order ids must not repeat)."""
+        fills), and number new unwinds and transfers after the journaled ones (ids must not repeat).
+
+        Returns the fills that complete a share transfer a crash journaled only half of (the caller books
+        them like any fill): without them the structures' shares would no longer sum to the account's."""
+        transfers: dict[str, list[OrderFilled]] = {}
         for fill in fills:
             if fill.asset_class is AssetClass.EQUITY and fill.order_id.startswith("activity-") and fill.structure_id:
                 self.unwinding.setdefault(fill.structure_id, _Unwinding(fill.strategy_id, fill.symbol))
+            if fill.order_id.startswith(TRANSFER_PREFIX):
+                transfers.setdefault(fill.order_id, []).append(fill)
+                m = _TRANSFER_SEQ.search(fill.order_id)
+                if m:
+                    self.transfers = max(self.transfers, int(m.group(1)))
         for intent_id in intent_ids:
             m = _UNWIND_SEQ.search(intent_id)
             if m:
                 self.unwinds = max(self.unwinds, int(m.group(1)))
+        return [_other_half(legs[0]) for legs in transfers.values() if len(legs) == 1]
 
     async def poll(self) -> int:
         """Fetch new settlement activities and book them; the number of activities handled."""
@@ -226,6 +248,7 @@ class SettlementPoller:
     def apply(self, activities: Iterable[Activity]) -> int:
         handled = 0
         moved: dict[tuple[str, str, str], float] = {}  # (structure, strategy, symbol) -> signed shares
+        booked: list[OrderFilled] = []  # published, not yet in the portfolio (the bus delivers later)
         for activity in activities:
             if activity.id in self.seen or activity.activity_type not in SETTLEMENT_TYPES:
                 continue
@@ -233,37 +256,94 @@ class SettlementPoller:
             handled += 1
             for fill in settlement_fills(activity, self.portfolio, time.time_ns(), self.now_ns()):
                 self.on_fill(fill)
+                booked.append(fill)
                 if fill.asset_class is AssetClass.EQUITY:
                     key = (fill.structure_id, fill.strategy_id, fill.symbol)
                     moved[key] = moved.get(key, 0.0) + fill.signed_qty
             log.info("settled", activity_type=activity.activity_type, symbol=activity.symbol, qty=str(activity.qty))
         self.settled += handled
-        if self.policy == "unwind":
-            for (sid, strategy_id, symbol), shares in moved.items():
+        if self.policy == "unwind" and moved:
+            for sid, strategy_id, symbol in moved:
                 if sid:
-                    watch = self.unwinding.setdefault(sid, _Unwinding(strategy_id, symbol))
-                    watch.next_try = self.monotonic() + _RETRY_FIRST_S
-                if abs(shares) >= 0.5:
+                    self.unwinding.setdefault(sid, _Unwinding(strategy_id, symbol)).next_try = (
+                        self.monotonic() + _RETRY_FIRST_S)
+            booked += self.offset_settled_shares(booked)
+            for (sid, strategy_id, symbol), shares in moved.items():
+                if sid:  # what the structure holds now (other structures' shares may have offset it)
+                    held = self._settled_shares(sid, self.unwinding[sid], booked)
+                    shares = 0.0 if held is None else held
+                if abs(shares) >= 0.5:  # outside any structure: the net this batch moved
                     self._submit_unwind(sid, strategy_id, symbol, -shares)
         return handled
 
+    def offset_settled_shares(self, booked: Sequence[OrderFilled] = ()) -> list[OrderFilled]:
+        """Move shares between settled structures that hold the same stock on opposite sides.
+
+        The broker holds only their net, so unwinding each structure gross sends orders that, for the account,
+        open new exposure: the broker refuses them for buying power, the gate in REDUCE_ONLY as not reducing
+        (the kill -9 loop: +500 and -500 SPY in two 0DTE structures, every unwind refused, trading stopped).
+        A transfer is a sell in one structure and a buy in the other at the current spot, with order id
+        ``transfer-<symbol>-<n>`` (the two net to zero: positions and total P&L are unchanged); what is left
+        has one sign per stock, is what the account holds, and its unwinds reduce the account's position.
+        ``booked``: fills this poll published (the bus may deliver them to the portfolio later)."""
+        by_symbol: dict[str, list[_Holding]] = {}
+        for sid, watch in self.unwinding.items():
+            shares = self._settled_shares(sid, watch, booked)
+            if shares is not None and abs(shares) >= 0.5 and not self.busy(sid):
+                by_symbol.setdefault(watch.symbol, []).append(_Holding(watch.strategy_id, sid, shares))
+        fills: list[OrderFilled] = []
+        for symbol, holders in by_symbol.items():
+            price = self.spot(symbol)
+            if not (math.isfinite(price) and price > 0):
+                continue  # no price to transfer at: unwind gross rather than book at a made-up price
+            longs = [h for h in holders if h.shares > 0]
+            shorts = [h for h in holders if h.shares < 0]
+            while longs and shorts:
+                seller, buyer = longs[0], shorts[0]
+                qty = min(seller.shares, -buyer.shares)
+                self.transfers += 1
+                order_id = f"{TRANSFER_PREFIX}{symbol}-{self.transfers}"
+                fills.append(_transfer_fill(order_id, symbol, Side.SELL, qty, round(price, 4), self.now_ns(),
+                                            time.time_ns(), (seller.strategy_id, seller.structure_id),
+                                            (buyer.strategy_id, buyer.structure_id)))
+                fills.append(_other_half(fills[-1]))
+                seller.shares -= qty
+                buyer.shares += qty
+                if seller.shares < 0.5:
+                    longs.pop(0)
+                if buyer.shares > -0.5:
+                    shorts.pop(0)
+        for fill in fills:
+            self.on_fill(fill)
+        if fills:
+            log.info("settled_shares_transferred", fills=len(fills), symbols=sorted({f.symbol for f in fills}))
+        return fills
+
+    def _settled_shares(self, sid: str, watch: _Unwinding, booked: Sequence[OrderFilled] = ()) -> float | None:
+        """Shares a settled structure holds once its options are gone (None while options remain)."""
+        snap = self.portfolio.structure(sid)
+        legs = dict(snap.legs) if snap is not None else {}
+        for fill in booked:
+            if fill.structure_id == sid and not self.portfolio.has_booked(fill.execution_id):
+                legs[fill.symbol] = legs.get(fill.symbol, 0.0) + fill.signed_qty
+        if any(abs(q) > 1e-9 for s, q in legs.items() if s != watch.symbol):
+            return None  # options still held: the structure is live and its strategy manages the shares
+        return legs.get(watch.symbol, 0.0)
+
     def retry_unwinds(self) -> None:
         """Unwind again the shares still held by a structure whose options are gone and which has no order
-        working; forget structures that hold none."""
+        working; forget structures that hold none. Opposite structures are offset first."""
         if self.policy != "unwind":
             return
+        booked = self.offset_settled_shares()
         now = self.monotonic()
         for sid, watch in list(self.unwinding.items()):
-            snap = self.portfolio.structure(sid)
-            shares = snap.legs.get(watch.symbol, 0.0) if snap is not None else 0.0
-            if abs(shares) < 0.5:
+            shares = self._settled_shares(sid, watch, booked)
+            if shares is not None and abs(shares) < 0.5:
                 del self.unwinding[sid]
                 continue
-            if now < watch.next_try or self.busy(sid):
+            if shares is None or now < watch.next_try or self.busy(sid):
                 continue
-            assert snap is not None
-            if any(abs(q) > 1e-9 for s, q in snap.legs.items() if s != watch.symbol):
-                continue  # options still held: the structure is live and its strategy manages the shares
             watch.attempts += 1
             watch.next_try = now + min(_RETRY_FIRST_S * 2**watch.attempts, _RETRY_MAX_S)
             log.warning("settlement_unwind_retry", structure_id=sid, symbol=watch.symbol, shares=shares,
@@ -273,6 +353,23 @@ class SettlementPoller:
     def _submit_unwind(self, structure_id: str, strategy_id: str, symbol: str, shares: float) -> None:
         self.unwinds += 1
         self.submit(unwind_intent(structure_id, strategy_id, symbol, shares, self.unwinds, self.now_ns()))
+
+
+def _transfer_fill(order_id: str, symbol: str, side: Side, qty: float, price: float, now_ns: int, wall_ns: int,
+                   owner: tuple[str, str], counterparty: tuple[str, str]) -> OrderFilled:
+    """One side of a share transfer; ``client_order_id`` names the counterparty (strategy, structure), so a
+    restart can book the other side when a crash journaled only this one."""
+    strategy_id, structure_id = owner
+    return OrderFilled(f"{order_id}:{side.value}", order_id, f"{counterparty[0]}/{counterparty[1]}", symbol, side,
+                       qty, price, now_ns, wall_ns, AssetClass.EQUITY, strategy_id, structure_id)
+
+
+def _other_half(fill: OrderFilled) -> OrderFilled:
+    """The counterparty's side of a transfer fill."""
+    strategy_id, _, structure_id = fill.client_order_id.partition("/")
+    other = Side.BUY if fill.side is Side.SELL else Side.SELL
+    return _transfer_fill(fill.order_id, fill.symbol, other, fill.qty, fill.price, fill.ts_event_ns,
+                          fill.ts_init_ns, (strategy_id, structure_id), (fill.strategy_id, fill.structure_id))
 
 
 def _holders(portfolio: Portfolio, symbol: str, held: float) -> list[tuple[str, str, float]]:

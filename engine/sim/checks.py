@@ -92,7 +92,9 @@ class OrderChecks:
     def _check_funds(
         self, req: OrderRequest, legs: list[tuple[LegRequest, Instrument]], replacing: Order | None = None
     ) -> None:
-        """403 when the order (with every open order but ``replacing``) would leave negative buying power."""
+        """403 when the order (with every open order but ``replacing``) would leave negative buying power and
+        less of it than without the order: an order that reduces risk (buying back assigned short shares)
+        is never refused for buying power, however short of it the account already is."""
         extra: list[tuple[Instrument, float]] = []
         cash_delta = 0.0
         for order in self.orders.values():
@@ -101,6 +103,7 @@ class OrderChecks:
                     rem = leg_order.qty - leg_order.filled_qty
                     extra.append((self.instrument_any(leg_order.symbol), rem if leg_order.side == "buy" else -rem))
                 cash_delta -= self._reserved_cash(order)
+        bp_without = self.account.buying_power(extra, cash_delta)
         for leg, inst in legs:
             qty = req.qty * leg.ratio_qty
             extra.append((inst, qty if leg.side == "buy" else -qty))
@@ -125,7 +128,7 @@ class OrderChecks:
         bp = self.account.buying_power(extra, cash_delta - cost)
         if math.isinf(bp):
             raise forbidden("account is not eligible to trade uncovered option contracts")  # naked calls
-        if bp < 0:
+        if bp < 0 and not bp >= bp_without:
             raise forbidden(
                 "insufficient buying power",
                 buying_power=dec(round(max(bp_before, 0.0), 2)),

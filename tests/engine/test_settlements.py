@@ -286,3 +286,60 @@ async def test_opposite_legs_the_broker_nets_to_nothing_are_closed_against_each_
     assert all(abs(f.price - (spot - 590)) < 1e-3 for f in fills)  # intrinsic value, the same for both sides
     assert portfolio.open_structures() == 0 and portfolio.positions() == {}
     assert sim.inspect()["positions"] == {} or not any(abs(v) > 1e-9 for v in sim.inspect()["positions"].values())
+
+
+def _settled_shares(portfolio: Portfolio, structure_id: str, shares: int) -> OrderFilled:
+    """Shares an exercise or assignment left a structure with (its options are gone)."""
+    fill = OrderFilled(f"act-{structure_id}", f"activity-{structure_id}", "", "SPY",
+                       Side.BUY if shares > 0 else Side.SELL, abs(shares), 600.0, 1, 1, AssetClass.EQUITY,
+                       "zero_dte", structure_id)
+    portfolio.on_fill(fill)
+    return fill
+
+
+def test_opposite_settled_shares_are_moved_between_structures_and_only_the_net_is_unwound() -> None:
+    """The kill -9 loop: +500 and -500 SPY in two 0DTE structures (and +200 in a third) were unwound gross;
+    the account held +200, so the gate (REDUCE_ONLY) and the broker (buying power) refused the orders that
+    would have opened exposure, and every entry stayed blocked by the short shares' unlimited risk."""
+    portfolio = Portfolio()
+    settled = [_settled_shares(portfolio, sid, q) for sid, q in (("a", 500), ("b", -500), ("c", 200))]
+    assert portfolio.position("SPY") == 200.0
+    booked: list[OrderFilled] = []
+    unwinds: list[OrderIntent] = []
+
+    def on_fill(fill: OrderFilled) -> None:
+        booked.append(fill)
+        portfolio.on_fill(fill)
+
+    broker = AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s")  # never called
+    poller = SettlementPoller(broker, portfolio, on_fill, unwinds.append, spot=lambda symbol: 601.5)
+    poller.resume(settled, [])
+    poller.retry_unwinds()
+
+    assert sorted((f.structure_id, f.side, f.qty, f.price) for f in booked) == [
+        ("a", Side.SELL, 500.0, 601.5), ("b", Side.BUY, 500.0, 601.5)]
+    assert len({f.order_id for f in booked}) == 1 and booked[0].order_id.startswith("transfer-SPY-")
+    assert portfolio.position("SPY") == 200.0  # the account's position is untouched
+    # the one order left sells what the account holds
+    assert [(i.structure_id, i.legs[0].side, i.qty) for i in unwinds] == [("c", Side.SELL, 200)]
+    poller.retry_unwinds()
+    assert set(poller.unwinding) == {"c"}  # a and b hold nothing any more
+
+
+def test_a_transfer_a_crash_journaled_only_half_of_is_completed_at_restart() -> None:
+    portfolio = Portfolio()
+    settled = [_settled_shares(portfolio, sid, q) for sid, q in (("a", 300), ("b", -100))]
+    journal: list[OrderFilled] = []
+    broker = AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s")  # never called
+    poller = SettlementPoller(broker, portfolio, journal.append, lambda i: None, spot=lambda symbol: 600.0)
+    poller.resume(settled, [])
+    half = poller.offset_settled_shares()
+    assert len(half) == 2
+    # SIGKILL after the first fill was journaled: the restarted engine has the settlement fills and that one
+    restarted = SettlementPoller(broker, Portfolio(), journal.append, lambda i: None)
+    completion = restarted.resume([*settled, journal[0]], [])
+    assert [(f.execution_id, f.structure_id, f.side, f.qty, f.price) for f in completion] == [
+        (journal[1].execution_id, journal[1].structure_id, journal[1].side, 100.0, 600.0)]
+    assert completion == [journal[1]]
+    assert restarted.resume([*settled, *journal], []) == []  # both journaled: nothing to complete
+    assert restarted.transfers == 1  # the next transfer gets a fresh id
