@@ -145,6 +145,8 @@ class Engine:
         self.actors: list[Strategy[Any]] = []
         self.alerts: list[Alert] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._adoption_events: list[OrderUpdated | OrderFilled] = []
+        """What reading the orders adopted at restart showed, published once the core listens."""
         self._started_wall = 0.0
         self.feeds_connected: set[str] = set()
         self.reconcile_summary: dict[str, int] = {}
@@ -224,6 +226,9 @@ class Engine:
         await self.bus.start()
         assert self.core is not None
         self.core.start()
+        for event in self._adoption_events:  # fills and updates of adopted orders, booked like any other
+            self.bus.publish(event)
+        self._adoption_events.clear()
         self._start_periodic()
         await self._wait_feeds()
         if self.router is not None and self.orders.working_orders():
@@ -372,7 +377,9 @@ class Engine:
             self.orders.expect(adopt.client_order_id, OrderTags(adopt.strategy_id, adopt.structure_id,
                                                                 adopt.intent_id))
             with contextlib.suppress(BrokerError):
-                self.orders.on_order(await broker.get_order(adopt.order_id), now)
+                # The order may have filled since the open-orders snapshot: what this read shows is counted by
+                # the state machine now and must be booked, or no later read would ever book it again.
+                self._adoption_events.extend(self.orders.on_order(await broker.get_order(adopt.order_id), now))
         for update in plan.order_updates:
             self.journal.record_order(update)
         for abandon in plan.abandon:

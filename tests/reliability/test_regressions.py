@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from risk.breakers import Breakers
 from risk.limits import BreakerLimits
 from risk.model import TradingState
@@ -134,3 +137,88 @@ def test_underlying_moves_do_not_clear_a_stale_options_feed() -> None:
     assert state(core.breakers) is TradingState.HALTED
     core.on_book(book("quotes", t0 + 3 * NS))  # option data again
     assert state(core.breakers) is TradingState.ACTIVE
+
+
+async def test_an_order_adopted_at_restart_that_filled_since_the_snapshot_is_booked(tmp_path: Path) -> None:
+    """Found by the kill -9 loop: restart reconciliation adopted an order the open-orders snapshot showed
+    working, then read it once more; when it had filled in between, that read counted the fills in the order
+    state machine but the events were dropped, and no later read books a fill already counted (the journal
+    and the engine's positions missed a filled 0DTE condor for good)."""
+    import os
+
+    from engine.app import Engine
+    from engine.broker import AlpacaBroker
+    from engine.config import parse_config_text
+    from engine.feeds.trading.models import Order
+    from engine.journal import Journal
+    from engine.orders import parse_status
+    from engine.sim.config import SimConfig
+    from engine.sim.server import Simulator
+    from risk.model import AssetClass, IntentAction, Leg, OrderIntent, OrderUpdated, PricePolicy, Side
+
+    sim = Simulator(SimConfig(speed=0.0, partial_fill_probability=0.0, rate_limit_per_min=0))
+    urls = await sim.start()
+    stream_base = urls.options_stream_url.rsplit("/v1beta1/", 1)[0]
+    cfg = parse_config_text(f"""
+[engine]
+mode = "paper"
+state_dir = "{tmp_path / 'state'}"
+metrics_port = 0
+[alpaca]
+paper_url = "{urls.trading_url}"
+data_url = "{urls.data_url}"
+stream_url = "{stream_base}"
+trading_stream_url = "{urls.trading_stream_url}"
+[strategies.gamma_scalper]
+enabled = false
+[strategies.iron_condor]
+enabled = false
+[strategies.zero_dte]
+enabled = false
+""")
+    # what the previous run left: an order working at the broker, journaled as "new"
+    cid = "oe-s1-open-1"
+    placed = sim.exchange.submit({"symbol": "SPY", "qty": "10", "side": "buy", "type": "limit",
+                                  "limit_price": "1.00", "time_in_force": "day", "client_order_id": cid})
+    journal = Journal.open(tmp_path / "state")
+    journal.start()
+    intent = OrderIntent("s1-open-1", "manual", "s1", "SPY", IntentAction.OPEN,
+                         (Leg("SPY", Side.BUY, 1, None, AssetClass.EQUITY),), 10, PricePolicy(kind="limit"))
+    await journal.record_intent(intent, cid)
+    journal.record_order(OrderUpdated(placed["id"], cid, parse_status("new"), 0.0, 10.0, 1, 1, "manual", "s1",
+                                      "s1-open-1"))
+    await journal.aclose()
+
+    engine = Engine(cfg)
+    keys = {"APCA_API_KEY_ID": urls.key, "APCA_API_SECRET_KEY": urls.secret}
+    old_env = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        # the fill lands between the open-orders snapshot and the adoption's own read of the order
+        real_get_order = AlpacaBroker.get_order
+
+        async def get_order_after_a_fill(self: AlpacaBroker, order_id: str, *, nested: bool = True) -> Order:
+            order = sim.exchange.orders[order_id]
+            if order.status == "new":
+                order.limit_price = 10_000.0
+                sim.exchange._try_fill(order)
+            return await real_get_order(self, order_id, nested=nested)
+
+        AlpacaBroker.get_order = get_order_after_a_fill  # type: ignore[method-assign]
+        try:
+            await engine.start()
+        finally:
+            AlpacaBroker.get_order = real_get_order  # type: ignore[method-assign]
+        await asyncio.sleep(0.2)  # the bus delivers the adoption's events
+        assert sim.inspect()["positions"].get("SPY") == 10.0
+        assert engine.portfolio.position("SPY") == 10.0
+        await engine.shutdown()
+        fills = Journal.open(tmp_path / "state").read_state().fills
+        assert [(f.fill.symbol, f.fill.signed_qty, f.fill.structure_id) for f in fills] == [("SPY", 10.0, "s1")]
+    finally:
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        await sim.stop()
