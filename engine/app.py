@@ -373,9 +373,13 @@ class Engine:
         for cancel in plan.cancel:
             with contextlib.suppress(BrokerError):
                 await broker.cancel_order(cancel.order_id)
+        journaled: dict[str, list[OrderFilled]] = {}
+        for fill in [jf.fill for jf in state.fills] + list(plan.import_fills):  # the imports are journaled below
+            journaled.setdefault(fill.parent_order_id or fill.order_id, []).append(fill)
         for adopt in plan.adopt:
             self.orders.expect(adopt.client_order_id, OrderTags(adopt.strategy_id, adopt.structure_id,
                                                                 adopt.intent_id))
+            self.orders.preload(adopt.order_id, journaled.get(adopt.order_id, ()))
             with contextlib.suppress(BrokerError):
                 # The order may have filled since the open-orders snapshot: what this read shows is counted by
                 # the state machine now and must be booked, or no later read would ever book it again.

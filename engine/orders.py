@@ -16,6 +16,7 @@ carrying the leg's execution price and the parent's net price.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -111,6 +112,7 @@ class OrderStateMachine:
         self._tags_by_client_id: dict[str, OrderTags] = {}
         self._positions: dict[str, float] = {}
         self._notices: set[tuple[str, str, str]] = set()
+        self._preloaded: dict[str, list[OrderFilled]] = {}
         self.duplicates_ignored = 0
         self.stale_updates_ignored = 0
 
@@ -235,8 +237,13 @@ class OrderStateMachine:
             self._by_client_id[order.client_order_id] = order.id
         return tracked
 
-    @staticmethod
-    def _ensure_accounts(tracked: TrackedOrder, order: Order) -> None:
+    def preload(self, order_id: str, fills: Iterable[OrderFilled]) -> None:
+        """Fills of ``order_id`` (or of its legs) the journal already holds, for an order adopted at restart:
+        they count as booked once the order is tracked, so reading it books only what the broker filled
+        beyond them (a fresh state machine took the broker's whole filled quantity for news)."""
+        self._preloaded[order_id] = list(fills)
+
+    def _ensure_accounts(self, tracked: TrackedOrder, order: Order) -> None:
         """Open a fill account per leg (per order when single-leg) once the order shows its legs."""
         if tracked.accounts:
             return
@@ -254,6 +261,13 @@ class OrderStateMachine:
                 asset_class=AssetClass.EQUITY if leg_order.asset_class == "us_equity" else AssetClass.OPTION,
             )
         tracked.symbols = tuple(tracked.accounts)
+        for fill in self._preloaded.pop(tracked.order_id, ()):
+            account = tracked.accounts.get(fill.symbol)
+            if account is None or fill.execution_id in account.execution_ids:
+                continue
+            account.execution_ids.add(fill.execution_id)
+            account.counted_qty += fill.qty
+            account.counted_notional += fill.qty * (fill.price if math.isfinite(fill.price) else 0.0)
 
     def _updated(self, tracked: TrackedOrder, ts_event_ns: int, ts_init_ns: int) -> OrderUpdated:
         return OrderUpdated(

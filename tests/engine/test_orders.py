@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 
 import msgspec
@@ -266,3 +267,25 @@ def test_mleg_listed_without_legs_books_nothing_until_its_legs_are_known() -> No
     assert osm.positions() == {"AAPL240816P00215000": 1, "AAPL240816C00240000": 1}
     run([MLEG_FILL], osm)  # the stream's executions arrive late: absorbed, not double counted
     assert osm.positions() == {"AAPL240816P00215000": 1, "AAPL240816C00240000": 1}
+
+
+def test_an_adopted_order_books_only_what_the_broker_filled_beyond_the_journal() -> None:
+    """Restart: the journal holds 2 fills of an order that then filled the rest while the engine was down.
+    A fresh state machine took the broker's whole filled quantity for news (the journal then showed 9 where
+    the broker filled 5: kill -9 loop); preloaded with the journal's fills it books the 3 it lacks."""
+    journaled = [OrderFilled(f"x{i}", "o-1", "coid-1", SYM, Side.BUY, 1.0, 1.0 + i / 100, 1, 1) for i in (1, 2)]
+    osm = OrderStateMachine()
+    osm.expect("coid-1", OrderTags("gamma", "st-1", "in-1"))
+    osm.preload("o-1", journaled)
+    events = osm.on_order(msgspec.convert(order("filled", 5, avg=1.05), Order), 10)
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    assert [(f.qty, f.structure_id) for f in fills] == [(3.0, "st-1")]
+    assert math.isclose(fills[0].price, (1.05 * 5 - 1.01 - 1.02) / 3)
+    # a journaled execution the stream repeats is still a duplicate
+    assert osm.on_trade_update(decode(update_frame("partial_fill", order("filled", 5), execution_id="x1",
+                                                   qty="1", price="1.01")), 11) == []
+
+    fresh = OrderStateMachine()
+    fresh.expect("coid-1", OrderTags("gamma", "st-1", "in-1"))
+    events = fresh.on_order(msgspec.convert(order("filled", 5, avg=1.05), Order), 10)
+    assert [e.qty for e in events if isinstance(e, OrderFilled)] == [5.0]  # what the journal would double
