@@ -456,7 +456,8 @@ class Engine:
             before, started = rss_bytes(), time.perf_counter()
             if trim_heap():
                 log.info("heap_trimmed", rss_before_mib=round(before / 2**20, 1),
-                         rss_after_mib=round(rss_bytes() / 2**20, 1), ms=round((time.perf_counter() - started) * 1e3, 1))
+                         rss_after_mib=round(rss_bytes() / 2**20, 1),
+                         ms=round((time.perf_counter() - started) * 1e3, 1))
         if self.recorder is not None:
             self.recorder.note_book(self.market)
 
