@@ -47,7 +47,6 @@ from engine.feeds.stocks.client import stock_client
 from engine.feeds.trading.client import TradingStreamClient
 from engine.feeds.trading.models import TradeUpdate
 from engine.journal import Journal
-from engine.malloc_tuning import rss_bytes, trim_heap
 from engine.market_hours import MarketHours
 from engine.metrics import LoopLagMonitor, Metrics, MetricsServer
 from engine.orders import OrderStateMachine, OrderTags
@@ -442,8 +441,7 @@ class Engine:
         today = dt.datetime.fromtimestamp(now / 1e9, _NEW_YORK).date()
         spots = {u: self.market.spot(u) for u in self.subscriptions.underlyings}
         pinned = set(self.portfolio.positions()) | self.orders.working_symbols()
-        rolled = today != self._evicted_day
-        if rolled:  # first, so the books never hold yesterday's and today's rows at once
+        if today != self._evicted_day:  # first, so the books never hold yesterday's and today's rows at once
             self._evicted_day = today
             dropped = self.market.evict_expired(today, keep=pinned)
             if dropped:
@@ -452,12 +450,6 @@ class Engine:
             await self.subscriptions.update(today, spots, pinned={s for s in pinned if len(s) > 12})
         except BrokerError as exc:
             log.warning("subscription_update_failed", error=str(exc))
-        if rolled:
-            before, started = rss_bytes(), time.perf_counter()
-            if trim_heap():
-                log.info("heap_trimmed", rss_before_mib=round(before / 2**20, 1),
-                         rss_after_mib=round(rss_bytes() / 2**20, 1),
-                         ms=round((time.perf_counter() - started) * 1e3, 1))
         if self.recorder is not None:
             self.recorder.note_book(self.market)
 

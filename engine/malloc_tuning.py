@@ -37,28 +37,3 @@ def pin_malloc_thresholds() -> bool:
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD,
                                                                                  TRIM_THRESHOLD_BYTES))
-
-
-def trim_heap() -> bool:
-    """Hand the pages of freed memory back to the kernel (glibc ``malloc_trim(0)``: every arena, including
-    free pages inside the heap, not only its top). For once-a-day use after the session roll, whose
-    transients (a day's listing, the books' rebuild) leave freed chunks scattered through the heaps that
-    the thresholds alone do not return. False where glibc is not the allocator."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        malloc_trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    malloc_trim.argtypes, malloc_trim.restype = (ctypes.c_size_t,), ctypes.c_int
-    return bool(malloc_trim(0))
-
-
-def rss_bytes() -> int:
-    """Resident set size of this process (0 where /proc is not available)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
