@@ -170,9 +170,9 @@ class TradingCore:
         self.stopped = True
         for ctx in self.contexts.values():
             ctx.cancel_all_timers()
-        dropped = [i for i in self.pending if i.strategy_id in self.actors]
+        queued = len(self.pending)
         self.pending = collections.deque(i for i in self.pending if i.strategy_id not in self.actors)
-        self.intents_dropped_stopping += len(dropped)
+        self.intents_dropped_stopping += queued - len(self.pending)
         if self.intents_dropped_stopping:
             log.info("intents_dropped_stopping", count=self.intents_dropped_stopping)
 

@@ -128,7 +128,7 @@ class OrderChecks:
         bp = self.account.buying_power(extra, cash_delta - cost)
         if math.isinf(bp):
             raise forbidden("account is not eligible to trade uncovered option contracts")  # naked calls
-        if bp < 0 and not bp >= bp_without:
+        if bp < min(0.0, bp_without):
             raise forbidden(
                 "insufficient buying power",
                 buying_power=dec(round(max(bp_before, 0.0), 2)),
