@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 import structlog
@@ -47,7 +46,6 @@ from engine.feeds.stocks.client import stock_client
 from engine.feeds.trading.client import TradingStreamClient
 from engine.feeds.trading.models import TradeUpdate
 from engine.journal import Journal
-from engine.market_hours import MarketHours
 from engine.metrics import LoopLagMonitor, Metrics, MetricsServer
 from engine.orders import OrderStateMachine, OrderTags
 from engine.portfolio import Portfolio
@@ -59,6 +57,7 @@ from engine.sdnotify import Notifier, Watchdog, watchdog_interval_s
 from engine.secrets import command_secret, load_credentials
 from engine.settlements import SettlementPoller
 from engine.subscriptions import BudgetConfig, SubscriptionBudget, SubscriptionManager
+from greeks.calendar import market_calendar, ny_date, ny_datetime
 from risk.breakers import Breakers
 from risk.gate import RiskGate
 from risk.model import IntentDenied, OrderFilled, OrderUpdated, TradingState
@@ -69,7 +68,6 @@ from strategies.registry import build_strategy
 log = structlog.get_logger(__name__)
 
 NS_PER_S = 1_000_000_000
-_NEW_YORK = ZoneInfo("America/New_York")
 
 
 class Endpoints(msgspec.Struct, frozen=True):
@@ -119,7 +117,7 @@ class Engine:
         self.ready = asyncio.Event()
         self.metrics = Metrics()
         self.notifier = Notifier()
-        self.hours = MarketHours()
+        self.calendar = market_calendar()
         self.clock = EventClock()
         self.bus = Bus()
         self.market = Market(publish=self.bus.publish, now_ns=time.time_ns, rate=self._rate(),
@@ -438,7 +436,7 @@ class Engine:
         if self.subscriptions is None:
             return
         now = self.clock.now_ns() or time.time_ns()
-        today = dt.datetime.fromtimestamp(now / 1e9, _NEW_YORK).date()
+        today = ny_date(now)
         spots = {u: self.market.spot(u) for u in self.subscriptions.underlyings}
         pinned = set(self.portfolio.positions()) | self.orders.working_symbols()
         if today != self._evicted_day:  # first, so the books never hold yesterday's and today's rows at once
@@ -573,7 +571,7 @@ class Engine:
 
     def _market_open(self) -> bool:
         now = self.clock.now_ns()
-        return now == 0 or self.hours.is_open(now)
+        return now == 0 or self.calendar.is_open(now)
 
     # ------------------------------------------------------------------------------------ events
 
@@ -802,7 +800,7 @@ def _ts_ns(value: Any) -> int:
 def _iso(ts_ns: int) -> str:
     if not ts_ns:
         return ""
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, _NEW_YORK).isoformat(timespec="seconds")
+    return ny_datetime(ts_ns).isoformat(timespec="seconds")
 
 
 def _process_stats() -> dict[str, int]:

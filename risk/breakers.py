@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from zoneinfo import ZoneInfo
 
 import msgspec
 
+from greeks.calendar import ny_date
 from risk.limits import BreakerLimits, action_state
 from risk.model import TradingState
-
-NEW_YORK = ZoneInfo("America/New_York")
 
 
 class BreakerCode(enum.StrEnum):
@@ -47,11 +45,6 @@ class BreakerChange(msgspec.Struct, frozen=True):
     """True when ``code`` tripped, False when it cleared."""
     detail: str
     ts_event_ns: int
-
-
-def trading_date(ts_ns: int) -> dt.date:
-    """The New York calendar date of an epoch-nanosecond instant."""
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, NEW_YORK).date()
 
 
 class Breakers:
@@ -167,7 +160,7 @@ class Breakers:
         return self.limits.stale_data_after_ms * 1_000_000
 
     def _roll_day(self, now_ns: int) -> BreakerChange | None:
-        day = trading_date(now_ns)
+        day = ny_date(now_ns)
         if self._date is None:
             self._date = day
             return None

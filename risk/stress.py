@@ -14,7 +14,6 @@ held book once (``HeldStressCache``) and each intent's own legs per check.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Mapping
 
@@ -23,8 +22,7 @@ import numpy.typing as npt
 from numba import njit
 
 from greeks.black import price_row
-from greeks.calendar import CalendarRangeError, expiry_close_ns
-from risk.breakers import NEW_YORK, trading_date
+from greeks.calendar import REGULAR_CLOSE, CalendarRangeError, market_calendar, ny_date, ny_instant_ns
 from risk.limits import StressLimits
 from risk.model import CONTRACT_MULTIPLIER
 from risk.views import ChainView
@@ -161,25 +159,13 @@ def stress_pnl(
     return a[:n], b[:n]
 
 
-class _Day:
-    """Memo of today's close per minute of event time (the calendar lookup costs microseconds)."""
-
-    minute = -1
-    close_ns = 0
-
-
 def session_close_ns(ts_ns: int) -> int:
     """Epoch ns of the close of the New York trading date of ``ts_ns`` (13:00 on half days; the previous
-    session's close on a day without one)."""
-    minute = ts_ns // 60_000_000_000
-    if minute != _Day.minute:
-        day = trading_date(ts_ns)
-        try:
-            _Day.close_ns = expiry_close_ns(day)
-        except CalendarRangeError:
-            _Day.close_ns = int(dt.datetime.combine(day, dt.time(16, 0), NEW_YORK).timestamp()) * 1_000_000_000
-        _Day.minute = minute
-    return _Day.close_ns
+    session's close on a day without one; 16:00 that day outside the calendar's span)."""
+    try:
+        return market_calendar().close_ns_at(ts_ns)
+    except CalendarRangeError:
+        return ny_instant_ns(ny_date(ts_ns), REGULAR_CLOSE)
 
 
 class HeldStressCache:

@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
-from zoneinfo import ZoneInfo
 
 import msgspec
 
+from greeks.calendar import NEW_YORK, NS_PER_SECOND, ny_datetime, ny_instant_ns
 from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderUpdated, PricePolicy
 from risk.params import apply_hot, diff_params
 from risk.views import AccountView, ChainView, MarketView, PortfolioView
 
-NEW_YORK = ZoneInfo("America/New_York")
-NS_PER_S = 1_000_000_000
+NS_PER_S = NS_PER_SECOND
 
 __all__ = [
     "NEW_YORK",
@@ -201,17 +200,7 @@ class Strategy(Generic[C]):
 # ---------------------------------------------------------------------------------------------- time
 
 
-def ny_datetime(ts_ns: int) -> dt.datetime:
-    """The New York wall-clock time of an epoch-nanosecond instant."""
-    return dt.datetime.fromtimestamp(ts_ns / NS_PER_S, NEW_YORK)
-
-
 def parse_hhmm(text: str) -> dt.time:
     """``"15:45"`` -> ``time(15, 45)`` (config fields are validated by pattern first)."""
     hh, mm = text.split(":")
     return dt.time(int(hh), int(mm))
-
-
-def ny_instant_ns(day: dt.date, at: dt.time) -> int:
-    """Epoch nanoseconds of New York wall-clock ``at`` on ``day``."""
-    return int(dt.datetime.combine(day, at, NEW_YORK).timestamp()) * NS_PER_S

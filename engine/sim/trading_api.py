@@ -15,6 +15,7 @@ from engine.sim.clock import NY, from_ns
 from engine.sim.orders import Order, dec
 from engine.sim.rest import SIM_KEY, json_body, query_bool, query_float, query_int, query_list
 from engine.sim.universe import contract_id
+from greeks.calendar import CalendarRangeError
 from greeks.occ import OccSymbolError, parse_occ
 
 
@@ -402,15 +403,13 @@ async def get_clock(request: web.Request) -> web.Response:
     clock = sim.market.clock
     now = clock.now_ns
     is_open = clock.open_ns <= now < clock.close_ns
-    next_day = clock.calendar.next_session(clock.session_date)
-    bounds = clock.calendar.bounds(next_day)
-    assert bounds is not None
+    nxt = clock.calendar.next_session(clock.session_date)
     return _ok(
         {
             "timestamp": _et(now),
             "is_open": is_open,
-            "next_open": _et(bounds[0] if now >= clock.open_ns else clock.open_ns),
-            "next_close": _et(clock.close_ns if now < clock.close_ns else bounds[1]),
+            "next_open": _et(nxt.open_ns if now >= clock.open_ns else clock.open_ns),
+            "next_close": _et(clock.close_ns if now < clock.close_ns else nxt.close_ns),
         }
     )
 
@@ -426,21 +425,21 @@ async def get_calendar(request: web.Request) -> web.Response:
     if (end - start).days > 3660:
         raise errors.invalid("date range too large (at most 10 years)")
     out: list[dict[str, Any]] = []
-    day = cal.session_on_or_after(start)
-    while day <= end:
-        bounds = cal.bounds(day)
-        assert bounds is not None
+    try:
+        sessions = cal.sessions_between(start, end)
+    except CalendarRangeError as exc:
+        raise errors.invalid(str(exc)) from exc
+    for session in sessions:
         out.append(
             {
-                "date": day.isoformat(),
-                "open": from_ns(bounds[0]).astimezone(NY).strftime("%H:%M"),
-                "close": from_ns(bounds[1]).astimezone(NY).strftime("%H:%M"),
+                "date": session.day.isoformat(),
+                "open": from_ns(session.open_ns).astimezone(NY).strftime("%H:%M"),
+                "close": from_ns(session.close_ns).astimezone(NY).strftime("%H:%M"),
                 "session_open": "0400",
                 "session_close": "2000",
-                "settlement_date": cal.next_session(day).isoformat(),
+                "settlement_date": cal.next_session(session.day).day.isoformat(),
             }
         )
-        day = cal.next_session(day)
     return _ok(out)
 
 

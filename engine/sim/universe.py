@@ -13,8 +13,8 @@ import uuid
 
 import numpy as np
 
-from engine.sim.clock import NY, SessionCalendar, to_ns
 from engine.sim.config import UnderlyingConfig
+from greeks.calendar import MarketCalendar
 from greeks.occ import format_occ
 
 _ID_NAMESPACE = uuid.UUID("5b0b0d1e-8f7c-4e55-9a57-6c2d7a1f0e11")
@@ -31,21 +31,21 @@ def third_friday(year: int, month: int) -> dt.date:
     return first + dt.timedelta(days=(4 - first.weekday()) % 7 + 14)
 
 
-def listed_expiries(und: UnderlyingConfig, today: dt.date, calendar: SessionCalendar) -> list[dt.date]:
+def listed_expiries(und: UnderlyingConfig, today: dt.date, calendar: MarketCalendar) -> list[dt.date]:
     """Expiry dates listed on ``today``: dailies, Friday weeklies and third-Friday monthlies."""
     out: set[dt.date] = set()
     if und.daily_expiries:
-        d = today if calendar.is_session(today) else calendar.next_session(today)
+        d = calendar.session_on_or_after(today).day
         for _ in range(und.daily_expiry_sessions):
             out.add(d)
-            d = calendar.next_session(d)
+            d = calendar.next_session(d).day
     friday = today + dt.timedelta(days=(4 - today.weekday()) % 7)
     for _ in range(und.weekly_expiry_weeks):
-        out.add(calendar.session_on_or_before(friday))
+        out.add(calendar.session_on_or_before(friday).day)
         friday += dt.timedelta(days=7)
     year, month = today.year, today.month
     for _ in range(und.monthly_expiry_months + 1):
-        out.add(calendar.session_on_or_before(third_friday(year, month)))
+        out.add(calendar.session_on_or_before(third_friday(year, month)).day)
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return sorted(e for e in out if e >= today)
 
@@ -71,7 +71,7 @@ def strike_grid(spot: float, atm_vol: float, years: float) -> np.ndarray:
 class Universe:
     """All contracts ever listed, as parallel arrays, plus lookup by symbol."""
 
-    def __init__(self, underlyings: tuple[UnderlyingConfig, ...], calendar: SessionCalendar) -> None:
+    def __init__(self, underlyings: tuple[UnderlyingConfig, ...], calendar: MarketCalendar) -> None:
         self.underlyings = underlyings
         self.calendar = calendar
         self.und_index = {u.symbol: i for i, u in enumerate(underlyings)}
@@ -123,8 +123,7 @@ class Universe:
                 if (ui, expiry) in self._listed:
                     continue
                 self._listed.add((ui, expiry))
-                bounds = self.calendar.bounds(expiry)
-                close_ns = bounds[1] if bounds else to_ns(dt.datetime.combine(expiry, dt.time(16), NY))
+                close_ns = self.calendar.expiry_close_ns(expiry)
                 years = max(close_ns - now_ns, 0) / (365.0 * 86400e9)
                 strikes = strike_grid(float(spots[ui]), und.atm_vol, years)
                 n = len(strikes)
