@@ -19,16 +19,15 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from zoneinfo import ZoneInfo
 
 import msgspec
 
+from greeks.calendar import ny_date, ny_instant_ns
 from greeks.occ import OccSymbolError, parse_occ
 from risk.model import CONTRACT_MULTIPLIER, AssetClass, OrderFilled
 from risk.payoff import PayoffLeg, summarize
 from risk.views import ChainView, PortfolioGreeks
 
-NEW_YORK = ZoneInfo("America/New_York")
 ROOT_ALIASES: dict[str, str] = {"SPXW": "SPX", "NDXP": "NDX", "RUTW": "RUT", "VIXW": "VIX"}
 _EPS = 1e-9
 _EMPTY: Mapping[str, float] = MappingProxyType({})
@@ -439,12 +438,10 @@ class Portfolio:
     def _roll_day(self, ts_ns: int) -> None:
         if ts_ns <= 0:
             return
-        day = dt.datetime.fromtimestamp(ts_ns / 1e9, NEW_YORK).date() if self._day is None or \
-            ts_ns >= self._next_day_ns else self._day
+        day = ny_date(ts_ns) if self._day is None or ts_ns >= self._next_day_ns else self._day
         if day != self._day:
             self._day = day
-            nxt = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), NEW_YORK)
-            self._next_day_ns = int(nxt.timestamp()) * 1_000_000_000
+            self._next_day_ns = ny_instant_ns(day + dt.timedelta(days=1), dt.time(0))
             self._realized_sod = self.realized_usd()
             self._unrealized_sod = self.unrealized_usd()
 

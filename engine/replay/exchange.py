@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -21,10 +20,8 @@ from engine.feeds.scan import KIND_QUOTE
 from engine.sim.config import SimConfig
 from engine.sim.exchange import Exchange
 from engine.sim.universe import contract_id
-from greeks.calendar import expiry_close_ns
+from greeks.calendar import REGULAR_CLOSE, CalendarRangeError, expiry_close_ns, market_calendar, ny_date, ny_instant_ns
 from greeks.occ import parse_occ
-
-NEW_YORK = ZoneInfo("America/New_York")
 
 
 @dataclass(slots=True)
@@ -102,13 +99,13 @@ class _Clock:
         if ts_ns <= self.now_ns:
             return
         self.now_ns = ts_ns
-        day = dt.datetime.fromtimestamp(ts_ns / 1e9, NEW_YORK).date()
+        day = ny_date(ts_ns)
         if day != self._day:
             self._day = day
             try:
-                self.close_ns = expiry_close_ns(day)
-            except Exception:  # a day outside the calendar: orders live until 16:00 ET
-                self.close_ns = int(dt.datetime.combine(day, dt.time(16), NEW_YORK).timestamp() * 1e9)
+                self.close_ns = market_calendar().close_ns_at(ts_ns)
+            except CalendarRangeError:  # a day outside the calendar: orders live until 16:00 ET
+                self.close_ns = ny_instant_ns(day, REGULAR_CLOSE)
 
     def today(self) -> dt.date:
         assert self._day is not None
