@@ -16,7 +16,7 @@ import pytest
 from engine.broker import AlpacaBroker
 from engine.portfolio import Portfolio
 from engine.settlements import POLL_INTERVAL_S, SettlementPoller
-from engine.sim.config import SimConfig
+from engine.sim.config import ExpirationConfig, SimConfig
 from engine.sim.server import Simulator
 from greeks.occ import format_occ
 from risk.model import AssetClass, IntentAction, OrderFilled, OrderIntent, Side
@@ -24,12 +24,14 @@ from risk.model import AssetClass, IntentAction, OrderFilled, OrderIntent, Side
 pytestmark = pytest.mark.timeout(60)
 
 EXPIRY = dt.date(2026, 12, 4)
+CLOSE_ONLY = ExpirationConfig(liquidate=False, long_puts_need_shares=False)
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
+    # the close alone: these scenarios hold what Alpaca's 15:15 liquidation would close (tests/sim/test_expiration.py)
     s = Simulator(SimConfig(seed=4, speed=0.0, start=dt.datetime(2026, 12, 4, 15, 55), partial_fill_probability=0.0,
-                            rate_limit_per_min=0))
+                            rate_limit_per_min=0, expiration=CLOSE_ONLY))
     await s.start()
     yield s
     await s.stop()
