@@ -32,7 +32,7 @@ import numpy as np
 from engine.sim.account import Account, Instrument
 from engine.sim.config import SimConfig
 from engine.sim.errors import AlpacaError, invalid
-from engine.sim.expiration import ExpiryState, PendingAssignment, intrinsic
+from engine.sim.expiration import ExpiryState, PendingAssignment, in_the_money, intrinsic
 from engine.sim.market import Market
 from engine.sim.orders import dec
 
@@ -59,9 +59,10 @@ class EarlyAssignment:
             inst = pos.instrument
             if inst.asset_class != "us_option" or pos.qty >= 0 or inst.expiry is None or inst.expiry <= today:
                 continue
-            value = intrinsic(inst, self.market.spot(inst.underlying))
-            if value < threshold:
+            spot = self.market.spot(inst.underlying)
+            if not in_the_money(inst, spot, threshold):
                 continue
+            value = intrinsic(inst, spot)
             theo = float(self.market.option_quotes(np.array([uni.index[symbol]])).theo[0])
             time_value = max(theo - value, 0.0)
             dividend = self.market.dividend_on(inst.underlying, next_day) if inst.is_call else 0.0

@@ -48,6 +48,12 @@ def intrinsic(inst: Instrument, spot: float) -> float:
     return max(spot - inst.strike, 0.0) if inst.is_call else max(inst.strike - spot, 0.0)
 
 
+def in_the_money(inst: Instrument, spot: float, threshold_usd: float) -> bool:
+    """At least ``threshold_usd`` in the money with the underlying at ``spot`` taken as a price in cents (an
+    official close is one): $600.01 puts a 600 call $0.01 in the money, not a float's hair short of it."""
+    return round(intrinsic(inst, round(spot, 2)), 6) >= threshold_usd
+
+
 @dataclass(slots=True)
 class PendingAssignment:
     """Contracts of a short position OCC assigned overnight, booked at the next open."""
@@ -156,7 +162,7 @@ class ExpirationProcess:
     def _at_risk(self, inst: Instrument) -> bool:
         cfg = self.config.expiration
         spot = self.market.spot(inst.underlying)
-        return intrinsic(inst, spot) >= cfg.exercise_threshold_usd or abs(spot - inst.strike) <= (
+        return in_the_money(inst, spot, cfg.exercise_threshold_usd) or abs(spot - inst.strike) <= (
             cfg.near_money_fraction * spot
         )
 
@@ -186,7 +192,7 @@ class ExpirationProcess:
         puts = [
             (p, n)
             for p, n in holdings
-            if n > 0 and not p.instrument.is_call and intrinsic(p.instrument, spot_of(p.instrument)) >= threshold
+            if n > 0 and not p.instrument.is_call and in_the_money(p.instrument, spot_of(p.instrument), threshold)
         ]
         for pos, n in sorted(puts, key=lambda h: (-h[0].instrument.strike, h[0].instrument.symbol)):
             und = pos.instrument.underlying
@@ -219,8 +225,8 @@ class ExpirationProcess:
                 cash += sign * closed * MULTIPLIER * self.mark(inst.symbol)
                 extra.append((inst, -pos.qty))  # every contract expiring today is gone tomorrow
                 left = pos.qty - sign * closed
-                in_the_money = intrinsic(inst, spot_of(inst)) >= cfg.exercise_threshold_usd
-                if left != 0 and in_the_money and not (left > 0 and pos.do_not_exercise):
+                itm = in_the_money(inst, spot_of(inst), cfg.exercise_threshold_usd)
+                if left != 0 and itm and not (left > 0 and pos.do_not_exercise):
                     settling.append((pos, left))
             unexercised = self._puts_beyond_shares(settling, spot_of) if cfg.long_puts_need_shares else {}
             for pos, left in settling:
@@ -282,7 +288,8 @@ class ExpirationProcess:
         for pos in expiring:
             inst = pos.instrument
             qty = pos.qty
-            if intrinsic(inst, self._spot_of(inst)) < cfg.exercise_threshold_usd or (qty > 0 and pos.do_not_exercise):
+            itm = in_the_money(inst, self._spot_of(inst), cfg.exercise_threshold_usd)
+            if not itm or (qty > 0 and pos.do_not_exercise):
                 self.expire(inst, qty)
             elif qty < 0:
                 self.settle(inst, qty, "OPASN")

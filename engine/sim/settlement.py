@@ -156,6 +156,7 @@ class Settlement(ExpirationProcess, EarlyAssignment):
                 order.set_status("expired", now)
                 self.emit("expired", order)
         self.settle_expiring(today)
+        self.expiry_state.liquidations.clear()  # day orders on today's contracts: expired above
         self.decide_early_assignments(today)
         self.market.universe.deactivate_expired(now)
         prices = {s: self.mark(s) for s in self.account.positions}
