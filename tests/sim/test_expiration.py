@@ -12,6 +12,7 @@ dividend-driven assignment the evening before an ex-date with the spot's gap at 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,6 +84,12 @@ def _fills(st: SimThread) -> list[TradeActivity]:
 
 def _kinds(activities: list[NonTradeActivity]) -> list[tuple[str, str | None, float | None]]:
     return [(a.activity_type.value, a.symbol, a.qty) for a in activities]
+
+
+def _close_and_open(sim: Any) -> tuple[float, float]:
+    """SPY's last close and the spot now (at the open that followed it)."""
+    und = sim.market.unds[0]
+    return und.prev_close, und.spot
 
 
 def _ny(ts: dt.datetime) -> dt.datetime:
@@ -315,9 +322,8 @@ def test_short_itm_calls_worth_less_than_the_dividend_are_assigned_the_evening_b
             _buy(st, cover, 10)
         _buy(st, deep, 10, OrderSide.SELL)  # $30 in the money: a few cents of time value
         _buy(st, at_the_money, 10, OrderSide.SELL)  # several dollars of time value: nobody exercises
-        close = st.call(lambda st=st: st.sim.market.spot("SPY"))
         _advance(st, 10 * 60)  # to the close: processed, and the clock rolls to the ex-date's open
-        sims[name] = (st, close, st.call(lambda st=st: st.sim.market.spot("SPY")))
+        sims[name] = (st, *st.call(functools.partial(_close_and_open, st.sim)))
     st, close, open_ = sims["dividend"]
     acts = _activities(st)
     assigned = [a for a in acts if a.activity_type.value == "OPASN"]
