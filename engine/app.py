@@ -25,6 +25,7 @@ import msgspec
 import structlog
 
 from engine.alerts import Alert
+from engine.attribution import attribute_broker_fill, is_broker_fill, portfolio_holders
 from engine.book import Market
 from engine.broker import AlpacaBroker, BrokerError, RateLimited
 from engine.bus import Bus
@@ -143,6 +144,8 @@ class Engine:
         self.actors: list[Strategy[Any]] = []
         self.alerts: list[Alert] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._broker_fills_seen: set[str] = set()
+        """Execution ids of fills of orders the engine did not place, booked already (engine/attribution.py)."""
         self._adoption_events: list[OrderUpdated | OrderFilled] = []
         """What reading the orders adopted at restart showed, published once the core listens."""
         self._started_wall = 0.0
@@ -582,7 +585,11 @@ class Engine:
         if isinstance(event, BookUpdated):
             core.on_book(event)
         elif isinstance(event, OrderFilled):
-            core.on_fill(event)
+            if is_broker_fill(event):  # an order the engine did not place: a broker liquidation, an operator
+                for part in self._attribute(event):
+                    core.on_fill(part)
+            else:
+                core.on_fill(event)
         elif isinstance(event, OrderUpdated):
             core.on_order_update(event)
         elif isinstance(event, IntentDenied):
@@ -595,6 +602,18 @@ class Engine:
                 self.metrics.feed_reconnects.inc(event.feed)
             if event.feed == "trading" and event.attempt > 1 and self.router is not None:
                 asyncio.get_running_loop().create_task(self.router.reconcile_open_orders())
+
+    def _attribute(self, fill: OrderFilled) -> list[OrderFilled]:
+        """A fill of an order the engine did not place, booked to the structures it closed (engine/attribution.py);
+        once per execution (its parts get ids of their own, so the journal alone could not tell a repeat)."""
+        if fill.execution_id in self._broker_fills_seen:
+            return []
+        self._broker_fills_seen.add(fill.execution_id)
+        parts = attribute_broker_fill(fill, portfolio_holders(self.portfolio, fill.symbol))
+        log.warning("broker_order_fill", order_id=fill.order_id, client_order_id=fill.client_order_id,
+                    symbol=fill.symbol, side=str(fill.side), qty=fill.qty,
+                    structures=[p.structure_id for p in parts])
+        return parts
 
     def alert(self, alert: Alert) -> None:
         self.alerts.append(alert)

@@ -345,3 +345,108 @@ def test_a_transfer_a_crash_journaled_only_half_of_is_completed_at_restart() -> 
     assert completion == [journal[1]]
     assert restarted.resume([*settled, *journal], []) == []  # both journaled: nothing to complete
     assert restarted.transfers == 1  # the next transfer gets a fresh id
+
+
+# ---- quantities: partial and early assignments (issue: the whole leg was written off) ---------------------------
+
+WEEK_OUT = dt.date(2026, 12, 11)
+
+
+async def _poll_once(sim: Simulator, portfolio: Portfolio, *, deferred: bool = False
+                     ) -> tuple[list[OrderFilled], list[OrderIntent]]:
+    """One poll; with ``deferred`` the fills reach the portfolio only after it (the bus delivers them later)."""
+    urls = sim.urls
+    assert urls is not None
+    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    fills: list[OrderFilled] = []
+    unwinds: list[OrderIntent] = []
+
+    def on_fill(fill: OrderFilled) -> None:
+        fills.append(fill)
+        if not deferred:
+            portfolio.on_fill(fill)
+
+    try:
+        await SettlementPoller(broker, portfolio, on_fill, unwinds.append, now_ns=lambda: sim.now_ns).poll()
+    finally:
+        await broker.close()
+    if deferred:
+        for fill in fills:
+            portfolio.on_fill(fill)
+    return fills, unwinds
+
+
+def _legs(portfolio: Portfolio, structure_id: str) -> dict[str, float]:
+    snap = portfolio.structure(structure_id)
+    assert snap is not None
+    return {k: q for k, q in snap.legs.items() if abs(q) > 1e-9}
+
+
+async def test_a_partial_assignment_leaves_the_rest_in_its_structure_and_the_gate_counts_it(sim: Simulator) -> None:
+    short_put, cover = format_occ("SPY", WEEK_OUT, False, 620), format_occ("SPY", WEEK_OUT, False, 560)
+    portfolio, broker = await _settle(sim, [(cover, Side.BUY, 5), (short_put, Side.SELL, 5)])
+    await broker.close()
+    sim.assign(short_put, 2)  # an early assignment of 2 of the 5 (OCC's partial assignment)
+
+    fills, unwinds = await _poll_once(sim, portfolio)
+
+    assert sorted((f.symbol, f.side, f.qty, f.price) for f in fills) == [
+        ("SPY", Side.BUY, 200.0, 620.0), (short_put, Side.BUY, 2.0, 0.0)]
+    # the rest is still the structure's, as the broker still holds it, and the gate's inputs show it
+    assert _legs(portfolio, "s1") == {short_put: -3.0, cover: 5.0, "SPY": 200.0}
+    assert portfolio.positions_of("SPY") == {short_put: -3.0, cover: 5.0, "SPY": 200.0} == {
+        k: v for k, v in sim.inspect()["positions"].items() if abs(v) > 1e-9}
+    assert portfolio.open_structures() == 1
+    assert portfolio.risk_capital_usd("SPY") > 0
+    # the shares go back at once (the unwind policy), though the structure still holds options
+    assert [(i.structure_id, i.legs[0].side, i.qty) for i in unwinds] == [("s1", Side.SELL, 200)]
+
+
+async def test_a_partial_assignment_is_taken_from_the_unexplained_rest_then_the_oldest_structure(
+    sim: Simulator,
+) -> None:
+    short_put, cover = format_occ("SPY", WEEK_OUT, False, 620), format_occ("SPY", WEEK_OUT, False, 560)
+    for symbol, side, qty in ((cover, Side.BUY, 5), (short_put, Side.SELL, 5)):
+        sim.exchange.submit({"symbol": symbol, "qty": qty, "side": side.value, "type": "market",
+                             "time_in_force": "day"})
+    portfolio = Portfolio()
+    _book(portfolio, cover, Side.BUY, 5, "old")
+    for sid, qty, opened in (("new", 2, 20), ("old", 2, 10)):
+        portfolio.on_fill(OrderFilled(f"x-{sid}", "o", "c", short_put, Side.SELL, qty, 1.0, opened, opened,
+                                      AssetClass.OPTION, "condor", sid))
+    # a short put no structure explains (left over by hand): the first to go
+    portfolio.on_fill(OrderFilled("x-orphan", "o", "c", short_put, Side.SELL, 1, 1.0, 30, 30))
+    sim.assign(short_put, 2)
+
+    fills, _ = await _poll_once(sim, portfolio)
+
+    assert sorted((f.structure_id, f.symbol, f.qty) for f in fills) == [
+        ("", "SPY", 100.0), ("", short_put, 1.0), ("old", "SPY", 100.0), ("old", short_put, 1.0)]
+    assert _legs(portfolio, "old") == {cover: 5.0, short_put: -1.0, "SPY": 100.0}
+    assert _legs(portfolio, "new") == {short_put: -2.0}  # the younger structure is untouched
+    assert portfolio.position(short_put) == -3.0 == sim.inspect()["positions"][short_put]
+
+
+async def test_two_activities_of_one_contract_in_a_batch_are_each_booked_once() -> None:
+    """Long puts at expiry with shares for one: OPEXC 1 and OPEXP 2 arrive together; the second is split with
+    the first's fills published but not yet in the portfolio (the bus delivers them later)."""
+    s = Simulator(SimConfig(seed=4, speed=0.0, start=dt.datetime(2026, 12, 4, 15, 55), partial_fill_probability=0.0,
+                            rate_limit_per_min=0, expiration=ExpirationConfig(liquidate=False)))
+    await s.start()
+    try:
+        put = format_occ("SPY", EXPIRY, False, 610)
+        for symbol, qty in (("SPY", 100), (put, 3)):
+            s.exchange.submit({"symbol": symbol, "qty": qty, "side": "buy", "type": "market", "time_in_force": "day"})
+        portfolio = Portfolio()
+        _book(portfolio, put, Side.BUY, 3, "s1")
+        portfolio.on_fill(OrderFilled("x-spy", "o", "c", "SPY", Side.BUY, 100, 600.0, 1, 1, AssetClass.EQUITY,
+                                      "gamma", "g1"))
+        s.advance(6 * 60)
+        fills, _ = await _poll_once(s, portfolio, deferred=True)
+    finally:
+        await s.stop()
+    assert sorted((f.symbol, f.side, f.qty) for f in fills) == [
+        ("SPY", Side.SELL, 100.0), (put, Side.SELL, 1.0), (put, Side.SELL, 2.0)]
+    assert len({f.execution_id for f in fills}) == 3
+    assert _legs(portfolio, "s1") == {"SPY": -100.0}
+    assert portfolio.positions() == {}
