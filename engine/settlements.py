@@ -202,7 +202,7 @@ class SettlementPoller:
         self,
         broker: AlpacaBroker,
         portfolio: Portfolio,
-        on_fill: Callable[[OrderFilled], None],
+        on_fill: Callable[[OrderFilled], object],
         submit: Callable[[OrderIntent], None],
         *,
         policy: AssignmentPolicy = "unwind",
