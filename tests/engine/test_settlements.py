@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -450,3 +451,142 @@ async def test_two_activities_of_one_contract_in_a_batch_are_each_booked_once() 
     assert len({f.execution_id for f in fills}) == 3
     assert _legs(portfolio, "s1") == {"SPY": -100.0}
     assert portfolio.positions() == {}
+
+
+# ---- broker-originated orders: Alpaca's expiry-day liquidation ------------------------------------------------
+
+ENGINE_TOML = """
+[engine]
+mode = "paper"
+state_dir = "{state}"
+metrics_port = 0
+unknown_order_policy = "cancel"
+
+[alpaca]
+options_feed = "indicative"
+paper_url = "{trading}"
+data_url = "{data}"
+stream_url = "{stream}"
+trading_stream_url = "{trading_stream}"
+
+[strategies.gamma_scalper]
+enabled = false
+
+[strategies.iron_condor]
+enabled = false
+
+[strategies.zero_dte]
+entries_enabled = false
+"""
+LIQUIDATED = format_occ("SPY", EXPIRY, True, 590)
+
+
+async def _seeded_engine_and_sim(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Simulator, Any]:
+    """A simulator at 15:10 on an expiry day holding 4 calls $10 in the money (exercising them needs $236,000 of
+    a $100,000 account) and an engine config against it, whose journal books them to two structures: ``old``
+    (2, opened first) and ``new`` (2)."""
+    from engine.config import parse_config_text
+    from engine.journal import Journal
+
+    sim = Simulator(SimConfig(seed=4, speed=0.0, start=dt.datetime(2026, 12, 4, 15, 10), partial_fill_probability=0.0,
+                              rate_limit_per_min=0))
+    urls = await sim.start()
+    order = sim.exchange.submit({"symbol": LIQUIDATED, "qty": 4, "side": "buy", "type": "market",
+                                 "time_in_force": "day", "client_order_id": "oe-seed"})
+    journal = Journal.open(tmp_path / "state")
+    journal.start()
+    for sid, ts in (("old", 1), ("new", 2)):
+        journal.record_fill(OrderFilled(f"seed-{sid}", order["id"], "oe-seed", LIQUIDATED, Side.BUY, 2, 9.0, ts, ts,
+                                        AssetClass.OPTION, "zero_dte", sid))
+    await journal.aclose()
+    monkeypatch.setenv("APCA_API_KEY_ID", urls.key)
+    monkeypatch.setenv("APCA_API_SECRET_KEY", urls.secret)
+    cfg = parse_config_text(ENGINE_TOML.format(
+        state=tmp_path / "state", trading=urls.trading_url, data=urls.data_url,
+        stream=urls.options_stream_url.rsplit("/v1beta1/", 1)[0], trading_stream=urls.trading_stream_url))
+    return sim, cfg
+
+
+async def _started(cfg: Any) -> Any:
+    from engine.app import Engine
+
+    engine = Engine(cfg)
+    try:
+        await engine.start()
+    except BaseException:
+        await engine.shutdown()
+        raise
+    return engine
+
+
+def _journal(tmp_path: Any) -> list[OrderFilled]:
+    from engine.journal import Journal
+
+    return [jf.fill for jf in Journal.open(tmp_path / "state").read_state().fills]
+
+
+async def _until(predicate: Any, timeout_s: float = 15.0) -> None:
+    import asyncio
+
+    for _ in range(int(timeout_s / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met")
+
+
+async def test_a_broker_liquidation_off_the_stream_is_booked_once_to_the_structures_it_closed(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, cfg = await _seeded_engine_and_sim(tmp_path, monkeypatch)
+    try:
+        engine = await _started(cfg)
+        try:
+            assert _legs(engine.portfolio, "old") == {LIQUIDATED: 2.0}
+            sim.advance(6 * 60)  # 15:16: Alpaca's liquidation of what the account cannot exercise
+            liquidation = sim.expiry()["liquidation_orders"][LIQUIDATED]
+            await _until(lambda: engine.portfolio.position(LIQUIDATED) == 0)
+            assert engine.portfolio.open_structures() == 0  # both legs closed, each in its own structure
+        finally:
+            await engine.shutdown()
+        booked = [f for f in _journal(tmp_path) if f.order_id == liquidation]
+        assert sorted((f.structure_id, f.strategy_id, f.side, f.qty) for f in booked) == [
+            ("new", "zero_dte", Side.SELL, 2.0), ("old", "zero_dte", Side.SELL, 2.0)]
+        assert len({f.execution_id for f in booked}) == 2
+
+        # restart: the broker's activities and orders are read again; nothing is booked twice, nothing is amiss
+        again = await _started(cfg)
+        try:
+            assert again.portfolio.positions() == {}
+            codes = {a.code for a in again.alerts}
+            assert not codes & {"position_mismatch", "unknown_fill_at_broker", "broker_order_fills_imported",
+                                "structure_incomplete", "unattributed_position"}, codes
+        finally:
+            await again.shutdown()
+        assert [f for f in _journal(tmp_path) if f.order_id == liquidation] == booked
+    finally:
+        await sim.stop()
+
+
+async def test_a_broker_liquidation_while_the_engine_was_down_is_booked_at_restart(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, cfg = await _seeded_engine_and_sim(tmp_path, monkeypatch)
+    try:
+        sim.advance(6 * 60)  # the liquidation happens with no engine running
+        liquidation = sim.expiry()["liquidation_orders"][LIQUIDATED]
+        engine = await _started(cfg)
+        try:
+            assert engine.portfolio.positions() == {} and engine.portfolio.open_structures() == 0
+            codes = [a.code for a in engine.alerts]
+            assert "broker_order_fills_imported" in codes
+            assert not {"position_mismatch", "unknown_fill_at_broker", "structure_incomplete"} & set(codes), codes
+        finally:
+            await engine.shutdown()
+        booked = [f for f in _journal(tmp_path) if f.order_id == liquidation]
+        assert sorted((f.structure_id, f.qty) for f in booked) == [("new", 2.0), ("old", 2.0)]
+        again = await _started(cfg)  # and once more: imported once
+        await again.shutdown()
+        assert [f for f in _journal(tmp_path) if f.order_id == liquidation] == booked
+    finally:
+        await sim.stop()
