@@ -590,3 +590,41 @@ async def test_a_broker_liquidation_while_the_engine_was_down_is_booked_at_resta
         assert [f for f in _journal(tmp_path) if f.order_id == liquidation] == booked
     finally:
         await sim.stop()
+
+
+def test_a_strategy_sees_its_leg_closed_by_the_broker_and_keeps_managing_the_rest() -> None:
+    """What reaches a strategy's tracker: a liquidation's part closes its short leg (the structure stays open
+    with its long leg, and the next close sends only that); an assignment's shares are kept apart from the
+    strategy's own, so its close never sells what the engine's unwind sells."""
+    from engine.attribution import Holder, attribute_broker_fill
+    from risk.model import PricePolicy
+    from strategies.structures import Structure, StructureKind, StructureLeg
+    from strategies.tracking import StructureStatus, StructureTracker
+
+    short_put, long_put = format_occ("SPY", EXPIRY, False, 600), format_occ("SPY", EXPIRY, False, 595)
+    spread = Structure(StructureKind.VERTICAL, "SPY", (StructureLeg(long_put, 595, False, EXPIRY, 1),
+                                                       StructureLeg(short_put, 600, False, EXPIRY, -1)))
+    tracker = StructureTracker("zero_dte")
+    opening = tracker.open(spread, 2, PricePolicy(kind="market"), 1)
+    sid = opening.structure_id
+    for symbol, side in ((long_put, Side.BUY), (short_put, Side.SELL)):
+        tracker.on_fill(OrderFilled(f"open-{symbol}", "o1", "c1", symbol, side, 2, 1.0, 2, 2, AssetClass.OPTION,
+                                    "zero_dte", sid, opening.intent_id))
+    liquidation = OrderFilled("liq-1", "o-liq", "broker-chosen", short_put, Side.BUY, 2, 3.0, 3, 3)
+    (part,) = attribute_broker_fill(liquidation, [Holder(sid, "zero_dte", -2.0, 2)])
+    t = tracker.on_fill(part)
+    assert t is not None and t.filled == {long_put: 2.0, short_put: 0.0} and t.status is StructureStatus.OPEN
+    closing = tracker.close(t, PricePolicy(kind="market"), 4, "cutoff")
+    assert [(i.legs[0].symbol, i.legs[0].side, i.qty) for i in closing] == [(long_put, Side.SELL, 2)]
+
+    # an assignment's shares (a settlement fill, then the engine's unwind): not the strategy's to close
+    other = tracker.open(spread, 1, PricePolicy(kind="market"), 5)
+    for symbol, side in ((long_put, Side.BUY), (short_put, Side.SELL)):
+        tracker.on_fill(OrderFilled(f"o2-{symbol}", "o2", "c2", symbol, side, 1, 1.0, 6, 6, AssetClass.OPTION,
+                                    "zero_dte", other.structure_id, other.intent_id))
+    tracker.on_fill(OrderFilled("act:SPY", "activity-a", "", "SPY", Side.BUY, 100, 600.0, 7, 7, AssetClass.EQUITY,
+                                "zero_dte", other.structure_id))
+    u = tracker.structures[other.structure_id]
+    assert (u.shares, u.settled_shares) == (0.0, 100.0)
+    assert all(leg.asset_class is AssetClass.OPTION for i in tracker.close(u, PricePolicy(kind="market"), 8, "x")
+               for leg in i.legs)
