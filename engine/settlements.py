@@ -1,13 +1,15 @@
 """Expiry, exercise and assignment: account activities become fills the portfolio and strategies book.
 
 Alpaca does not send these on the trade_updates stream; they appear as account activities
-(``OPEXP`` expired worthless, ``OPEXC`` exercised, ``OPASN`` assigned; on paper only the next day).
-The poller reads them after a cursor and turns each into settlement fills, booked to the structure
-that held the contract:
+(``OPEXP`` expired worthless, ``OPEXC`` exercised, ``OPASN`` assigned, each with the contracts affected in
+``qty``; on paper only the next day). The poller reads them and turns each into settlement fills, booked to
+the structures that held the contract (:func:`settlement_fills`; engine/attribution.py says which):
 
-* the option position is flattened at 0 (its value left as cash or as shares);
+* the contracts the activity names are closed at 0 (their value left as cash or as shares); an early or
+  partial assignment leaves the rest with its structure;
 * on exercise or assignment, shares move at the strike (+100 per long call exercised, -100 per short
-  call assigned, and the reverse for puts).
+  call assigned, and the reverse for puts). ``OPTRD`` (the shares' own activity) is not read: the shares
+  follow from the contract.
 
 Each settlement fill's ``execution_id`` is derived from the activity id, so a repeated poll or a
 restart books it once. Assigned or exercised shares are unwound when the policy says so (``unwind``;
@@ -17,7 +19,9 @@ shares where the gross legs would need the buying power of thousands). The unwin
 the event: a structure whose options are gone but which still holds shares a settlement gave it, with no
 order working for it, is unwound again at the next poll (back-off doubling to 10 minutes), so an unwind
 the gate or the broker refused, one cancelled at its timeout, or one lost to a crash between the journal
-and the broker, is not forgotten.
+and the broker, is not forgotten. Shares an early or partial assignment moved into a structure that still holds
+options are unwound at once (its strategy never trades them: strategies/tracking.py keeps them apart); if that
+unwind fails, they are unwound again once the structure's options are gone.
 """
 
 from __future__ import annotations
