@@ -144,8 +144,6 @@ class Engine:
         self.actors: list[Strategy[Any]] = []
         self.alerts: list[Alert] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._broker_fills_seen: set[str] = set()
-        """Execution ids of fills of orders the engine did not place, booked already (engine/attribution.py)."""
         self._adoption_events: list[OrderUpdated | OrderFilled] = []
         """What reading the orders adopted at restart showed, published once the core listens."""
         self._started_wall = 0.0
@@ -604,11 +602,8 @@ class Engine:
                 asyncio.get_running_loop().create_task(self.router.reconcile_open_orders())
 
     def _attribute(self, fill: OrderFilled) -> list[OrderFilled]:
-        """A fill of an order the engine did not place, booked to the structures it closed (engine/attribution.py);
-        once per execution (its parts get ids of their own, so the journal alone could not tell a repeat)."""
-        if fill.execution_id in self._broker_fills_seen:
-            return []
-        self._broker_fills_seen.add(fill.execution_id)
+        """A fill of an order the engine did not place, booked to the structures it closed (engine/attribution.py).
+        The order state machine passes each execution once (by execution id), so each is split once."""
         parts = attribute_broker_fill(fill, portfolio_holders(self.portfolio, fill.symbol))
         log.warning("broker_order_fill", order_id=fill.order_id, client_order_id=fill.client_order_id,
                     symbol=fill.symbol, side=str(fill.side), qty=fill.qty,

@@ -19,9 +19,9 @@ from typing import Any
 import msgspec
 import pytest
 import requests
-from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.models import NonTradeActivity, TradeActivity, TradeUpdate
-from alpaca.trading.requests import MarketOrderRequest
+from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 from alpaca.trading.stream import TradingStream
 
 from engine.sim.clock import NY, from_ns
@@ -120,10 +120,15 @@ def test_an_uncarryable_itm_expiring_position_is_liquidated_at_1515_by_a_broker_
                 symbol=call, qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, client_order_id="engine-1"
             )
         )
+        resting = trading_client(st).submit_order(  # the client's own closing order, far from the market
+            LimitOrderRequest(symbol=call, qty=1, side=OrderSide.SELL, time_in_force=TimeInForce.DAY, limit_price=50)
+        )
         _advance(st, 14 * 60 + 59)  # 15:14:59
         assert _positions(st) == {call: 3.0}
         _advance(st, 30 * 60)  # one jump past 15:15: the clock stops there to check
         assert _positions(st) == {}
+        # cancelled first: filled after the liquidation, it would have sold a contract the account no longer held
+        assert trading_client(st).get_order_by_id(resting.id).status == OrderStatus.CANCELED
         liquidation = st.call(lambda: st.sim.expiry())["liquidation_orders"][call]
         order = trading_client(st).get_order_by_id(liquidation)
         assert order.client_order_id != "engine-1" and order.side == OrderSide.SELL and float(order.filled_qty) == 3
