@@ -439,17 +439,21 @@ async def test_two_activities_of_one_contract_in_a_batch_are_each_booked_once() 
         for symbol, qty in (("SPY", 100), (put, 3)):
             s.exchange.submit({"symbol": symbol, "qty": qty, "side": "buy", "type": "market", "time_in_force": "day"})
         portfolio = Portfolio()
-        _book(portfolio, put, Side.BUY, 3, "s1")
+        for sid, qty, opened in (("a", 1, 1), ("b", 2, 2)):
+            portfolio.on_fill(OrderFilled(f"x-{sid}", "o", "c", put, Side.BUY, qty, 1.0, opened, opened,
+                                          AssetClass.OPTION, "condor", sid))
         portfolio.on_fill(OrderFilled("x-spy", "o", "c", "SPY", Side.BUY, 100, 600.0, 1, 1, AssetClass.EQUITY,
                                       "gamma", "g1"))
         s.advance(6 * 60)
         fills, _ = await _poll_once(s, portfolio, deferred=True)
     finally:
         await s.stop()
-    assert sorted((f.symbol, f.side, f.qty) for f in fills) == [
-        ("SPY", Side.SELL, 100.0), (put, Side.SELL, 1.0), (put, Side.SELL, 2.0)]
+    # the exercise takes the oldest structure's put; the expiry, seen after it, the other two
+    assert sorted((f.structure_id, f.symbol, f.side, f.qty) for f in fills) == [
+        ("a", "SPY", Side.SELL, 100.0), ("a", put, Side.SELL, 1.0), ("b", put, Side.SELL, 2.0)]
     assert len({f.execution_id for f in fills}) == 3
-    assert _legs(portfolio, "s1") == {"SPY": -100.0}
+    assert _legs(portfolio, "a") == {"SPY": -100.0}
+    assert portfolio.structure("b") is not None and _legs(portfolio, "b") == {}
     assert portfolio.positions() == {}
 
 
