@@ -621,14 +621,19 @@ def test_a_strategy_sees_its_leg_closed_by_the_broker_and_keeps_managing_the_res
     closing = tracker.close(t, PricePolicy(kind="market"), 4, "cutoff")
     assert [(i.legs[0].symbol, i.legs[0].side, i.qty) for i in closing] == [(long_put, Side.SELL, 2)]
 
-    # an assignment's shares (a settlement fill, then the engine's unwind): not the strategy's to close
-    other = tracker.open(spread, 1, PricePolicy(kind="market"), 5)
+    # a partial assignment (1 of 2 short puts, and its shares): the rest stays open and managed; the shares are
+    # not the strategy's to close (the engine's unwind sells them)
+    other = tracker.open(spread, 2, PricePolicy(kind="market"), 5)
     for symbol, side in ((long_put, Side.BUY), (short_put, Side.SELL)):
-        tracker.on_fill(OrderFilled(f"o2-{symbol}", "o2", "c2", symbol, side, 1, 1.0, 6, 6, AssetClass.OPTION,
+        tracker.on_fill(OrderFilled(f"o2-{symbol}", "o2", "c2", symbol, side, 2, 1.0, 6, 6, AssetClass.OPTION,
                                     "zero_dte", other.structure_id, other.intent_id))
-    tracker.on_fill(OrderFilled("act:SPY", "activity-a", "", "SPY", Side.BUY, 100, 600.0, 7, 7, AssetClass.EQUITY,
-                                "zero_dte", other.structure_id))
+    for symbol, side, qty, price, kind in ((short_put, Side.BUY, 1, 0.0, AssetClass.OPTION),
+                                           ("SPY", Side.BUY, 100, 600.0, AssetClass.EQUITY)):
+        tracker.on_fill(OrderFilled(f"act:{symbol}", "activity-a", "", symbol, side, qty, price, 7, 7, kind,
+                                    "zero_dte", other.structure_id))
     u = tracker.structures[other.structure_id]
+    assert u.status is StructureStatus.OPEN and u.filled == {long_put: 2.0, short_put: -1.0}
     assert (u.shares, u.settled_shares) == (0.0, 100.0)
-    assert all(leg.asset_class is AssetClass.OPTION for i in tracker.close(u, PricePolicy(kind="market"), 8, "x")
-               for leg in i.legs)
+    closing = tracker.close(u, PricePolicy(kind="market"), 8, "x")
+    assert [(i.qty, [leg.asset_class for leg in i.legs]) for i in closing] == [
+        (1, [AssetClass.OPTION, AssetClass.OPTION])]  # one unit of the spread left, no stock order
