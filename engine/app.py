@@ -25,6 +25,7 @@ import msgspec
 import structlog
 
 from engine.alerts import Alert
+from engine.attribution import attribute_broker_fill, is_broker_fill, portfolio_holders
 from engine.book import Market
 from engine.broker import AlpacaBroker, BrokerError, RateLimited
 from engine.bus import Bus
@@ -582,7 +583,11 @@ class Engine:
         if isinstance(event, BookUpdated):
             core.on_book(event)
         elif isinstance(event, OrderFilled):
-            core.on_fill(event)
+            if is_broker_fill(event):  # an order the engine did not place: a broker liquidation, an operator
+                for part in self._attribute(event):
+                    core.on_fill(part)
+            else:
+                core.on_fill(event)
         elif isinstance(event, OrderUpdated):
             core.on_order_update(event)
         elif isinstance(event, IntentDenied):
@@ -595,6 +600,15 @@ class Engine:
                 self.metrics.feed_reconnects.inc(event.feed)
             if event.feed == "trading" and event.attempt > 1 and self.router is not None:
                 asyncio.get_running_loop().create_task(self.router.reconcile_open_orders())
+
+    def _attribute(self, fill: OrderFilled) -> list[OrderFilled]:
+        """A fill of an order the engine did not place, booked to the structures it closed (engine/attribution.py).
+        The order state machine passes each execution once (by execution id), so each is split once."""
+        parts = attribute_broker_fill(fill, portfolio_holders(self.portfolio, fill.symbol))
+        log.warning("broker_order_fill", order_id=fill.order_id, client_order_id=fill.client_order_id,
+                    symbol=fill.symbol, side=str(fill.side), qty=fill.qty,
+                    structures=[p.structure_id for p in parts])
+        return parts
 
     def alert(self, alert: Alert) -> None:
         self.alerts.append(alert)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import msgspec
 
 from engine.alerts import Alert
+from engine.attribution import Holder, attribute_broker_fill, is_broker_fill, with_unexplained
 from engine.journal import JournalOrder, JournalState, JournalStructure
 from engine.portfolio import underlying_of
 from risk.model import AssetClass, OrderFilled, OrderStatus, OrderUpdated, Side
@@ -279,9 +280,14 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
             client_order_id=a.client_order_id,
         )
 
-    # 4. fills: import what the broker's activities show beyond the journal; never invent one
+    # 4. fills: import what the broker's activities show beyond the journal; never invent one. Fills of orders the
+    #    engine did not place (the broker's expiry-day liquidations) are booked to the structures they closed.
+    def foreign(coid: str) -> bool:
+        return journal_coid(coid) is None and not coid.startswith(policy.client_order_prefix + "-")
+
     imported = _import_fills(state, broker, broker_by_coid, coid_of_order_id, journal_coid, journal_context, alert,
-                             now_ns)
+                             now_ns, foreign)
+    imported = _attribute_broker_fills(state, imported)
 
     # 5. positions: the broker's are the truth; report every difference
     expected: dict[str, float] = collections.defaultdict(float, state.positions())
@@ -339,6 +345,7 @@ def _import_fills(
     journal_context: Any,
     alert: Any,
     now_ns: int,
+    foreign: Callable[[str], bool] = lambda coid: False,
 ) -> list[OrderFilled]:
     journal_qty: dict[tuple[str, str], float] = collections.defaultdict(float)
     journal_execs = set()
@@ -365,7 +372,8 @@ def _import_fills(
 
     imported: list[OrderFilled] = []
     for coid, order in broker_by_coid.items():
-        if journal_coid(coid) is None:
+        broker_order = foreign(coid)
+        if journal_coid(coid) is None and not broker_order:
             continue
         strategy_id, structure_id, intent_id = journal_context(coid)
         for symbol, broker_filled in _leg_filled(order).items():
@@ -409,7 +417,17 @@ def _import_fills(
                         parent_order_id=order.id,
                     )
                 )
-            if len(imported) > n_before:
+            if len(imported) > n_before and broker_order:
+                alert(
+                    "broker_order_fills_imported",
+                    "warning",
+                    f"{coid} {symbol}: fills of an order the engine did not place (a broker liquidation?) imported "
+                    "from broker activities and booked to the structures holding the contract",
+                    client_order_id=coid,
+                    symbol=symbol,
+                    order_id=order.id,
+                )
+            elif len(imported) > n_before:
                 alert(
                     "fill_recovered_from_broker",
                     "warning",
@@ -429,6 +447,42 @@ def _import_fills(
                     journal_filled=have,
                 )
     return imported
+
+
+class _Holdings:
+    """What each structure holds per symbol, from fills (the journal's, then the imported ones in time order)."""
+
+    def __init__(self, fills: Iterable[OrderFilled]) -> None:
+        self.total: dict[str, float] = collections.defaultdict(float)
+        self.legs: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
+        self.owner: dict[str, tuple[str, int]] = {}
+        for fill in fills:
+            self.add(fill)
+
+    def add(self, fill: OrderFilled) -> None:
+        self.total[fill.symbol] += fill.signed_qty
+        if fill.structure_id:
+            self.legs[fill.symbol][fill.structure_id] += fill.signed_qty
+            self.owner.setdefault(fill.structure_id, (fill.strategy_id, fill.ts_event_ns))
+
+    def holders(self, symbol: str) -> list[Holder]:
+        structures = [Holder(sid, self.owner[sid][0], q, self.owner[sid][1])
+                      for sid, q in self.legs[symbol].items() if abs(q) > _EPS]
+        return with_unexplained(structures, self.total[symbol])
+
+
+def _attribute_broker_fills(state: JournalState, imported: list[OrderFilled]) -> list[OrderFilled]:
+    """The imported fills in time order, each of an order the engine did not place split over the structures
+    it closed (engine/attribution.py), as the running engine books them off the stream."""
+    if not any(is_broker_fill(f) for f in imported):
+        return imported
+    holdings = _Holdings(jf.fill for jf in state.fills)
+    out: list[OrderFilled] = []
+    for fill in sorted(imported, key=lambda f: (f.ts_event_ns, f.execution_id)):
+        for part in attribute_broker_fill(fill, holdings.holders(fill.symbol)) if is_broker_fill(fill) else [fill]:
+            holdings.add(part)
+            out.append(part)
+    return out
 
 
 def open_structures(state: JournalState, imported: Iterable[OrderFilled] = ()) -> list[JournalStructure]:

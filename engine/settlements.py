@@ -1,13 +1,15 @@
 """Expiry, exercise and assignment: account activities become fills the portfolio and strategies book.
 
 Alpaca does not send these on the trade_updates stream; they appear as account activities
-(``OPEXP`` expired worthless, ``OPEXC`` exercised, ``OPASN`` assigned; on paper only the next day).
-The poller reads them after a cursor and turns each into settlement fills, booked to the structure
-that held the contract:
+(``OPEXP`` expired worthless, ``OPEXC`` exercised, ``OPASN`` assigned, each with the contracts affected in
+``qty``; on paper only the next day). The poller reads them and turns each into settlement fills, booked to
+the structures that held the contract (:func:`settlement_fills`; engine/attribution.py says which):
 
-* the option position is flattened at 0 (its value left as cash or as shares);
+* the contracts the activity names are closed at 0 (their value left as cash or as shares); an early or
+  partial assignment leaves the rest with its structure;
 * on exercise or assignment, shares move at the strike (+100 per long call exercised, -100 per short
-  call assigned, and the reverse for puts).
+  call assigned, and the reverse for puts). ``OPTRD`` (the shares' own activity) is not read: the shares
+  follow from the contract.
 
 Each settlement fill's ``execution_id`` is derived from the activity id, so a repeated poll or a
 restart books it once. Assigned or exercised shares are unwound when the policy says so (``unwind``;
@@ -17,11 +19,14 @@ shares where the gross legs would need the buying power of thousands). The unwin
 the event: a structure whose options are gone but which still holds shares a settlement gave it, with no
 order working for it, is unwound again at the next poll (back-off doubling to 10 minutes), so an unwind
 the gate or the broker refused, one cancelled at its timeout, or one lost to a crash between the journal
-and the broker, is not forgotten.
+and the broker, is not forgotten. Shares an early or partial assignment moved into a structure that still holds
+options are unwound at once (its strategy never trades them: strategies/tracking.py keeps them apart); if that
+unwind fails, they are unwound again once the structure's options are gone.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import time
@@ -31,8 +36,9 @@ from typing import Literal
 
 import structlog
 
+from engine.attribution import Holder, portfolio_holders, take
 from engine.broker import Activity, AlpacaBroker, BrokerError
-from engine.feeds.trading.models import rfc3339_to_ns
+from engine.feeds.trading.models import num, rfc3339_to_ns
 from engine.portfolio import Portfolio, underlying_of
 from greeks.calendar import expiry_close_ns
 from greeks.occ import OccSymbolError, parse_occ
@@ -54,30 +60,52 @@ SETTLEMENT_STRATEGY = "settlement"
 AssignmentPolicy = Literal["unwind", "hold"]
 
 
-def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, event_ns: int = 0) -> list[OrderFilled]:
+def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, event_ns: int = 0,
+                     pending: Sequence[OrderFilled] = ()) -> list[OrderFilled]:
     """The fills one settlement activity implies (none for a contract the portfolio does not hold).
 
-    Every structure holding the contract has its leg flattened (and, on exercise or assignment, its own
-    shares at the strike): the broker settles the account's net position, but two structures may hold the
-    contract on opposite sides, and booking the net to one of them left the other with a leg in a contract
-    that no longer exists (a short one counts as unlimited risk and blocked every entry after; the kill -9
-    loop). The fills sum to the broker's quantities. Non-trade activities carry a date, not a time: the fills
-    are stamped ``event_ns`` (the engine's event clock; wall time is another time base under the simulator)."""
+    The activity's quantity (``qty``: the contracts affected, whatever its sign) is what is settled:
+
+    * an early or partial one (``k`` of the ``n`` contracts held) is taken from the holders on the side of the
+      account's net position, the quantity no structure explains first, then the structures oldest first
+      (engine/attribution.py); the rest stays with its structures, managed by their strategies and counted by
+      the gate;
+    * one at or after the contract's expiry covering the whole position (or one without a quantity) flattens
+      every structure holding the contract, on either side: the broker settles the account's net position, but
+      two structures may hold the contract on opposite sides, and booking the net to one of them left the other
+      with a leg in a contract that no longer exists (a short one counts as unlimited risk and blocked every
+      entry after; the kill -9 loop).
+
+    On exercise or assignment each holder also gets its shares at the strike. The fills sum to the broker's
+    quantities. ``pending``: fills already published but perhaps not in the portfolio yet (an earlier activity
+    of the same batch). Non-trade activities carry a date, not a time: the fills are stamped ``event_ns`` (the
+    engine's event clock; wall time is another time base under the simulator)."""
     symbol = activity.symbol or ""
     try:
         occ = parse_occ(symbol)
     except OccSymbolError:
         log.warning("settlement_unknown_symbol", activity_id=activity.id, symbol=symbol)
         return []
-    held = portfolio.position(symbol)
+    holders = portfolio_holders(portfolio, symbol, pending, rest_strategy=SETTLEMENT_STRATEGY)
+    held = sum(h.qty for h in holders)
     if abs(held) < 1e-9:
         return []
     ts = _ts_ns(activity.transaction_time) or event_ns or ts_init_ns
-    holders = _holders(portfolio, symbol, held)
+    qty = num(activity.qty)
+    contracts = None if qty is None else abs(qty)
+    parts: list[tuple[Holder, float]]
+    if contracts is None or (_at_expiry(activity, occ.expiry, ts) and contracts >= abs(held) - 1e-9):
+        parts = [(h, h.qty) for h in holders]
+    else:
+        parts = [(h, math.copysign(q, h.qty)) for h, q in take(holders, math.copysign(1.0, held), contracts)]
+        if contracts > sum(abs(q) for _, q in parts) + 1e-9:
+            log.warning("settlement_beyond_position", activity_id=activity.id, symbol=symbol, qty=contracts,
+                        held=held)
     underlying = _underlying_of(portfolio, symbol, occ.root)
     fills: list[OrderFilled] = []
-    for structure_id, strategy_id, qty in holders:
-        suffix = f":{structure_id}" if len(holders) > 1 else ""  # one holder: the id earlier versions journaled
+    for holder, qty in parts:
+        structure_id, strategy_id = holder.structure_id, holder.strategy_id
+        suffix = f":{structure_id}" if len(parts) > 1 else ""  # one holder: the id earlier versions journaled
         base = dict(order_id=f"activity-{activity.id}", client_order_id="", ts_event_ns=ts, ts_init_ns=ts_init_ns,
                     strategy_id=strategy_id, structure_id=structure_id)
         fills.append(OrderFilled(f"{activity.id}:{symbol}{suffix}", symbol=symbol,
@@ -89,6 +117,18 @@ def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, 
                                      side=Side.BUY if shares > 0 else Side.SELL, qty=abs(shares), price=occ.strike,
                                      asset_class=AssetClass.EQUITY, **base))  # type: ignore[arg-type]
     return fills
+
+
+def _at_expiry(activity: Activity, expiry: dt.date, ts_ns: int) -> bool:
+    """Whether the activity settles the contract at (or after) its expiry rather than early."""
+    if activity.activity_type == "OPEXP":
+        return True
+    if activity.date:
+        try:
+            return dt.date.fromisoformat(activity.date[:10]) >= expiry
+        except ValueError:
+            pass
+    return ts_ns >= expiry_close_ns(expiry)
 
 
 def offsetting_expiry_fills(portfolio: Portfolio, now_ns: int, spot: Callable[[str], float],
@@ -166,7 +206,7 @@ class SettlementPoller:
         self,
         broker: AlpacaBroker,
         portfolio: Portfolio,
-        on_fill: Callable[[OrderFilled], None],
+        on_fill: Callable[[OrderFilled], object],
         submit: Callable[[OrderIntent], None],
         *,
         policy: AssignmentPolicy = "unwind",
@@ -254,7 +294,7 @@ class SettlementPoller:
                 continue
             self.seen.add(activity.id)
             handled += 1
-            for fill in settlement_fills(activity, self.portfolio, time.time_ns(), self.now_ns()):
+            for fill in settlement_fills(activity, self.portfolio, time.time_ns(), self.now_ns(), booked):
                 self.on_fill(fill)
                 booked.append(fill)
                 if fill.asset_class is AssetClass.EQUITY:
@@ -269,9 +309,10 @@ class SettlementPoller:
                         self.monotonic() + _RETRY_FIRST_S)
             booked += self.offset_settled_shares(booked)
             for (sid, strategy_id, symbol), shares in moved.items():
-                if sid:  # what the structure holds now (other structures' shares may have offset it)
+                if sid:  # what the structure holds now (other structures' shares may have offset it) ...
                     held = self._settled_shares(sid, self.unwinding[sid], booked)
-                    shares = 0.0 if held is None else held
+                    # ... or, while it still holds options (a partial or early assignment), what this batch moved
+                    shares = shares if held is None else held
                 if abs(shares) >= 0.5:  # outside any structure: the net this batch moved
                     self._submit_unwind(sid, strategy_id, symbol, -shares)
         return handled
@@ -370,16 +411,6 @@ def _other_half(fill: OrderFilled) -> OrderFilled:
     other = Side.BUY if fill.side is Side.SELL else Side.SELL
     return _transfer_fill(fill.order_id, fill.symbol, other, fill.qty, fill.price, fill.ts_event_ns,
                           fill.ts_init_ns, (strategy_id, structure_id), (fill.strategy_id, fill.structure_id))
-
-
-def _holders(portfolio: Portfolio, symbol: str, held: float) -> list[tuple[str, str, float]]:
-    """(structure, strategy, qty) of every open structure holding ``symbol``, plus what no structure explains."""
-    out = [(snap.structure_id, snap.strategy_id, q) for snap in portfolio.structures()
-           if abs(q := snap.legs.get(symbol, 0.0)) > 1e-9]
-    rest = held - sum(q for _, _, q in out)
-    if abs(rest) > 1e-9:
-        out.append(("", SETTLEMENT_STRATEGY, rest))
-    return out
 
 
 def _underlying_of(portfolio: Portfolio, symbol: str, root: str) -> str:

@@ -56,6 +56,9 @@ class Tracked(msgspec.Struct):
     """Signed contracts held per option symbol."""
     shares: float = 0.0
     """Stock held by this structure (hedges)."""
+    settled_shares: float = 0.0
+    """Stock an exercise or assignment moved into the structure, and the engine's unwind of it (stock fills of no
+    intent of this structure): the engine's to unwind, never the strategy's to close or hedge with."""
     option_cash_usd: float = 0.0
     stock_cash_usd: float = 0.0
     opened_ns: int = 0
@@ -122,7 +125,8 @@ class Tracked(msgspec.Struct):
             if r < 0:
                 return math.nan
             option_value += q * 0.5 * (float(chain.bid[r]) + float(chain.ask[r])) * CONTRACT_MULTIPLIER
-        return self.option_cash_usd + option_value + self.stock_cash_usd + self.shares * chain.spot
+        shares = self.shares + self.settled_shares
+        return self.option_cash_usd + option_value + self.stock_cash_usd + shares * chain.spot
 
 
 def option_cash_usd(fill: OrderFilled, first_symbol: str, first_ratio: int) -> float:
@@ -225,12 +229,19 @@ class StructureTracker:
         self._seen_exec.add(fill.execution_id)
         dq = fill.signed_qty
         if fill.asset_class is AssetClass.EQUITY:
-            t.shares += dq
-            t.stock_cash_usd -= dq * fill.price
+            cash = -dq * fill.price
+            if fill.intent_id and fill.intent_id in t.intents:
+                t.shares += dq
+            else:
+                t.settled_shares += dq
+            t.stock_cash_usd += cash
             t.hedge_count += 1 if fill.intent_id == t.pending_hedge else 0
         else:
             t.filled[fill.symbol] = t.filled.get(fill.symbol, 0.0) + dq
-            t.option_cash_usd += option_cash_usd(fill, t.structure.legs[0].symbol, t.structure.legs[0].ratio)
+            cash = option_cash_usd(fill, t.structure.legs[0].symbol, t.structure.legs[0].ratio)
+            t.option_cash_usd += cash
+        if t.status is StructureStatus.CLOSED:
+            self.realized_usd += cash  # a settlement (or its unwind) after the strategy let the structure go
         if t.status is StructureStatus.OPENING:
             t.status = StructureStatus.OPEN
             self.opened += 1

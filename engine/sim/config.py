@@ -18,6 +18,15 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
 
+class Dividend(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One cash dividend of an underlying: the spot gaps down by ``amount`` at the ex-date's open."""
+
+    ex_date: dt.date
+    """Ex-dividend date (a session): holders of record the evening before receive the dividend."""
+    amount: Positive
+    """Dividend per share in dollars."""
+
+
 class UnderlyingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One underlying: its starting level, volatility process and the shape of its listed chain."""
 
@@ -57,12 +66,59 @@ class UnderlyingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How many third-Friday monthlies are listed (about a year by default)."""
     penny_all_prices: bool = True
     """Penny ticks at every price (penny-pilot names like SPY/QQQ); otherwise $0.05 ticks at $3 and above."""
+    dividends: tuple[Dividend, ...] = ()
+    """Cash dividends (ex-date, amount): the spot gaps down at the ex-date's open, stock holders are paid (short
+    holders charged), and short in-the-money calls worth less than the dividend in time value are assigned the
+    evening before (``[sim.assignment]``)."""
 
+
+SPY_DIVIDENDS = tuple(
+    Dividend(ex_date=d, amount=1.95)
+    for d in (dt.date(2026, 12, 18), dt.date(2027, 3, 19), dt.date(2027, 6, 18), dt.date(2027, 9, 17))
+)
+"""Quarterly, on the third Friday of the quarter's last month (SPY's pattern); about its 1.3 % yield at $600."""
+QQQ_DIVIDENDS = tuple(
+    Dividend(ex_date=d, amount=0.78)
+    for d in (dt.date(2026, 12, 21), dt.date(2027, 3, 22), dt.date(2027, 6, 21), dt.date(2027, 9, 20))
+)
+"""Quarterly, on the Monday after the third Friday (QQQ's pattern); about its 0.6 % yield at $520."""
 
 DEFAULT_UNDERLYINGS = (
-    UnderlyingConfig(symbol="SPY", spot=600.0, atm_vol=0.16),
-    UnderlyingConfig(symbol="QQQ", spot=520.0, atm_vol=0.20, dividend_yield=0.006),
+    UnderlyingConfig(symbol="SPY", spot=600.0, atm_vol=0.16, dividends=SPY_DIVIDENDS),
+    UnderlyingConfig(symbol="QQQ", spot=520.0, atm_vol=0.20, dividend_yield=0.006, dividends=QQQ_DIVIDENDS),
 )
+
+
+class ExpirationConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Alpaca's expiration process (docs/simulator.md, "Alpaca's expiration process"): each rule can be switched off."""
+
+    liquidate: bool = True
+    """On an expiry day, close (broker-originated market orders) the expiring positions the account cannot carry."""
+    liquidation_minutes_before_close: Annotated[float, msgspec.Meta(ge=0, le=390)] = 45.0
+    """When the liquidation starts: 45 minutes before the close is Alpaca's 3:15 PM on a regular day (12:15 PM on a
+    13:00 half day, the same offset: Alpaca publishes no half-day time)."""
+    near_money_fraction: Annotated[float, msgspec.Meta(ge=0, le=0.5)] = 0.005
+    """An expiring contract this close to the money (|spot - strike| / spot) counts as possibly in the money: the
+    carry check assumes it may be exercised or assigned when the underlying moves this much either way."""
+    exercise_threshold_usd: Annotated[float, msgspec.Meta(ge=0)] = 0.01
+    """Automatic exercise (and assignment) at the close when the contract is at least this much in the money on the
+    underlying's closing price."""
+    long_puts_need_shares: bool = True
+    """An in-the-money long put is exercised only against available long shares (shares securing a covered call are
+    not available); the rest is closed from the liquidation time (``liquidate``) or left to expire."""
+
+
+class AssignmentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Early assignment of American short options, decided at the close and booked at the next open (OCC assigns
+    overnight). Seeded: the same seed and the same positions give the same assignments."""
+
+    dividend_probability: Probability = 0.8
+    """Chance per contract that a short in-the-money call whose time value at the close is below the next
+    session's dividend is assigned that night (the count assigned is binomial: often a part of the position)."""
+    probability: Probability = 0.05
+    """Chance per contract per night that any other short in-the-money option with little time value is assigned."""
+    max_time_value_usd: NonNegative = 0.05
+    """Time value (per share) at or below which a short in-the-money option is exposed to ``probability``."""
 
 
 class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -122,3 +178,7 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Websocket port for all streams (0 = a free port)."""
     allow_remote: bool = False
     """Allow binding to a non-loopback address."""
+    expiration: ExpirationConfig = ExpirationConfig()
+    """Alpaca's expiration process: expiry-day liquidation, automatic exercise, long puts against shares."""
+    assignment: AssignmentConfig = AssignmentConfig()
+    """Early assignment of short options (dividend-driven and otherwise)."""

@@ -54,6 +54,12 @@ class MoveBody(msgspec.Struct, forbid_unknown_fields=True):
     relative: Annotated[float, msgspec.Meta(gt=-0.9, lt=10)]
 
 
+class AssignBody(msgspec.Struct, forbid_unknown_fields=True):
+    symbol: str
+    contracts: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    at: Literal["now", "next_open"] = "now"
+
+
 async def _body(request: web.Request, kind: type[T]) -> T:
     raw = await json_body(request)
     try:
@@ -123,6 +129,17 @@ async def move(request: web.Request) -> web.Response:
     return web.json_response(sim.state())
 
 
+async def assign(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    body = await _body(request, AssignBody)
+    sim.assign(body.symbol.upper(), body.contracts, body.at)
+    return web.json_response(sim.expiry())
+
+
+async def expiry(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIM_KEY].expiry())
+
+
 async def clear(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     sim.clear_faults()
@@ -153,6 +170,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/sim/fills/delay", delay_fills)
     r.add_post("/sim/clock/advance", advance)
     r.add_post("/sim/market/move", move)
+    r.add_post("/sim/options/assign", assign)
+    r.add_get("/sim/expiry", expiry)
     r.add_delete("/sim/faults", clear)
     r.add_get("/sim/state", state)
     r.add_get("/sim/inspect", inspect)

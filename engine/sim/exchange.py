@@ -27,6 +27,7 @@ from engine.sim.checks import OrderChecks
 from engine.sim.clock import rfc3339
 from engine.sim.config import SimConfig
 from engine.sim.errors import AlpacaError, forbidden, invalid, not_found, unprocessable
+from engine.sim.expiration import ExpiryState
 from engine.sim.market import Market
 from engine.sim.orders import (
     LegRequest,
@@ -76,6 +77,8 @@ class Exchange(OrderChecks, Settlement):
         self.reject_next: list[tuple[int, str]] = []
         """Queued forced rejections: (status 403|422, message)."""
         self.event_seq = 0
+        self.expiry_state = ExpiryState(config.seed)
+        """Broker liquidation orders and pending early assignments (engine/sim/expiration.py, assignment.py)."""
 
     # ---- helpers -------------------------------------------------------------------------------
     def new_id(self) -> str:
@@ -252,6 +255,7 @@ class Exchange(OrderChecks, Settlement):
         for order in list(self.orders.values()):
             if order.parent is None and order.is_open and not order.in_flight:
                 self._try_fill(order)
+        self.expiry_step()  # Alpaca's expiry-day liquidation (engine/sim/expiration.py)
 
     def _try_fill(self, order: Order) -> None:
         if order.status not in ("new", "partially_filled") or order.in_flight:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -244,8 +245,22 @@ class Market:
             u.day_trades = 0
             u.bar = []
         self.clock.roll_to_next_session()
+        self._pay_dividends()
         self.last_publish_ns = self.clock.now_ns
         self._list_new_contracts()
+
+    def dividend_on(self, symbol: str, day: dt.date) -> float:
+        """Cash dividend per share of ``symbol`` going ex on ``day`` (0 when none)."""
+        und = self.config.underlyings[self.universe.und_index[symbol]]
+        return sum(d.amount for d in und.dividends if d.ex_date == day)
+
+    def _pay_dividends(self) -> None:
+        """At an ex-date's open the spot gaps down by the dividend (before the session's listings are centred)."""
+        for u in self.unds:
+            amount = self.dividend_on(u.symbol, self.clock.today())
+            if amount > 0:
+                u.spot = max(u.spot - amount, 0.01)
+                u.day_open = u.day_high = u.day_low = u.spot
 
     def jump_spot(self, symbol: str, relative_move: float) -> None:
         """Move an underlying instantly (fault injection / scenario tests)."""

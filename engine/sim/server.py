@@ -189,8 +189,13 @@ class Simulator:
     def _step_to(self, target_ns: int) -> None:
         """Move the market to ``target_ns`` (through closes and into later sessions) and publish once."""
         while True:
-            bars = self.market.advance_to(target_ns)
+            # stop at the expiry-day liquidation instant, so a long jump checks it there and not at the close
+            checkpoint = self.exchange.next_checkpoint_ns(self.clock.now_ns)
+            stop_ns = target_ns if checkpoint is None else min(target_ns, checkpoint)
+            bars = self.market.advance_to(stop_ns)
             self._publish(bars)
+            if stop_ns < target_ns and not self.market.at_close():
+                continue
             if not self.market.at_close():
                 return
             remaining = target_ns - self.clock.now_ns
@@ -232,6 +237,7 @@ class Simulator:
         self.hub.publish_stocks(0.0, [], self.market.flush_bars(), daily)
         close_ns = self.clock.close_ns
         self.market.open_next_session()
+        self.exchange.on_open()  # the night's early assignments, the ex-date's dividends
         self._anchor_ns += self.clock.now_ns - close_ns  # the closed hours take no wall time
         self.hub.on_new_listings()
         log.info("sim_session_rolled", session=self.clock.today().isoformat())
@@ -268,6 +274,16 @@ class Simulator:
     def delay_fills(self, ms: int) -> None:
         """Report every later fill ``ms`` simulated milliseconds after it is decided."""
         self.exchange.fill_delay_ms = ms
+
+    def assign(self, symbol: str, contracts: int, at: str = "now") -> None:
+        """Assign ``contracts`` of a short option position ``now`` or at the ``next_open`` (``OPASN``)."""
+        if at not in ("now", "next_open"):
+            raise ValueError("at must be 'now' or 'next_open'")
+        self.exchange.assign(symbol, contracts, at)  # type: ignore[arg-type]
+
+    def expiry(self) -> dict[str, Any]:
+        """The expiration process's state: today's liquidation instant, liquidation orders, pending assignments."""
+        return {"liquidation_at": rfc3339(self.exchange.liquidation_ns()), **self.exchange.expiry_state.to_json()}
 
     def move_underlying(self, symbol: str, relative: float) -> None:
         """Jump an underlying's price by ``relative`` (0.02 = +2 %) now."""

@@ -1,9 +1,16 @@
-"""Positions outside the order flow: closing, exercise, do-not-exercise and the session close (expiry).
+"""Positions outside the order flow: closing, exercise, do-not-exercise, and the session close.
 
-A mixin of ``Exchange``. At the close, day orders and orders on expiring contracts expire; expiring
-positions settle: ITM by at least $0.01 is exercised (long, ``OPEXC``) or assigned (short, ``OPASN``)
-into shares at the strike, unless a long position asked not to be exercised; the rest expire
-(``OPEXP``). Shares move at the strike, cash with them.
+A mixin of ``Exchange``. The expiration process (expiry-day liquidation, automatic exercise, long puts
+against available shares) lives in ``engine.sim.expiration`` and early assignment (dividend-driven and
+otherwise) in ``engine.sim.assignment``; this module holds what they share: exercising or assigning ``k``
+contracts of a position into shares at the strike, and expiring contracts, each recorded as the account
+activities Alpaca sends:
+
+* ``OPEXC`` (exercise), ``OPASN`` (assignment), ``OPEXP`` (expiry): ``symbol`` the contract, ``qty`` the
+  change of the position in contracts (``-2`` when 2 long contracts are exercised or expire, ``2`` when 2
+  short ones are assigned or expire), ``net_amount`` 0;
+* ``OPTRD`` beside each exercise or assignment: ``symbol`` the underlying, ``qty`` the signed shares
+  delivered, ``price`` the strike, ``net_amount`` the cash moved.
 """
 
 from __future__ import annotations
@@ -13,14 +20,20 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.sim.account import MULTIPLIER, Account, Instrument
+from engine.sim.assignment import EarlyAssignment
+from engine.sim.config import SimConfig
 from engine.sim.errors import AlpacaError, forbidden, not_found
+from engine.sim.expiration import ExpirationProcess, intrinsic
 from engine.sim.market import Market
 from engine.sim.orders import Order, dec
 
+DESCRIPTIONS = {"OPEXC": "Option Exercise", "OPASN": "Option Assignment", "OPEXP": "Option Expiry"}
 
-class Settlement:
+
+class Settlement(ExpirationProcess, EarlyAssignment):
     """Position operations and the close (needs the attributes declared below)."""
 
+    config: SimConfig
     account: Account
     market: Market
     orders: dict[str, Order]
@@ -83,7 +96,7 @@ class Settlement:
             raise AlpacaError(403, 40310000, "no available position for the specified contract")
         if pos.qty < 0:
             raise AlpacaError(403, 40310001, "cannot exercise short position")
-        self._settle(pos.instrument, pos.qty, "OPEXC", "exercise")
+        self.settle(pos.instrument, pos.qty, "OPEXC")
 
     def do_not_exercise(self, symbol_or_id: str) -> None:
         pos = self.account.positions.get(symbol_or_id) or self._position_by_id(symbol_or_id)
@@ -93,25 +106,44 @@ class Settlement:
             raise AlpacaError(403, 40310001, "cannot submit do-not-exercise for a short position")
         pos.do_not_exercise = True
 
-    def _settle(self, inst: Instrument, qty: float, activity: str, why: str) -> None:
-        """Exercise (long) or assignment (short) of ``qty`` contracts into shares at the strike."""
+    # ---- settlement primitives -----------------------------------------------------------------
+    def settle(self, inst: Instrument, qty: float, activity: str) -> None:
+        """Exercise (``qty`` > 0 of a long position) or assignment (``qty`` < 0 of a short one) of ``|qty|``
+        contracts into shares at the strike; the rest of the position stays."""
         shares = qty * MULTIPLIER * (1 if inst.is_call else -1)
-        stock = self.instrument(inst.underlying)
-        self.account.deliver(stock, shares, inst.strike)
-        self.account.remove(inst.symbol)
+        self.account.deliver(self.instrument(inst.underlying), shares, inst.strike)
+        self._reduce(inst.symbol, qty)
+        self._record_option(activity, inst.symbol, qty)
         self.account.record(
-            activity,
+            "OPTRD",
             self.now_ns,
-            symbol=inst.symbol,
-            qty=dec(qty),
+            symbol=inst.underlying,
+            qty=dec(shares),
             price=dec(inst.strike),
-            net_amount="0",
-            description=f"Option {why}: {dec(abs(shares))} shares of {inst.underlying} at {dec(inst.strike)}",
+            net_amount=dec(round(-shares * inst.strike, 2)),
+            description="Option Trade",
+        )
+
+    def expire(self, inst: Instrument, qty: float) -> None:
+        """``|qty|`` contracts of a position (signed like it) expire worthless (or not exercised)."""
+        self._reduce(inst.symbol, qty)
+        self._record_option("OPEXP", inst.symbol, qty)
+
+    def _reduce(self, symbol: str, qty: float) -> None:
+        pos = self.account.positions[symbol]
+        pos.qty = round(pos.qty - qty, 9)
+        if pos.qty == 0:
+            self.account.remove(symbol)
+
+    def _record_option(self, activity: str, symbol: str, qty: float) -> None:
+        self.account.record(
+            activity, self.now_ns, symbol=symbol, qty=dec(-qty), net_amount="0", description=DESCRIPTIONS[activity]
         )
 
     # ---- close ---------------------------------------------------------------------------------
     def on_close(self) -> None:
-        """At the session close: expire day orders, settle expiring contracts, mark-to-market."""
+        """At the session close: expire day orders, settle expiring contracts, decide tonight's early
+        assignments (booked at the next open), mark-to-market."""
         now = self.now_ns
         today = self.market.clock.today()
         for order in list(self.orders.values()):
@@ -123,28 +155,9 @@ class Settlement:
                 order.expired_ns = now
                 order.set_status("expired", now)
                 self.emit("expired", order)
-        for symbol, pos in list(self.account.positions.items()):
-            inst = pos.instrument
-            if inst.asset_class != "us_option" or inst.expiry is None or inst.expiry > today:
-                continue
-            spot = self.market.spot(inst.underlying)
-            intrinsic = max(spot - inst.strike, 0.0) if inst.is_call else max(inst.strike - spot, 0.0)
-            if intrinsic >= 0.01 and not (pos.qty > 0 and pos.do_not_exercise):
-                if pos.qty > 0:
-                    self._settle(inst, pos.qty, "OPEXC", "exercise at expiry")
-                else:
-                    self._settle(inst, pos.qty, "OPASN", "assignment")
-            else:
-                self.account.remove(symbol)
-                self.account.record(
-                    "OPEXP",
-                    now,
-                    symbol=symbol,
-                    qty=dec(pos.qty),
-                    price="0",
-                    net_amount="0",
-                    description=f"Option expiry: {symbol} expired worthless",
-                )
+        self.settle_expiring(today)
+        self.expiry_state.liquidations.clear()  # day orders on today's contracts: expired above
+        self.decide_early_assignments(today)
         self.market.universe.deactivate_expired(now)
         prices = {s: self.mark(s) for s in self.account.positions}
         equity = self.account.cash + sum(
@@ -153,3 +166,6 @@ class Settlement:
         self.account.last_equity = equity
         for s, p in self.account.positions.items():
             p.lastday_price = prices[s]
+
+
+__all__ = ["DESCRIPTIONS", "Settlement", "intrinsic"]

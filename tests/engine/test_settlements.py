@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from engine.broker import AlpacaBroker
 from engine.portfolio import Portfolio
 from engine.settlements import POLL_INTERVAL_S, SettlementPoller
-from engine.sim.config import SimConfig
+from engine.sim.config import ExpirationConfig, SimConfig
 from engine.sim.server import Simulator
 from greeks.occ import format_occ
 from risk.model import AssetClass, IntentAction, OrderFilled, OrderIntent, Side
@@ -24,12 +25,14 @@ from risk.model import AssetClass, IntentAction, OrderFilled, OrderIntent, Side
 pytestmark = pytest.mark.timeout(60)
 
 EXPIRY = dt.date(2026, 12, 4)
+CLOSE_ONLY = ExpirationConfig(liquidate=False, long_puts_need_shares=False)
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
+    # the close alone: these scenarios hold what Alpaca's 15:15 liquidation would close (tests/sim/test_expiration.py)
     s = Simulator(SimConfig(seed=4, speed=0.0, start=dt.datetime(2026, 12, 4, 15, 55), partial_fill_probability=0.0,
-                            rate_limit_per_min=0))
+                            rate_limit_per_min=0, expiration=CLOSE_ONLY))
     await s.start()
     yield s
     await s.stop()
@@ -343,3 +346,294 @@ def test_a_transfer_a_crash_journaled_only_half_of_is_completed_at_restart() -> 
     assert completion == [journal[1]]
     assert restarted.resume([*settled, *journal], []) == []  # both journaled: nothing to complete
     assert restarted.transfers == 1  # the next transfer gets a fresh id
+
+
+# ---- quantities: partial and early assignments (issue: the whole leg was written off) ---------------------------
+
+WEEK_OUT = dt.date(2026, 12, 11)
+
+
+async def _poll_once(sim: Simulator, portfolio: Portfolio, *, deferred: bool = False
+                     ) -> tuple[list[OrderFilled], list[OrderIntent]]:
+    """One poll; with ``deferred`` the fills reach the portfolio only after it (the bus delivers them later)."""
+    urls = sim.urls
+    assert urls is not None
+    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    fills: list[OrderFilled] = []
+    unwinds: list[OrderIntent] = []
+
+    def on_fill(fill: OrderFilled) -> None:
+        fills.append(fill)
+        if not deferred:
+            portfolio.on_fill(fill)
+
+    try:
+        await SettlementPoller(broker, portfolio, on_fill, unwinds.append, now_ns=lambda: sim.now_ns).poll()
+    finally:
+        await broker.close()
+    if deferred:
+        for fill in fills:
+            portfolio.on_fill(fill)
+    return fills, unwinds
+
+
+def _legs(portfolio: Portfolio, structure_id: str) -> dict[str, float]:
+    snap = portfolio.structure(structure_id)
+    assert snap is not None
+    return {k: q for k, q in snap.legs.items() if abs(q) > 1e-9}
+
+
+async def test_a_partial_assignment_leaves_the_rest_in_its_structure_and_the_gate_counts_it(sim: Simulator) -> None:
+    short_put, cover = format_occ("SPY", WEEK_OUT, False, 620), format_occ("SPY", WEEK_OUT, False, 560)
+    portfolio, broker = await _settle(sim, [(cover, Side.BUY, 5), (short_put, Side.SELL, 5)])
+    await broker.close()
+    sim.assign(short_put, 2)  # an early assignment of 2 of the 5 (OCC's partial assignment)
+
+    fills, unwinds = await _poll_once(sim, portfolio)
+
+    assert sorted((f.symbol, f.side, f.qty, f.price) for f in fills) == [
+        ("SPY", Side.BUY, 200.0, 620.0), (short_put, Side.BUY, 2.0, 0.0)]
+    # the rest is still the structure's, as the broker still holds it, and the gate's inputs show it
+    assert _legs(portfolio, "s1") == {short_put: -3.0, cover: 5.0, "SPY": 200.0}
+    assert portfolio.positions_of("SPY") == {short_put: -3.0, cover: 5.0, "SPY": 200.0} == {
+        k: v for k, v in sim.inspect()["positions"].items() if abs(v) > 1e-9}
+    assert portfolio.open_structures() == 1
+    assert portfolio.risk_capital_usd("SPY") > 0
+    # the shares go back at once (the unwind policy), though the structure still holds options
+    assert [(i.structure_id, i.legs[0].side, i.qty) for i in unwinds] == [("s1", Side.SELL, 200)]
+
+
+async def test_a_partial_assignment_is_taken_from_the_unexplained_rest_then_the_oldest_structure(
+    sim: Simulator,
+) -> None:
+    short_put, cover = format_occ("SPY", WEEK_OUT, False, 620), format_occ("SPY", WEEK_OUT, False, 560)
+    for symbol, side, qty in ((cover, Side.BUY, 5), (short_put, Side.SELL, 5)):
+        sim.exchange.submit({"symbol": symbol, "qty": qty, "side": side.value, "type": "market",
+                             "time_in_force": "day"})
+    portfolio = Portfolio()
+    _book(portfolio, cover, Side.BUY, 5, "old")
+    for sid, qty, opened in (("new", 2, 20), ("old", 2, 10)):
+        portfolio.on_fill(OrderFilled(f"x-{sid}", "o", "c", short_put, Side.SELL, qty, 1.0, opened, opened,
+                                      AssetClass.OPTION, "condor", sid))
+    # a short put no structure explains (left over by hand): the first to go
+    portfolio.on_fill(OrderFilled("x-orphan", "o", "c", short_put, Side.SELL, 1, 1.0, 30, 30))
+    sim.assign(short_put, 2)
+
+    fills, _ = await _poll_once(sim, portfolio)
+
+    assert sorted((f.structure_id, f.symbol, f.qty) for f in fills) == [
+        ("", "SPY", 100.0), ("", short_put, 1.0), ("old", "SPY", 100.0), ("old", short_put, 1.0)]
+    assert _legs(portfolio, "old") == {cover: 5.0, short_put: -1.0, "SPY": 100.0}
+    assert _legs(portfolio, "new") == {short_put: -2.0}  # the younger structure is untouched
+    assert portfolio.position(short_put) == -3.0 == sim.inspect()["positions"][short_put]
+
+
+async def test_two_activities_of_one_contract_in_a_batch_are_each_booked_once() -> None:
+    """Long puts at expiry with shares for one: OPEXC 1 and OPEXP 2 arrive together; the second is split with
+    the first's fills published but not yet in the portfolio (the bus delivers them later)."""
+    s = Simulator(SimConfig(seed=4, speed=0.0, start=dt.datetime(2026, 12, 4, 15, 55), partial_fill_probability=0.0,
+                            rate_limit_per_min=0, expiration=ExpirationConfig(liquidate=False)))
+    await s.start()
+    try:
+        put = format_occ("SPY", EXPIRY, False, 610)
+        for symbol, qty in (("SPY", 100), (put, 3)):
+            s.exchange.submit({"symbol": symbol, "qty": qty, "side": "buy", "type": "market", "time_in_force": "day"})
+        portfolio = Portfolio()
+        for sid, qty, opened in (("a", 1, 1), ("b", 2, 2)):
+            portfolio.on_fill(OrderFilled(f"x-{sid}", "o", "c", put, Side.BUY, qty, 1.0, opened, opened,
+                                          AssetClass.OPTION, "condor", sid))
+        portfolio.on_fill(OrderFilled("x-spy", "o", "c", "SPY", Side.BUY, 100, 600.0, 1, 1, AssetClass.EQUITY,
+                                      "gamma", "g1"))
+        s.advance(6 * 60)
+        fills, _ = await _poll_once(s, portfolio, deferred=True)
+    finally:
+        await s.stop()
+    # the exercise takes the oldest structure's put; the expiry, seen after it, the other two
+    assert sorted((f.structure_id, f.symbol, f.side, f.qty) for f in fills) == [
+        ("a", "SPY", Side.SELL, 100.0), ("a", put, Side.SELL, 1.0), ("b", put, Side.SELL, 2.0)]
+    assert len({f.execution_id for f in fills}) == 3
+    assert _legs(portfolio, "a") == {"SPY": -100.0}
+    assert portfolio.structure("b") is not None and _legs(portfolio, "b") == {}
+    assert portfolio.positions() == {}
+
+
+# ---- broker-originated orders: Alpaca's expiry-day liquidation ------------------------------------------------
+
+ENGINE_TOML = """
+[engine]
+mode = "paper"
+state_dir = "{state}"
+metrics_port = 0
+unknown_order_policy = "cancel"
+
+[alpaca]
+options_feed = "indicative"
+paper_url = "{trading}"
+data_url = "{data}"
+stream_url = "{stream}"
+trading_stream_url = "{trading_stream}"
+
+[strategies.gamma_scalper]
+enabled = false
+
+[strategies.iron_condor]
+enabled = false
+
+[strategies.zero_dte]
+entries_enabled = false
+"""
+LIQUIDATED = format_occ("SPY", EXPIRY, True, 590)
+
+
+async def _seeded_engine_and_sim(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Simulator, Any]:
+    """A simulator at 15:10 on an expiry day holding 4 calls $10 in the money (exercising them needs $236,000 of
+    a $100,000 account) and an engine config against it, whose journal books them to two structures: ``old``
+    (2, opened first) and ``new`` (2)."""
+    from engine.config import parse_config_text
+    from engine.journal import Journal
+
+    sim = Simulator(SimConfig(seed=4, speed=0.0, start=dt.datetime(2026, 12, 4, 15, 10), partial_fill_probability=0.0,
+                              rate_limit_per_min=0))
+    urls = await sim.start()
+    order = sim.exchange.submit({"symbol": LIQUIDATED, "qty": 4, "side": "buy", "type": "market",
+                                 "time_in_force": "day", "client_order_id": "oe-seed"})
+    journal = Journal.open(tmp_path / "state")
+    journal.start()
+    for sid, ts in (("old", 1), ("new", 2)):
+        journal.record_fill(OrderFilled(f"seed-{sid}", order["id"], "oe-seed", LIQUIDATED, Side.BUY, 2, 9.0, ts, ts,
+                                        AssetClass.OPTION, "zero_dte", sid))
+    await journal.aclose()
+    monkeypatch.setenv("APCA_API_KEY_ID", urls.key)
+    monkeypatch.setenv("APCA_API_SECRET_KEY", urls.secret)
+    cfg = parse_config_text(ENGINE_TOML.format(
+        state=tmp_path / "state", trading=urls.trading_url, data=urls.data_url,
+        stream=urls.options_stream_url.rsplit("/v1beta1/", 1)[0], trading_stream=urls.trading_stream_url))
+    return sim, cfg
+
+
+async def _started(cfg: Any) -> Any:
+    from engine.app import Engine
+
+    engine = Engine(cfg)
+    try:
+        await engine.start()
+    except BaseException:
+        await engine.shutdown()
+        raise
+    return engine
+
+
+def _journal(tmp_path: Any) -> list[OrderFilled]:
+    from engine.journal import Journal
+
+    return [jf.fill for jf in Journal.open(tmp_path / "state").read_state().fills]
+
+
+async def _until(predicate: Any, timeout_s: float = 15.0) -> None:
+    import asyncio
+
+    for _ in range(int(timeout_s / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met")
+
+
+async def test_a_broker_liquidation_off_the_stream_is_booked_once_to_the_structures_it_closed(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, cfg = await _seeded_engine_and_sim(tmp_path, monkeypatch)
+    try:
+        engine = await _started(cfg)
+        try:
+            assert _legs(engine.portfolio, "old") == {LIQUIDATED: 2.0}
+            sim.advance(6 * 60)  # 15:16: Alpaca's liquidation of what the account cannot exercise
+            liquidation = sim.expiry()["liquidation_orders"][LIQUIDATED]
+            await _until(lambda: engine.portfolio.position(LIQUIDATED) == 0)
+            assert engine.portfolio.open_structures() == 0  # both legs closed, each in its own structure
+        finally:
+            await engine.shutdown()
+        booked = [f for f in _journal(tmp_path) if f.order_id == liquidation]
+        assert sorted((f.structure_id, f.strategy_id, f.side, f.qty) for f in booked) == [
+            ("new", "zero_dte", Side.SELL, 2.0), ("old", "zero_dte", Side.SELL, 2.0)]
+        assert len({f.execution_id for f in booked}) == 2
+
+        # restart: the broker's activities and orders are read again; nothing is booked twice, nothing is amiss
+        again = await _started(cfg)
+        try:
+            assert again.portfolio.positions() == {}
+            codes = {a.code for a in again.alerts}
+            assert not codes & {"position_mismatch", "unknown_fill_at_broker", "broker_order_fills_imported",
+                                "structure_incomplete", "unattributed_position"}, codes
+        finally:
+            await again.shutdown()
+        assert [f for f in _journal(tmp_path) if f.order_id == liquidation] == booked
+    finally:
+        await sim.stop()
+
+
+async def test_a_broker_liquidation_while_the_engine_was_down_is_booked_at_restart(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim, cfg = await _seeded_engine_and_sim(tmp_path, monkeypatch)
+    try:
+        sim.advance(6 * 60)  # the liquidation happens with no engine running
+        liquidation = sim.expiry()["liquidation_orders"][LIQUIDATED]
+        engine = await _started(cfg)
+        try:
+            assert engine.portfolio.positions() == {} and engine.portfolio.open_structures() == 0
+            codes = [a.code for a in engine.alerts]
+            assert "broker_order_fills_imported" in codes
+            assert not {"position_mismatch", "unknown_fill_at_broker", "structure_incomplete"} & set(codes), codes
+        finally:
+            await engine.shutdown()
+        booked = [f for f in _journal(tmp_path) if f.order_id == liquidation]
+        assert sorted((f.structure_id, f.qty) for f in booked) == [("new", 2.0), ("old", 2.0)]
+        again = await _started(cfg)  # and once more: imported once
+        await again.shutdown()
+        assert [f for f in _journal(tmp_path) if f.order_id == liquidation] == booked
+    finally:
+        await sim.stop()
+
+
+def test_a_strategy_sees_its_leg_closed_by_the_broker_and_keeps_managing_the_rest() -> None:
+    """What reaches a strategy's tracker: a liquidation's part closes its short leg (the structure stays open
+    with its long leg, and the next close sends only that); an assignment's shares are kept apart from the
+    strategy's own, so its close never sells what the engine's unwind sells."""
+    from engine.attribution import Holder, attribute_broker_fill
+    from risk.model import PricePolicy
+    from strategies.structures import Structure, StructureKind, StructureLeg
+    from strategies.tracking import StructureStatus, StructureTracker
+
+    short_put, long_put = format_occ("SPY", EXPIRY, False, 600), format_occ("SPY", EXPIRY, False, 595)
+    spread = Structure(StructureKind.VERTICAL, "SPY", (StructureLeg(long_put, 595, False, EXPIRY, 1),
+                                                       StructureLeg(short_put, 600, False, EXPIRY, -1)))
+    tracker = StructureTracker("zero_dte")
+    opening = tracker.open(spread, 2, PricePolicy(kind="market"), 1)
+    sid = opening.structure_id
+    for symbol, side in ((long_put, Side.BUY), (short_put, Side.SELL)):
+        tracker.on_fill(OrderFilled(f"open-{symbol}", "o1", "c1", symbol, side, 2, 1.0, 2, 2, AssetClass.OPTION,
+                                    "zero_dte", sid, opening.intent_id))
+    liquidation = OrderFilled("liq-1", "o-liq", "broker-chosen", short_put, Side.BUY, 2, 3.0, 3, 3)
+    (part,) = attribute_broker_fill(liquidation, [Holder(sid, "zero_dte", -2.0, 2)])
+    t = tracker.on_fill(part)
+    assert t is not None and t.filled == {long_put: 2.0, short_put: 0.0} and t.status is StructureStatus.OPEN
+    closing = tracker.close(t, PricePolicy(kind="market"), 4, "cutoff")
+    assert [(i.legs[0].symbol, i.legs[0].side, i.qty) for i in closing] == [(long_put, Side.SELL, 2)]
+
+    # a partial assignment (1 of 2 short puts, and its shares): the rest stays open and managed; the shares are
+    # not the strategy's to close (the engine's unwind sells them)
+    other = tracker.open(spread, 2, PricePolicy(kind="market"), 5)
+    for symbol, side in ((long_put, Side.BUY), (short_put, Side.SELL)):
+        tracker.on_fill(OrderFilled(f"o2-{symbol}", "o2", "c2", symbol, side, 2, 1.0, 6, 6, AssetClass.OPTION,
+                                    "zero_dte", other.structure_id, other.intent_id))
+    for symbol, side, qty, price, kind in ((short_put, Side.BUY, 1, 0.0, AssetClass.OPTION),
+                                           ("SPY", Side.BUY, 100, 600.0, AssetClass.EQUITY)):
+        tracker.on_fill(OrderFilled(f"act:{symbol}", "activity-a", "", symbol, side, qty, price, 7, 7, kind,
+                                    "zero_dte", other.structure_id))
+    u = tracker.structures[other.structure_id]
+    assert u.status is StructureStatus.OPEN and u.filled == {long_put: 2.0, short_put: -1.0}
+    assert (u.shares, u.settled_shares) == (0.0, 100.0)
+    closing = tracker.close(u, PricePolicy(kind="market"), 8, "x")
+    assert [(i.qty, [leg.asset_class for leg in i.legs]) for i in closing] == [
+        (1, [AssetClass.OPTION, AssetClass.OPTION])]  # one unit of the spread left, no stock order

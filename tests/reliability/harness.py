@@ -419,10 +419,11 @@ def check_once(sim: SimProcess, engine: EngineProcess, redis: RedisServer | None
             reconciled_legs.add(eid.split(":cum:")[0])
         elif src == "broker_activity":  # imported at restart from the FILL activities, keyed by activity id
             imported_legs.add(order_id)
-        elif eid not in broker_fills:
+        elif eid.split("@")[0] not in broker_fills:  # "<execution id>@<structure>": one fill split over structures
             phantom += 1
     accounted = reconciled_legs | imported_legs  # by quantity: the per-leg check below must then agree exactly
-    missing = [e for e, f in broker_fills.items() if e not in jset and f["leg_order_id"] not in accounted]
+    booked = {e.split("@")[0] for e in jset}  # engine/attribution.py: a broker order's fill split by structure
+    missing = [e for e, f in broker_fills.items() if e not in booked and f["leg_order_id"] not in accounted]
     if missing:
         v.append(f"{len(missing)} broker fills missing from the journal")
     if phantom:

@@ -10,7 +10,7 @@ import pytest
 from alpaca.trading.models import NonTradeActivity, TradeActivity
 
 from engine.sim.clock import NY, from_ns
-from engine.sim.config import SimConfig, UnderlyingConfig
+from engine.sim.config import ExpirationConfig, SimConfig, UnderlyingConfig
 from engine.sim.server import Simulator
 from greeks.occ import format_occ
 
@@ -73,7 +73,18 @@ def test_event_time_stays_inside_sessions(sim: Simulator) -> None:
 
 
 def test_expiry_at_the_close_exercises_assigns_and_expires() -> None:
-    sim = Simulator(SimConfig(seed=4, speed=0.0, start=dt.datetime(2026, 12, 4, 15, 55), partial_fill_probability=0.0))
+    # the close alone: no liquidation at 15:55, long puts exercised without shares (tests/sim/test_expiration.py
+    # covers both rules)
+    rules_off = ExpirationConfig(liquidate=False, long_puts_need_shares=False)
+    sim = Simulator(
+        SimConfig(
+            seed=4,
+            speed=0.0,
+            start=dt.datetime(2026, 12, 4, 15, 55),
+            partial_fill_probability=0.0,
+            expiration=rules_off,
+        )
+    )
     ex = sim.exchange
     events: list[tuple[str, str]] = []
     ex.listeners.append(lambda m: events.append((m["data"]["event"], m["data"]["order"]["id"])))
@@ -99,7 +110,7 @@ def test_expiry_at_the_close_exercises_assigns_and_expires() -> None:
     cash_before = ex.account.cash
     sim.advance(6 * 60)
     kinds = [a["activity_type"] for a in ex.account.activities if a["activity_type"] != "FILL"]
-    assert sorted(kinds) == ["OPASN", "OPEXC", "OPEXC", "OPEXP"]
+    assert sorted(kinds) == ["OPASN", "OPEXC", "OPEXC", "OPEXP", "OPTRD", "OPTRD", "OPTRD"]
     for activity in ex.account.activities:  # the REST shape parses into alpaca-py's models
         fields = {k: v for k, v in activity.items() if k != "_ns"}
         model = TradeActivity if activity["activity_type"] == "FILL" else NonTradeActivity
@@ -132,7 +143,7 @@ def test_manual_exercise_delivers_shares_now(sim: Simulator) -> None:
     ex.exercise(symbol)
     assert symbol not in ex.account.positions
     assert ex.account.positions["SPY"].qty == (shares_before.qty if shares_before else 0) + 200
-    assert ex.account.activities[-1]["activity_type"] == "OPEXC"
+    assert [a["activity_type"] for a in ex.account.activities[-2:]] == ["OPEXC", "OPTRD"]
 
 
 def test_buying_power_follows_the_spread_rule() -> None:
