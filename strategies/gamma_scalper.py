@@ -13,8 +13,9 @@ both legs must be fresher than ``max_quote_age_ms``), never with a hedge already
 one per ``min_hedge_interval_s``. Hedging P&L is tracked against the theta paid.
 
 Exit: loss (options at mid plus hedges) at ``max_loss_usd``; ``exit_dte`` days to expiry; or the
-straddle's IV up ``exit_vol_gain_pts`` from entry (the vol target). The straddle is sold as one mleg
-and the shares flattened with one stock order.
+straddle's IV up ``exit_vol_gain_pts`` from entry (the vol target); from ``expiry_flat_by`` on the
+day its legs expire (reached only with ``exit_dte = 0`` or a close that kept failing). The straddle
+is sold as one mleg and the shares flattened with one stock order.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class GammaScalper(Strategy[GammaScalperConfig]):
                 "hedges": self.hedges_sent, "hedges_skipped_stale": self.hedges_skipped_stale,
                 "hedge_pnl_usd": round(hedge_pnl, 2), "theta_paid_usd": round(self.theta_paid_usd, 2),
                 "realized_usd": round(self.tracker.realized_usd, 2), "last_action": self.last_action,
-                **{f"exit_{k}": v for k, v in self.exits.items()}}
+                **{f"exit_{k}": v for k, v in self.exits.items()}, **self.time_stats()}
 
     # ------------------------------------------------------------------ entry
     def select(self, chain: ChainView, now_ns: int) -> Structure | None:
@@ -147,6 +148,8 @@ class GammaScalper(Strategy[GammaScalperConfig]):
                   & sel.liquidity_mask(chain, cfg.max_spread_pct))
         best: tuple[float, int, int] | None = None
         for expiry in sel.expiries_in_window(chain, today, cfg.dte_min, cfg.dte_max):
+            if not self.may_open_expiry(expiry, now_ns):
+                continue
             m = usable & sel.expiry_mask(chain, expiry)
             c = sel.atm_row(chain, m, True)
             if c < 0:
@@ -245,12 +248,9 @@ class GammaScalper(Strategy[GammaScalperConfig]):
     def _maybe_exit(self, chain: ChainView, t: Tracked, now: int) -> bool:
         if not t.close_retry_due(now, self.config.close_retry_s):
             return True
-        reason = t.close_reason if t.close_attempts else self.exit_reason(chain, t, now)
+        reason = t.close_reason if t.close_attempts else (self.expiry_flat_reason(t, now)
+                                                          or self.exit_reason(chain, t, now))
         if not reason:
             return False
-        for intent in self.tracker.close(t, self.config.close_policy.policy(None), now, reason):
-            self.ctx.submit(intent)
-        if t.close_attempts == 1:
-            self.exits[reason] = self.exits.get(reason, 0) + 1
-        self.last_action = f"close {chain.underlying} straddle ({reason})"
+        self.close_structure(t, reason, now)
         return True
