@@ -125,15 +125,13 @@ class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_quote_age_ms: PositiveInt = 5_000
     """A leg or the underlying older than this (event time) is stale: no entries, exits or hedges on it."""
     expiry_flat_by: SessionTimeText = "close-60m"
-    """Structures holding a leg that expires today are closed from this time on (retried until flat), unless
-    carry_expiring lets them stay. Session times: "close-60m", "open+30m", "close-1h30m" or New York "15:45"; an
-    absolute time past a half day's close keeps its distance to the close. The default is 15 minutes before
-    Alpaca starts liquidating what an account cannot carry (15:15, the close-45m); on a half day it stays 60
-    minutes before the 13:00 close, not scaled: working the closing orders takes as long on a short day."""
+    """Structures holding a leg that expires today are closed from this time (retried until flat) unless
+    carry_expiring keeps them. Default: 15 min before Alpaca liquidates what an account cannot carry (15:15, i.e.
+    close-45m); the same offset on a half day, not scaled: working the closes takes as long on a short day."""
     carry_expiring: bool = False
-    """Keep same-day legs past expiry_flat_by when the account can carry them as if all ended in the money: cash
-    (and buying power) covers the strikes of short puts and long calls, shares held cover short calls and long
-    puts, no leg offsets another; portfolio-wide, re-checked on every book update."""
+    """Keep same-day legs past expiry_flat_by while the account can carry them as if all ended in the money: cash
+    and buying power cover the strikes of short puts and long calls, shares held cover short calls and long puts
+    (portfolio-wide, no leg offsetting another)."""
 
     def __post_init__(self) -> None:
         validate_times({name: getattr(self, name) for name in self.TIME_FIELDS}, self.TIME_RULES)

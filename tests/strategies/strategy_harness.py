@@ -24,6 +24,7 @@ from risk.model import (
     OrderIntent,
     OrderStatus,
     OrderUpdated,
+    Side,
     TradingState,
 )
 from risk.rate import RateBudget
@@ -120,6 +121,14 @@ class Harness:
             self.strategy.on_book(chain)
             self._drain()
 
+    def give_shares(self, symbol: str, qty: float, price: float) -> None:
+        """Book ``qty`` shares of ``symbol`` held by another strategy (stock the account owns anyway)."""
+        self._portfolio.on_fill(OrderFilled(f"x{next(self._ids)}", "o-shares", "shares", symbol, Side.BUY, qty, price,
+                                            self._now, self._now, AssetClass.EQUITY, "other", "other-shares"))
+
+    def set_account(self, equity: float, cash: float | None = None) -> None:
+        self._account = AccountView(equity, equity if cash is None else cash, 2 * equity, equity)
+
     def expire_working(self) -> None:
         """End every working order unfilled (the router's timeout)."""
         for intent in list(self.working):
@@ -187,3 +196,30 @@ class Harness:
     def _update(self, intent: OrderIntent, status: OrderStatus, filled: float) -> OrderUpdated:
         return OrderUpdated(f"o-{intent.intent_id}", intent.intent_id, status, filled, float(intent.qty), self._now,
                             self._now, intent.strategy_id, intent.structure_id, intent.intent_id)
+
+
+class BookContext:
+    """A ``StrategyContext`` over any market view (e.g. the engine's own book): records intents and timers,
+    fills nothing; the account is ``equity`` in cash."""
+
+    def __init__(self, market: Any, now_ns: int, equity: float = 100_000.0) -> None:
+        self.market = market
+        self.portfolio = Portfolio()
+        self.now_ns = now_ns
+        self.intents: list[OrderIntent] = []
+        self.timers: dict[str, int] = {}
+        self._account = AccountView(equity, equity, 2 * equity, equity)
+
+    def account(self) -> AccountView:
+        return self._account
+
+    def submit(self, intent: OrderIntent) -> None:
+        self.intents.append(intent)
+
+    def cancel(self, intent_id: str) -> None: ...
+
+    def set_timer(self, name: str, at_ns: int) -> None:
+        self.timers[name] = at_ns
+
+    def cancel_timer(self, name: str) -> None:
+        self.timers.pop(name, None)
