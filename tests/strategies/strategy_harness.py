@@ -1,7 +1,8 @@
 """A small event-time driver for one actor: real gate, real portfolio, synthetic book, instant fills.
 
 It implements ``StrategyContext``: ``submit`` runs the real risk gate; an approved intent fills at once
-(per leg at mid, or not at all with ``fill=False``), producing the same ``OrderFilled`` and
+(per leg at mid, or not at all with ``fill=False`` or when it sells a leg bid at zero, which the simulator
+never fills either: it stays working), producing the same ``OrderFilled`` and
 ``OrderUpdated`` events the engine would; a denial comes back as ``IntentDenied``. Events are
 delivered after the hook that caused them returns (never re-entrantly). ``advance`` moves event time,
 fires due timers in order, reprices the books and calls ``on_book``.
@@ -167,10 +168,17 @@ class Harness:
         assert isinstance(verdict, Approved)
         self.rate.record(self._now)
         self.approved.append(intent)
-        if self.fill:
+        if self.fill and self._marketable(intent):
             self._fill(intent)
         else:
             self.working.append(intent)
+
+    def _marketable(self, intent: OrderIntent) -> bool:
+        """False when a leg is sold into no bid: like the simulator (and an exchange), no fill, the order works on."""
+        chain = self._market.chain(intent.underlying)
+        assert chain is not None
+        return all(leg.asset_class is AssetClass.EQUITY or leg.side is Side.BUY
+                   or chain.bid[chain.row_of(leg.symbol)] > 0 for leg in intent.legs)
 
     def _fill(self, intent: OrderIntent) -> None:
         chain = self._market.chain(intent.underlying)
