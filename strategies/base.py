@@ -321,6 +321,12 @@ class Strategy(Generic[C]):
                 count += self.close_structure(t, "expiry_flat", now_ns)
         return count
 
+    def dte_exit_due(self, expiry: dt.date, now_ns: int, exit_dte: int) -> bool:
+        """True at ``exit_dte`` days to ``expiry`` or fewer; with ``exit_dte`` 0 the expiry day itself is left to
+        ``expiry_flat_by`` (a close from that time, or a carry)."""
+        days = (expiry - self.schedule(now_ns).day).days
+        return days <= exit_dte and not (exit_dte == 0 and days == 0)
+
     def may_open_expiry(self, expiry: dt.date, now_ns: int) -> bool:
         """False for an expiry that trades out today once ``expiry_flat_by`` has passed (it would be closed at
         once) unless the strategy carries expiring legs."""

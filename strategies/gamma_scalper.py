@@ -14,7 +14,7 @@ one per ``min_hedge_interval_s``. Hedging P&L is tracked against the theta paid.
 
 Exit: loss (options at mid plus hedges) at ``max_loss_usd``; ``exit_dte`` days to expiry; or the
 straddle's IV up ``exit_vol_gain_pts`` from entry (the vol target); from ``expiry_flat_by`` on the
-day its legs expire (reached only with ``exit_dte = 0`` or a close that kept failing). The straddle
+day its legs expire (with ``exit_dte = 0``, or after a close that kept failing). The straddle
 is sold as one mleg and the shares flattened with one stock order.
 """
 
@@ -67,6 +67,7 @@ class GammaScalperConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True
     min_hedge_interval_s: NonNegFloat = 30.0
     max_loss_usd: PositiveFloat = 2_000.0
     exit_dte: Dte = 7
+    """Close at this many days to expiry; 0: on the expiry day itself, from expiry_flat_by (or carried)."""
     exit_vol_gain_pts: PositiveFloat = 4.0
     reentry_cooldown_s: NonNegFloat = 300.0
     close_retry_s: PositiveFloat = 10.0
@@ -235,7 +236,7 @@ class GammaScalper(Strategy[GammaScalperConfig]):
         rows = t.structure.rows(chain)
         if not sel.rows_fresh(chain, rows, now_ns, cfg.max_quote_age_ms * 1_000_000):
             return ""
-        if (t.structure.expiry - ny_datetime(now_ns).date()).days <= cfg.exit_dte:
+        if self.dte_exit_due(t.structure.expiry, now_ns, cfg.exit_dte):
             return "dte"
         pnl = t.pnl_usd(chain)
         if pnl <= -cfg.max_loss_usd:

@@ -64,6 +64,7 @@ class IronCondorConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, 
     take_profit_pct: Fraction = 0.50
     stop_loss_multiple: PositiveFloat = 2.0
     exit_dte: Dte = 7
+    """Close at this many days to expiry; 0: on the expiry day itself, from expiry_flat_by (or carried)."""
     close_on_breach: bool = True
     max_open_per_underlying: PositiveInt = 1
     risk_per_trade_pct: Fraction = 0.02
@@ -184,8 +185,7 @@ class IronCondor(Strategy[IronCondorConfig]):
         rows = t.structure.rows(chain)
         if not sel.rows_fresh(chain, rows, now_ns, cfg.max_quote_age_ms * 1_000_000):
             return ""
-        today = ny_datetime(now_ns).date()
-        if (t.structure.expiry - today).days <= cfg.exit_dte:
+        if self.dte_exit_due(t.structure.expiry, now_ns, cfg.exit_dte):
             return "dte"
         if cfg.close_on_breach:
             short_put = max(leg.strike for leg in t.structure.legs if not leg.is_call and leg.ratio < 0)
