@@ -14,7 +14,14 @@ An actor is a plain object the engine drives from its event loop, on event time:
 - ``on_stop()`` once at shutdown.
 
 Every strategy has a frozen config struct (unknown fields rejected, constrained types) listing its
-reloadable fields in ``HOT_FIELDS``.
+reloadable fields in ``HOT_FIELDS`` and its times of day in ``TIME_FIELDS`` (session times, see
+``strategies.session_time``, resolved once per New York date by ``Strategy.schedule``).
+
+Shared here so the actors do not each carry a copy: closing a tracked structure (``close_structure``,
+which leaves out long legs bid at zero), and the expiry-day rule (``expiry_flat_reason``,
+``flatten_expiring``, the ``expiry_flat:<day>`` timer): structures holding legs that expire today are
+closed from ``expiry_flat_by`` unless ``carry_expiring`` and the account can carry them
+(``strategies.expiry_flat``).
 """
 
 from __future__ import annotations
