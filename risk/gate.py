@@ -40,6 +40,7 @@ from risk.stress import (
     StressGrid,
     combine_worst,
     held_pnl,
+    offer_only_greeks,
     scenario_pnl,
     session_close_ns,
     usable_iv,
@@ -386,12 +387,15 @@ def _scan_legs(chain: ChainView, legs: list[_Leg], now_ns: int, max_age_ns: int,
         scan.mid += s * 0.5 * (bid + ask)
         scan.nat += s * (ask if s > 0 else bid)
         q = leg.qty * CONTRACT_MULTIPLIER
-        scan.d += q * chain.delta.item(r)
-        scan.g += q * chain.gamma.item(r)
-        scan.v += q * chain.vega.item(r)
-        scan.th += q * chain.theta.item(r)
+        d, g, v, th = chain.delta.item(r), chain.gamma.item(r), chain.vega.item(r), chain.theta.item(r)
         if not math.isfinite(chain.iv.item(r)):
             scan.unpriced = True
+            if leg.sign > 0 and not (bid > 0) and not math.isfinite(d):
+                d, g, v, th = offer_only_greeks(chain, r, limits.stress.rate)
+        scan.d += q * d
+        scan.g += q * g
+        scan.v += q * v
+        scan.th += q * th
         # Time to expiry orders expiries as well as the date does, and reading it costs no conversion.
         scan.unit_legs.append(PayoffLeg(float(s), chain.strike.item(r), chain.is_call.item(r), chain.t_years.item(r)))
     return scan

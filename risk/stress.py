@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from greeks.black import price_row
+from greeks.black import greeks_row, price_row
 from greeks.calendar import REGULAR_CLOSE, CalendarRangeError, market_calendar, ny_date, ny_instant_ns
 from risk.limits import StressLimits
 from risk.model import CONTRACT_MULTIPLIER
@@ -240,6 +240,22 @@ def usable_iv(chain: ChainView, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.f
         if cand.size:
             out[r] = iv[cand[np.argmin(np.abs(k[cand] - k[r]))]]
     return out
+
+
+def offer_only_greeks(chain: ChainView, row: int, rate: float) -> tuple[float, float, float, float]:
+    """(delta, gamma, vega, theta) of a row quoted with no bid, which has no mid and so no IV of its own: at the IV
+    of the nearest strike of its expiry, as the stress prices it (``usable_iv``); NaN when there is none.
+
+    A protective wing bid at zero (late in a session, all through a half day) is bought on its offer; without
+    this its NaN Greeks would fail every Greek limit and no same-day structure could be opened at all.
+    """
+    sigma = usable_iv(chain, np.array([row], dtype=np.int64)).item(row)
+    t, fwd = chain.t_years.item(row), chain.forward.item(row)
+    if not (math.isfinite(sigma) and t > 0 and fwd > 0):
+        return math.nan, math.nan, math.nan, math.nan
+    d, g, v, th, _ = greeks_row(fwd * math.exp(-rate * t), chain.strike.item(row), t, rate, 0.0, sigma,
+                                chain.is_call.item(row))
+    return d, g, v, th
 
 
 def held_pnl(chain: ChainView, held: Mapping[str, float], u: str, spot: float, to_close: float,

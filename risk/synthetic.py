@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from greeks import black_scholes_greeks, black_scholes_price
+from greeks.calendar import expiry_close_ns_many
 from greeks.occ import format_occ
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -35,12 +36,6 @@ class Smile(msgspec.Struct, frozen=True):
     curvature: float = 0.8
     term_slope: float = 0.02
     floor: float = 0.05
-
-
-def close_ns(day: dt.date, hour: int = 16, minute: int = 0) -> int:
-    """Epoch nanoseconds of ``hour:minute`` New York time on ``day``."""
-    local = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=NEW_YORK)
-    return int(local.timestamp()) * 1_000_000_000
 
 
 def ny_ns(year: int, month: int, day: int, hour: int, minute: int = 0, second: int = 0) -> int:
@@ -67,7 +62,7 @@ class SyntheticChain:
         self.strike: F64 = np.array([k for _, k, _ in rows], dtype=np.float64)
         self.expiry: npt.NDArray[np.datetime64] = np.array([e for e, _, _ in rows], dtype="datetime64[D]")
         self.is_call: npt.NDArray[np.bool_] = np.array([c for _, _, c in rows], dtype=np.bool_)
-        self._close_ns: I64 = np.array([close_ns(e) for e, _, _ in rows], dtype=np.int64)
+        self._close_ns: I64 = expiry_close_ns_many(e for e, _, _ in rows)  # 13:00 on half days
         self.t_years: F64 = np.zeros(n)
         self.bid: F64 = np.zeros(n)
         self.ask: F64 = np.zeros(n)

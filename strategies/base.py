@@ -14,7 +14,14 @@ An actor is a plain object the engine drives from its event loop, on event time:
 - ``on_stop()`` once at shutdown.
 
 Every strategy has a frozen config struct (unknown fields rejected, constrained types) listing its
-reloadable fields in ``HOT_FIELDS``.
+reloadable fields in ``HOT_FIELDS`` and its times of day in ``TIME_FIELDS`` (session times, see
+``strategies.session_time``, resolved once per New York date by ``Strategy.schedule``).
+
+Shared here so the actors do not each carry a copy: closing a tracked structure (``close_structure``,
+which leaves out long legs bid at zero), and the expiry-day rule (``expiry_flat_reason``,
+``flatten_expiring``, the ``expiry_flat:<day>`` timer): structures holding legs that expire today are
+closed from ``expiry_flat_by`` unless ``carry_expiring`` and the account can carry them
+(``strategies.expiry_flat``).
 """
 
 from __future__ import annotations
@@ -23,24 +30,31 @@ import datetime as dt
 from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
+import structlog
 
-from greeks.calendar import NEW_YORK, NS_PER_SECOND, ny_datetime, ny_instant_ns
+from greeks.calendar import NEW_YORK, NS_PER_SECOND, ny_date, ny_datetime, ny_instant_ns
 from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderUpdated, PricePolicy
 from risk.params import apply_hot, diff_params
 from risk.views import AccountView, ChainView, MarketView, PortfolioView
+from strategies.expiry_flat import carry_shortfall, expiring_legs, expiry_day
+from strategies.session_time import DaySchedule, Op, SessionTimeText, session_on, validate_times
+from strategies.tracking import StructureStatus, StructureTracker, Tracked
 
 NS_PER_S = NS_PER_SECOND
+EXPIRY_FLAT_TIMER = "expiry_flat:"
+
+log = structlog.get_logger(__name__)
 
 __all__ = [
     "NEW_YORK",
     "PolicyConfig",
+    "SessionTimeText",
     "Strategy",
     "StrategyConfig",
     "StrategyContext",
     "diff_params",
     "ny_datetime",
     "ny_instant_ns",
-    "parse_hhmm",
 ]
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -50,7 +64,6 @@ PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Dte = Annotated[int, msgspec.Meta(ge=0, le=800)]
 Delta = Annotated[float, msgspec.Meta(gt=0, lt=1)]
-HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 Symbol = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")]
 
 
@@ -103,7 +116,12 @@ class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Fields every strategy has. Subclasses add theirs and extend ``HOT_FIELDS``."""
 
-    HOT_FIELDS: ClassVar[frozenset[str]] = frozenset({"entries_enabled", "max_quote_age_ms"})
+    HOT_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"entries_enabled", "max_quote_age_ms", "expiry_flat_by", "carry_expiring"})
+    TIME_FIELDS: ClassVar[tuple[str, ...]] = ("expiry_flat_by",)
+    """The fields holding session times (``strategies.session_time``), resolved each trading day."""
+    TIME_RULES: ClassVar[tuple[tuple[str, Op, str], ...]] = ()
+    """Ordering rules between time fields, checked at load on a regular day and on a half day."""
 
     enabled: bool = True
     """Cold: an actor is built (or not) at start."""
@@ -113,6 +131,17 @@ class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     """Cold: the feeds subscribe per underlying at start."""
     max_quote_age_ms: PositiveInt = 5_000
     """A leg or the underlying older than this (event time) is stale: no entries, exits or hedges on it."""
+    expiry_flat_by: SessionTimeText = "close-60m"
+    """Structures holding a leg that expires today are closed from this time (retried until flat) unless
+    carry_expiring keeps them. Default: 15 min before Alpaca liquidates what an account cannot carry (15:15, i.e.
+    close-45m); the same offset on a half day, not scaled: working the closes takes as long on a short day."""
+    carry_expiring: bool = False
+    """Keep same-day legs past expiry_flat_by while the account can carry them as if all ended in the money: cash
+    and buying power cover the strikes of short puts and long calls, shares held cover short calls and long puts
+    (portfolio-wide, no leg offsetting another)."""
+
+    def __post_init__(self) -> None:
+        validate_times({name: getattr(self, name) for name in self.TIME_FIELDS}, self.TIME_RULES)
 
 
 C = TypeVar("C", bound=StrategyConfig)
@@ -129,6 +158,12 @@ class Strategy(Generic[C]):
         self.config: C = config
         self._ctx: StrategyContext | None = None
         self.last_action = ""
+        self._schedule: DaySchedule | None = None
+        self._time_reported: set[tuple[dt.date, str, str]] = set()
+        self._carried: set[tuple[dt.date, str]] = set()
+        self.time_notes = 0
+        """Session times moved or clamped on some day (each reported once per field and day)."""
+        self.last_time_note = ""
 
     @property
     def ctx(self) -> StrategyContext:
@@ -147,6 +182,8 @@ class Strategy(Generic[C]):
     # ---- hooks (engine -> actor)
     def on_start(self, ctx: StrategyContext) -> None:
         self._ctx = ctx
+        if ctx.now_ns > 0:
+            self.schedule(ctx.now_ns)
 
     def on_book(self, chain: ChainView) -> None:
         """A book update of one of ``underlyings``."""
@@ -161,12 +198,18 @@ class Strategy(Generic[C]):
         """The gate (or the broker) refused one of this strategy's intents."""
 
     def on_timer(self, name: str, now_ns: int) -> None:
-        """A timer set through the context fell due."""
+        """A timer set through the context fell due (subclasses call this for the timers set here)."""
+        if name.startswith(EXPIRY_FLAT_TIMER):
+            self.flatten_expiring(now_ns)
 
     def on_params(self, config: C) -> dict[str, Any]:
-        """Apply a reloaded config's hot fields; return the cold changes, which are not applied."""
+        """Apply a reloaded config's hot fields; return the cold changes, which are not applied.
+
+        Today's session times are resolved again and the day's timers set anew."""
         merged, cold = apply_hot(self.config, config)
         self.config = merged
+        if self._schedule is not None and self._ctx is not None:
+            self._resolve_day(self._schedule.day, new_day=False)
         return cold
 
     def on_stop(self) -> None:
@@ -174,33 +217,137 @@ class Strategy(Generic[C]):
 
     def close_all(self, reason: str) -> int:
         """Close every open structure now (the ``flatten`` command); return how many closes were sent."""
-        from strategies.tracking import StructureStatus, StructureTracker
-
-        tracker = getattr(self, "tracker", None)
-        close_policy = getattr(self.config, "close_policy", None)
-        if not isinstance(tracker, StructureTracker) or not isinstance(close_policy, PolicyConfig):
+        tracker = self._tracker()
+        if tracker is None:
             return 0
         count = 0
         now = self.ctx.now_ns
         for t in tracker.active():
             if t.status is StructureStatus.OPEN:
-                for intent in tracker.close(t, close_policy.policy(None), now, reason):
-                    self.ctx.submit(intent)
-                count += 1
+                count += self.close_structure(t, reason, now, retry=False)
         if count:
             self.last_action = f"close all ({reason})"
         return count
 
+    def close_structure(self, t: Tracked, reason: str, now_ns: int, retry: bool = True) -> int:
+        """Send the closes of ``t`` (1) unless a failed close's back-off has not run out (0, with ``retry``)."""
+        tracker, policy = self._tracker(), getattr(self.config, "close_policy", None)
+        if tracker is None or not isinstance(policy, PolicyConfig):
+            return 0
+        if retry and not t.close_retry_due(now_ns, float(getattr(self.config, "close_retry_s", 0.0))):
+            return 0
+        intents = tracker.close(t, policy.policy(None), now_ns, reason, self._unsellable(t))
+        if not intents:
+            return 0
+        for intent in intents:
+            self.ctx.submit(intent)
+        exits = getattr(self, "exits", None)
+        if t.close_attempts == 1 and isinstance(exits, dict):
+            exits[reason] = exits.get(reason, 0) + 1
+        self.last_action = f"close {t.structure.underlying} {t.structure.kind} ({reason})"
+        return 1
+
+    def _unsellable(self, t: Tracked) -> frozenset[str]:
+        """Long legs of ``t`` bid at zero in the book: no order can sell them, so a close leaves them out."""
+        chain = self.ctx.market.chain(t.structure.underlying)
+        if chain is None:
+            return frozenset()
+        out = set()
+        for leg in t.structure.legs:
+            r = chain.row_of(leg.symbol)
+            if leg.ratio > 0 and r >= 0 and not chain.bid.item(r) > 0:
+                out.add(leg.symbol)
+        return frozenset(out)
+
+    def _tracker(self) -> StructureTracker | None:
+        tracker = getattr(self, "tracker", None)
+        return tracker if isinstance(tracker, StructureTracker) else None
+
+    # ---- the trading day: session times and expiry_flat_by
+    def schedule(self, now_ns: int) -> DaySchedule:
+        """Today's resolved session times; the first call of a New York date resolves them, reports any
+        moved or clamped value once, calls ``on_new_day`` and sets the day's timers."""
+        s = self._schedule
+        if s is None or not s.contains(now_ns):
+            s = self._resolve_day(ny_date(now_ns), new_day=True)
+        return s
+
+    def on_new_day(self, schedule: DaySchedule) -> None:
+        """A new New York date began (in event time)."""
+
+    def day_timers(self, schedule: DaySchedule) -> dict[str, int]:
+        """Timers to set for the day, by name (subclasses add theirs to these)."""
+        at = schedule.at.get("expiry_flat_by")
+        return {} if at is None else {f"{EXPIRY_FLAT_TIMER}{schedule.day.isoformat()}": at}
+
+    def _resolve_day(self, day: dt.date, new_day: bool) -> DaySchedule:
+        cfg = self.config
+        values = {name: getattr(cfg, name) for name in cfg.TIME_FIELDS}
+        s = DaySchedule.build(day, session_on(day), values, cfg.TIME_RULES)
+        self._schedule = s
+        for name, note in s.notes.items():
+            key = (day, name, values[name])
+            if key not in self._time_reported:
+                self._time_reported.add(key)
+                self.time_notes += 1
+                self.last_time_note = f"{day.isoformat()} {name}: {note}"
+                self.last_action = f"time {self.last_time_note}"
+                log.warning("strategy_time_adjusted", strategy=self.strategy_id, day=day.isoformat(), field=name,
+                            value=values[name], detail=note)
+        if new_day:
+            self.on_new_day(s)
+        for name, at in self.day_timers(s).items():
+            self.ctx.set_timer(name, at)
+        return s
+
+    def expiry_flat_reason(self, t: Tracked, now_ns: int) -> str:
+        """``"expiry_flat"`` when ``t`` must be closed now: it holds a leg expiring today, ``expiry_flat_by`` has
+        passed, and carrying it is not both configured and affordable (``strategies.expiry_flat``)."""
+        s = self.schedule(now_ns)
+        at = s.at.get("expiry_flat_by")
+        if at is None or now_ns < at or not expiring_legs(t, s.day):
+            return ""
+        if self.config.carry_expiring:
+            why = carry_shortfall(self.ctx.portfolio, self.ctx.account(), s.day)
+            if not why:
+                if (s.day, t.structure_id) not in self._carried:
+                    self._carried.add((s.day, t.structure_id))
+                    self.last_action = f"carry {t.structure.underlying} {t.structure.kind} into expiry"
+                return ""
+            self.last_action = f"cannot carry {t.structure.underlying}: {why}"
+        return "expiry_flat"
+
+    def flatten_expiring(self, now_ns: int, underlying: str | None = None) -> int:
+        """Close every open structure (of ``underlying``) that ``expiry_flat_reason`` names; closes sent."""
+        tracker = self._tracker()
+        if tracker is None:
+            return 0
+        count = 0
+        for t in tracker.active(underlying):
+            if t.status is StructureStatus.OPEN and self.expiry_flat_reason(t, now_ns):
+                count += self.close_structure(t, "expiry_flat", now_ns)
+        return count
+
+    def dte_exit_due(self, expiry: dt.date, now_ns: int, exit_dte: int) -> bool:
+        """True at ``exit_dte`` days to ``expiry`` or fewer; with ``exit_dte`` 0 the expiry day itself is left to
+        ``expiry_flat_by`` (a close from that time, or a carry)."""
+        days = (expiry - self.schedule(now_ns).day).days
+        return days <= exit_dte and not (exit_dte == 0 and days == 0)
+
+    def may_open_expiry(self, expiry: dt.date, now_ns: int) -> bool:
+        """False for an expiry that trades out today once ``expiry_flat_by`` has passed (it would be closed at
+        once) unless the strategy carries expiring legs."""
+        s = self.schedule(now_ns)
+        at = s.at.get("expiry_flat_by")
+        return at is None or now_ns < at or expiry_day(expiry) != s.day or self.config.carry_expiring
+
     # ---- reporting
     def stats(self) -> dict[str, float | int | str]:
         """Counters for the live table and the run summary."""
-        return {"last_action": self.last_action}
+        return {"last_action": self.last_action, **self.time_stats()}
 
-
-# ---------------------------------------------------------------------------------------------- time
-
-
-def parse_hhmm(text: str) -> dt.time:
-    """``"15:45"`` -> ``time(15, 45)`` (config fields are validated by pattern first)."""
-    hh, mm = text.split(":")
-    return dt.time(int(hh), int(mm))
+    def time_stats(self) -> dict[str, float | int | str]:
+        """The session-time adjustments reported (none: empty)."""
+        if not self.time_notes:
+            return {}
+        return {"time_notes": self.time_notes, "last_time_note": self.last_time_note}

@@ -13,8 +13,9 @@ both legs must be fresher than ``max_quote_age_ms``), never with a hedge already
 one per ``min_hedge_interval_s``. Hedging P&L is tracked against the theta paid.
 
 Exit: loss (options at mid plus hedges) at ``max_loss_usd``; ``exit_dte`` days to expiry; or the
-straddle's IV up ``exit_vol_gain_pts`` from entry (the vol target). The straddle is sold as one mleg
-and the shares flattened with one stock order.
+straddle's IV up ``exit_vol_gain_pts`` from entry (the vol target); from ``expiry_flat_by`` on the
+day its legs expire (with ``exit_dte = 0``, or after a close that kept failing). The straddle
+is sold as one mleg and the shares flattened with one stock order.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class GammaScalperConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True
     min_hedge_interval_s: NonNegFloat = 30.0
     max_loss_usd: PositiveFloat = 2_000.0
     exit_dte: Dte = 7
+    """Close at this many days to expiry; 0: on the expiry day itself, from expiry_flat_by (or carried)."""
     exit_vol_gain_pts: PositiveFloat = 4.0
     reentry_cooldown_s: NonNegFloat = 300.0
     close_retry_s: PositiveFloat = 10.0
@@ -136,7 +138,7 @@ class GammaScalper(Strategy[GammaScalperConfig]):
                 "hedges": self.hedges_sent, "hedges_skipped_stale": self.hedges_skipped_stale,
                 "hedge_pnl_usd": round(hedge_pnl, 2), "theta_paid_usd": round(self.theta_paid_usd, 2),
                 "realized_usd": round(self.tracker.realized_usd, 2), "last_action": self.last_action,
-                **{f"exit_{k}": v for k, v in self.exits.items()}}
+                **{f"exit_{k}": v for k, v in self.exits.items()}, **self.time_stats()}
 
     # ------------------------------------------------------------------ entry
     def select(self, chain: ChainView, now_ns: int) -> Structure | None:
@@ -147,6 +149,8 @@ class GammaScalper(Strategy[GammaScalperConfig]):
                   & sel.liquidity_mask(chain, cfg.max_spread_pct))
         best: tuple[float, int, int] | None = None
         for expiry in sel.expiries_in_window(chain, today, cfg.dte_min, cfg.dte_max):
+            if not self.may_open_expiry(expiry, now_ns):
+                continue
             m = usable & sel.expiry_mask(chain, expiry)
             c = sel.atm_row(chain, m, True)
             if c < 0:
@@ -232,7 +236,7 @@ class GammaScalper(Strategy[GammaScalperConfig]):
         rows = t.structure.rows(chain)
         if not sel.rows_fresh(chain, rows, now_ns, cfg.max_quote_age_ms * 1_000_000):
             return ""
-        if (t.structure.expiry - ny_datetime(now_ns).date()).days <= cfg.exit_dte:
+        if self.dte_exit_due(t.structure.expiry, now_ns, cfg.exit_dte):
             return "dte"
         pnl = t.pnl_usd(chain)
         if pnl <= -cfg.max_loss_usd:
@@ -245,12 +249,9 @@ class GammaScalper(Strategy[GammaScalperConfig]):
     def _maybe_exit(self, chain: ChainView, t: Tracked, now: int) -> bool:
         if not t.close_retry_due(now, self.config.close_retry_s):
             return True
-        reason = t.close_reason if t.close_attempts else self.exit_reason(chain, t, now)
+        reason = t.close_reason if t.close_attempts else (self.expiry_flat_reason(t, now)
+                                                          or self.exit_reason(chain, t, now))
         if not reason:
             return False
-        for intent in self.tracker.close(t, self.config.close_policy.policy(None), now, reason):
-            self.ctx.submit(intent)
-        if t.close_attempts == 1:
-            self.exits[reason] = self.exits.get(reason, 0) + 1
-        self.last_action = f"close {chain.underlying} straddle ({reason})"
+        self.close_structure(t, reason, now)
         return True

@@ -10,7 +10,9 @@ short legs by |delta| in ``[short_delta_min, short_delta_max]`` nearest the midd
 Management on every book update of a fresh book: take profit when the cost to close at mid has
 fallen to ``(1 - take_profit_pct)`` of the credit; stop when the loss at mid reaches
 ``stop_loss_multiple`` times the credit; close at ``exit_dte`` days to expiry or when spot crosses a
-short strike. Closed as one 4-leg mleg debit order.
+short strike. Closed as one 4-leg mleg debit order. A structure holding a leg that expires today
+is closed from ``expiry_flat_by`` (``Strategy.expiry_flat_reason``), and none is opened on today's
+expiry after it.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class IronCondorConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, 
     take_profit_pct: Fraction = 0.50
     stop_loss_multiple: PositiveFloat = 2.0
     exit_dte: Dte = 7
+    """Close at this many days to expiry; 0: on the expiry day itself, from expiry_flat_by (or carried)."""
     close_on_breach: bool = True
     max_open_per_underlying: PositiveInt = 1
     risk_per_trade_pct: Fraction = 0.02
@@ -122,20 +125,22 @@ class IronCondor(Strategy[IronCondorConfig]):
     def stats(self) -> dict[str, float | int | str]:
         return {"open": len(self.tracker.active()), "opened": self.tracker.opened, "closed": self.tracker.closed,
                 "realized_usd": round(self.tracker.realized_usd, 2), "last_action": self.last_action,
-                **{f"exit_{k}": v for k, v in self.exits.items()}}
+                **{f"exit_{k}": v for k, v in self.exits.items()}, **self.time_stats()}
 
     # ------------------------------------------------------------------ entry
     def select(self, chain: ChainView, now_ns: int) -> Structure | None:
         """The condor the rules pick on this book, or None."""
         cfg = self.config
         today = ny_datetime(now_ns).date()
-        expiries = sel.expiries_in_window(chain, today, cfg.dte_min, cfg.dte_max)
+        expiries = [e for e in sel.expiries_in_window(chain, today, cfg.dte_min, cfg.dte_max)
+                    if self.may_open_expiry(e, now_ns)]
         if not expiries:
             return None
         centre = (cfg.dte_min + cfg.dte_max) / 2
         expiry = min(expiries, key=lambda e: abs((e - today).days - centre))
-        usable = (sel.expiry_mask(chain, expiry) & sel.quoted_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
-                  & sel.liquidity_mask(chain, cfg.max_spread_pct, cfg.min_open_interest))
+        offered = (sel.expiry_mask(chain, expiry) & sel.offered_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
+                   & sel.liquidity_mask(chain, cfg.max_spread_pct, cfg.min_open_interest))
+        usable = offered & sel.priced_mask(chain)
         target = (cfg.short_delta_min + cfg.short_delta_max) / 2
         shortable = usable & sel.sellable_mask(chain)
         sp = sel.by_delta(chain, shortable, False, target, cfg.short_delta_min, cfg.short_delta_max)
@@ -143,8 +148,8 @@ class IronCondor(Strategy[IronCondorConfig]):
         if sp < 0 or sc < 0:
             return None
         width = cfg.wing_width_pct * chain.spot
-        lp = sel.wing_row(chain, usable, sp, width)
-        lc = sel.wing_row(chain, usable, sc, width)
+        lp = sel.wing_row(chain, offered, sp, width)
+        lc = sel.wing_row(chain, offered, sc, width)
         if lp < 0 or lc < 0 or chain.strike[sp] >= chain.strike[sc]:
             return None
         return iron_condor(chain, lp, sp, sc, lc)
@@ -180,8 +185,7 @@ class IronCondor(Strategy[IronCondorConfig]):
         rows = t.structure.rows(chain)
         if not sel.rows_fresh(chain, rows, now_ns, cfg.max_quote_age_ms * 1_000_000):
             return ""
-        today = ny_datetime(now_ns).date()
-        if (t.structure.expiry - today).days <= cfg.exit_dte:
+        if self.dte_exit_due(t.structure.expiry, now_ns, cfg.exit_dte):
             return "dte"
         if cfg.close_on_breach:
             short_put = max(leg.strike for leg in t.structure.legs if not leg.is_call and leg.ratio < 0)
@@ -202,12 +206,7 @@ class IronCondor(Strategy[IronCondorConfig]):
     def _manage(self, chain: ChainView, t: Tracked, now: int) -> None:
         if not t.close_retry_due(now, self.config.close_retry_s):
             return
-        reason = t.close_reason if t.close_attempts else self.exit_reason(chain, t, now)
-        if not reason:
-            return
-        policy = self.config.close_policy.policy(None)
-        for intent in self.tracker.close(t, policy, now, reason):
-            self.ctx.submit(intent)
-        if t.close_attempts == 1:
-            self.exits[reason] = self.exits.get(reason, 0) + 1
-        self.last_action = f"close {chain.underlying} condor ({reason})"
+        reason = t.close_reason if t.close_attempts else (self.expiry_flat_reason(t, now)
+                                                          or self.exit_reason(chain, t, now))
+        if reason:
+            self.close_structure(t, reason, now)

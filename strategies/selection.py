@@ -39,14 +39,29 @@ def expiry_mask(chain: ChainView, expiry: dt.date) -> Mask:
     return mask
 
 
-def quoted_mask(chain: ChainView, now_ns: int, max_age_ns: int) -> Mask:
-    """Rows with an offer (a bid may be zero: fine to buy, not to sell), uncrossed, no older than ``max_age_ns``,
-    with a usable IV and delta. Sell only rows that also pass ``sellable_mask``."""
+def offered_mask(chain: ChainView, now_ns: int, max_age_ns: int) -> Mask:
+    """Rows that can be bought: an offer (the bid may be zero), uncrossed, no older than ``max_age_ns``.
+
+    A row bid at zero has no mid, hence no IV or delta: fine for a protective wing, which is chosen by strike
+    (late in a session, and all through a half day, the wings of a same-day structure are often such rows).
+    """
     mask: Mask = (
         (chain.bid >= 0) & (chain.ask > 0) & (chain.ask >= chain.bid)
         & ((chain.flags & (FLAG_CROSSED | FLAG_NO_QUOTE)) == 0)
-        & (now_ns - chain.quote_ts_ns <= max_age_ns) & np.isfinite(chain.iv) & np.isfinite(chain.delta)
+        & (now_ns - chain.quote_ts_ns <= max_age_ns)
     )
+    return mask
+
+
+def priced_mask(chain: ChainView) -> Mask:
+    """Rows with a usable IV and delta (from a two-sided quote)."""
+    mask: Mask = np.isfinite(chain.iv) & np.isfinite(chain.delta)
+    return mask
+
+
+def quoted_mask(chain: ChainView, now_ns: int, max_age_ns: int) -> Mask:
+    """``offered_mask`` rows with a usable IV and delta. Sell only rows that also pass ``sellable_mask``."""
+    mask: Mask = offered_mask(chain, now_ns, max_age_ns) & priced_mask(chain)
     return mask
 
 

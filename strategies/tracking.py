@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
 import msgspec
 
@@ -32,7 +34,7 @@ from risk.model import (
     Side,
 )
 from risk.views import ChainView
-from strategies.structures import Structure
+from strategies.structures import Structure, StructureLeg
 
 _EPS = 1e-9
 
@@ -84,7 +86,11 @@ class Tracked(msgspec.Struct):
     @property
     def units(self) -> float:
         """Whole structure units held (min over legs of |held| / |ratio|)."""
-        vals = [abs(self.filled.get(leg.symbol, 0.0)) / abs(leg.ratio) for leg in self.structure.legs]
+        return self.units_of(self.structure.legs)
+
+    def units_of(self, legs: Iterable[StructureLeg]) -> float:
+        """Units held of ``legs`` (min over them of |held| / |ratio|; 0 for none)."""
+        vals = [abs(self.filled.get(leg.symbol, 0.0)) / abs(leg.ratio) for leg in legs]
         return min(vals) if vals else 0.0
 
     @property
@@ -176,15 +182,22 @@ class StructureTracker:
         self.structures[sid] = t
         return self._intent(t, IntentAction.OPEN, structure.open_legs(), qty, policy, now_ns, tag)
 
-    def close(self, t: Tracked, policy: PricePolicy, now_ns: int, reason: str) -> list[OrderIntent]:
-        """Intents that flatten ``t``: one mleg for the option legs held, one stock order for any shares."""
+    def close(self, t: Tracked, policy: PricePolicy, now_ns: int, reason: str,
+              unsellable: AbstractSet[str] = frozenset()) -> list[OrderIntent]:
+        """Intents that flatten ``t``: one mleg for the option legs held, one stock order for any shares.
+
+        Long legs named in ``unsellable`` (bid at zero: no order can sell them) are left out and kept: worth at
+        most their offer, they expire or are sold on a later try. With nothing else to close, nothing is sent
+        and ``t`` is left as it was.
+        """
         out: list[OrderIntent] = []
-        units = t.units
-        if units >= 1:
-            legs = t.structure.close_legs()
-            out.append(self._intent(t, IntentAction.CLOSE, legs, round(units), policy, now_ns, reason))
+        legs = [leg for leg in t.structure.legs if not (leg.ratio > 0 and leg.symbol in unsellable)]
+        units = t.units_of(legs)
+        if units >= 1 and len(legs) > 1:
+            closing = tuple(leg for leg in t.structure.close_legs() if any(k.symbol == leg.symbol for k in legs))
+            out.append(self._intent(t, IntentAction.CLOSE, closing, round(units), policy, now_ns, reason))
         else:
-            for leg in t.structure.legs:  # odd lots left by a partial fill: close leg by leg
+            for leg in legs:  # odd lots left by a partial fill (or one leg left): close leg by leg
                 q = t.filled.get(leg.symbol, 0.0)
                 if abs(q) > _EPS:
                     side = Side.SELL if q > 0 else Side.BUY
@@ -193,6 +206,8 @@ class StructureTracker:
                                             round(abs(q)), policy, now_ns, reason))
         if abs(t.shares) >= 1:
             out.append(self.stock_intent(t, -t.shares, now_ns, IntentAction.CLOSE, reason))
+        if not out:
+            return out
         t.status = StructureStatus.CLOSING
         t.close_reason = reason
         t.close_attempts += 1

@@ -1,23 +1,29 @@
 """0DTE: same-day credit structures on SPY/QQQ inside an entry window, flat by a hard cut-off.
 
-Entry: only between ``entry_start`` and ``entry_end`` (America/New_York), never at or after
-``cutoff``; at most ``max_entries_per_day`` structures a day over all underlyings, one open per
-underlying, entries on one underlying spaced by ``entry_interval_s``. The structure (``structure``) is an iron condor or
+Every time of day is a session time (``strategies.session_time``): relative to the day's open or
+close (``"open+30m"``, ``"close-90m"``) or absolute New York time (``"10:00"``), so a half day keeps
+the same windows measured from its 13:00 close.
+
+Entry: only between ``entry_start`` and ``entry_end``, never at or after ``cutoff``; at most
+``max_entries_per_day`` structures a day over all underlyings, one open per underlying, entries on one
+underlying spaced by ``entry_interval_s``. The structure (``structure``) is an iron condor or
 credit spread with short legs by |delta| nearest ``short_delta`` (within ``[short_delta_min,
-short_delta_max]``), or an iron fly sold at the money; wings ``wing_width_pct`` of spot further out;
+short_delta_max]``), or an iron fly sold at the money; wings ``wing_width_pct`` of spot further out
+(a wing only needs an offer: late in a session the protective strikes are often bid at zero);
 credit at mid at least ``min_credit_ratio`` of the width; every leg fresh and liquid.
 
 Exits, on fresh quotes: take profit at ``take_profit_pct`` of the credit; stop when the loss at mid
 reaches ``stop_loss_multiple`` x credit (spread value) or the underlying has moved
 ``underlying_stop_pct`` from entry; pin risk - from ``pin_check_from`` a short strike within
-``pin_distance_pct`` of spot is closed. A timer at ``cutoff`` closes everything still open, and any
+``pin_distance_pct`` of spot is closed. A timer at ``cutoff`` (never later than ``expiry_flat_by``,
+which is ahead of the broker's expiry-day liquidation) closes everything still open, and any
 structure seen open after the cut-off is closed again until flat.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -25,20 +31,17 @@ from risk.model import IntentDenied, OrderFilled, OrderUpdated
 from risk.views import ChainView
 from strategies import selection as sel
 from strategies.base import (
-    HHMM,
     Delta,
     Fraction,
     NonNegInt,
     PolicyConfig,
     PositiveFloat,
     PositiveInt,
+    SessionTimeText,
     Strategy,
     StrategyConfig,
-    StrategyContext,
-    ny_datetime,
-    ny_instant_ns,
-    parse_hhmm,
 )
+from strategies.session_time import DaySchedule, Op
 from strategies.sizing import SizingMode, size_structure
 from strategies.structures import Structure, iron_condor, vertical
 from strategies.tracking import StructureStatus, StructureTracker, Tracked
@@ -54,6 +57,11 @@ class ZeroDteConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, kw_
         "pin_distance_pct", "risk_per_trade_pct", "max_qty",
         "sizing", "kelly_multiplier", "open_policy", "close_policy", "close_retry_s",
     }
+    TIME_FIELDS: ClassVar[tuple[str, ...]] = (
+        *StrategyConfig.TIME_FIELDS, "entry_start", "entry_end", "cutoff", "pin_check_from")
+    TIME_RULES: ClassVar[tuple[tuple[str, Op, str], ...]] = (
+        ("entry_start", "<", "entry_end"), ("entry_end", "<=", "cutoff"), ("pin_check_from", "<=", "cutoff"),
+        ("cutoff", "<=", "expiry_flat_by"))
 
     underlyings: tuple[Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")], ...] = ("SPY", "QQQ")
     structure: Literal["iron_condor", "iron_fly", "put_spread", "call_spread"] = "iron_condor"
@@ -64,15 +72,20 @@ class ZeroDteConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, kw_
     min_credit_ratio: Fraction = 0.08
     max_spread_pct: PositiveFloat = 0.40
     min_open_interest: NonNegInt = 0
-    entry_start: HHMM = "10:00"
-    entry_end: HHMM = "14:30"
-    cutoff: HHMM = "15:45"
+    entry_start: SessionTimeText = "open+30m"
+    """First entry (10:00 on any session)."""
+    entry_end: SessionTimeText = "close-90m"
+    """No entry from this time (14:30; 11:30 on a half day)."""
+    cutoff: SessionTimeText = "close-60m"
+    """Everything still open is closed from this time, retried until flat; at most expiry_flat_by (15:00; 12:00
+    on a half day)."""
     max_entries_per_day: PositiveInt = 2
     entry_interval_s: PositiveFloat = 600.0
     take_profit_pct: Fraction = 0.50
     stop_loss_multiple: PositiveFloat = 1.0
     underlying_stop_pct: Fraction = 0.006
-    pin_check_from: HHMM = "15:00"
+    pin_check_from: SessionTimeText = "close-90m"
+    """From this time a short strike within pin_distance_pct of spot is closed (14:30; 11:30 on a half day)."""
     pin_distance_pct: Fraction = 0.0015
     risk_per_trade_pct: Fraction = 0.01
     sizing: SizingMode = "fixed_fractional"
@@ -86,10 +99,7 @@ class ZeroDteConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, kw_
                                               max_concession_fraction=1.0, timeout_s=20.0)
 
     def __post_init__(self) -> None:
-        start, end, cut = parse_hhmm(self.entry_start), parse_hhmm(self.entry_end), parse_hhmm(self.cutoff)
-        if not start < end <= cut:
-            raise ValueError(f"need entry_start < entry_end <= cutoff, got {self.entry_start}, {self.entry_end}, "
-                             f"{self.cutoff}")
+        super().__post_init__()
         if not self.short_delta_min <= self.short_delta <= self.short_delta_max:
             raise ValueError("need short_delta_min <= short_delta <= short_delta_max")
 
@@ -101,7 +111,6 @@ class ZeroDte(Strategy[ZeroDteConfig]):
     def __init__(self, strategy_id: str, config: ZeroDteConfig) -> None:
         super().__init__(strategy_id, config)
         self.tracker = StructureTracker(strategy_id)
-        self._day: dt.date | None = None
         self._day_start_ns = 0
         self._refunded: set[str] = set()
         self.entries_today = 0
@@ -109,17 +118,6 @@ class ZeroDte(Strategy[ZeroDteConfig]):
         self.exits: dict[str, int] = {}
 
     # ------------------------------------------------------------------ hooks
-    def on_start(self, ctx: StrategyContext) -> None:
-        super().on_start(ctx)
-        if ctx.now_ns > 0:
-            self._new_day(ny_datetime(ctx.now_ns).date())
-
-    def on_params(self, config: ZeroDteConfig) -> dict[str, Any]:
-        cold = super().on_params(config)
-        if self._day is not None:
-            self._set_cutoff_timer(self._day)
-        return cold
-
     def dte_range(self) -> tuple[int, int]:
         """Expiries this actor may open: today's only."""
         return 0, 0
@@ -128,18 +126,17 @@ class ZeroDte(Strategy[ZeroDteConfig]):
         if chain.underlying not in self.config.underlyings:
             return
         now = self.ctx.now_ns
-        local = ny_datetime(now)
-        if local.date() != self._day:
-            self._new_day(local.date())
-            self.tracker.expire(local.date(), now)
+        day = self.schedule(now)
+        self.tracker.expire(day.day, now)
         cfg = self.config
-        after_cutoff = local.time() >= parse_hhmm(cfg.cutoff)
+        after_cutoff = "cutoff" in day.at and now >= day.at["cutoff"]
         for t in self.tracker.active(chain.underlying):
             if t.status is StructureStatus.OPEN:
-                self._manage(chain, t, now, "cutoff" if after_cutoff else "")
-        if after_cutoff or not cfg.entries_enabled:
+                forced = "cutoff" if after_cutoff else self.expiry_flat_reason(t, now)
+                self._manage(chain, t, now, forced)
+        if after_cutoff or not cfg.entries_enabled or "entry_start" not in day.at:
             return
-        if not parse_hhmm(cfg.entry_start) <= local.time() < parse_hhmm(cfg.entry_end):
+        if not day.at["entry_start"] <= now < day.at["entry_end"]:
             return
         if self.entries_today >= cfg.max_entries_per_day:
             return
@@ -148,9 +145,10 @@ class ZeroDte(Strategy[ZeroDteConfig]):
             return
         if self.tracker.active(chain.underlying):
             return
-        self._try_enter(chain, now, local.date())
+        self._try_enter(chain, now, day.day)
 
     def on_timer(self, name: str, now_ns: int) -> None:
+        super().on_timer(name, now_ns)
         if not name.startswith("cutoff:"):
             return
         for t in self.tracker.active():
@@ -172,7 +170,8 @@ class ZeroDte(Strategy[ZeroDteConfig]):
     def stats(self) -> dict[str, float | int | str]:
         return {"open": len(self.tracker.active()), "opened": self.tracker.opened, "closed": self.tracker.closed,
                 "entries_today": self.entries_today, "realized_usd": round(self.tracker.realized_usd, 2),
-                "last_action": self.last_action, **{f"exit_{k}": v for k, v in self.exits.items()}}
+                "last_action": self.last_action, **{f"exit_{k}": v for k, v in self.exits.items()},
+                **self.time_stats()}
 
     def _refund(self, t: Tracked | None) -> None:
         """An open that ended with nothing filled does not count toward the day's entries."""
@@ -182,21 +181,23 @@ class ZeroDte(Strategy[ZeroDteConfig]):
             self.entries_today = max(self.entries_today - 1, 0)
 
     # ------------------------------------------------------------------ day
-    def _new_day(self, day: dt.date) -> None:
-        self._day = day
-        self._day_start_ns = ny_instant_ns(day, dt.time(0, 0))
+    def on_new_day(self, schedule: DaySchedule) -> None:
+        self._day_start_ns = schedule.start_ns
         self.entries_today = 0
         self._last_entry_ns.clear()
-        self._set_cutoff_timer(day)
 
-    def _set_cutoff_timer(self, day: dt.date) -> None:
-        self.ctx.set_timer(f"cutoff:{day.isoformat()}", ny_instant_ns(day, parse_hhmm(self.config.cutoff)))
+    def day_timers(self, schedule: DaySchedule) -> dict[str, int]:
+        timers = super().day_timers(schedule)
+        if "cutoff" in schedule.at:
+            timers[f"cutoff:{schedule.day.isoformat()}"] = schedule.at["cutoff"]
+        return timers
 
     # ------------------------------------------------------------------ entry
     def select(self, chain: ChainView, now_ns: int, today: dt.date) -> Structure | None:
         cfg = self.config
-        usable = (sel.expiry_mask(chain, today) & sel.quoted_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
-                  & sel.liquidity_mask(chain, cfg.max_spread_pct, cfg.min_open_interest))
+        offered = (sel.expiry_mask(chain, today) & sel.offered_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
+                   & sel.liquidity_mask(chain, cfg.max_spread_pct, cfg.min_open_interest))
+        usable = offered & sel.priced_mask(chain)
         width = cfg.wing_width_pct * chain.spot
         if cfg.structure == "iron_fly":
             shortable = usable & sel.sellable_mask(chain)
@@ -209,8 +210,8 @@ class ZeroDte(Strategy[ZeroDteConfig]):
             shortable = usable & sel.sellable_mask(chain)
             sp = sel.by_delta(chain, shortable, False, target, lo, hi) if cfg.structure != "call_spread" else -1
             sc = sel.by_delta(chain, shortable, True, target, lo, hi) if cfg.structure != "put_spread" else -1
-        lp = sel.wing_row(chain, usable, sp, width) if sp >= 0 else -1
-        lc = sel.wing_row(chain, usable, sc, width) if sc >= 0 else -1
+        lp = sel.wing_row(chain, offered, sp, width) if sp >= 0 else -1
+        lc = sel.wing_row(chain, offered, sc, width) if sc >= 0 else -1
         if cfg.structure == "put_spread":
             return vertical(chain, lp, sp) if lp >= 0 and sp >= 0 else None
         if cfg.structure == "call_spread":
@@ -257,7 +258,8 @@ class ZeroDte(Strategy[ZeroDteConfig]):
                 return "stop"
             if cost <= credit * (1.0 - cfg.take_profit_pct):
                 return "take_profit"
-        if ny_datetime(now_ns).time() >= parse_hhmm(cfg.pin_check_from):
+        pin_from = self.schedule(now_ns).at.get("pin_check_from")
+        if pin_from is not None and now_ns >= pin_from:
             shorts = [leg.strike for leg in t.structure.legs if leg.ratio < 0]
             if any(abs(k - spot) <= cfg.pin_distance_pct * spot for k in shorts):
                 return "pin_risk"
@@ -267,10 +269,5 @@ class ZeroDte(Strategy[ZeroDteConfig]):
         if not t.close_retry_due(now, self.config.close_retry_s):
             return
         reason = forced or (t.close_reason if t.close_attempts else self.exit_reason(chain, t, now))
-        if not reason:
-            return
-        for intent in self.tracker.close(t, self.config.close_policy.policy(None), now, reason):
-            self.ctx.submit(intent)
-        if t.close_attempts == 1:
-            self.exits[reason] = self.exits.get(reason, 0) + 1
-        self.last_action = f"close {chain.underlying} 0DTE ({reason})"
+        if reason:
+            self.close_structure(t, reason, now)

@@ -44,15 +44,12 @@ dte_max = 24
 open_policy = {{ walk_every_s = 60.0, timeout_s = 900.0 }}
 close_policy = {{ walk_every_s = 60.0, walk_step_fraction = 0.5, timeout_s = 900.0 }}
 
-# a half day: the close is 13:00 ET; 0DTE wings a few dimes wide are 40-60 % of mid on this day
+# a half day: the close is 13:00 ET, and the default session times measure the 0DTE day from it (entries
+# 10:00-11:30, flat by 12:00); 0DTE wings a few dimes wide are 40-60 % of mid on this day
 [strategies.zero_dte]
 underlyings = ["GOOG"]
 max_quote_age_ms = 900000
 max_spread_pct = 0.8
-entry_start = "09:45"
-entry_end = "12:00"
-cutoff = "12:45"
-pin_check_from = "12:30"
 open_policy = {{ walk_every_s = 60.0, timeout_s = 900.0 }}
 close_policy = {{ walk_every_s = 60.0, walk_step_fraction = 0.5, timeout_s = 600.0 }}
 """

@@ -1,7 +1,8 @@
 """A small event-time driver for one actor: real gate, real portfolio, synthetic book, instant fills.
 
 It implements ``StrategyContext``: ``submit`` runs the real risk gate; an approved intent fills at once
-(per leg at mid, or not at all with ``fill=False``), producing the same ``OrderFilled`` and
+(per leg at mid, or not at all with ``fill=False`` or when it sells a leg bid at zero, which the simulator
+never fills either: it stays working), producing the same ``OrderFilled`` and
 ``OrderUpdated`` events the engine would; a denial comes back as ``IntentDenied``. Events are
 delivered after the hook that caused them returns (never re-entrantly). ``advance`` moves event time,
 fires due timers in order, reprices the books and calls ``on_book``.
@@ -24,6 +25,7 @@ from risk.model import (
     OrderIntent,
     OrderStatus,
     OrderUpdated,
+    Side,
     TradingState,
 )
 from risk.rate import RateBudget
@@ -120,6 +122,14 @@ class Harness:
             self.strategy.on_book(chain)
             self._drain()
 
+    def give_shares(self, symbol: str, qty: float, price: float) -> None:
+        """Book ``qty`` shares of ``symbol`` held by another strategy (stock the account owns anyway)."""
+        self._portfolio.on_fill(OrderFilled(f"x{next(self._ids)}", "o-shares", "shares", symbol, Side.BUY, qty, price,
+                                            self._now, self._now, AssetClass.EQUITY, "other", "other-shares"))
+
+    def set_account(self, equity: float, cash: float | None = None) -> None:
+        self._account = AccountView(equity, equity if cash is None else cash, 2 * equity, equity)
+
     def expire_working(self) -> None:
         """End every working order unfilled (the router's timeout)."""
         for intent in list(self.working):
@@ -158,10 +168,17 @@ class Harness:
         assert isinstance(verdict, Approved)
         self.rate.record(self._now)
         self.approved.append(intent)
-        if self.fill:
+        if self.fill and self._marketable(intent):
             self._fill(intent)
         else:
             self.working.append(intent)
+
+    def _marketable(self, intent: OrderIntent) -> bool:
+        """False when a leg is sold into no bid: like the simulator (and an exchange), no fill, the order works on."""
+        chain = self._market.chain(intent.underlying)
+        assert chain is not None
+        return all(leg.asset_class is AssetClass.EQUITY or leg.side is Side.BUY
+                   or chain.bid[chain.row_of(leg.symbol)] > 0 for leg in intent.legs)
 
     def _fill(self, intent: OrderIntent) -> None:
         chain = self._market.chain(intent.underlying)
@@ -187,3 +204,30 @@ class Harness:
     def _update(self, intent: OrderIntent, status: OrderStatus, filled: float) -> OrderUpdated:
         return OrderUpdated(f"o-{intent.intent_id}", intent.intent_id, status, filled, float(intent.qty), self._now,
                             self._now, intent.strategy_id, intent.structure_id, intent.intent_id)
+
+
+class BookContext:
+    """A ``StrategyContext`` over any market view (e.g. the engine's own book): records intents and timers,
+    fills nothing; the account is ``equity`` in cash."""
+
+    def __init__(self, market: Any, now_ns: int, equity: float = 100_000.0) -> None:
+        self.market = market
+        self.portfolio = Portfolio()
+        self.now_ns = now_ns
+        self.intents: list[OrderIntent] = []
+        self.timers: dict[str, int] = {}
+        self._account = AccountView(equity, equity, 2 * equity, equity)
+
+    def account(self) -> AccountView:
+        return self._account
+
+    def submit(self, intent: OrderIntent) -> None:
+        self.intents.append(intent)
+
+    def cancel(self, intent_id: str) -> None: ...
+
+    def set_timer(self, name: str, at_ns: int) -> None:
+        self.timers[name] = at_ns
+
+    def cancel_timer(self, name: str) -> None:
+        self.timers.pop(name, None)

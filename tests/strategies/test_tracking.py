@@ -99,3 +99,24 @@ def test_ended_intents_are_forgotten_and_a_repeated_end_changes_nothing(setup) -
     tr.on_denied(IntentDenied(close.intent_id, "ic", close.structure_id, ("halted",), "", T0, T0))  # repeated
     tr.on_order_update(update(it, OrderStatus.FILLED, 1))  # repeated
     assert t.status is StructureStatus.CLOSING and t.working == {again.intent_id}
+
+
+def test_a_close_leaves_out_long_legs_nothing_can_sell_and_sends_nothing_when_only_they_are_left(
+        setup) -> None:  # type: ignore[no-untyped-def]
+    _, s, tr = setup
+    it = tr.open(s, 2, PricePolicy(), T0)
+    t = tr.structures[it.structure_id]
+    for f in fills_for(it, 2, [0.5, 1.0, 0.9, 0.4], "a"):
+        tr.on_fill(f)
+    wing = s.legs[3].symbol  # the long call, bid at zero
+    (close,) = tr.close(t, PricePolicy(), T0 + 1, "cutoff", unsellable={wing, s.legs[1].symbol})  # a short: kept
+    assert [leg.symbol for leg in close.legs] == [s.legs[0].symbol, s.legs[1].symbol, s.legs[2].symbol]
+    assert close.qty == 2 and t.status is StructureStatus.CLOSING
+    for f in fills_for(close, 2, [0.2, 0.5, 0.4], "b"):
+        tr.on_fill(f)
+    tr.on_order_update(update(close, OrderStatus.FILLED, 2))
+    assert t.status is StructureStatus.OPEN and t.filled[wing] == 2 and t.close_attempts == 1
+    assert tr.close(t, PricePolicy(), T0 + 2, "cutoff", unsellable={wing}) == []
+    assert t.status is StructureStatus.OPEN and t.close_attempts == 1  # nothing sent: nothing changed
+    (sell,) = tr.close(t, PricePolicy(), T0 + 3, "cutoff")  # once it has a bid it is sold
+    assert [leg.symbol for leg in sell.legs] == [wing] and sell.qty == 2

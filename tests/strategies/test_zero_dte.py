@@ -36,6 +36,16 @@ def closes(h: Harness) -> list:
     return [i for i in h.approved if i.action is IntentAction.CLOSE]
 
 
+def no_shorts_but_worthless_wings(h: Harness) -> bool:
+    """Every short leg is closed; what is left are long wings bid at zero (no order can sell them)."""
+    held = h.portfolio.positions()
+    for sym, q in held.items():
+        chain = h.chain(sym[:3])
+        if not (q > 0 and chain.bid[chain.row_of(sym)] == 0):
+            return False
+    return True
+
+
 def test_zero_dte_waits_for_the_entry_window_then_sells_a_same_day_condor() -> None:
     h = make(at(9, 31))
     h.advance(at(9, 59))
@@ -81,20 +91,21 @@ def test_zero_dte_cutoff_timer_flattens_everything_and_blocks_entries() -> None:
     assert {i.underlying for i in opens(h)} == {"SPY", "QQQ"}
     h.advance(at(12, 0))
     assert closes(h) == []
-    # Keep a short leg near the money so nothing takes profit, with books fresh at 15:44:30.
+    # Keep a short leg near the money so nothing takes profit, with books fresh at 14:59:30 (the default cut-off,
+    # close-60m, is 15:00; the pin check is off here).
     near = {t.structure.underlying: max(leg.strike for leg in t.structure.legs if not leg.is_call and leg.ratio < 0)
             + 0.3 for t in h.strategy.tracker.active()}
-    h.advance(at(15, 44) + 30 * 1_000_000_000, spot=near)
+    h.advance(at(14, 59) + 30 * 1_000_000_000, spot=near)
     assert closes(h) == []
-    h.advance(at(15, 47), spot=near)  # the 15:45 timer fires before this book update
-    assert ("cutoff:2026-11-16", at(15, 45)) in h.timer_log
+    h.advance(at(15, 2), spot=near)  # the 15:00 timer fires before this book update
+    assert ("cutoff:2026-11-16", at(15, 0)) in h.timer_log
     assert sorted(c.tag for c in closes(h)) == ["cutoff", "cutoff"]
-    # The timer tried at 15:45 sharp (the 30 s old book was refused as stale); the book update retried.
-    assert {i.underlying for i in h.submitted if i.action is IntentAction.CLOSE and i.ts_event_ns == at(15, 45)} == {
+    # The timer tried at 15:00 sharp (the 30 s old book was refused as stale); the book update retried.
+    assert {i.underlying for i in h.submitted if i.action is IntentAction.CLOSE and i.ts_event_ns == at(15, 0)} == {
         "SPY", "QQQ"}
-    assert h.portfolio.positions() == {}
+    assert no_shorts_but_worthless_wings(h)
     n = len(h.submitted)
-    h.advance(at(15, 50))
+    h.advance(at(15, 5))
     assert len(h.submitted) == n
 
 
@@ -102,14 +113,17 @@ def test_zero_dte_keeps_closing_after_cutoff_until_flat() -> None:
     h = make(at(10, 0), take_profit_pct=0.99, underlying_stop_pct=0.5, pin_distance_pct=0.0001)
     h.advance(at(10, 1))
     h.fill = False
-    h.advance(at(15, 46))
+    h.advance(at(15, 1))
     t = h.strategy.tracker.active()[0]
     assert t.status is StructureStatus.CLOSING
     h.expire_working()
     assert t.status is StructureStatus.OPEN
     h.fill = True
-    h.advance(at(15, 52))
-    assert t.status is StructureStatus.CLOSED and [c.tag for c in closes(h)] == ["cutoff", "cutoff"]
+    h.advance(at(15, 7))
+    assert [c.tag for c in closes(h)] == ["cutoff", "cutoff"] and no_shorts_but_worthless_wings(h)
+    n = len(h.submitted)
+    h.advance(at(15, 20))
+    assert len(h.submitted) == n  # the wings left have no bid to sell into: nothing more is sent
 
 
 def test_zero_dte_stops_on_an_underlying_move() -> None:
@@ -134,9 +148,9 @@ def test_zero_dte_closes_a_short_strike_pinned_late_in_the_day() -> None:
     h.advance(at(10, 1))
     t = h.strategy.tracker.active()[0]
     short_call = min(leg.strike for leg in t.structure.legs if leg.is_call and leg.ratio < 0)
-    h.advance(at(14, 50), spot=short_call - 0.3)
-    assert closes(h) == []  # near the strike, but before pin_check_from
-    h.advance(at(15, 1), spot=short_call - 0.3)
+    h.advance(at(14, 20), spot=short_call - 0.3)
+    assert closes(h) == []  # near the strike, but before pin_check_from (close-90m: 14:30)
+    h.advance(at(14, 31), spot=short_call - 0.3)
     assert [c.tag for c in closes(h)] == ["pin_risk"]
 
 
@@ -179,11 +193,11 @@ def test_zero_dte_backs_off_between_refused_closes() -> None:
     h = make(at(10, 0), take_profit_pct=0.99, underlying_stop_pct=0.5, close_retry_s=10.0)
     h.advance(at(10, 1))
     h.state = TradingState.HALTED
-    start = at(15, 46)
+    start = at(15, 1)
     for sec in range(0, 80, 2):
         h.advance(start + sec * 1_000_000_000)
     tries = [i.ts_event_ns - start for i in h.submitted if i.action is IntentAction.CLOSE]
-    # The cut-off timer tries at 15:45 (-60 s); then the waits are 10, 20, 40 s: doubling after each refusal.
+    # The cut-off timer tries at 15:00 (-60 s); then the waits are 10, 20, 40 s: doubling after each refusal.
     assert [t // 1_000_000_000 for t in tries] == [-60, 0, 20, 60]
 
 
