@@ -161,7 +161,7 @@ class Router(RouterGuards):
             "intents": 0, "orders_placed": 0, "adopted_after_unknown": 0, "rejected": 0, "replaces": 0,
             "replace_rejected": 0, "cancels": 0, "timeouts": 0, "gave_up": 0, "rate_limited": 0,
             "replace_fallbacks": 0, "fallback_orders": 0, "fallback_unconfirmed": 0, "market_closed": 0,
-            "wash_waits": 0, "wash_cancels": 0, "wash_denied": 0, "broker_wash_trade": 0,
+            "wash_waits": 0, "wash_cancels": 0, "wash_holds": 0, "wash_denied": 0, "broker_wash_trade": 0,
         }
         self.on_order_written: Callable[[str, int], None] | None = None
         """Hook called with (client_order_id, wall ns) right after an order request is written."""

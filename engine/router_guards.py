@@ -158,6 +158,7 @@ class RouterGuards:
         """A walk step onto the account's own opposite order is skipped (the price holds)."""
         if wo.intent.is_multi_leg or not self._conflicts(wo, price):
             return False
+        self.counters["wash_holds"] += 1
         log.info("wash_trade_avoided", action="hold_price", intent_id=wo.intent.intent_id, price=price)
         return True
 

@@ -25,6 +25,7 @@ class OrderChecks(OrderRules):
     orders: dict[str, Order]
     quote: Callable[[Instrument], tuple[float, float]]
     instrument_any: Callable[[str], Instrument]
+    _intent: Callable[[Instrument, str], str]
 
     def _check_simple(self, req: OrderRequest, inst: Instrument) -> None:
         if inst.asset_class == "us_option":
@@ -65,8 +66,11 @@ class OrderChecks(OrderRules):
         if len({inst.underlying for _, inst in legs}) != 1:
             raise invalid("all legs of a multi-leg order must have the same underlying")
         for right in (True, False):
+            # closing legs need no cover (the position they close is their cover): only what the order opens
             signed = sum(
-                leg.ratio_qty * (1 if leg.side == "buy" else -1) for leg, inst in legs if inst.is_call == right
+                leg.ratio_qty * (1 if leg.side == "buy" else -1)
+                for leg, inst in legs
+                if inst.is_call == right and not (leg.position_intent or self._intent(inst, leg.side)).endswith("close")
             )
             if signed < 0:
                 kind = "call" if right else "put"
