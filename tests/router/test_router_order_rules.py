@@ -56,7 +56,7 @@ async def latent_rig() -> AsyncIterator[RouterRig]:
 
 
 def _filled(rig: RouterRig, intent_id: str) -> float:
-    return sum(f.qty for f in rig.of(OrderFilled) if f.intent_id == intent_id)
+    return float(sum(f.qty for f in rig.of(OrderFilled) if f.intent_id == intent_id))
 
 
 def _ends(rig: RouterRig, intent_id: str) -> list[OrderStatus]:

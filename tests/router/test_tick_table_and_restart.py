@@ -14,7 +14,7 @@ from tests.service.helpers import CALL, make_intent, make_update
 NOW = 1_795_000_000_000_000_000
 
 
-def test_tick_class_comes_from_the_listing_then_the_tables_then_the_default():
+def test_tick_class_comes_from_the_listing_then_the_tables_then_the_default() -> None:
     table = TickTable(OrdersSection(penny_underlyings=("AAPL",)))
     assert [table.tick_class(u) for u in ("SPY", "IWM", "AAPL", "XYZ")] == ["penny_all", "penny_all", "penny",
                                                                             "non_penny"]
@@ -29,7 +29,7 @@ def test_tick_class_comes_from_the_listing_then_the_tables_then_the_default():
     assert ignoring.tick_class("XYZ") == "non_penny"
 
 
-def _broker_order(coid: str, oid: str, status: str) -> dict:
+def _broker_order(coid: str, oid: str, status: str) -> dict[str, str]:
     return {"id": oid, "client_order_id": coid, "status": status, "symbol": CALL, "side": "sell", "qty": "1",
             "filled_qty": "0", "order_class": "simple", "asset_class": "us_option", "limit_price": "1.10"}
 
@@ -47,7 +47,7 @@ async def _crashed_mid_fallback(tmp_path: Path) -> Journal:
     return j
 
 
-async def test_a_restart_adopts_the_new_order_of_a_fallback_that_reached_the_broker(tmp_path: Path):
+async def test_a_restart_adopts_the_new_order_of_a_fallback_that_reached_the_broker(tmp_path: Path) -> None:
     state = (await _crashed_mid_fallback(tmp_path)).read_state()
     broker = decode_broker([_broker_order("oe-in-1.r2", "ord-2", "new")],
                            [_broker_order("oe-in-1", "ord-1", "canceled"), _broker_order("oe-in-1.r2", "ord-2", "new")],
@@ -57,7 +57,7 @@ async def test_a_restart_adopts_the_new_order_of_a_fallback_that_reached_the_bro
     assert not plan.cancel and not plan.abandon  # one live order, managed; nothing sent again
 
 
-async def test_a_restart_sends_nothing_for_a_fallback_whose_new_order_never_left(tmp_path: Path):
+async def test_a_restart_sends_nothing_for_a_fallback_whose_new_order_never_left(tmp_path: Path) -> None:
     state = (await _crashed_mid_fallback(tmp_path)).read_state()
     broker = decode_broker([], [_broker_order("oe-in-1", "ord-1", "canceled")], [], [])
     plan = reconcile(state, broker, ReconcilePolicy("cancel", "oe"), NOW)

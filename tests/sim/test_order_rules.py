@@ -142,7 +142,7 @@ def test_option_prices_sit_on_their_class_tick_at_the_price_itself(
     rules(st, limit_price_away_fraction=0.0)  # prices here are about ticks, not the market
     symbol = near(st, underlying, call=True, mid=6.0)[0]
     for price in refused_prices:
-        status, body = refused(lambda p=price: tc.submit_order(limit(symbol, OrderSide.BUY, p)))  # type: ignore[misc]
+        status, body = refused(lambda p=price: tc.submit_order(limit(symbol, OrderSide.BUY, p)))
         assert status == 422 and body["code"] == 42210000
         assert body["message"] == (f"invalid limit_price {price:g}. sub-penny increment does not fulfill minimum "
                                    "pricing criteria")
