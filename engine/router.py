@@ -32,7 +32,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -43,20 +43,20 @@ from engine.broker import (
     BrokerError,
     BrokerRejected,
     BrokerUnavailable,
-    LegRequest,
     OrderRequest,
     OutcomeUnknown,
     RateLimited,
-    decimal_text,
 )
 from engine.clock import EventClock, Timer
 from engine.feeds.trading.models import Order
 from engine.order_pricing import MLEG_GRID, NetQuote, TickGrid, net_quote, start_price, walked_price
+from engine.order_requests import broker_reason, order_limit, order_request
 from engine.order_rules import OrdersSection, TickTable, session_open
 from engine.orders import OrderStateMachine, OrderTags
 from engine.request_budget import RequestBudget
+from engine.router_fallback import ReplaceFallback
 from engine.router_guards import RouterGuards
-from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderStatus, OrderUpdated, Side
+from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderStatus, OrderUpdated
 from risk.views import MarketView
 
 log = structlog.get_logger(__name__)
@@ -107,13 +107,15 @@ class WorkingOrder:
     intent's end)."""
     settled: asyncio.Event | None = None
     """Set when ``fallback_from`` reaches a final state."""
+    retired: set[str] = field(default_factory=set)
+    """Orders of this intent cancelled by the fallback and followed by a new one (their news is not its news)."""
     waiting: bool = False
     """Held back by the wash-trade guard (nothing sent yet)."""
     wash_deadline_ns: int = 0
     wait_timer: Timer | None = None
 
 
-class Router(RouterGuards):
+class Router(RouterGuards, ReplaceFallback):
     """Turns approved intents into broker orders and works them until filled, cancelled or timed out."""
 
     def __init__(
@@ -205,15 +207,16 @@ class Router(RouterGuards):
         wo = self._by_order_id.get(update.order_id)
         if wo is None:
             wo = self.working.get(update.intent_id) if update.intent_id else None
-            if wo is None or wo.order_id not in ("", update.order_id):
-                return False
-        if update.status is OrderStatus.REPLACED and update.replaced_by:
-            return False  # the PATCH response (or the new order's own update) moves us to the new order
-        if update.order_id == wo.fallback_from and update.status.is_terminal and wo.settled is not None:
+        if wo is not None and update.order_id == wo.fallback_from and update.status.is_terminal:
+            assert wo.settled is not None
             wo.settled.set()
         if update.status is OrderStatus.CANCELED and update.order_id in self._retiring:
             self._retiring.discard(update.order_id)
             return True  # the replace fallback sends the rest as a new order
+        if wo is None or wo.order_id not in ("", update.order_id) or update.order_id in wo.retired:
+            return False  # not (or no longer) the order the intent lives in
+        if update.status is OrderStatus.REPLACED and update.replaced_by:
+            return False  # the PATCH response (or the new order's own update) moves us to the new order
         if update.status.is_terminal:
             self._finish(wo)
         return False
@@ -356,7 +359,7 @@ class Router(RouterGuards):
         if quote is None or not self.market_open(self.clock.now_ns()):
             return
         net = walked_price(quote, wo.step + 1, self._grid(wo.intent), wo.intent.price_policy)
-        price = _order_limit(wo.intent, net)
+        price = order_limit(wo.intent, net)
         if wo.limit_price is not None and math.isclose(price, wo.limit_price, abs_tol=1e-9):
             wo.step += 1
             return
@@ -407,97 +410,6 @@ class Router(RouterGuards):
         self._move_to(wo, order)
         if wo.cancel_requested and not wo.done:
             await self._cancel(wo)
-
-    async def _cancel_then_new(self, wo: WorkingOrder, net: float) -> None:
-        """Replace refused: cancel the order, wait until the cancel is confirmed, then send what is left anew.
-
-        The new order goes out only once the old one is final, so the intent never has two live orders; if
-        the old one filled instead, the intent is done. If the cancel is never confirmed, nothing is sent
-        and the intent stays on the old order (its final state ends it as usual)."""
-        old_id = wo.order_id
-        self.counters["replace_fallbacks"] += 1
-        log.info("replace_fallback_cancel", client_order_id=wo.client_order_id, order_id=old_id)
-        wo.fallback_from = old_id
-        wo.settled = asyncio.Event()
-        self._retiring.add(old_id)
-        final = None
-        try:
-            final = await self._cancel_confirmed(wo, old_id)
-        finally:
-            wo.fallback_from = ""
-            wo.settled = None
-            if final is None or final.status is not OrderStatus.CANCELED:
-                self._retiring.discard(old_id)  # its final state is the intent's business as usual
-        if final is None:
-            self.counters["fallback_unconfirmed"] += 1
-            log.error("replace_fallback_unconfirmed", client_order_id=wo.client_order_id, order_id=old_id)
-            return
-        if wo.done:
-            return
-        left = final.qty - final.filled_qty
-        if final.status is not OrderStatus.CANCELED or left <= 1e-9:
-            self._finish(wo)  # filled (or ended otherwise): nothing left to send
-            return
-        if wo.cancel_requested:
-            self._deny(wo.intent, ("cancelled",), "cancelled while the refused replace was being redone")
-            self._finish(wo)
-            return
-        if not self._session_or_deny(wo):
-            return
-        wo.replacements += 1
-        wo.client_order_id = f"{self.client_order_prefix}-{wo.intent.intent_id}.r{wo.replacements}"
-        self.orders.expect(wo.client_order_id, self._tags(wo.intent))
-        request = self._request(wo, _order_limit(wo.intent, net), left)
-        if self.journal is not None:
-            await self.journal.record_intent(wo.intent, wo.client_order_id)
-        order = await self._submit_once(wo, request)
-        self._by_order_id.pop(old_id, None)
-        if order is None:
-            self._finish(wo)
-            return
-        self.counters["fallback_orders"] += 1
-        wo.step += 1
-        log.info("replace_fallback_new_order", client_order_id=wo.client_order_id, qty=left)
-        self._adopt(wo, order)
-
-    async def _cancel_confirmed(self, wo: WorkingOrder, order_id: str) -> Any:
-        """Cancel ``order_id`` and return its tracked state once final (None if not confirmed in time)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.rules.cancel_confirm_s
-        sent = False
-        while not sent and loop.time() < deadline:
-            await self.budget.acquire()
-            try:
-                await self.broker.cancel_order(order_id)
-                self.counters["cancels"] += 1
-                sent = True
-            except RateLimited as exc:
-                self.budget.on_rate_limited(exc.retry_after_s)
-                await asyncio.sleep(min(max(exc.retry_after_s, 0.05), max(deadline - loop.time(), 0)))
-            except (BrokerRejected, OutcomeUnknown, BrokerUnavailable) as exc:
-                log.info("replace_fallback_cancel_answer", order_id=order_id, error=str(exc))
-                sent = True  # 422 not cancelable (it filled or is gone) or unclear: the order's state tells
-        poll = True  # read it at once: the stream's word may take a while (or, replaying, come only later)
-        while True:
-            tracked = self.orders.get(order_id)
-            if tracked is not None and tracked.status.is_terminal:
-                return tracked
-            left = deadline - loop.time()
-            if left <= 0:
-                return None
-            if poll:
-                poll = False
-                await self.budget.acquire()
-                try:
-                    self._publish(self.orders.on_order(await self.broker.get_order(order_id), self.clock.now_ns()))
-                except BrokerError as exc:
-                    log.warning("order_refresh_failed", order_id=order_id, error=str(exc))
-                continue
-            assert wo.settled is not None
-            try:
-                await asyncio.wait_for(wo.settled.wait(), timeout=min(1.0, left))
-            except TimeoutError:
-                poll = True
 
     def _move_to(self, wo: WorkingOrder, order: Order) -> None:
         """The working intent now lives in ``order`` (the result of a replace)."""
@@ -623,32 +535,12 @@ class Router(RouterGuards):
             what = intent.legs[0].symbol if intent.is_stock else f"every leg of {intent.intent_id}"
             raise _Unpriceable(f"no quote for {what}" if intent.is_stock else f"no two-sided quote for {what}")
         net = start_price(quote, self._grid(intent), policy)
-        return self._request(wo, abs(net) if intent.is_stock else _order_limit(intent, net))
+        return self._request(wo, abs(net) if intent.is_stock else order_limit(intent, net))
 
     def _request(self, wo: WorkingOrder, limit: float | None, qty: float | None = None) -> OrderRequest:
-        """The order for ``wo`` at ``limit`` (the order's limit_price field; None = market), for ``qty`` (contracts,
-        shares or mleg units; default the intent's whole quantity)."""
-        intent = wo.intent
+        """The order for ``wo`` at ``limit`` (None = market), for ``qty`` (default the intent's whole quantity)."""
         wo.limit_price = limit
-        price = None if limit is None else decimal_text(limit)
-        order_type: Any = "market" if limit is None else "limit"
-        if intent.is_multi_leg:
-            legs = tuple(
-                LegRequest(leg.symbol, str(leg.ratio), leg.side.value,
-                           None if leg.position_intent is None else leg.position_intent.value)
-                for leg in intent.legs
-            )
-            return OrderRequest(
-                qty=decimal_text(intent.qty if qty is None else qty), type=order_type, time_in_force="day",
-                order_class="mleg", legs=legs, limit_price=price, client_order_id=wo.client_order_id,
-            )
-        leg = intent.legs[0]
-        return OrderRequest(
-            qty=decimal_text(intent.qty * leg.ratio if qty is None else qty), type=order_type,
-            time_in_force="day" if intent.is_stock else intent.time_in_force, symbol=leg.symbol,
-            side=leg.side.value, limit_price=price, client_order_id=wo.client_order_id,
-            position_intent=None if intent.is_stock or leg.position_intent is None else leg.position_intent.value,
-        )
+        return order_request(wo.intent, wo.client_order_id, limit, qty)
 
     def _quote(self, intent: OrderIntent) -> NetQuote | None:
         return net_quote(intent.legs, self.market, intent.underlying)
@@ -690,23 +582,6 @@ class Router(RouterGuards):
 
 class _Unpriceable(Exception):
     """An intent whose legs have no usable quote to price from."""
-
-
-def _order_limit(intent: OrderIntent, net: float) -> float:
-    """The limit price field for a net price: mleg orders take the signed net, single legs a positive price."""
-    if intent.is_multi_leg:
-        return net
-    return -net if intent.legs[0].side is Side.SELL else net
-
-
-def broker_reason(exc: BrokerRejected) -> str:
-    """The machine-readable denial reason of a broker refusal."""
-    message = str(exc.body.get("message", "")).lower()
-    if "wash trade" in message:
-        return "wash_trade"
-    if "market is closed" in message:
-        return "market_closed"
-    return f"broker_rejected_{exc.status}"
 
 
 def _is_duplicate_client_id(exc: BrokerRejected) -> bool:
