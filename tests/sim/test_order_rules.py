@@ -15,6 +15,7 @@ from alpaca.trading.enums import OrderClass, OrderSide, PositionIntent, TimeInFo
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest, OptionLegRequest, ReplaceOrderRequest
 
 from engine.sim.config import OrderRulesConfig, SimConfig, UnderlyingConfig
+from engine.sim.ticks import CODE, on_grid
 from tests.sim.helpers import SimThread, trading_client, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -337,3 +338,11 @@ def test_an_mleg_order_closing_a_long_straddle_needs_no_cover(st: SimThread) -> 
                                                          (put[0], OrderSide.SELL, PositionIntent.SELL_TO_OPEN)],
                                                         -50.0)))
     assert status == 422 and "uncovered short call leg" in body["message"]
+
+
+def test_every_quote_sits_on_its_class_tick_at_its_own_price(st: SimThread) -> None:
+    for underlying, tick_class in (("SPY", "penny_all"), ("AAA", "penny"), ("BBB", "non_penny")):
+        for right in (True, False):
+            for symbol, bid, ask, _ in chain(st, underlying, right):
+                assert on_grid(CODE[tick_class], bid) and on_grid(CODE[tick_class], ask), (symbol, bid, ask)
+                assert ask > bid
