@@ -139,8 +139,20 @@ def _stock(intent_id: str, strategy: str, structure: str, side: Side, qty: int) 
                        (Leg("SPY", side, 1, None, AssetClass.EQUITY),), qty, PricePolicy(kind="market", timeout_s=60))
 
 
-def _option(rig: RouterRig, intent_id: str, structure: str, side: Side, policy: PricePolicy) -> OrderIntent:
-    _, put = rig.atm()
+def _odd_cent_put(rig: RouterRig) -> str:
+    """A put near the money whose mid is half a cent off the grid: a buy at mid rounded down and a sale at mid
+    rounded up do not meet (until they walk)."""
+    book = rig.market.chain("SPY")
+    assert book is not None
+    rows = [r for r in range(len(book.symbols)) if not book.is_call[r] and book.bid[r] > 0.5
+            and round((book.bid[r] + book.ask[r]) * 100) % 2 == 1]
+    assert rows, "no put with an odd-cent spread"
+    return str(book.symbols[min(rows, key=lambda r: abs(book.strike[r] - book.spot))])
+
+
+def _option(rig: RouterRig, intent_id: str, structure: str, side: Side, policy: PricePolicy,
+            put: str | None = None) -> OrderIntent:
+    put = put or rig.atm()[1]
     pi = PositionIntent.BUY_TO_OPEN if side is Side.BUY else PositionIntent.SELL_TO_OPEN
     return OrderIntent(intent_id, "test", structure, "SPY", IntentAction.OPEN, (Leg(put, side, 1, pi),), 1, policy)
 
@@ -165,18 +177,36 @@ async def test_a_hedge_waits_for_the_working_unwind_on_its_stock_and_nothing_is_
 
 async def test_two_structures_working_opposite_sides_of_one_contract_never_cross(rig: RouterRig) -> None:
     policy = PricePolicy(walk_every_s=5, walk_step_fraction=0.5, timeout_s=40)
-    buy = _option(rig, "t-SPY-A-open-1", "t-SPY-A", Side.BUY, policy)
-    sell = _option(rig, "t-SPY-B-open-1", "t-SPY-B", Side.SELL, policy)
+    put = _odd_cent_put(rig)
+    buy = _option(rig, "t-SPY-A-open-1", "t-SPY-A", Side.BUY, policy, put)
+    sell = _option(rig, "t-SPY-B-open-1", "t-SPY-B", Side.SELL, policy, put)
     rig.router.submit(buy)
     await rig.settle()
-    rig.router.submit(sell)
+    rig.router.submit(sell)  # a cent above the buy: both work...
     await rig.settle()
-    await rig.advance(100, steps=20)
+    assert len(rig.sim_orders_by_client_id()) == 2
+    await rig.advance(100, steps=20)  # ...and each walk stops short of the other
     counters = rig.router.counters
-    assert counters["wash_waits"] + counters["wash_holds"] >= 1, counters  # the guard had to act
+    assert counters["wash_holds"] >= 1, counters
     assert not [r for r in rig.refusals if "wash trade" in r[2]], rig.refusals  # none ever reached the broker
     assert counters["broker_wash_trade"] == 0 and counters["rejected"] == 0 and not rig.denials()
     assert not rig.router.working
+    rig.assert_exact()
+
+
+async def test_an_order_that_would_meet_a_working_one_waits_for_it(rig: RouterRig) -> None:
+    put = rig.atm()[1]
+    buy = _option(rig, "t-SPY-A-open-1", "t-SPY-A", Side.BUY, PricePolicy(walk_every_s=5, timeout_s=20), put)
+    sell = _option(rig, "t-SPY-B-open-1", "t-SPY-B", Side.SELL, PricePolicy(kind="market", timeout_s=60), put)
+    rig.router.submit(buy)
+    await rig.settle()
+    rig.router.submit(sell)  # a market order meets any price: it waits until the buy ends
+    await rig.settle()
+    assert rig.router.counters["wash_waits"] == 1 and _submitted(rig, sell.intent_id) == {}
+    await rig.advance(25, steps=5)  # the buy fills or times out; the sale goes then
+    assert _submitted(rig, sell.intent_id) == {f"oe-{sell.intent_id}": 1}
+    assert _filled(rig, sell.intent_id) == 1
+    assert not rig.refusals and not rig.denials()
     rig.assert_exact()
 
 
