@@ -202,8 +202,12 @@ class Router(RouterGuards, ReplaceFallback):
         Returns True when the update is the router's own business and not the intent's outcome: the
         ``canceled`` of an order the replace fallback cancels (a new order follows). The owner must not hear
         of it as the end of its intent."""
+        absorbed = self._follow(update)
         if update.status.is_terminal and self._waiting:
-            self._resume_waiting()
+            self._resume_waiting()  # an order ended: intents held back by the wash-trade guard may go
+        return absorbed
+
+    def _follow(self, update: OrderUpdated) -> bool:
         wo = self._by_order_id.get(update.order_id)
         if wo is None:
             wo = self.working.get(update.intent_id) if update.intent_id else None
