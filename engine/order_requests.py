@@ -44,12 +44,16 @@ def order_request(intent: OrderIntent, client_order_id: str, limit: float | None
     )
 
 
+_REASONS = (
+    ("wash trade", "wash_trade"),
+    ("market is closed", "market_closed"),
+    ("restricted to closing transactions", "closing_only"),
+    ("insufficient qty available", "insufficient_qty"),
+)
+
+
 def broker_reason(exc: BrokerRejected) -> str:
-    """The machine-readable denial reason of a broker refusal: ``wash_trade``, ``market_closed``, or
-    ``broker_rejected_<status>``."""
+    """The machine-readable denial reason of a broker refusal: ``wash_trade``, ``market_closed``,
+    ``closing_only``, ``insufficient_qty``, or ``broker_rejected_<status>``."""
     message = str(exc.body.get("message", "")).lower()
-    if "wash trade" in message:
-        return "wash_trade"
-    if "market is closed" in message:
-        return "market_closed"
-    return f"broker_rejected_{exc.status}"
+    return next((reason for text, reason in _REASONS if text in message), f"broker_rejected_{exc.status}")

@@ -82,6 +82,9 @@ class RouterGuards:
             # a POST in flight, or an order being redone after a refused replace: not (or no longer) tracked
             if wo.done or wo.waiting or wo.intent.intent_id == exclude_intent or wo.order_id in tracked_ids:
                 continue
+            ended = self.orders.get(wo.order_id) if wo.order_id else None
+            if ended is not None and not wo.fallback_from:
+                continue  # its order ended (the router hears of it shortly); one being cancelled to be redone counts
             if not wo.order_id and wo.limit_price is None and wo.intent.price_policy.kind == "limit":
                 continue  # not priced yet: nothing decided, nothing sent
             intent = wo.intent

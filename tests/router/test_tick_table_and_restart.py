@@ -1,11 +1,13 @@
-"""The tick class table (listing first, then engine.toml's tables) and what a restart makes of an intent whose
-refused replace was being redone as cancel + new order when the engine died."""
+"""The tick class table (listing first, then engine.toml's tables), the reasons broker refusals become, and what
+a restart makes of an intent whose refused replace was being redone as cancel + new order when the engine died."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from engine.broker import BrokerRejected
 from engine.journal import Journal
+from engine.order_requests import broker_reason
 from engine.order_rules import OrdersSection, TickTable
 from engine.reconcile import ReconcilePolicy, decode_broker, reconcile
 from risk.model import OrderStatus
@@ -64,3 +66,15 @@ async def test_a_restart_sends_nothing_for_a_fallback_whose_new_order_never_left
     assert not plan.adopt and not plan.cancel  # no live order at all: the intent is over, never resubmitted
     assert [a.client_order_id for a in plan.abandon] == ["oe-in-1.r2"]
     assert [a.code for a in plan.alerts] == ["intent_not_submitted"]
+
+
+def test_broker_refusals_become_machine_readable_reasons() -> None:
+    def reason(status: int, message: str) -> str:
+        return broker_reason(BrokerRejected(message, body={"code": status * 100000, "message": message},
+                                            status=status))
+
+    assert reason(403, "potential wash trade detected. use complex orders") == "wash_trade"
+    assert reason(403, "market is closed: orders are not accepted ...") == "market_closed"
+    assert reason(403, "account is restricted to closing transactions: ...") == "closing_only"
+    assert reason(403, "insufficient qty available for order (requested: 1, available: 0)") == "insufficient_qty"
+    assert reason(422, "invalid limit_price 3.01. sub-penny increment ...") == "broker_rejected_422"
