@@ -76,7 +76,7 @@ class UnderlyingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             )
 
     @property
-    def ticks(self) -> TickClass:
+    def resolved_tick_class(self) -> TickClass:
         """The effective tick class (``tick_class``, else the legacy flag, else by symbol)."""
         if self.tick_class is not None:
             return self.tick_class

@@ -135,7 +135,7 @@ class Market:
                 )
             )
         self.surfaces = [VolSurface(u) for u in config.underlyings]
-        self.tick_class = np.array([CODE[u.ticks] for u in config.underlyings], dtype=np.intp)
+        self.tick_class = np.array([CODE[u.resolved_tick_class] for u in config.underlyings], dtype=np.intp)
         """Tick class code per underlying (``engine.sim.ticks``)."""
         self.q = np.array([u.dividend_yield for u in config.underlyings])
         self.universe = Universe(config.underlyings, clock.calendar)

@@ -341,8 +341,8 @@ def test_an_mleg_order_closing_a_long_straddle_needs_no_cover(st: SimThread) -> 
 
 
 def test_every_quote_sits_on_its_class_tick_at_its_own_price(st: SimThread) -> None:
-    for underlying, tick_class in (("SPY", "penny_all"), ("AAA", "penny"), ("BBB", "non_penny")):
+    for underlying, code in (("SPY", CODE["penny_all"]), ("AAA", CODE["penny"]), ("BBB", CODE["non_penny"])):
         for right in (True, False):
             for symbol, bid, ask, _ in chain(st, underlying, right):
-                assert on_grid(CODE[tick_class], bid) and on_grid(CODE[tick_class], ask), (symbol, bid, ask)
+                assert on_grid(code, bid) and on_grid(code, ask), (symbol, bid, ask)
                 assert ask > bid
