@@ -277,10 +277,6 @@ def test_opening_orders_are_refused_while_a_position_exceeds_the_equity_ratio(st
                                               time_in_force=TimeInForce.DAY)).status.value in LIVE
 
 
-def test_the_default_ratio_is_six_times_equity() -> None:
-    assert OrderRulesConfig().closing_only_ratio == 6.0
-
-
 # ---- 3. the closed market: a half day's afternoon --------------------------------------------------------
 def test_orders_are_refused_in_a_half_days_closed_afternoon_until_the_next_session() -> None:
     cfg = SimConfig(seed=3, speed=0.0, rate_limit_per_min=0, partial_fill_probability=0.0,
