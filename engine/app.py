@@ -57,7 +57,7 @@ from engine.router import Router
 from engine.sdnotify import Notifier, Watchdog, watchdog_interval_s
 from engine.secrets import command_secret, load_credentials
 from engine.settlements import SettlementPoller
-from engine.subscriptions import BudgetConfig, SubscriptionBudget, SubscriptionManager
+from engine.subscriptions import BudgetConfig, ContractCatalog, SubscriptionBudget, SubscriptionManager
 from greeks.calendar import market_calendar, ny_date, ny_datetime
 from risk.breakers import Breakers
 from risk.gate import RiskGate
@@ -343,7 +343,8 @@ class Engine:
             if getattr(scfg, "enabled", True):
                 self.actors.append(build_strategy(name, scfg))
         self.router = Router(self.broker, self.orders, self.market, self.clock, self.bus.publish,
-                             journal=self.journal, client_order_prefix=cfg.engine.client_order_prefix)
+                             journal=self.journal, client_order_prefix=cfg.engine.client_order_prefix,
+                             rules=cfg.orders)
         self.settlements = SettlementPoller(self.broker, self.portfolio, self.bus.publish, self._submit_engine_intent,
                                             now_ns=self.clock.now_ns, busy=self._structure_busy,
                                             spot=self.market.spot)
@@ -429,8 +430,9 @@ class Engine:
         )
         ranges = tuple(sorted({a.dte_range() for a in self.actors})) or ((0, 45),)
         budget = SubscriptionBudget(BudgetConfig(cap=quotes_cap, dte_ranges=ranges))
+        catalog = ContractCatalog(self.broker, on_ppind=self.router.ticks.observe if self.router else None)
         self.subscriptions = SubscriptionManager(self.broker, self.market, self.option_feed, underlyings,
-                                                 budget=budget)
+                                                 budget=budget, catalog=catalog)
         await self._update_subscriptions()
 
     async def _update_subscriptions(self) -> None:

@@ -160,6 +160,8 @@ class ListedContract(msgspec.Struct, kw_only=True):
     strike_price: Decimal = None
     open_interest: Decimal = None
     tradable: bool = True
+    ppind: bool | None = None
+    """Penny program indicator (the contract trades in the penny tick class); None when not given."""
 
 
 class _Listing(msgspec.Struct):

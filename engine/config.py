@@ -28,6 +28,8 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
+from engine.order_rules import OrdersSection
+
 Mode = Literal["sim", "paper", "live"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Port = Annotated[int, Meta(ge=1, le=65535)]
@@ -178,6 +180,7 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     alpaca: AlpacaSection = AlpacaSection()
     redis: RedisSection = RedisSection()
     record: RecordSection = RecordSection()
+    orders: OrdersSection = OrdersSection()
     sim: SimSection = _default_of(SimSection)
     risk: RiskSection = _default_of(RiskSection)
     strategies: StrategiesSection = msgspec.field(default_factory=StrategiesSection)

@@ -78,7 +78,9 @@ def _field_docs(cls: type) -> dict[str, str]:
 
 
 def _toml(value: Any) -> str:
-    """A builtin value as a TOML literal (for the commented defaults)."""
+    """A builtin value as a TOML literal (for the commented defaults); None (TOML has no null) is "(unset)"."""
+    if value is None:
+        return "(unset)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

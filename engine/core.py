@@ -227,9 +227,9 @@ class TradingCore:
             self.metrics.orders.inc(str(update.status))
         if self.publisher is not None:
             self.publisher.publish_order(update)
-        self.router.on_order_update(update)
-        if update.status is OrderStatus.REPLACED:
-            return  # the router's price walk: the intent lives on in the replacing order
+        absorbed = self.router.on_order_update(update)
+        if update.status is OrderStatus.REPLACED or absorbed:
+            return  # the router's price walk (a replace, or a cancel it redoes as a new order): the intent lives on
         actor = self.actors.get(update.strategy_id)
         if actor is not None:
             self._guard(actor, actor.on_order_update, update)

@@ -9,7 +9,18 @@
   ``walk_every_s`` of event time by PATCH replace, within the policy's concession bound and limit
   price; it is cancelled after ``timeout_s``. A fill racing a replace or a cancel is normal: the
   broker's answer (422, or the stream's ``fill``) wins and the walk stops.
-* 403/422 rejections become ``IntentDenied`` events (source ``broker``) carrying the broker's message.
+* 403/422 rejections become ``IntentDenied`` events (source ``broker``) carrying the broker's message; a
+  wash-trade refusal is reason ``wash_trade``, a closed market ``market_closed``.
+* A replace the broker refuses for anything but the fill/cancel race (Alpaca refuses to replace a closing
+  spread: its legs are held by the order being replaced) falls back to cancel, a confirmed cancel (the
+  stream's ``canceled`` or a GET), then a new order for what is left at the walked price. The new order is
+  named like a replacement (``.r<k>``, the next k) and journaled before its POST, so restart reconciliation
+  adopts it as part of the intent's order chain; two orders of one intent are never live at once.
+* Guards before anything is sent (``engine.router_guards``): no order outside the regular session (the
+  market calendar, event time; denied ``market_closed``), and no single-leg order that could trade
+  against the account's own working order on its symbol (wait for it, or cancel it first when it is the
+  same structure's; denied ``wash_trade_conflict`` after ``[orders] wash_trade_wait_s``).
+* Single-leg option prices sit on the tick of the contract's class at the price itself (``TickTable``).
 * Every REST call spends a token of the rate budget (Alpaca allows 200 requests per minute).
 * ``reconcile_open_orders`` (after any reconnect) re-reads open orders and the working ones the
   engine knows, so a fill the stream missed is still booked exactly once.
@@ -21,7 +32,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -32,18 +43,20 @@ from engine.broker import (
     BrokerError,
     BrokerRejected,
     BrokerUnavailable,
-    LegRequest,
     OrderRequest,
     OutcomeUnknown,
     RateLimited,
-    decimal_text,
 )
 from engine.clock import EventClock, Timer
 from engine.feeds.trading.models import Order
-from engine.order_pricing import MLEG_TICK, NetQuote, net_quote, option_tick, start_price, walked_price
+from engine.order_pricing import MLEG_GRID, NetQuote, TickGrid, net_quote, start_price, walked_price
+from engine.order_requests import broker_reason, order_limit, order_request
+from engine.order_rules import OrdersSection, TickTable, session_open
 from engine.orders import OrderStateMachine, OrderTags
 from engine.request_budget import RequestBudget
-from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderStatus, OrderUpdated, Side
+from engine.router_fallback import ReplaceFallback
+from engine.router_guards import RouterGuards
+from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderStatus, OrderUpdated
 from risk.views import MarketView
 
 log = structlog.get_logger(__name__)
@@ -89,9 +102,20 @@ class WorkingOrder:
     done: bool = False
     cancel_requested: bool = False
     timer: Timer | None = None
+    fallback_from: str = ""
+    """Replace refused: the order being cancelled before a new one is sent (its ``canceled`` is not the
+    intent's end)."""
+    settled: asyncio.Event | None = None
+    """Set when ``fallback_from`` reaches a final state."""
+    retired: set[str] = field(default_factory=set)
+    """Orders of this intent cancelled by the fallback and followed by a new one (their news is not its news)."""
+    waiting: bool = False
+    """Held back by the wash-trade guard (nothing sent yet)."""
+    wash_deadline_ns: int = 0
+    wait_timer: Timer | None = None
 
 
-class Router:
+class Router(RouterGuards, ReplaceFallback):
     """Turns approved intents into broker orders and works them until filled, cancelled or timed out."""
 
     def __init__(
@@ -105,7 +129,9 @@ class Router:
         journal: IntentJournal | None = None,
         config: RouterConfig = RouterConfig(),
         budget: RequestBudget | None = None,
-        penny_underlyings: frozenset[str] | None = None,
+        rules: OrdersSection = OrdersSection(),
+        ticks: TickTable | None = None,
+        market_open: Callable[[int], bool] = session_open,
         client_order_prefix: str = "oe",
         wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -117,18 +143,27 @@ class Router:
         self.journal = journal
         self.config = config
         self.budget = budget or RequestBudget(config.requests_per_minute)
-        self.penny_underlyings = penny_underlyings
+        self.rules = rules
+        self.ticks = ticks or TickTable(rules)
+        self.market_open = market_open
+        """Whether the regular session trades at an event time (the market calendar)."""
         self.client_order_prefix = client_order_prefix
         self._wall_ns = wall_ns
         self.working: dict[str, WorkingOrder] = {}
         """Working intents by intent id."""
         self._by_order_id: dict[str, WorkingOrder] = {}
+        self._waiting: dict[str, WorkingOrder] = {}
+        self._retiring: set[str] = set()
+        """Orders the replace fallback cancels: their ``canceled`` (events are delivered later, through the
+        bus) is not their intent's end."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.submitted: dict[str, int] = {}
         """POSTs sent per client_order_id (a value above 1 only ever follows an unknown outcome)."""
         self.counters: dict[str, int] = {
             "intents": 0, "orders_placed": 0, "adopted_after_unknown": 0, "rejected": 0, "replaces": 0,
             "replace_rejected": 0, "cancels": 0, "timeouts": 0, "gave_up": 0, "rate_limited": 0,
+            "replace_fallbacks": 0, "fallback_orders": 0, "fallback_unconfirmed": 0, "market_closed": 0,
+            "wash_waits": 0, "wash_cancels": 0, "wash_holds": 0, "wash_denied": 0, "broker_wash_trade": 0,
         }
         self.on_order_written: Callable[[str, int], None] | None = None
         """Hook called with (client_order_id, wall ns) right after an order request is written."""
@@ -151,29 +186,51 @@ class Router:
         wo = self.working.get(intent_id)
         if wo is not None and not wo.done:
             wo.cancel_requested = True
-            if wo.order_id and not wo.busy:
+            if wo.waiting:
+                self._deny(wo.intent, ("cancelled",), "cancelled before its order was sent")
+                self._finish(wo)
+            elif wo.order_id and not wo.busy:
                 self._spawn(self._cancel(wo))
 
     def cancel_all(self) -> None:
         for intent_id in list(self.working):
             self.cancel(intent_id)
 
-    def on_order_update(self, update: OrderUpdated) -> None:
-        """Follow the broker's word on a working order (call for every OrderUpdated on the bus)."""
+    def on_order_update(self, update: OrderUpdated) -> bool:
+        """Follow the broker's word on a working order (call for every OrderUpdated on the bus).
+
+        Returns True when the update is the router's own business and not the intent's outcome: the
+        ``canceled`` of an order the replace fallback cancels (a new order follows). The owner must not hear
+        of it as the end of its intent."""
+        absorbed = self._follow(update)
+        if update.status.is_terminal and self._waiting:
+            self._resume_waiting()  # an order ended: intents held back by the wash-trade guard may go
+        return absorbed
+
+    def _follow(self, update: OrderUpdated) -> bool:
         wo = self._by_order_id.get(update.order_id)
         if wo is None:
             wo = self.working.get(update.intent_id) if update.intent_id else None
-            if wo is None or wo.order_id not in ("", update.order_id):
-                return
+        if wo is not None and update.order_id == wo.fallback_from and update.status.is_terminal:
+            assert wo.settled is not None
+            wo.settled.set()
+        if update.status is OrderStatus.CANCELED and update.order_id in self._retiring:
+            self._retiring.discard(update.order_id)
+            return True  # the replace fallback sends the rest as a new order
+        if wo is None or wo.order_id not in ("", update.order_id) or update.order_id in wo.retired:
+            return False  # not (or no longer) the order the intent lives in
         if update.status is OrderStatus.REPLACED and update.replaced_by:
-            return  # the PATCH response (or the new order's own update) moves us to the new order
+            return False  # the PATCH response (or the new order's own update) moves us to the new order
         if update.status.is_terminal:
             self._finish(wo)
+        return False
 
     # ------------------------------------------------------------------------------------ placing
 
     async def _place(self, wo: WorkingOrder) -> None:
         intent = wo.intent
+        if wo.done or not self._session_or_deny(wo):
+            return
         wait = self.budget.delay_s()
         if intent.price_policy.kind == "limit" and wait > self.config.max_submit_wait_s:
             self.counters["rate_limited"] += 1
@@ -186,6 +243,8 @@ class Router:
             self._deny(intent, ("no_quote",), str(exc))
             self._finish(wo)
             return
+        if self._hold_for_wash(wo):
+            return  # placed again when the conflicting order ends (or denied at the deadline)
         if self.journal is not None:
             await self.journal.record_intent(intent, wo.client_order_id)
         order = await self._submit_once(wo, request)
@@ -239,7 +298,11 @@ class Router:
                         self.counters["adopted_after_unknown"] += 1
                         return found
                 self.counters["rejected"] += 1
-                self._deny(wo.intent, (f"broker_rejected_{exc.status}",), str(exc.body.get("message") or exc))
+                reason = broker_reason(exc)
+                if reason == "wash_trade":
+                    self.counters["broker_wash_trade"] += 1
+                    log.warning("broker_wash_trade", client_order_id=cid, intent_id=wo.intent.intent_id)
+                self._deny(wo.intent, (reason,), str(exc.body.get("message") or exc))
                 return None
         # Out of attempts: one last look, so an order that did arrive is adopted, not forgotten.
         found = await self._lookup(cid)
@@ -297,17 +360,20 @@ class Router:
 
     async def _walk(self, wo: WorkingOrder) -> None:
         quote = self._quote(wo.intent)
-        if quote is None:
+        if quote is None or not self.market_open(self.clock.now_ns()):
             return
-        price = _order_limit(wo.intent, walked_price(quote, wo.step + 1, self._tick(wo.intent, quote),
-                                                     wo.intent.price_policy))
+        net = walked_price(quote, wo.step + 1, self._grid(wo.intent), wo.intent.price_policy)
+        price = order_limit(wo.intent, net)
         if wo.limit_price is not None and math.isclose(price, wo.limit_price, abs_tol=1e-9):
             wo.step += 1
             return
+        if self._walk_would_wash(wo, price):
+            return  # hold the price: the account's own opposite order sits there
         wo.busy = True
         wo.replacements += 1
         new_cid = f"{self.client_order_prefix}-{wo.intent.intent_id}.r{wo.replacements}"
         self.orders.expect(new_cid, self._tags(wo.intent))
+        fallback = False
         try:
             await self.budget.acquire()
             if wo.done or wo.cancel_requested:
@@ -317,16 +383,32 @@ class Router:
             self.budget.on_rate_limited(exc.retry_after_s)
             return
         except BrokerRejected as exc:
-            # Not replaceable: a fill or a cancel got there first. The stream (or a poll) settles it.
             self.counters["replace_rejected"] += 1
             log.info("replace_rejected", client_order_id=wo.client_order_id, status=exc.status, error=str(exc))
+            if broker_reason(exc) == "wash_trade":
+                return  # keep the order as it is: a new one would be refused the same way
+            # A fill or a cancel that got there first ends the order (the stream or this read settles it);
+            # an order still working was refused for another reason: cancel it and send the rest anew.
             await self._refresh(wo)
-            return
+            tracked = self.orders.get(wo.order_id)
+            fallback = (not wo.done and not wo.cancel_requested and tracked is not None
+                        and tracked.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED))
+            if not fallback:
+                return
         except (OutcomeUnknown, BrokerUnavailable):
             await self._refresh(wo, replacement_cid=new_cid)
             return
         finally:
-            wo.busy = False
+            if not fallback:
+                wo.busy = False
+        if fallback:
+            try:
+                await self._cancel_then_new(wo, net)
+            finally:
+                wo.busy = False
+            if wo.cancel_requested and not wo.done:
+                await self._cancel(wo)
+            return
         self.counters["replaces"] += 1
         wo.step += 1
         self._move_to(wo, order)
@@ -384,6 +466,19 @@ class Router:
         finally:
             wo.busy = False
 
+    def _cancel_by_order_id(self, order_id: str) -> None:
+        """Cancel an order no working intent owns (one adopted at restart); its final state comes on the stream."""
+
+        async def cancel() -> None:
+            await self.budget.acquire()
+            try:
+                await self.broker.cancel_order(order_id)
+                self.counters["cancels"] += 1
+            except BrokerError as exc:
+                log.info("cancel_failed", order_id=order_id, error=str(exc))
+
+        self._spawn(cancel())
+
     async def _cancel_later(self, wo: WorkingOrder, delay_s: float) -> None:
         await asyncio.sleep(max(delay_s, 0.05))
         await self._cancel(wo)
@@ -394,8 +489,14 @@ class Router:
         wo.done = True
         if wo.timer is not None:
             wo.timer.cancel()
+        if wo.wait_timer is not None:
+            wo.wait_timer.cancel()
+        wo.waiting = False
+        self._waiting.pop(wo.intent.intent_id, None)
         self.working.pop(wo.intent.intent_id, None)
         self._by_order_id.pop(wo.order_id, None)
+        if self._waiting:
+            self._resume_waiting()
 
     # ------------------------------------------------------------------------------------ reconciliation
 
@@ -428,59 +529,31 @@ class Router:
     # ------------------------------------------------------------------------------------ helpers
 
     def _initial_request(self, wo: WorkingOrder) -> OrderRequest:
+        """The first order of an intent: whole quantity, limit at the policy's start price."""
         intent = wo.intent
         policy = intent.price_policy
-        if intent.is_stock:
-            leg = intent.legs[0]
-            limit = None
-            if policy.kind == "limit":
-                quote = self._quote(intent)
-                if quote is None:
-                    raise _Unpriceable(f"no quote for {leg.symbol}")
-                limit = abs(start_price(quote, 0.01, policy))
-            wo.limit_price = limit
-            return OrderRequest(
-                qty=decimal_text(intent.qty), type="limit" if limit is not None else "market",
-                time_in_force="day", symbol=leg.symbol, side=leg.side.value,
-                limit_price=None if limit is None else decimal_text(limit), client_order_id=wo.client_order_id,
-            )
-        quote = self._quote(intent)
         if policy.kind == "market":
-            price = None
-        else:
-            if quote is None:
-                raise _Unpriceable(f"no two-sided quote for every leg of {intent.intent_id}")
-            price = start_price(quote, self._tick(intent, quote), policy)
-        if not intent.is_multi_leg:
-            leg = intent.legs[0]
-            limit = None if price is None else _order_limit(intent, price)
-            wo.limit_price = limit
-            return OrderRequest(
-                qty=decimal_text(intent.qty * leg.ratio), type="market" if limit is None else "limit",
-                time_in_force=intent.time_in_force, symbol=leg.symbol, side=leg.side.value,
-                limit_price=None if limit is None else decimal_text(limit), client_order_id=wo.client_order_id,
-                position_intent=None if leg.position_intent is None else leg.position_intent.value,
-            )
-        wo.limit_price = price
-        legs = tuple(
-            LegRequest(leg.symbol, str(leg.ratio), leg.side.value,
-                       None if leg.position_intent is None else leg.position_intent.value)
-            for leg in intent.legs
-        )
-        return OrderRequest(
-            qty=decimal_text(intent.qty), type="market" if price is None else "limit",
-            time_in_force="day", order_class="mleg", legs=legs,
-            limit_price=None if price is None else decimal_text(price), client_order_id=wo.client_order_id,
-        )
+            return self._request(wo, None)
+        quote = self._quote(intent)
+        if quote is None:
+            what = intent.legs[0].symbol if intent.is_stock else f"every leg of {intent.intent_id}"
+            raise _Unpriceable(f"no quote for {what}" if intent.is_stock else f"no two-sided quote for {what}")
+        net = start_price(quote, self._grid(intent), policy)
+        return self._request(wo, abs(net) if intent.is_stock else order_limit(intent, net))
+
+    def _request(self, wo: WorkingOrder, limit: float | None, qty: float | None = None) -> OrderRequest:
+        """The order for ``wo`` at ``limit`` (None = market), for ``qty`` (default the intent's whole quantity)."""
+        wo.limit_price = limit
+        return order_request(wo.intent, wo.client_order_id, limit, qty)
 
     def _quote(self, intent: OrderIntent) -> NetQuote | None:
         return net_quote(intent.legs, self.market, intent.underlying)
 
-    def _tick(self, intent: OrderIntent, quote: NetQuote) -> float:
+    def _grid(self, intent: OrderIntent) -> TickGrid:
+        """Where prices of ``intent`` may sit: mleg nets and shares in cents, single options by their class."""
         if intent.is_multi_leg or intent.is_stock:
-            return MLEG_TICK
-        penny = True if self.penny_underlyings is None else intent.underlying in self.penny_underlyings
-        return option_tick(abs(quote.mid), intent.underlying, penny)
+            return MLEG_GRID
+        return self.ticks.grid(intent.underlying)
 
     @staticmethod
     def _tags(intent: OrderIntent) -> OrderTags:
@@ -513,13 +586,6 @@ class Router:
 
 class _Unpriceable(Exception):
     """An intent whose legs have no usable quote to price from."""
-
-
-def _order_limit(intent: OrderIntent, net: float) -> float:
-    """The limit price field for a net price: mleg orders take the signed net, single legs a positive price."""
-    if intent.is_multi_leg:
-        return net
-    return -net if intent.legs[0].side is Side.SELL else net
 
 
 def _is_duplicate_client_id(exc: BrokerRejected) -> bool:

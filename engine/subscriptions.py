@@ -192,9 +192,16 @@ class ContractCatalog:
     """Option contracts per underlying from the broker, cached for ``ttl_s``."""
 
     def __init__(
-        self, broker: AlpacaBroker, *, ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic
+        self,
+        broker: AlpacaBroker,
+        *,
+        ttl_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_ppind: Callable[[str, bool | None], None] | None = None,
     ) -> None:
         self._broker = broker
+        self._on_ppind = on_ppind
+        """Told each underlying's penny program indicator as listed (the router's tick classes)."""
         self._ttl_s = ttl_s
         self._clock = clock
         self._cache: dict[tuple[str, dt.date, int], tuple[float, list[Contract]]] = {}
@@ -215,6 +222,8 @@ class ContractCatalog:
             expiration_lte=(today + dt.timedelta(days=max_dte)).isoformat(),
         )
         contracts = [contract_from(c) for c in raw if c.tradable]
+        if self._on_ppind is not None and raw:
+            self._on_ppind(underlying, raw[0].ppind)  # the penny program is per class (underlying)
         del raw
         self._cache[key] = (self._clock(), contracts)
         log.info("contracts_loaded", underlying=underlying, contracts=len(contracts))

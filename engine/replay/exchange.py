@@ -121,7 +121,8 @@ class RecordedMarket:
         self.opt_bid = np.zeros(0)
         self.opt_ask = np.zeros(0)
         self.stock: dict[str, tuple[float, float]] = {}
-        self.penny_all = np.zeros(0, dtype=bool)
+        self.tick_class = np.zeros(0, dtype=np.intp)
+        """Tick class code per underlying (``engine.sim.ticks``): the recording does not say, so "penny"."""
 
     @property
     def now_ns(self) -> int:
@@ -141,8 +142,8 @@ class RecordedMarket:
         self._sync_penny()
 
     def _sync_penny(self) -> None:
-        if self.penny_all.shape[0] < len(self.universe.underlyings):
-            self.penny_all = np.zeros(len(self.universe.underlyings), dtype=bool)
+        if self.tick_class.shape[0] < len(self.universe.underlyings):
+            self.tick_class = np.zeros(len(self.universe.underlyings), dtype=np.intp)
 
     def on_option_batch(self, batch: DataBatch) -> None:
         """Take the quotes of a decoded option frame (rows of unknown symbols are ignored)."""

@@ -1,7 +1,8 @@
-"""Pre-trade checks of the matching engine: options level, mleg shape, closing quantities, buying power.
+"""Pre-trade checks of the matching engine: options level, mleg shape, price increments, buying power.
 
 A mixin of ``Exchange`` (kept apart so each file holds one concept); every check raises the
-``AlpacaError`` Alpaca would answer with.
+``AlpacaError`` Alpaca would answer with. Alpaca's switchable order rules (closing quantities, tick classes,
+wash trades...) live in ``engine.sim.rules``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from engine.sim.account import MULTIPLIER, Account, Instrument
 from engine.sim.errors import forbidden, invalid, unprocessable
 from engine.sim.market import Market
 from engine.sim.orders import LegRequest, Order, OrderRequest, dec, whole
+from engine.sim.rules import OrderRules
 
 
-class OrderChecks:
+class OrderChecks(OrderRules):
     """Validation against the market and the account (needs the attributes declared below)."""
 
     account: Account
@@ -23,6 +25,7 @@ class OrderChecks:
     orders: dict[str, Order]
     quote: Callable[[Instrument], tuple[float, float]]
     instrument_any: Callable[[str], Instrument]
+    _intent: Callable[[Instrument, str], str]
 
     def _check_simple(self, req: OrderRequest, inst: Instrument) -> None:
         if inst.asset_class == "us_option":
@@ -36,32 +39,22 @@ class OrderChecks:
                 raise forbidden("account is not authorized to trade options")
             if req.side == "buy" and level < 2 and (req.position_intent or "").endswith("open"):
                 raise forbidden("options level 2 is required to buy options")
-            tick = 0.05 if (not self._penny(inst) and (req.limit_price or 0) >= 3) else 0.01
+            self._check_option_tick(inst, "limit_price", req.limit_price)
+            self._check_option_tick(inst, "stop_price", req.stop_price)
         else:
             if req.qty != int(req.qty) and not (req.type == "market" and req.time_in_force == "day"):
                 raise invalid("fractional orders must be market orders with time_in_force day")
-            tick = 0.01 if (req.limit_price or req.stop_price or 1.0) >= 1 else 0.0001
-        for name, value in (("limit_price", req.limit_price), ("stop_price", req.stop_price)):
+            self._check_stock_tick(req.limit_price, req.stop_price)
+        self._check_closing(req.position_intent, inst, req.qty)
+
+    @staticmethod
+    def _check_stock_tick(limit_price: float | None, stop_price: float | None) -> None:
+        tick = 0.01 if (limit_price or stop_price or 1.0) >= 1 else 0.0001
+        for name, value in (("limit_price", limit_price), ("stop_price", stop_price)):
             if value is not None and abs(value / tick - round(value / tick)) > 1e-6:
                 raise unprocessable(
                     f"invalid {name} {dec(value)}. sub-penny increment does not fulfill minimum pricing criteria"
                 )
-        self._check_closing(req.position_intent, inst, req.qty)
-
-    def _penny(self, inst: Instrument) -> bool:
-        return bool(self.market.penny_all[self.market.universe.und_index[inst.underlying]])
-
-    def _check_closing(self, intent: str | None, inst: Instrument, qty: float) -> None:
-        if intent not in ("buy_to_close", "sell_to_close"):
-            return
-        pos = self.account.positions.get(inst.symbol)
-        held = pos.qty if pos else 0.0
-        available = max(held, 0.0) if intent == "sell_to_close" else max(-held, 0.0)
-        if available < qty:
-            raise forbidden(
-                f"insufficient qty available for order (requested: {dec(qty)}, available: {dec(available)})",
-                symbol=inst.symbol,
-            )
 
     def _check_mleg(self, req: OrderRequest, legs: list[tuple[LegRequest, Instrument]]) -> None:
         if self.account.options_level < 3:
@@ -73,8 +66,11 @@ class OrderChecks:
         if len({inst.underlying for _, inst in legs}) != 1:
             raise invalid("all legs of a multi-leg order must have the same underlying")
         for right in (True, False):
+            # closing legs need no cover (the position they close is their cover): only what the order opens
             signed = sum(
-                leg.ratio_qty * (1 if leg.side == "buy" else -1) for leg, inst in legs if inst.is_call == right
+                leg.ratio_qty * (1 if leg.side == "buy" else -1)
+                for leg, inst in legs
+                if inst.is_call == right and not (leg.position_intent or self._intent(inst, leg.side)).endswith("close")
             )
             if signed < 0:
                 kind = "call" if right else "put"

@@ -9,13 +9,19 @@ or the control API move it).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+TickClass = Literal["penny_all", "penny", "non_penny"]
+"""Minimum price increment class of an underlying's options: ``penny_all`` $0.01 at every price (SPY, QQQ,
+IWM), ``penny`` (Penny Interval Program) $0.01 below $3.00 and $0.05 at or above, ``non_penny`` $0.05 below
+$3.00 and $0.10 at or above."""
+PENNY_ALL_SYMBOLS = frozenset({"SPY", "QQQ", "IWM"})
+"""Names quoted in pennies at every price; the default class of any other name is ``penny``."""
 
 
 class Dividend(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -64,12 +70,65 @@ class UnderlyingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How many Friday expiries are listed."""
     monthly_expiry_months: Annotated[int, msgspec.Meta(ge=0, le=24)] = 12
     """How many third-Friday monthlies are listed (about a year by default)."""
-    penny_all_prices: bool = True
-    """Penny ticks at every price (penny-pilot names like SPY/QQQ); otherwise $0.05 ticks at $3 and above."""
+    tick_class: TickClass | None = None
+    """Tick class of its options: "penny_all", "penny" or "non_penny" (unset: "penny_all" for SPY, QQQ and
+    IWM, "penny" otherwise). The contract listing's ppind is true for the penny classes."""
+    penny_all_prices: bool | None = None
+    """Older spelling, still read: true = tick_class "penny_all", false = "penny"."""
     dividends: tuple[Dividend, ...] = ()
     """Cash dividends (ex-date, amount): the spot gaps down at the ex-date's open, stock holders are paid (short
     holders charged), and short in-the-money calls worth less than the dividend in time value are assigned the
     evening before (``[sim.assignment]``)."""
+
+    def __post_init__(self) -> None:
+        legacy = None if self.penny_all_prices is None else ("penny_all" if self.penny_all_prices else "penny")
+        if legacy is not None and self.tick_class is not None and legacy != self.tick_class:
+            raise ValueError(
+                f"{self.symbol}: penny_all_prices = {str(self.penny_all_prices).lower()} contradicts "
+                f"tick_class = {self.tick_class!r} (set tick_class only)"
+            )
+
+    @property
+    def resolved_tick_class(self) -> TickClass:
+        """The effective tick class (``tick_class``, else the legacy flag, else by symbol)."""
+        if self.tick_class is not None:
+            return self.tick_class
+        if self.penny_all_prices is not None:
+            return "penny_all" if self.penny_all_prices else "penny"
+        return "penny_all" if self.symbol in PENNY_ALL_SYMBOLS else "penny"
+
+
+class OrderRulesConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Alpaca's harsher order rules (docs/simulator.md, "Alpaca's order rules"); every one on by default.
+
+    Tests switch them at run time with ``Simulator.set_order_rules`` or ``POST /sim/rules``.
+    """
+
+    closing_qty_held: bool = True
+    """Open closing option orders hold their contracts: a new closing order beyond what is not held, and a
+    replace (PATCH) of a closing order (its own legs are held), are refused with 403 "insufficient qty available
+    for order" (Alpaca-API #282)."""
+    tick_classes: bool = True
+    """Option limit/stop prices must sit on their class's tick at that price (422 "sub-penny increment");
+    off: any whole-cent price is accepted. mleg net prices are whole cents either way."""
+    closed_market: bool = True
+    """Orders and replaces arriving at or after the session close (before the next session) are refused (403)."""
+    wash_trades: bool = True
+    """A single-leg order that could execute against the account's own working order on the same symbol
+    (opposite side; prices crossing, or either a market order) is refused with 403 "potential wash trade
+    detected. use complex orders". mleg orders are never refused for it."""
+    wash_trade_mleg_legs: bool = True
+    """Working mleg legs count against a new single-leg order as market-priced orders (a leg has no price of
+    its own, only the package's net)."""
+    limit_price_away_fraction: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    """Refuse (403) a limit that is through the far side of the market (buy above the ask, sell below the bid,
+    mleg net above the natural) by more than this fraction of the mid's magnitude, or by more than
+    ``limit_price_away_min_usd`` when that is larger. 0 turns the check off. Alpaca publishes no threshold."""
+    limit_price_away_min_usd: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    """Smallest distance (dollars per share, or net per unit for mleg) the price-away check tolerates."""
+    closing_only_ratio: Annotated[float, msgspec.Meta(ge=0)] = 6.0
+    """While any position's market value exceeds this multiple of equity (6 = 600 %), opening orders are refused
+    (403) and only closing ones accepted. 0 turns the restriction off."""
 
 
 SPY_DIVIDENDS = tuple(
@@ -182,3 +241,5 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Alpaca's expiration process: expiry-day liquidation, automatic exercise, long puts against shares."""
     assignment: AssignmentConfig = AssignmentConfig()
     """Early assignment of short options (dividend-driven and otherwise)."""
+    order_rules: OrderRulesConfig = OrderRulesConfig()
+    """Alpaca's harsher order rules, each switchable (all on: as harsh as Alpaca)."""

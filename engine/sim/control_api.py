@@ -49,6 +49,21 @@ class AdvanceBody(msgspec.Struct, forbid_unknown_fields=True):
     seconds: Annotated[float, msgspec.Meta(ge=0, le=30 * 86_400)]
 
 
+class OrderRulesBody(msgspec.Struct, forbid_unknown_fields=True):
+    closing_qty_held: bool | None = None
+    tick_classes: bool | None = None
+    closed_market: bool | None = None
+    wash_trades: bool | None = None
+    wash_trade_mleg_legs: bool | None = None
+    limit_price_away_fraction: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    limit_price_away_min_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    closing_only_ratio: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class HoldBody(msgspec.Struct, forbid_unknown_fields=True):
+    at_close: bool
+
+
 class MoveBody(msgspec.Struct, forbid_unknown_fields=True):
     symbol: str
     relative: Annotated[float, msgspec.Meta(gt=-0.9, lt=10)]
@@ -138,6 +153,20 @@ async def assign(request: web.Request) -> web.Response:
 
 async def expiry(request: web.Request) -> web.Response:
     return web.json_response(request.app[SIM_KEY].expiry())
+async def order_rules(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    if request.method == "POST":
+        body = await _body(request, OrderRulesBody)
+        changes = {f: v for f in OrderRulesBody.__struct_fields__ if (v := getattr(body, f)) is not None}
+        sim.set_order_rules(**changes)
+    return web.json_response(msgspec.to_builtins(sim.exchange.rules))
+
+
+async def hold(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    body = await _body(request, HoldBody)
+    sim.hold_at_close(body.at_close)
+    return web.json_response(sim.state())
 
 
 async def clear(request: web.Request) -> web.Response:
@@ -172,6 +201,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/sim/market/move", move)
     r.add_post("/sim/options/assign", assign)
     r.add_get("/sim/expiry", expiry)
+    r.add_get("/sim/rules", order_rules)
+    r.add_post("/sim/rules", order_rules)
+    r.add_post("/sim/clock/hold", hold)
     r.add_delete("/sim/faults", clear)
     r.add_get("/sim/state", state)
     r.add_get("/sim/inspect", inspect)

@@ -14,9 +14,10 @@ race it: the cancel then ends in ``order_cancel_rejected`` and the replacement i
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 from engine.sim.account import Account, Instrument
 from engine.sim.checks import OrderChecks
 from engine.sim.clock import rfc3339
-from engine.sim.config import SimConfig
+from engine.sim.config import OrderRulesConfig, SimConfig
 from engine.sim.errors import AlpacaError, forbidden, invalid, not_found, unprocessable
 from engine.sim.expiration import ExpiryState
 from engine.sim.market import Market
@@ -43,6 +44,8 @@ from engine.sim.settlement import Settlement
 from engine.sim.universe import contract_id
 
 Listener = Callable[[dict[str, Any]], None]
+RULES_OFF = OrderRulesConfig(closing_qty_held=False, tick_classes=False, closed_market=False, wash_trades=False,
+                             limit_price_away_fraction=0.0, closing_only_ratio=0.0)
 
 
 @dataclass(slots=True)
@@ -76,6 +79,8 @@ class Exchange(OrderChecks, Settlement):
         """Extra latency added to fills by fault injection."""
         self.reject_next: list[tuple[int, str]] = []
         """Queued forced rejections: (status 403|422, message)."""
+        self.rules: OrderRulesConfig = config.order_rules
+        """Alpaca's switchable order rules in force (``engine.sim.rules``); tests change them at run time."""
         self.event_seq = 0
         self.expiry_state = ExpiryState(config.seed)
         """Broker liquidation orders and pending early assignments (engine/sim/expiration.py, assignment.py)."""
@@ -138,8 +143,15 @@ class Exchange(OrderChecks, Settlement):
             listener(message)
 
     # ---- submit --------------------------------------------------------------------------------
-    def submit(self, body: Any) -> dict[str, Any]:
-        """POST /v2/orders: validate, accept, try to fill; return the order as first accepted."""
+    def submit(self, body: Any, *, enforce_rules: bool = True) -> dict[str, Any]:
+        """POST /v2/orders: validate, accept, try to fill; return the order as first accepted.
+
+        ``enforce_rules=False`` (orders the broker itself originates, such as expiry-day liquidations) skips
+        Alpaca's switchable order rules; validation and buying power still apply.
+        """
+        if not enforce_rules:
+            with self._rules_off():
+                return self.submit(body)
         coid = body.get("client_order_id") if isinstance(body, dict) else None
         if isinstance(coid, str):
             self.submissions[coid] += 1
@@ -149,6 +161,7 @@ class Exchange(OrderChecks, Settlement):
         req = parse_order_request(body)
         if req.client_order_id is not None and req.client_order_id in self.by_client_id:
             raise invalid("client_order_id must be unique", client_order_id=req.client_order_id)
+        self._check_session()
         if req.order_class == "mleg":
             legs = [(leg, self.instrument(leg.symbol)) for leg in req.legs]
             self._check_mleg(req, legs)
@@ -157,6 +170,7 @@ class Exchange(OrderChecks, Settlement):
             inst = self.instrument(req.symbol)
             self._check_simple(req, inst)
             legs = [(LegRequest(inst.symbol, 1, req.side, req.position_intent), inst)]
+        self._check_rules(req, legs)
         self._check_funds(req, legs)
         order = self._create(req, legs)
         self.emit("pending_new", order)
@@ -456,6 +470,8 @@ class Exchange(OrderChecks, Settlement):
         if coid is not None and coid in self.by_client_id:
             raise invalid("client_order_id must be unique", client_order_id=coid)
         new_qty = whole(qty, "qty") if (qty is not None and old.asset_class != "us_equity") else qty
+        self._check_session()
+        self._check_replace_closing(old, new_qty if new_qty is not None else old.remaining)
         req = OrderRequest(
             order_class=old.order_class,
             type=old.type,
@@ -474,6 +490,8 @@ class Exchange(OrderChecks, Settlement):
             if old.legs
             else [(LegRequest(old.symbol, 1, old.side, old.position_intent), self.instrument_any(old.symbol))]
         )
+        self._check_replace_prices(req, legs[0][1])
+        self._check_rules(req, legs, replacing=old)
         self._check_funds(req, legs, replacing=old)
         new = self._create(req, legs)
         new.replaces = old.id
@@ -484,6 +502,29 @@ class Exchange(OrderChecks, Settlement):
             return new.to_json()
         self._complete_replace(old, new)
         return new.to_json()
+
+    def _check_replace_prices(self, req: OrderRequest, inst: Instrument) -> None:
+        """The replacement's prices on their increments, as a new order's would be."""
+        if req.order_class == "mleg":
+            if req.limit_price is not None and abs(req.limit_price * 100 - round(req.limit_price * 100)) > 1e-6:
+                raise unprocessable(
+                    f"invalid limit_price {dec(req.limit_price)}. sub-penny increment does not "
+                    "fulfill minimum pricing criteria"
+                )
+        elif inst.asset_class == "us_option":
+            self._check_option_tick(inst, "limit_price", req.limit_price)
+            self._check_option_tick(inst, "stop_price", req.stop_price)
+        else:
+            self._check_stock_tick(req.limit_price, req.stop_price)
+
+    @contextlib.contextmanager
+    def _rules_off(self) -> Iterator[None]:
+        rules = self.rules
+        self.rules = RULES_OFF
+        try:
+            yield
+        finally:
+            self.rules = rules
 
     def _complete_replace(self, old: Order, new: Order) -> None:
         now = self.now_ns

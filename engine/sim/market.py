@@ -6,8 +6,8 @@
   ticks are batched.
 * Options: a quote is a pure function of the market state and a counter-based hash of
   (seed, tick, contract row), so which contracts update, their sizes and exchanges never depend on
-  who is subscribed. Spreads widen away from the money and for cheap options; ticks are penny or
-  nickel; values come from ``engine.sim.pricing``.
+  who is subscribed. Spreads widen away from the money and for cheap options; each side sits on its
+  own price's tick in the underlying's class (``engine.sim.ticks``); values come from ``engine.sim.pricing``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from engine.sim.clock import NS_PER_S, SimClock
 from engine.sim.config import SimConfig
 from engine.sim.pricing import PriceCache, VolSurface, years_to
+from engine.sim.ticks import CODE, ceil_grid, floor_grid
 from engine.sim.universe import Universe
 
 OPTION_EXCHANGES = np.frombuffer(b"ABCDEHIJMNOPQSTUWXZ", dtype="S1")
@@ -135,7 +136,8 @@ class Market:
                 )
             )
         self.surfaces = [VolSurface(u) for u in config.underlyings]
-        self.penny_all = np.array([u.penny_all_prices for u in config.underlyings])
+        self.tick_class = np.array([CODE[u.resolved_tick_class] for u in config.underlyings], dtype=np.intp)
+        """Tick class code per underlying (``engine.sim.ticks``)."""
         self.q = np.array([u.dividend_yield for u in config.underlyings])
         self.universe = Universe(config.underlyings, clock.calendar)
         self.cache = PriceCache()
@@ -292,13 +294,13 @@ class Market:
         sigma = self.sigma(rows)
         q = self.q[und]
         theo = self.cache.theo(rows, spot, sigma, t, self.clock.now_ns, strike, is_call, self.r, q)
-        tick = np.where(self.penny_all[und] | (theo < 3.0), 0.01, 0.05)
+        codes = self.tick_class[und]
         x = np.abs(np.log(strike / spot)) / np.sqrt(np.maximum(t, 1 / 365))
         half = 0.5 * (0.01 + 0.004 * theo * (1.0 + x) + 0.02 * np.minimum(x, 3.0))
-        bid = np.floor((theo - half) / tick + 1e-9) * tick
-        ask = np.ceil((theo + half) / tick - 1e-9) * tick
-        bid = np.maximum(bid, 0.0)
-        ask = np.maximum(ask, bid + tick)
+        # each side on its own price's tick: a penny-class ask of 3.02 would be an invalid price
+        bid = floor_grid(codes, np.maximum(theo - half, 0.0))
+        ask = ceil_grid(codes, theo + half)
+        ask = np.maximum(ask, ceil_grid(codes, bid + 1e-6))
         h1 = hash_uniform(self.seed, self.tick, 3, rows)
         h2 = hash_uniform(self.seed, self.tick, 4, rows)
         depth = np.where(x < 1.0, 400.0, 80.0)

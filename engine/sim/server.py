@@ -26,7 +26,7 @@ from websockets.asyncio.server import Server, serve
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
 from engine.sim.clock import NS_PER_S, SimClock, rfc3339
-from engine.sim.config import SimConfig
+from engine.sim.config import OrderRulesConfig, SimConfig
 from engine.sim.exchange import Exchange
 from engine.sim.faults import REST_FAULT_KINDS, Faults, RestFault
 from engine.sim.market import Market
@@ -72,6 +72,8 @@ class Simulator:
         self._loop_task: asyncio.Task[None] | None = None
         self._anchor_wall = 0.0
         self._anchor_ns = self.clock.now_ns
+        self.held_at_close = False
+        """While set, the clock stops at the session close and the session does not roll (``hold_at_close``)."""
 
     @property
     def now_ns(self) -> int:
@@ -196,7 +198,7 @@ class Simulator:
             self._publish(bars)
             if stop_ns < target_ns and not self.market.at_close():
                 continue
-            if not self.market.at_close():
+            if not self.market.at_close() or self.held_at_close:
                 return
             remaining = target_ns - self.clock.now_ns
             self._close_session()
@@ -289,6 +291,24 @@ class Simulator:
         """Jump an underlying's price by ``relative`` (0.02 = +2 %) now."""
         self.market.jump_spot(symbol, relative)
 
+    def set_order_rules(self, **changes: Any) -> OrderRulesConfig:
+        """Switch Alpaca's order rules now (``OrderRulesConfig`` fields, e.g. ``wash_trades=False``); returns them."""
+        try:
+            self.exchange.rules = msgspec.convert({**msgspec.to_builtins(self.exchange.rules), **changes},
+                                                  OrderRulesConfig)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"invalid order rules: {exc}") from None
+        return self.exchange.rules
+
+    def hold_at_close(self, hold: bool = True) -> None:
+        """Hold the clock at the session close: the market is closed (orders refused, ``/v2/clock`` is_open
+        false) and nothing rolls until released; releasing processes the close and opens the next session."""
+        self.held_at_close = hold
+        if not hold and self.market.at_close():
+            self._step_to(self.clock.now_ns)
+            self._anchor_wall = time.monotonic()
+            self._anchor_ns = self.clock.now_ns
+
     def clear_faults(self) -> None:
         self.faults.clear()
         self.exchange.reject_next.clear()
@@ -321,6 +341,7 @@ class Simulator:
             "quotes_sent": self.quotes_sent,
             "connections": {k: len(v) for k, v in self.hub.sessions.items()},
             "faults_injected": dict(self.faults.injected),
+            "held_at_close": self.held_at_close,
         }
 
 

@@ -14,6 +14,7 @@ from engine.sim import errors
 from engine.sim.clock import NY, from_ns
 from engine.sim.orders import Order, dec
 from engine.sim.rest import SIM_KEY, json_body, query_bool, query_float, query_int, query_list
+from engine.sim.ticks import NON_PENNY
 from engine.sim.universe import contract_id
 from greeks.calendar import CalendarRangeError
 from greeks.occ import OccSymbolError, parse_occ
@@ -248,7 +249,7 @@ def contract_json(sim: Any, row: int, deliverables: bool) -> dict[str, Any]:
         "open_interest_date": today.isoformat(),
         "close_price": None,
         "close_price_date": None,
-        "ppind": True,
+        "ppind": bool(sim.market.tick_class[uni.und[row]] != NON_PENNY),
     }
     if deliverables:
         out["deliverables"] = [
@@ -342,8 +343,10 @@ async def list_contracts(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     limit = query_int(request, "limit", 100, 1, 10_000)
     deliverables = query_bool(request, "show_deliverables")
-    query_bool(request, "ppind", True)
     rows = filter_contracts(sim, request, default_window=True)
+    if "ppind" in request.query:  # penny program indicator: contracts of that tick class only
+        ppind = query_bool(request, "ppind")
+        rows = rows[(sim.market.tick_class[sim.market.universe.und[rows]] != NON_PENNY) == ppind]
     offset = decode_token(request.query.get("page_token"))
     page = rows[offset : offset + limit]
     token = encode_token(offset + limit) if offset + limit < len(rows) else None

@@ -18,11 +18,14 @@ from engine.clock import EventClock
 from engine.feeds.connection import FeedConfig
 from engine.feeds.options.client import option_client
 from engine.feeds.trading.client import TradingStreamClient
+from engine.order_rules import OrdersSection
 from engine.orders import OrderStateMachine
 from engine.router import Router, RouterConfig
 from engine.sim.config import SimConfig, UnderlyingConfig
+from engine.sim.errors import AlpacaError
+from engine.sim.orders import OPEN_STATUSES
 from engine.sim.server import Simulator
-from engine.subscriptions import BudgetConfig, SubscriptionBudget, SubscriptionManager
+from engine.subscriptions import BudgetConfig, ContractCatalog, SubscriptionBudget, SubscriptionManager
 from risk.model import (
     IntentAction,
     IntentDenied,
@@ -53,18 +56,29 @@ def sim_config(**overrides: Any) -> SimConfig:
 
 
 class RouterRig:
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Simulator, underlyings: tuple[str, ...] = ("SPY",),
+                 rules: OrdersSection = OrdersSection()) -> None:
         urls = sim.urls
         assert urls is not None
         self.sim = sim
+        self.underlyings = underlyings
         self.events: list[Any] = []
+        self.absorbed: list[OrderUpdated] = []
+        """Order updates the router took as its own business (a cancel its replace fallback redoes)."""
         self.clock = EventClock(sim.now_ns)
-        self.market = Market(rate=0.04, div_yields={"SPY": 0.013})
+        self.market = Market(rate=0.04, div_yields={u: 0.013 for u in underlyings})
         self.broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, option_feed="opra",
                                    timeout_s=2.0)
         self.orders = OrderStateMachine()
         self.router = Router(self.broker, self.orders, self.market, self.clock, self.on_event,
-                             config=RouterConfig(retry_backoff_s=0.05))
+                             config=RouterConfig(retry_backoff_s=0.05), rules=rules)
+        self.live: dict[str, set[str]] = {}
+        """Orders live at the simulator per intent (client_order_id without its ``.r<k>``), after every event."""
+        self.max_live: dict[str, int] = {}
+        sim.exchange.listeners.append(self._watch_live)
+        self.refusals: list[tuple[str, int, str]] = []
+        """Every order write the simulator refused: (POST|PATCH, status, message)."""
+        self._record_refusals()
         self.trading = TradingStreamClient(urls.trading_stream_url, urls.key, urls.secret,
                                            on_update=self.on_update, publish=lambda e: None,
                                            config=FeedConfig(mute_timeout_s=None))
@@ -73,14 +87,16 @@ class RouterRig:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        quote = await self.broker.stock_latest_quote("SPY")
-        assert quote is not None
-        self.market.book("SPY")
-        self.market.on_underlying_quote("SPY", quote.bp, quote.ap, self.sim.now_ns)
-        manager = SubscriptionManager(self.broker, self.market, self._stream, ["SPY"],
-                                      budget=SubscriptionBudget(BudgetConfig(cap=60, dte_ranges=((0, 10),))))
+        for u in self.underlyings:
+            quote = await self.broker.stock_latest_quote(u)
+            assert quote is not None
+            self.market.book(u)
+            self.market.on_underlying_quote(u, quote.bp, quote.ap, self.sim.now_ns)
+        manager = SubscriptionManager(self.broker, self.market, self._stream, list(self.underlyings),
+                                      budget=SubscriptionBudget(BudgetConfig(cap=60, dte_ranges=((0, 10),))),
+                                      catalog=ContractCatalog(self.broker, on_ppind=self.router.ticks.observe))
         today = dt.datetime.fromtimestamp(self.sim.now_ns / 1e9, dt.UTC).date()
-        await manager.update(today, {"SPY": self.market.spot("SPY")})
+        await manager.update(today, {u: self.market.spot(u) for u in self.underlyings})
         self._task = asyncio.create_task(self.trading.run())
         await asyncio.wait_for(self.trading.connected.wait(), 5.0)
 
@@ -98,8 +114,32 @@ class RouterRig:
 
     def on_event(self, event: Any) -> None:
         self.events.append(event)
-        if isinstance(event, OrderUpdated):
-            self.router.on_order_update(event)
+        if isinstance(event, OrderUpdated) and self.router.on_order_update(event):
+            self.absorbed.append(event)
+
+    def _record_refusals(self) -> None:
+        exchange = self.sim.exchange
+        submit, replace = exchange.submit, exchange.replace
+
+        def recorded(method: str, fn: Any) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return fn(*args, **kwargs)
+                except AlpacaError as exc:
+                    self.refusals.append((method, exc.status, exc.message))
+                    raise
+
+            return call
+
+        exchange.submit = recorded("POST", submit)  # type: ignore[method-assign]
+        exchange.replace = recorded("PATCH", replace)  # type: ignore[method-assign]
+
+    def _watch_live(self, message: dict[str, Any]) -> None:
+        order = message["data"]["order"]
+        intent = order["client_order_id"].split(".r")[0]
+        live = self.live.setdefault(intent, set())
+        (live.add if order["status"] in OPEN_STATUSES else live.discard)(order["id"])
+        self.max_live[intent] = max(self.max_live.get(intent, 0), len(live))
 
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
