@@ -359,11 +359,20 @@ class Router(RouterGuards, ReplaceFallback):
         self._schedule_walk(wo)
 
     async def _walk(self, wo: WorkingOrder) -> None:
+        """One step of the price walk; a cancel asked for meanwhile (the timeout, a strategy) is sent at the end,
+        whatever way the step ended: the timeout only marks a busy order, so nothing else would send it."""
+        try:
+            await self._walk_step(wo)
+        finally:
+            if wo.cancel_requested and not wo.done and not wo.busy:
+                await self._cancel(wo)
+
+    async def _walk_step(self, wo: WorkingOrder) -> None:
         quote = self._quote(wo.intent)
         if quote is None or not self.market_open(self.clock.now_ns()):
             return
         net = walked_price(quote, wo.step + 1, self._grid(wo.intent), wo.intent.price_policy)
-        price = order_limit(wo.intent, net)
+        price = self._limit(wo.intent, net)
         if wo.limit_price is not None and math.isclose(price, wo.limit_price, abs_tol=1e-9):
             wo.step += 1
             return
@@ -406,14 +415,10 @@ class Router(RouterGuards, ReplaceFallback):
                 await self._cancel_then_new(wo, net)
             finally:
                 wo.busy = False
-            if wo.cancel_requested and not wo.done:
-                await self._cancel(wo)
             return
         self.counters["replaces"] += 1
         wo.step += 1
         self._move_to(wo, order)
-        if wo.cancel_requested and not wo.done:
-            await self._cancel(wo)
 
     def _move_to(self, wo: WorkingOrder, order: Order) -> None:
         """The working intent now lives in ``order`` (the result of a replace)."""
@@ -539,7 +544,15 @@ class Router(RouterGuards, ReplaceFallback):
             what = intent.legs[0].symbol if intent.is_stock else f"every leg of {intent.intent_id}"
             raise _Unpriceable(f"no quote for {what}" if intent.is_stock else f"no two-sided quote for {what}")
         net = start_price(quote, self._grid(intent), policy)
-        return self._request(wo, abs(net) if intent.is_stock else order_limit(intent, net))
+        return self._request(wo, abs(net) if intent.is_stock else self._limit(intent, net))
+
+    def _limit(self, intent: OrderIntent, net: float) -> float:
+        """The order's limit field for net price ``net``; a single-leg option price is at least one tick (a sell
+        walking toward a bid that fell to zero would otherwise ask for 0, which the broker refuses)."""
+        price = order_limit(intent, net)
+        if intent.is_multi_leg or intent.is_stock:
+            return price
+        return max(price, self._grid(intent).below)
 
     def _request(self, wo: WorkingOrder, limit: float | None, qty: float | None = None) -> OrderRequest:
         """The order for ``wo`` at ``limit`` (None = market), for ``qty`` (default the intent's whole quantity)."""

@@ -29,7 +29,6 @@ from engine.broker import (
 )
 from engine.clock import EventClock
 from engine.feeds.trading.models import Order
-from engine.order_requests import order_limit
 from engine.order_rules import OrdersSection
 from engine.orders import OrderStateMachine, OrderTags, TrackedOrder
 from engine.request_budget import RequestBudget
@@ -58,6 +57,7 @@ class ReplaceFallback:
     _finish: Callable[[WorkingOrder], None]
     _session_or_deny: Callable[[WorkingOrder], bool]
     _request: Callable[..., OrderRequest]
+    _limit: Callable[[OrderIntent, float], float]
     _submit_once: Callable[[WorkingOrder, OrderRequest], Any]
     _adopt: Callable[[WorkingOrder, Order], None]
     _tags: Callable[[OrderIntent], OrderTags]
@@ -105,7 +105,7 @@ class ReplaceFallback:
         wo.replacements += 1
         wo.client_order_id = f"{self.client_order_prefix}-{wo.intent.intent_id}.r{wo.replacements}"
         self.orders.expect(wo.client_order_id, self._tags(wo.intent))
-        request = self._request(wo, order_limit(wo.intent, net), left)
+        request = self._request(wo, self._limit(wo.intent, net), left)
         if self.journal is not None:
             await self.journal.record_intent(wo.intent, wo.client_order_id)
         order = await self._submit_once(wo, request)

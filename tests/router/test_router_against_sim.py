@@ -7,12 +7,24 @@ is at most one order at the broker, and the positions our fills add up to equal 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from engine.sim.server import Simulator
-from risk.model import IntentDenied, OrderFilled, OrderStatus, OrderUpdated, PricePolicy, Side
+from risk.model import (
+    IntentAction,
+    IntentDenied,
+    Leg,
+    OrderFilled,
+    OrderIntent,
+    OrderStatus,
+    OrderUpdated,
+    PositionIntent,
+    PricePolicy,
+    Side,
+)
 
 from .rig import RouterRig, sim_config
 
@@ -187,3 +199,50 @@ async def test_reconcile_after_reconnect_books_a_fill_the_stream_missed(rig: Rou
     await rig.settle()
     assert _filled(rig, intent.intent_id) == 1
     rig.assert_exact()
+
+
+async def test_a_timeout_during_an_in_flight_replace_still_cancels_the_order(rig: RouterRig) -> None:
+    """The timeout only marks a busy order for cancel; the walk step that was busy must send the cancel when it
+    ends, whatever way it ended (here a PATCH that hangs and answers 504). Otherwise the order rests until the
+    close: on a 0DTE cut-off that is a same-day short held into expiry."""
+    intent = rig.single(10, Side.BUY, policy=PricePolicy(walk_every_s=1, walk_step_fraction=0.05, timeout_s=1.5))
+    rig.router.submit(intent)
+    await rig.settle()
+    assert rig.router.working
+    rig.sim.fail_rest("timeout", count=1, scope="orders", hold_s=1.0)
+    rig.sim.advance(1)
+    rig.clock.advance(rig.sim.now_ns)  # the walk is due: its PATCH hangs
+    await asyncio.sleep(0.2)
+    assert rig.router.working[intent.intent_id].busy
+    rig.sim.advance(1)
+    rig.clock.advance(rig.sim.now_ns)  # the timeout falls due while the PATCH is in flight
+    await rig.settle(limit_s=15)
+    assert rig.router.counters["timeouts"] == 1
+    assert not rig.router.working
+    assert [o["status"] for o in rig.sim.inspect()["orders"]] == ["canceled"]
+    rig.assert_exact()
+
+
+async def test_a_single_leg_sell_walking_toward_a_zero_bid_never_asks_less_than_a_tick(rig: RouterRig) -> None:
+    """A contract offered at a cent with no bid: the walk toward natural (0) must stop at the smallest price the
+    broker takes, never send 0 or a negative limit (refused: the close would never work)."""
+    book = rig.market.chain("SPY")
+    assert book is not None
+    row = next(r for r in range(len(book.symbols)) if book.bid[r] == 0 and 0 < book.ask[r] <= 0.02)
+    symbol = book.symbols[row]
+    buy = OrderIntent("t-SPY-11-open-1", "test", "t-SPY-11", "SPY", IntentAction.OPEN,
+                      (Leg(symbol, Side.BUY, 1, PositionIntent.BUY_TO_OPEN),), 1, PricePolicy(kind="market"))
+    rig.router.submit(buy)
+    await rig.settle()
+    assert _filled(rig, buy.intent_id) == 1
+    sell = OrderIntent("t-SPY-11-close-1", "test", "t-SPY-11", "SPY", IntentAction.CLOSE,
+                       (Leg(symbol, Side.SELL, 1, PositionIntent.SELL_TO_CLOSE),), 1,
+                       PricePolicy(walk_every_s=1, walk_step_fraction=0.5, timeout_s=6))
+    rig.router.submit(sell)
+    await rig.settle()
+    await rig.advance(8, steps=8)
+    assert rig.refusals == []
+    sent = [float(o["limit_price"]) for o in rig.sim.inspect()["orders"] if o["client_order_id"].startswith(
+        f"oe-{sell.intent_id}")]
+    assert sent and min(sent) == 0.01
+    assert not [d for d in rig.denials() if d.intent_id == sell.intent_id]
