@@ -280,11 +280,16 @@ class Engine:
         if self.cfg.engine.mode != "sim":
             raise StartupError(f"--fresh starts a new simulated account; in {self.cfg.engine.mode} mode the account "
                                "is Alpaca's (point engine.state_dir elsewhere for a new journal)")
-        from engine.sim.store import archive, archive_dir_name
+        from engine.sim.state import StateError
+        from engine.sim.store import archive, archive_dir_name, unused
 
         state_dir = state_path(self.cfg, self.config_path)
         into = archive_dir_name(state_dir)
-        moved = archive([*journal_files(state_dir), state_dir / SIM_STATE_DIR], into)
+        try:
+            with unused(state_dir / SIM_STATE_DIR):
+                moved = archive([*journal_files(state_dir), state_dir / SIM_STATE_DIR], into)
+        except StateError as exc:
+            raise StartupError(f"cannot archive for --fresh: {exc}") from exc
         if moved:
             self.archived_to = into
             log.info("state_archived", archived_to=str(into), files=[p.name for p in moved])

@@ -175,7 +175,7 @@ class Account:
     def record(self, activity_type: str, now_ns: int, **fields: Any) -> dict[str, Any]:
         stamp = from_ns(now_ns).strftime("%Y%m%d%H%M%S%f")[:17]
         activity = {
-            "id": f"{stamp}::{uuid.uuid5(uuid.NAMESPACE_OID, f'{now_ns}:{len(self.activities)}')}",
+            "id": f"{stamp}::{uuid.uuid5(uuid.NAMESPACE_OID, f'{self.account_id}:{now_ns}:{len(self.activities)}')}",
             "account_id": self.account_id,
             "activity_type": activity_type,
             **fields,

@@ -121,11 +121,12 @@ def main(args: argparse.Namespace) -> int:
     if args.fresh:
         import structlog
 
+        from engine.sim.state import StateError
         from engine.sim.store import archive_sim_state
 
         try:
             archived = archive_sim_state(args.state_dir)
-        except OSError as exc:
+        except (OSError, StateError) as exc:
             print(f"options-engine sim: cannot archive {args.state_dir}: {exc}", file=sys.stderr)
             return 2
         structlog.get_logger("engine.sim").info(

@@ -76,6 +76,8 @@ class Simulator:
         if state_dir is not None:
             try:
                 self.store = SimStore.open(state_dir)
+            except StateError as exc:
+                raise SimError(str(exc)) from exc
             except (OSError, sqlite3.Error) as exc:
                 raise SimError(f"cannot use the state directory {state_dir}: {exc}") from exc
             try:

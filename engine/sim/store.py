@@ -21,12 +21,14 @@ the fsync is), never by a commit on the loop. ``stats`` counts commits and their
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
+import fcntl
 import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("engine.sim.store")
 
 STATE_FILE = "sim.sqlite3"
+LOCK_FILE = "sim.lock"
 WAL_CHECKPOINT_BYTES = 8 << 20
 
 _SCHEMA = """
@@ -64,6 +67,17 @@ def _numpy_scalars(value: Any) -> Any:
 
 _enc = msgspec.msgpack.Encoder(enc_hook=_numpy_scalars)
 _dec = msgspec.msgpack.Decoder()
+
+
+def _lock(path: Path) -> int:
+    """Hold an exclusive lock on ``path`` for the life of the process (the OS drops it even on kill -9)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateError(f"{path.parent} is in use by another simulator: one account, one simulator") from None
+    return fd
 
 
 class TrackedCounter(collections.Counter[str]):
@@ -115,11 +129,16 @@ class SimStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = _lock(directory / LOCK_FILE)
         self.path = directory / STATE_FILE
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0", "busy_timeout=5000"):
-            self._conn.execute(f"PRAGMA {pragma}")
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0", "busy_timeout=5000"):
+                self._conn.execute(f"PRAGMA {pragma}")
+            self._conn.executescript(_SCHEMA)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self.stats = CommitStats()
         self._checkpointing = False
         # what the last commit wrote
@@ -137,6 +156,9 @@ class SimStore:
 
     def close(self) -> None:
         self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
+            self._lock_fd = None
 
     def _meta(self, key: str) -> Any:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -339,7 +361,20 @@ def sim_state_files(directory: Path) -> list[Path]:
     return [directory / f"{STATE_FILE}{suffix}" for suffix in ("", "-wal", "-shm")]
 
 
+@contextlib.contextmanager
+def unused(directory: Path) -> Iterator[None]:
+    """Hold ``directory``'s simulator lock (if it is a state directory) so nothing archives it from under a
+    running simulator; StateError when one runs."""
+    fd = _lock(directory / LOCK_FILE) if (directory / LOCK_FILE).exists() else None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def archive_sim_state(directory: Path) -> Path | None:
     """``--fresh`` for ``options-engine sim --state-dir``: move the saved state into ``directory/archive-<time>``."""
     into = archive_dir_name(directory)
-    return into if archive(sim_state_files(directory), into) else None
+    with unused(directory):
+        return into if archive(sim_state_files(directory), into) else None
