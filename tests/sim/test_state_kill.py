@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import aiohttp
@@ -38,23 +39,27 @@ rate_limit_per_min = 0
 pytestmark = pytest.mark.timeout(120)
 
 
-async def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """``options-engine sim --state-dir`` in its own process; its first stdout line (the URLs)."""
     cfg = tmp_path / "sim.toml"
     cfg.write_text(SIM_TOML)
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "sim", "-c", str(cfg), "--state-dir",
-                             str(tmp_path / "state")], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=open(tmp_path / "sim.log", "wb"),  # noqa: SIM115 - owned by the child
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with open(tmp_path / "sim.log", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "engine", "sim", "-c", str(cfg), "--state-dir",
+                                 str(tmp_path / "state")], cwd=ROOT, stdout=subprocess.PIPE, stderr=err,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 90)
-    assert line, (tmp_path / "sim.log").read_text()[-2000:]
-    return proc, json.loads(line)
+    line: list[bytes] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(90)
+    assert line and line[0].strip(), (tmp_path / "sim.log").read_text()[-2000:]
+    return proc, json.loads(line[0])
 
 
 @pytest.mark.parametrize("kill_on", ["fill_event", "order_answer"])
 async def test_saved_state_holds_every_order_and_fill_a_client_saw_before_a_kill(tmp_path: Path,
                                                                                  kill_on: str) -> None:
-    proc, urls = await _start(tmp_path)
+    proc, urls = _start(tmp_path)
     answered: set[str] = set()
     filled: dict[str, float] = {}  # order id -> filled_qty as the last event showed it
     executions: set[str] = set()
