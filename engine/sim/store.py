@@ -50,13 +50,20 @@ LOCK_FILE = "sim.lock"
 WAL_CHECKPOINT_BYTES = 8 << 20
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS orders (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fills (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS activities (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS submissions (client_order_id TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS submissions (client_order_id TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 """
+# Small values rewritten at every commit live in ``meta`` (one B-tree, updated in place); the universe and
+# the stop snapshot (hundreds of KiB, rarely written) in ``blobs``, so a commit touches a few pages.
+_BLOBS = frozenset({"universe", "snapshot"})
 _UPSERT_ORDER = "INSERT INTO orders (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body = excluded.body"
+_UPSERT = "INSERT INTO {table} VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+_UPSERT_SUBMISSION = ("INSERT INTO submissions VALUES (?, ?) "
+                      "ON CONFLICT(client_order_id) DO UPDATE SET n = excluded.n")
 
 
 def _numpy_scalars(value: Any) -> Any:
@@ -133,7 +140,8 @@ class SimStore:
         self.path = directory / STATE_FILE
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0", "busy_timeout=5000"):
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0", "busy_timeout=5000",
+                       f"journal_size_limit={WAL_CHECKPOINT_BYTES}"):
                 self._conn.execute(f"PRAGMA {pragma}")
             self._conn.executescript(_SCHEMA)
         except BaseException:
@@ -148,6 +156,7 @@ class SimStore:
         self._fills = 0
         self._activities = 0
         self._account = b""
+        self._in_flight = b""
         self._universe: tuple[int, int] = (-1, -1)
 
     @classmethod
@@ -161,8 +170,16 @@ class SimStore:
             self._lock_fd = None
 
     def _meta(self, key: str) -> Any:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        table = "blobs" if key in _BLOBS else "meta"
+        row = self._conn.execute(f"SELECT value FROM {table} WHERE key = ?", (key,)).fetchone()
         return None if row is None else _dec.decode(row[0])
+
+    def _put(self, rows: list[tuple[str, bytes]]) -> None:
+        """Upsert (key, encoded value) rows into ``meta`` or ``blobs`` (inside the caller's transaction)."""
+        for table in ("meta", "blobs"):
+            mine = [r for r in rows if (r[0] in _BLOBS) == (table == "blobs")]
+            if mine:
+                self._conn.executemany(_UPSERT.format(table=table), mine)
 
     def saved_account_id(self) -> str | None:
         """The id of the account saved here (None for an empty directory)."""
@@ -178,9 +195,8 @@ class SimStore:
         if not resumed:
             # A new account: its own id sequence, so no order or execution id of an archived account repeats.
             ex.id_rng = np.random.default_rng([sim.config.seed, 98, uuid.UUID(ex.account.account_id).int])
-            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (_enc.encode(state.FORMAT_VERSION),))
-            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('underlyings', ?)",
-                               (_enc.encode([u.symbol for u in sim.config.underlyings]),))
+            self._put([("format", _enc.encode(state.FORMAT_VERSION)),
+                       ("underlyings", _enc.encode([u.symbol for u in sim.config.underlyings]))])
         ex.submissions = TrackedCounter(ex.submissions)
         self._orders_seen = 0 if not resumed else len(ex.orders)
         self._fills = len(ex.fills) if resumed else 0
@@ -250,8 +266,10 @@ class SimStore:
         fills = [(_enc.encode(f),) for f in ex.fills[self._fills:]]
         activities = [(_enc.encode(a),) for a in ex.account.activities[self._activities:]]
         account = _enc.encode(state.account_state(ex.account))
-        meta = [("world", _enc.encode(state.world_state(sim))),
-                ("in_flight", _enc.encode([state.execution_state(e) for e in ex.in_flight]))]
+        in_flight = _enc.encode([state.execution_state(e) for e in ex.in_flight])
+        meta = [("world", _enc.encode(state.world_state(sim)))]
+        if in_flight != self._in_flight:
+            meta.append(("in_flight", in_flight))
         if account != self._account:
             meta.append(("account", account))
         universe = state.universe_signature(sim.market.universe)
@@ -265,8 +283,8 @@ class SimStore:
             conn.executemany(_UPSERT_ORDER, rows)
             conn.executemany("INSERT INTO fills (body) VALUES (?)", fills)
             conn.executemany("INSERT INTO activities (body) VALUES (?)", activities)
-            conn.executemany("INSERT OR REPLACE INTO submissions VALUES (?, ?)", [(c, sub[c]) for c in dirty])
-            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
+            conn.executemany(_UPSERT_SUBMISSION, [(c, sub[c]) for c in dirty])
+            self._put(meta)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -274,6 +292,7 @@ class SimStore:
         self._fills += len(fills)
         self._activities += len(activities)
         self._account = account
+        self._in_flight = in_flight
         self._universe = universe
         if isinstance(sub, TrackedCounter):
             sub.dirty.clear()
@@ -300,9 +319,7 @@ class SimStore:
     def snapshot(self, sim: Simulator) -> None:
         """Everything, plus what only a clean stop saves (the price cache, the latest trades)."""
         self.commit(sim, force=True)
-        with self._conn:
-            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot', ?)",
-                               (_enc.encode(state.market_snapshot(sim)),))
+        self._put([("snapshot", _enc.encode(state.market_snapshot(sim)))])
 
     # ---- WAL upkeep ----------------------------------------------------------------------------
     def claim_checkpoint(self) -> bool:
