@@ -224,6 +224,7 @@ class Simulator:
                 target = self._anchor_ns + int(elapsed * cfg.speed * NS_PER_S)
                 if target - self.clock.now_ns >= self.market.tick_ns:
                     self._step_to(target)
+                    self._save_step()
             if self.store is not None and time.monotonic() - saved_wall >= 1.0:
                 saved_wall = time.monotonic()
                 self._save_periodically()
@@ -240,14 +241,17 @@ class Simulator:
             bars = self.market.advance_to(target_ns)
             self._publish(bars)
             if not self.market.at_close():
-                break
+                return
             remaining = target_ns - self.clock.now_ns
             self._close_session()
             if remaining <= 0:
-                break
+                return
             target_ns = self.clock.now_ns + remaining
+
+    def _save_step(self) -> None:
+        """After every ``_step_to``, before the event loop runs again: no trade update the step queued can leave
+        before the state it shows is saved (cheap when the step changed nothing of the exchange's)."""
         if self.store is not None:
-            # before the loop next runs, so no trade update of this step leaves before its state is saved
             self.store.commit(self)
 
     def _save_periodically(self) -> None:
@@ -301,6 +305,7 @@ class Simulator:
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         self._step_to(self.clock.now_ns + int(seconds * NS_PER_S))
+        self._save_step()
         self._anchor_wall = time.monotonic()
         self._anchor_ns = self.clock.now_ns
 
