@@ -9,7 +9,9 @@ Generic by design, so state added later persists without a code path of its own:
   execution's order is saved as its id); a field added with a default also reads older states;
 * each underlying's process state: every dataclass field except the parameters the configuration
   sets (``UNDERLYING_PARAMS``); random generators are saved as their bit-generator state;
-* the exchange's counters and generators named in ``EXCHANGE_FIELDS``;
+* the exchange's counters, generators and state records named in ``EXCHANGE_FIELDS`` (a dataclass such as
+  the expiration process's record is saved field by field, like the rest); every attribute of the exchange
+  and the market is classified here as saved or rebuilt at start, and a test fails on one that is not;
 * the listed universe (``Universe``): its arrays and lists; lookups are rebuilt from them.
 
 Values are msgpack-ready builtins (bit-generator states as JSON text: their integers exceed 64 bits).
@@ -42,8 +44,18 @@ UNDERLYING_PARAMS = frozenset(
 )
 """Fields of the market's underlying record set from ``[sim.underlyings]`` at every start (never saved)."""
 
-EXCHANGE_FIELDS = ("event_seq", "fill_rng", "id_rng")
-"""Exchange attributes saved with every change besides its orders, fills and submissions."""
+EXCHANGE_FIELDS = ("event_seq", "fill_rng", "id_rng", "expiry_state")
+"""Exchange attributes saved with every change (one this exchange does not have is skipped)."""
+EXCHANGE_STORED = frozenset({"account", "orders", "by_client_id", "submissions", "fills", "in_flight"})
+"""Exchange attributes the store saves itself (orders, fills and submissions as they change; the lookup by
+client_order_id is rebuilt from the orders)."""
+EXCHANGE_REBUILT = frozenset({"config", "market", "listeners", "fill_delay_ms", "reject_next"})
+"""Exchange attributes rebuilt at every start: configuration, wiring and injected faults."""
+MARKET_SAVED = frozenset({"unds", "universe", "cache", "stock_trade_id", "last_option_trade", "last_stock_trade",
+                          "last_publish_ns"})
+"""Market attributes saved (``last_publish_ns`` restarts at the restored clock)."""
+MARKET_REBUILT = frozenset({"config", "clock", "seed", "r", "tick_ns", "tick_years", "surfaces", "penny_all", "q"})
+"""Market attributes derived from the configuration at every start."""
 
 
 class StateError(Exception):
@@ -60,7 +72,32 @@ def set_rng_state(gen: np.random.Generator, text: str) -> None:
 
 
 def _plain(value: Any) -> Any:
-    return rng_state(value) if isinstance(value, np.random.Generator) else value
+    """A value made of builtins: generators as their state, dataclasses field by field."""
+    if isinstance(value, np.random.Generator):
+        return rng_state(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _restore(owner: Any, name: str, value: Any) -> None:
+    """Put a saved value back: generators get their state, dataclasses their fields (in place), the rest is
+    converted to the owner's annotation of ``name`` when it has one."""
+    current = getattr(owner, name)
+    if isinstance(current, np.random.Generator):
+        set_rng_state(current, value)
+    elif dataclasses.is_dataclass(current) and not isinstance(current, type) and isinstance(value, dict):
+        names = {f.name for f in dataclasses.fields(current)}
+        for field_name, field_value in value.items():
+            if field_name in names:
+                _restore(current, field_name, field_value)
+    else:
+        hint = _hints(type(owner)).get(name)
+        setattr(owner, name, value if hint is None else msgspec.convert(value, hint))
 
 
 # ---- account -------------------------------------------------------------------------------------
@@ -68,9 +105,14 @@ _HINTS: dict[type, dict[str, Any]] = {}
 
 
 def _hints(cls: type) -> dict[str, Any]:
+    """The class's resolved annotations ({} when some cannot be resolved: values then stay as saved)."""
     hints = _HINTS.get(cls)
     if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
+        try:
+            hints = typing.get_type_hints(cls)
+        except (NameError, TypeError):
+            hints = {}
+        _HINTS[cls] = hints
     return hints
 
 
@@ -95,7 +137,7 @@ def restore_account(account: Account, data: dict[str, Any]) -> None:
     hints = _hints(type(account))
     for name, value in data.items():
         if name in hints and name not in account.TRANSIENT:
-            setattr(account, name, msgspec.convert(value, hints[name]))
+            _restore(account, name, value)
 
 
 # ---- orders and executions -----------------------------------------------------------------------
@@ -142,7 +184,7 @@ def world_state(sim: Simulator) -> dict[str, Any]:
             for u in market.unds
         ],
         "stock_trade_id": market.stock_trade_id,
-        "exchange": {name: _plain(getattr(ex, name)) for name in EXCHANGE_FIELDS},
+        "exchange": {name: _plain(getattr(ex, name)) for name in EXCHANGE_FIELDS if hasattr(ex, name)},
     }
 
 
@@ -157,19 +199,13 @@ def restore_world(sim: Simulator, data: dict[str, Any]) -> None:
     clock.now_ns = int(data["now_ns"])
     for u, saved in zip(market.unds, data["underlyings"], strict=True):
         for name, value in saved.items():
-            current = getattr(u, name, None)
-            if isinstance(current, np.random.Generator):
-                set_rng_state(current, value)
-            elif hasattr(u, name):
-                setattr(u, name, value)
+            if hasattr(u, name) and name not in UNDERLYING_PARAMS:
+                _restore(u, name, value)
     market.stock_trade_id = int(data["stock_trade_id"])
     market.last_publish_ns = clock.now_ns
     for name, value in data["exchange"].items():
-        current = getattr(ex, name, None)
-        if isinstance(current, np.random.Generator):
-            set_rng_state(current, value)
-        elif name in EXCHANGE_FIELDS:
-            setattr(ex, name, value)
+        if name in EXCHANGE_FIELDS and hasattr(ex, name):
+            _restore(ex, name, value)
 
 
 # ---- the listed universe -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ expiries and new listings), then compares what a client sees over REST before an
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,19 @@ import msgspec
 import numpy as np
 import pytest
 
+from engine.sim import state
 from engine.sim.account import Account
 from engine.sim.config import SimConfig
 from engine.sim.server import SimError, Simulator
-from engine.sim.state import StateError, account_fields
+from engine.sim.state import (
+    EXCHANGE_FIELDS,
+    EXCHANGE_REBUILT,
+    EXCHANGE_STORED,
+    MARKET_REBUILT,
+    MARKET_SAVED,
+    StateError,
+    account_fields,
+)
 from engine.sim.store import LOCK_FILE, STATE_FILE, archive_sim_state
 
 PAUSED = SimConfig(speed=0.0, rate_limit_per_min=0, partial_fill_probability=0.5, option_quote_rate=5.0,
@@ -208,23 +218,23 @@ async def test_ids_never_repeat_after_a_reload_or_for_a_fresh_account(tmp_path: 
 
 
 async def test_fresh_archives_the_saved_account_and_never_deletes_it(tmp_path: Path) -> None:
-    state = tmp_path / "sim"
-    sim = Simulator(PAUSED, state_dir=state)
+    directory = tmp_path / "sim"
+    sim = Simulator(PAUSED, state_dir=directory)
     run_script(sim, "a")
     view = sim.inspect()
     sim.save()
     sim.store.close()  # type: ignore[union-attr]
-    archived = archive_sim_state(state)
-    assert archived is not None and archived.parent == state and archived.name.startswith("archive-")
-    assert (archived / STATE_FILE).exists() and not (state / STATE_FILE).exists()
-    old = Simulator(PAUSED, state_dir=archived)  # the archive is a whole, usable state
+    archived = archive_sim_state(directory)
+    assert archived is not None and archived.parent == directory and archived.name.startswith("archive-")
+    assert (archived / STATE_FILE).exists() and not (directory / STATE_FILE).exists()
+    old = Simulator(PAUSED, state_dir=archived)  # the archive is a whole, usable directory
     assert old.resumed and old.inspect() == view
     old.store.close()  # type: ignore[union-attr]
-    fresh = Simulator(PAUSED, state_dir=state)
+    fresh = Simulator(PAUSED, state_dir=directory)
     assert not fresh.resumed and fresh.inspect()["account_id"] != view["account_id"]
     assert fresh.inspect()["cash"] == PAUSED.initial_cash and not fresh.inspect()["orders"]
     fresh.store.close()  # type: ignore[union-attr]
-    second = archive_sim_state(state)
+    second = archive_sim_state(directory)
     assert second is not None and second != archived and archived.exists()
 
 
@@ -254,6 +264,53 @@ def test_every_account_attribute_is_saved_or_declared_transient() -> None:
     account.unannotated = 1  # type: ignore[attr-defined]
     with pytest.raises(StateError, match="unannotated"):
         account_fields(account)
+
+
+def test_every_exchange_and_market_attribute_is_saved_or_rebuilt() -> None:
+    """State added to the exchange or the market must be classified in engine/sim/state.py: saved with every
+    change (EXCHANGE_FIELDS, MARKET_SAVED) or rebuilt from the configuration at start (*_REBUILT)."""
+    sim = Simulator(PAUSED)
+    exchange = set(vars(sim.exchange)) - set(EXCHANGE_FIELDS) - EXCHANGE_STORED - EXCHANGE_REBUILT
+    market = set(vars(sim.market)) - MARKET_SAVED - MARKET_REBUILT
+    assert not exchange, f"classify these Exchange attributes in engine/sim/state.py: {sorted(exchange)}"
+    assert not market, f"classify these Market attributes in engine/sim/state.py: {sorted(market)}"
+
+
+@dataclass
+class _Pending:
+    symbol: str
+    contracts: int
+
+
+@dataclass
+class _Record:
+    """Shaped like the state records exchanges keep (a generator, a dict, a list of dataclasses)."""
+
+    seed: int
+    done: dict[str, str] = field(default_factory=dict)
+    pending: list[_Pending] = field(default_factory=list)
+    rng: np.random.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng([self.seed, 97])
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.record = _Record(3)
+
+
+def test_a_dataclass_record_is_saved_field_by_field_with_its_generator() -> None:
+    saved = _Owner()
+    saved.record.done["SPY"] = "order-1"
+    saved.record.pending.append(_Pending("SPY261218C00600000", 2))
+    saved.record.rng.random(5)
+    blob = msgspec.msgpack.decode(msgspec.msgpack.encode(state._plain(saved.record)))
+    restored = _Owner()
+    state._restore(restored, "record", blob)
+    assert restored.record.pending == [_Pending("SPY261218C00600000", 2)]
+    assert restored.record.done == {"SPY": "order-1"} and restored.record.seed == 3
+    assert restored.record.rng.random() == saved.record.rng.random()
 
 
 def test_the_ephemeral_simulator_is_unchanged_and_saves_nothing(tmp_path: Path) -> None:
