@@ -140,8 +140,9 @@ class SimStore:
         self.path = directory / STATE_FILE
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0", "busy_timeout=5000",
-                       f"journal_size_limit={WAL_CHECKPOINT_BYTES}"):
+            pragmas = ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0", "busy_timeout=5000",
+                       f"journal_size_limit={WAL_CHECKPOINT_BYTES}")
+            for pragma in pragmas:
                 self._conn.execute(f"PRAGMA {pragma}")
             self._conn.executescript(_SCHEMA)
         except BaseException:
@@ -181,17 +182,18 @@ class SimStore:
             if mine:
                 self._conn.executemany(_UPSERT.format(table=table), mine)
 
-    def saved_account_id(self) -> str | None:
-        """The id of the account saved here (None for an empty directory)."""
-        account = self._meta("account")
-        return None if account is None else str(account.get("account_id"))
-
     # ---- start ---------------------------------------------------------------------------------
     def attach(self, sim: Simulator) -> bool:
         """Continue the saved account in ``sim`` (True), or save ``sim``'s new one as the start (False)."""
         ex = sim.exchange
         state.account_fields(ex.account)  # an unannotated attribute fails now, not at the first commit
-        resumed = self._load(sim)
+        try:
+            resumed = self._load(sim)
+        except StateError:
+            raise
+        except Exception as exc:  # a damaged or incompatible state: say so, never start from half of it
+            raise StateError(f"cannot continue the account saved in {self.directory}: {exc!r}; --fresh archives "
+                             "it and starts a new account") from exc
         if not resumed:
             # A new account: its own id sequence, so no order or execution id of an archived account repeats.
             ex.id_rng = np.random.default_rng([sim.config.seed, 98, uuid.UUID(ex.account.account_id).int])

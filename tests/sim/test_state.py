@@ -9,6 +9,7 @@ expiries and new listings), then compares what a client sees over REST before an
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,20 @@ def test_other_underlyings_than_the_saved_account_are_refused(tmp_path: Path) ->
     only_spy = msgspec.structs.replace(PAUSED, underlyings=PAUSED.underlyings[:1])
     with pytest.raises(SimError, match=r"trades \['SPY', 'QQQ'\].*--fresh"):
         Simulator(only_spy, state_dir=tmp_path)
+
+
+def test_a_damaged_state_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    Simulator(PAUSED, state_dir=tmp_path).store.close()  # type: ignore[union-attr]
+    conn = sqlite3.connect(tmp_path / STATE_FILE)
+    with conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'account'", (msgspec.msgpack.encode({"cash": "lots"}),))
+    conn.close()
+    with pytest.raises(SimError, match=f"cannot continue the account saved in {tmp_path}.*--fresh"):
+        Simulator(PAUSED, state_dir=tmp_path)
+    assert archive_sim_state(tmp_path) is not None  # the refused start let go of the directory: --fresh works
+    fresh = Simulator(PAUSED, state_dir=tmp_path)
+    assert not fresh.resumed
+    fresh.store.close()  # type: ignore[union-attr]
 
 
 def test_every_account_attribute_is_saved_or_declared_transient() -> None:
