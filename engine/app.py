@@ -1,9 +1,12 @@
 """The running engine: every part wired together, started in order and stopped in reverse.
 
-Start-up: endpoints (in ``mode = "sim"`` the built-in simulator starts on loopback and the engine
-reaches it through the same REST and websocket clients it uses for Alpaca) -> journal -> broker and
-account -> metrics, Redis -> restart reconciliation against the journal -> underlying quotes and the
-option book primed from snapshots within the subscription budget -> feeds -> strategies -> READY.
+Start-up: endpoints (in ``mode = "sim"`` the built-in simulator starts on loopback, continuing the
+account it keeps under ``<state_dir>/sim``, and the engine reaches it through the same REST and
+websocket clients it uses for Alpaca) -> journal -> broker and account (a journal bound to another
+account stops the start) -> metrics, Redis -> restart reconciliation against the journal -> underlying
+quotes and the option book primed from snapshots within the subscription budget -> feeds -> strategies
+-> READY. ``fresh=True`` (``run --fresh``, sim mode) first moves the journal and the simulator's state
+into ``<state_dir>/archive-<time>`` and so starts a new account.
 Shutdown (SIGTERM, SIGINT or ``--duration``): STOPPING, stop intake, cancel working orders (by
 policy), drain, flush the journal and Redis, exit 0 within the configured bound.
 """
@@ -46,12 +49,19 @@ from engine.feeds.options.protocol import PLAN_QUOTE_CAPS
 from engine.feeds.stocks.client import stock_client
 from engine.feeds.trading.client import TradingStreamClient
 from engine.feeds.trading.models import TradeUpdate
-from engine.journal import Journal
+from engine.journal import BoundAccount, Journal, journal_files
 from engine.metrics import LoopLagMonitor, Metrics, MetricsServer
 from engine.orders import OrderStateMachine, OrderTags
 from engine.portfolio import Portfolio
 from engine.publish import Publisher
-from engine.reconcile import ReconcilePolicy, abandoned_update, decode_broker, reconcile
+from engine.reconcile import (
+    AccountMismatch,
+    ReconcilePolicy,
+    abandoned_update,
+    check_account,
+    decode_broker,
+    reconcile,
+)
 from engine.reload import ConfigChange, ConfigReloader
 from engine.router import Router
 from engine.sdnotify import Notifier, Watchdog, watchdog_interval_s
@@ -69,6 +79,12 @@ from strategies.registry import build_strategy
 log = structlog.get_logger(__name__)
 
 NS_PER_S = 1_000_000_000
+SIM_STATE_DIR = "sim"
+"""Where, under ``engine.state_dir``, sim mode keeps the simulated account."""
+
+
+class StartupError(Exception):
+    """The engine cannot start as configured (the message says why and what to do)."""
 
 
 class Endpoints(msgspec.Struct, frozen=True):
@@ -108,8 +124,10 @@ class Engine:
         duration_s: float | None = None,
         on_tick: Callable[[Engine], None] | None = None,
         tick_interval_s: float = 1.0,
+        fresh: bool = False,
     ) -> None:
         self.cfg = cfg
+        self.fresh = fresh
         self.config_path = Path(config_path) if config_path else None
         self.duration_s = duration_s
         self._on_tick = on_tick
@@ -155,6 +173,10 @@ class Engine:
         self._intents_seen = 0
         self.recorder: Any = None
         """engine.record.Recorder when [record] enabled (raw frames for replay)."""
+        self.archived_to: Path | None = None
+        """Where ``fresh`` moved the previous journal and simulated account."""
+        self.broker_account: BoundAccount | None = None
+        """The broker account this run trades (GET /v2/account ``id`` and the mode)."""
 
     # ------------------------------------------------------------------------------------ config bits
 
@@ -206,6 +228,8 @@ class Engine:
         cfg = self.cfg
         self._started_wall = time.monotonic()
         self._install_signal_handlers(True)
+        if self.fresh:
+            self._archive_for_fresh_start()
         self.endpoints = await self._endpoints()
         self.journal = Journal.open(state_path(cfg, self.config_path))
         self.journal.start()
@@ -215,6 +239,7 @@ class Engine:
             option_feed=cfg.alpaca.options_feed, stock_feed=cfg.alpaca.stock_feed,
         )
         account = await self._startup_call(self._fetch_account)
+        self._check_account()
         await self._start_observability()
         self._build_trading(account)
         await self._reconcile()
@@ -251,12 +276,49 @@ class Engine:
         if self.recorder is not None:
             self.recorder.start()
 
+    def _archive_for_fresh_start(self) -> None:
+        """``--fresh``: move the journal and the simulator's saved account aside (never deleted) and say where."""
+        if self.cfg.engine.mode != "sim":
+            raise StartupError(f"--fresh starts a new simulated account; in {self.cfg.engine.mode} mode the account "
+                               "is Alpaca's (point engine.state_dir elsewhere for a new journal)")
+        from engine.sim.state import StateError
+        from engine.sim.store import archive, archive_dir_name, unused
+
+        state_dir = state_path(self.cfg, self.config_path)
+        into = archive_dir_name(state_dir)
+        try:
+            with unused(state_dir / SIM_STATE_DIR):
+                moved = archive([*journal_files(state_dir), state_dir / SIM_STATE_DIR], into)
+        except StateError as exc:
+            raise StartupError(f"cannot archive for --fresh: {exc}") from exc
+        if moved:
+            self.archived_to = into
+            log.info("state_archived", archived_to=str(into), files=[p.name for p in moved])
+        else:
+            log.info("fresh_start", state_dir=str(state_dir), archived_to=None)
+
+    def _check_account(self) -> None:
+        """The journal must belong to the account the broker reports; bind a journal on its first use."""
+        assert self.journal is not None and self.broker_account is not None
+        try:
+            first_use = check_account(self.journal.bound_account(), self.broker_account, self.journal.has_history(),
+                                      str(self.journal.path))
+        except AccountMismatch as exc:
+            raise StartupError(str(exc)) from exc
+        if first_use:
+            self.journal.bind_account(self.broker_account)
+            log.info("journal_bound_to_account", account_id=self.broker_account.account_id,
+                     mode=self.broker_account.mode)
+
     async def _endpoints(self) -> Endpoints:
         cfg = self.cfg
         if cfg.engine.mode == "sim":
-            from engine.sim.server import Simulator
+            from engine.sim.server import SimError, Simulator
 
-            self.sim = Simulator(cfg.sim)
+            try:
+                self.sim = Simulator(cfg.sim, state_dir=state_path(cfg, self.config_path) / SIM_STATE_DIR)
+            except SimError as exc:
+                raise StartupError(str(exc)) from exc
             urls = await self.sim.start()
             return Endpoints(urls.trading_url, urls.data_url, urls.options_stream_url, urls.stocks_stream_url,
                              urls.trading_stream_url, urls.key, urls.secret)
@@ -303,6 +365,7 @@ class Engine:
     async def _fetch_account(self) -> AccountView:
         assert self.broker is not None
         acct = await self.broker.account()
+        self.broker_account = BoundAccount(acct.id, self.cfg.engine.mode)
 
         def num(v: Any, default: float = 0.0) -> float:
             try:
@@ -728,6 +791,9 @@ class Engine:
             # orders still working once more over REST so the journal holds every fill the broker made.
             with contextlib.suppress(BrokerError):
                 await self.router.reconcile_open_orders()
+        if self.core is not None and self.broker is not None:
+            with contextlib.suppress(BrokerError):  # the summary's account as the run leaves it
+                self.core.account = await self._fetch_account()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.bus.drain(), 2.0)
         for feed in (self.option_feed, self.stock_feed, self.trading_feed):
@@ -800,6 +866,13 @@ class Engine:
         if self.router is not None:
             out["router"] = dict(self.router.counters)
         out["trading_state"] = core.breakers.state.name if core else "STARTING"
+        if self.broker_account is not None:
+            out["account"] = {"id": self.broker_account.account_id, "mode": self.broker_account.mode,
+                              "cash": core.account.cash if core else None,
+                              "equity": core.account.equity if core else None}
+        out["positions"] = {s: q for s, q in sorted(self.portfolio.positions().items()) if abs(q) > 1e-9}
+        if self.archived_to is not None:
+            out["archived_to"] = str(self.archived_to)
         out["reconcile"] = self.reconcile_summary
         out["alerts"] = len(self.alerts)
         return out

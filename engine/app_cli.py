@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after S seconds of wall time and print the summary")
     parser.add_argument("--summary-json", default=None, metavar="FILE", help="also write the summary as JSON")
     parser.add_argument("--no-table", action="store_true", help="no live table even on a terminal")
+    parser.add_argument("--fresh", action="store_true",
+                        help="sim mode: start a new simulated account; the journal and the simulator's saved "
+                             "account are moved to <state_dir>/archive-<time> (never deleted)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -30,11 +33,15 @@ def main(args: argparse.Namespace) -> int:
     except (ConfigError, SecretError) as exc:
         print(f"options-engine: {exc}", file=sys.stderr)
         return 2
+    if args.fresh and cfg.engine.mode != "sim":
+        print(f"options-engine: --fresh starts a new simulated account and applies to sim mode only (mode is "
+              f"{cfg.engine.mode!r}; for a new journal point engine.state_dir elsewhere)", file=sys.stderr)
+        return 2
     table = sys.stdout.isatty() and not args.no_table
     # On a terminal the live table owns stdout; the JSON log goes to stderr.
     configure_logging(cfg.engine.log_level if not table else "warning", secret_values(cfg),
                       stream=sys.stderr if table else None)
-    from engine.app import Engine
+    from engine.app import Engine, StartupError
     from engine.live_table import render_table
     from engine.malloc_tuning import pin_malloc_thresholds
 
@@ -45,9 +52,15 @@ def main(args: argparse.Namespace) -> int:
             sys.stdout.write("\x1b[H\x1b[2J" + render_table(engine))
             sys.stdout.flush()
 
-    engine = Engine(cfg, path, duration_s=args.duration, on_tick=on_tick)
-    summary = asyncio.run(engine.run())
+    engine = Engine(cfg, path, duration_s=args.duration, on_tick=on_tick, fresh=args.fresh)
+    try:
+        summary = asyncio.run(engine.run())
+    except StartupError as exc:
+        print(f"options-engine: cannot start: {exc}", file=sys.stderr)
+        return 2
     print(format_summary(summary))
+    if summary.get("archived_to"):
+        print(f"the previous journal and simulated account were archived to {summary['archived_to']}")
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, sort_keys=True))
     return 0

@@ -21,6 +21,10 @@ the writer thread and its fsync (an fsync does not belong on the loop).
 
 Reads at start-up (:meth:`read_state`, :meth:`read_meta`) are synchronous on their own connection;
 :meth:`fills_after` runs on the writer thread, after every write queued before it.
+
+A journal belongs to one broker account: :meth:`bind_account` records the account (GET /v2/account
+``id``) and the mode on first use, and :meth:`bound_account` reads it back so a start against another
+account can be refused (engine/reconcile.py ``check_account``).
 """
 
 from __future__ import annotations
@@ -77,8 +81,21 @@ CREATE TABLE IF NOT EXISTS config_diffs (
 """
 
 _enc = msgspec.json.Encoder()
+ACCOUNT_META = "broker_account"
 _INSERT_INTENT = "INSERT OR REPLACE INTO intents VALUES (?,?,?,?,?,?,?,?)"
 INTENT_LOG = "intents.log"
+
+
+def journal_files(state_dir: Path) -> list[Path]:
+    """The files of the journal in ``state_dir`` (the database, its WAL pair and the intent log)."""
+    return [state_dir / name for name in (JOURNAL_FILE, f"{JOURNAL_FILE}-wal", f"{JOURNAL_FILE}-shm", INTENT_LOG)]
+
+
+class BoundAccount(msgspec.Struct, frozen=True):
+    """The broker account a journal belongs to."""
+
+    account_id: str
+    mode: str
 
 
 def _intent_row(intent: OrderIntent, client_order_id: str, ts_ns: int = 0) -> tuple[Any, ...]:
@@ -457,6 +474,29 @@ class Journal:
         try:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
             return None if row is None else str(row[0])
+        finally:
+            conn.close()
+
+    def bound_account(self) -> BoundAccount | None:
+        """The account recorded by :meth:`bind_account` (None for a journal that never recorded one)."""
+        raw = self.read_meta(ACCOUNT_META)
+        return None if raw is None else msgspec.json.decode(raw, type=BoundAccount)
+
+    def bind_account(self, account: BoundAccount) -> None:
+        """Record the broker account this journal belongs to (synchronous: it must hold before any trade)."""
+        conn = self._connect()
+        try:
+            with conn:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (ACCOUNT_META, _enc.encode(account).decode()))
+        finally:
+            conn.close()
+
+    def has_history(self) -> bool:
+        """True when the journal holds any intent, order or fill (a journal in use, not a new one)."""
+        conn = self._connect()
+        try:
+            return any(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0]
+                       for t in ("intents", "orders", "fills"))
         finally:
             conn.close()
 

@@ -14,6 +14,8 @@ Inputs are what the journal committed (engine/journal.py) and what the broker re
 * positions are the broker's; any difference from the journal's fills, any structure whose legs the broker
   does not hold, and any position no structure explains is an alert;
 * open structures are rebuilt from the journal.
+
+Before any of that, :func:`check_account` makes sure the journal and the broker are the same account.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import msgspec
 
 from engine.alerts import Alert
 from engine.attribution import Holder, attribute_broker_fill, is_broker_fill, with_unexplained
-from engine.journal import JournalOrder, JournalState, JournalStructure
+from engine.journal import BoundAccount, JournalOrder, JournalState, JournalStructure
 from engine.portfolio import underlying_of
 from risk.model import AssetClass, OrderFilled, OrderStatus, OrderUpdated, Side
 
@@ -138,6 +140,42 @@ class ReconcilePlan(msgspec.Struct, frozen=True):
     structures: list[JournalStructure]
     positions: dict[str, float]
     alerts: list[Alert]
+
+
+class AccountMismatch(Exception):
+    """The journal belongs to another broker account than the one the engine is connected to."""
+
+
+def check_account(bound: BoundAccount | None, broker: BoundAccount, journal_has_history: bool,
+                  journal_path: str) -> bool:
+    """Refuse to reconcile a journal against an account it does not belong to.
+
+    Returns True when the journal is not bound yet and should now be bound to ``broker`` (its first use,
+    or a journal of a paper/live account from before accounts were recorded). Raises
+    :class:`AccountMismatch`, naming both accounts, when it belongs to another one, and for a sim-mode
+    journal with history but no account: it was written against a simulated account that was not kept.
+    """
+    sim = broker.mode == "sim"
+    remedy = (
+        "start a new simulated account and archive this journal with `options-engine run --fresh`"
+        if sim
+        else f"point engine.state_dir at the journal of {broker.mode} account {broker.account_id}, or move "
+        f"{journal_path} away to start a new journal"
+    )
+    if bound is None:
+        if journal_has_history and sim:
+            raise AccountMismatch(
+                f"the journal {journal_path} holds the orders and fills of an earlier simulated account that "
+                f"was not kept (it names no account), but the simulator is account {broker.account_id}: "
+                f"refusing to reconcile against another account; {remedy}"
+            )
+        return True
+    if bound.account_id != broker.account_id:
+        raise AccountMismatch(
+            f"the journal {journal_path} belongs to {bound.mode} account {bound.account_id}, but the broker is "
+            f"{broker.mode} account {broker.account_id}: refusing to reconcile against another account; {remedy}"
+        )
+    return False
 
 
 def _status(s: str) -> OrderStatus:

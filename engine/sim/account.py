@@ -14,13 +14,12 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from engine.sim.clock import NY, from_ns, rfc3339
 from engine.sim.orders import dec
 
 MULTIPLIER = 100
-ACCOUNT_ID = "1d5493c9-ea39-4377-aa94-340734c368ae"
 ACCOUNT_NUMBER = "PA3SIMULATOR"
 
 
@@ -83,9 +82,29 @@ def worst_case(holdings: list[tuple[Instrument, float]], spot: float) -> float:
 
 
 class Account:
-    """Cash, positions and the activity log of the one simulated account."""
+    """Cash, positions and the activity log of the one simulated account.
 
-    def __init__(self, initial_cash: float, options_level: int, spot_of: Callable[[str], float]) -> None:
+    Every instance attribute is saved and restored by the simulator's state store
+    (``engine/sim/state.py``) from its class annotation below, except those in ``TRANSIENT``: a new
+    attribute only needs its annotation here to persist.
+    """
+
+    TRANSIENT: ClassVar[frozenset[str]] = frozenset({"spot_of", "options_level"})
+    """Attributes rebuilt from the configuration at every start, never saved."""
+
+    account_id: str
+    cash: float
+    last_equity: float
+    positions: dict[str, Position]
+    activities: list[dict[str, Any]]
+    realized_pl: float
+    created_ns: int
+
+    def __init__(
+        self, initial_cash: float, options_level: int, spot_of: Callable[[str], float], account_id: str | None = None
+    ) -> None:
+        self.account_id = account_id or str(uuid.uuid4())
+        """A new account gets a new id; a restored one keeps its own (the engine's journal is bound to it)."""
         self.spot_of = spot_of
         self.cash = initial_cash
         self.last_equity = initial_cash
@@ -156,8 +175,8 @@ class Account:
     def record(self, activity_type: str, now_ns: int, **fields: Any) -> dict[str, Any]:
         stamp = from_ns(now_ns).strftime("%Y%m%d%H%M%S%f")[:17]
         activity = {
-            "id": f"{stamp}::{uuid.uuid5(uuid.NAMESPACE_OID, f'{now_ns}:{len(self.activities)}')}",
-            "account_id": ACCOUNT_ID,
+            "id": f"{stamp}::{uuid.uuid5(uuid.NAMESPACE_OID, f'{self.account_id}:{now_ns}:{len(self.activities)}')}",
+            "account_id": self.account_id,
             "activity_type": activity_type,
             **fields,
         }
@@ -207,7 +226,7 @@ class Account:
         bp = max(0.0, self.buying_power())
         margin = self.margin()
         return {
-            "id": ACCOUNT_ID,
+            "id": self.account_id,
             "account_number": ACCOUNT_NUMBER,
             "status": "ACTIVE",
             "crypto_status": "INACTIVE",

@@ -3,6 +3,10 @@
 The first line on stdout is one JSON object with the URLs and credentials to use
 (``trading_url``, ``data_url``, ``options_stream_url``, ``stocks_stream_url``,
 ``trading_stream_url``, ``key``, ``secret``, ``control_url``).
+
+With ``--state-dir DIR`` the account persists in DIR and the next start continues it (clock, market,
+orders, fills); ``--fresh`` first moves a saved state into ``DIR/archive-<time>``. Without it the
+account lives only as long as the process.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", help="API key id to accept")
     parser.add_argument("--secret", help="API secret to accept")
     parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
+    parser.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="keep the account in DIR and continue it at the next start (default: not kept)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="with --state-dir: start a new account; the saved one is moved to DIR/archive-<time>")
 
 
 def load_config(args: argparse.Namespace) -> SimConfig:
@@ -71,10 +79,10 @@ def _configure_logging() -> None:
     )
 
 
-async def _run(config: SimConfig) -> int:
+async def _run(config: SimConfig, state_dir: Path | None) -> int:
     from engine.sim.server import Simulator
 
-    sim = Simulator(config)
+    sim = Simulator(config, state_dir=state_dir)
     urls = await sim.start()
     sys.stdout.write(msgspec.json.encode(urls).decode() + "\n")
     sys.stdout.flush()
@@ -103,12 +111,30 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
         print(f"options-engine sim: bad configuration: {exc}", file=sys.stderr)
         return 2
+    if args.fresh and args.state_dir is None:
+        print("options-engine sim: --fresh needs --state-dir (without it every start is a new account)",
+              file=sys.stderr)
+        return 2
     from engine.sim.server import SimError
 
     _configure_logging()
+    if args.fresh:
+        import structlog
+
+        from engine.sim.state import StateError
+        from engine.sim.store import archive_sim_state
+
+        try:
+            archived = archive_sim_state(args.state_dir)
+        except (OSError, StateError) as exc:
+            print(f"options-engine sim: cannot archive {args.state_dir}: {exc}", file=sys.stderr)
+            return 2
+        structlog.get_logger("engine.sim").info(
+            "sim_state_archived" if archived else "sim_fresh_start", state_dir=str(args.state_dir),
+            archived_to=str(archived) if archived else None)
 
     try:
-        return asyncio.run(_run(config))
+        return asyncio.run(_run(config, args.state_dir))
     except SimError as exc:
         print(f"options-engine sim: {exc}", file=sys.stderr)
         return 2

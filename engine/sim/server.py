@@ -8,6 +8,9 @@
 
 The market loop maps wall time to event time (``speed``); with ``speed = 0`` the market only moves
 through ``advance(seconds)``, which makes runs reproducible step by step.
+
+With ``state_dir`` the account and its world persist there (``engine/sim/store.py``): a new
+simulator on the same directory continues the same account, clock and market.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -32,6 +37,8 @@ from engine.sim.faults import REST_FAULT_KINDS, Faults, RestFault
 from engine.sim.market import Market
 from engine.sim.pricing import PRICER
 from engine.sim.rest import build_app
+from engine.sim.state import StateError
+from engine.sim.store import SimStore
 from engine.sim.streams import StreamHub
 
 log = structlog.get_logger("engine.sim")
@@ -57,12 +64,30 @@ class SimError(Exception):
 class Simulator:
     """An Alpaca-compatible exchange on loopback: market, account, servers and fault injection."""
 
-    def __init__(self, config: SimConfig | None = None) -> None:
+    def __init__(self, config: SimConfig | None = None, state_dir: str | Path | None = None) -> None:
         self.config = config or SimConfig()
         self.faults = Faults()
         self.clock = SimClock(self.config.start)
         self.market = Market(self.config, self.clock)
         self.exchange = Exchange(self.config, self.market)
+        self.store: SimStore | None = None
+        self.resumed = False
+        """True when the account was continued from ``state_dir`` (not created)."""
+        if state_dir is not None:
+            try:
+                self.store = SimStore.open(state_dir)
+            except StateError as exc:
+                raise SimError(str(exc)) from exc
+            except (OSError, sqlite3.Error) as exc:
+                raise SimError(f"cannot use the state directory {state_dir}: {exc}") from exc
+            try:
+                self.resumed = self.store.attach(self)
+            except StateError as exc:
+                self.store.close()
+                raise SimError(str(exc)) from exc
+            except BaseException:
+                self.store.close()
+                raise
         self.hub = StreamHub(self)
         self.exchange.listeners.append(self.hub.on_trade_update)
         self.urls: SimUrls | None = None
@@ -86,7 +111,10 @@ class Simulator:
         if not cfg.allow_remote and not _is_loopback(cfg.host):
             raise SimError(f"refusing to bind {cfg.host}: the simulator binds loopback unless allow_remote is set")
         self._warm_up()
-        self._runner = web.AppRunner(build_app(self), access_log=None, handle_signals=False)
+        app = build_app(self)
+        if self.store is not None:
+            app.middlewares.append(self._save_after_request)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
         await site.start()
@@ -121,8 +149,19 @@ class Simulator:
         self._anchor_ns = self.clock.now_ns
         self._loop_task = asyncio.create_task(self._market_loop(), name="sim-market")
         self._loop_task.add_done_callback(self._on_loop_done)
-        log.info("sim_started", trading_url=http, stream_base=ws, seed=cfg.seed, speed=cfg.speed, pricer=PRICER)
+        log.info("sim_started", trading_url=http, stream_base=ws, seed=cfg.seed, speed=cfg.speed, pricer=PRICER,
+                 account_id=self.exchange.account.account_id, resumed=self.resumed,
+                 state_dir=str(self.store.directory) if self.store else None)
         return self.urls
+
+    @web.middleware
+    async def _save_after_request(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Commit what a request changed before its response (and the trade updates it queued) can leave."""
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            if request.method != "GET" and self.store is not None:
+                self.store.commit(self, force=True)
 
     def _on_loop_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -148,7 +187,7 @@ class Simulator:
         self.market.option_quotes(np.flatnonzero(self.market.universe.active))
 
     async def stop(self) -> None:
-        """Stop the loop and close every connection and server."""
+        """Stop the loop and close every connection and server (saving the state last, when persisted)."""
         if self._loop_task is not None:
             self._loop_task.cancel()
             # a crash was already logged (and is what ``wait_failed`` returns); stopping must still work
@@ -162,6 +201,11 @@ class Simulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.store is not None:
+            self.store.snapshot(self)
+            log.info("sim_state_saved", state_dir=str(self.store.directory), persistence=self.store.stats.as_dict())
+            self.store.close()
+            self.store = None
         log.info("sim_stopped")
 
     async def __aenter__(self) -> Simulator:
@@ -175,12 +219,17 @@ class Simulator:
     async def _market_loop(self) -> None:
         cfg = self.config
         interval = cfg.publish_interval_ms / 1000
+        saved_wall = time.monotonic()
         while True:
             if cfg.speed > 0:
                 elapsed = time.monotonic() - self._anchor_wall
                 target = self._anchor_ns + int(elapsed * cfg.speed * NS_PER_S)
                 if target - self.clock.now_ns >= self.market.tick_ns:
                     self._step_to(target)
+                    self._save_step()
+            if self.store is not None and time.monotonic() - saved_wall >= 1.0:
+                saved_wall = time.monotonic()
+                self._save_periodically()
             if interval > 0 or cfg.speed == 0:
                 await asyncio.sleep(interval or 0.05)
             else:
@@ -205,6 +254,21 @@ class Simulator:
             if remaining <= 0:
                 return
             target_ns = self.clock.now_ns + remaining
+
+    def _save_step(self) -> None:
+        """After every ``_step_to``, before the event loop runs again: no trade update the step queued can leave
+        before the state it shows is saved (cheap when the step changed nothing of the exchange's)."""
+        if self.store is not None:
+            self.store.commit(self)
+
+    def _save_periodically(self) -> None:
+        """Once a wall second: the clock and market (they move without fills) and silent order changes;
+        the WAL is folded into the database from a worker thread when it has grown."""
+        assert self.store is not None
+        store = self.store
+        store.commit(self, force=True)
+        if store.claim_checkpoint():
+            asyncio.get_running_loop().run_in_executor(None, store.checkpoint)
 
     def _publish(self, bars: list[Any], daily: list[dict[str, Any]] | None = None) -> None:
         market = self.market
@@ -249,6 +313,7 @@ class Simulator:
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         self._step_to(self.clock.now_ns + int(seconds * NS_PER_S))
+        self._save_step()
         self._anchor_wall = time.monotonic()
         self._anchor_ns = self.clock.now_ns
 
@@ -321,6 +386,7 @@ class Simulator:
         return {
             "now": rfc3339(self.now_ns),
             "session": self.clock.today().isoformat(),
+            "account_id": ex.account.account_id,
             "cash": ex.account.cash,
             "positions": {s: p.qty for s, p in ex.account.positions.items()},
             "orders": [o.to_json() for o in ex.orders.values() if o.parent is None],
@@ -329,8 +395,15 @@ class Simulator:
             "settlements": [a["id"] for a in ex.account.activities if a["activity_type"] != "FILL"],
         }
 
+    def save(self) -> None:
+        """Write the whole state now (the Python API; the simulator also saves by itself)."""
+        if self.store is not None:
+            self.store.snapshot(self)
+
     def state(self) -> dict[str, Any]:
         return {
+            "account_id": self.exchange.account.account_id,
+            "persistence": self.store.stats.as_dict() if self.store is not None else None,
             "now": rfc3339(self.now_ns),
             "session": self.clock.today().isoformat(),
             "speed": self.config.speed,
