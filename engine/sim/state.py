@@ -49,12 +49,13 @@ EXCHANGE_FIELDS = ("event_seq", "fill_rng", "id_rng", "expiry_state")
 EXCHANGE_STORED = frozenset({"account", "orders", "by_client_id", "submissions", "fills", "in_flight"})
 """Exchange attributes the store saves itself (orders, fills and submissions as they change; the lookup by
 client_order_id is rebuilt from the orders)."""
-EXCHANGE_REBUILT = frozenset({"config", "market", "listeners", "fill_delay_ms", "reject_next"})
-"""Exchange attributes rebuilt at every start: configuration, wiring and injected faults."""
+EXCHANGE_REBUILT = frozenset({"config", "market", "listeners", "fill_delay_ms", "reject_next", "rules"})
+"""Exchange attributes rebuilt at every start: configuration, wiring, injected faults and the order rules in
+force (run-time switches, like faults, do not outlive the process)."""
 MARKET_SAVED = frozenset({"unds", "universe", "cache", "stock_trade_id", "last_option_trade", "last_stock_trade",
                           "last_publish_ns"})
 """Market attributes saved (``last_publish_ns`` restarts at the restored clock)."""
-MARKET_REBUILT = frozenset({"config", "clock", "seed", "r", "tick_ns", "tick_years", "surfaces", "penny_all", "q"})
+MARKET_REBUILT = frozenset({"config", "clock", "seed", "r", "tick_ns", "tick_years", "surfaces", "tick_class", "q"})
 """Market attributes derived from the configuration at every start."""
 
 

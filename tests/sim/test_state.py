@@ -21,7 +21,7 @@ import pytest
 
 from engine.sim import state
 from engine.sim.account import Account
-from engine.sim.config import SimConfig
+from engine.sim.config import OrderRulesConfig, SimConfig
 from engine.sim.server import SimError, Simulator
 from engine.sim.state import (
     EXCHANGE_FIELDS,
@@ -35,7 +35,8 @@ from engine.sim.state import (
 from engine.sim.store import LOCK_FILE, STATE_FILE, archive_sim_state
 
 PAUSED = SimConfig(speed=0.0, rate_limit_per_min=0, partial_fill_probability=0.5, option_quote_rate=5.0,
-                   start=dt.datetime(2026, 11, 23, 14, 0))
+                   start=dt.datetime(2026, 11, 23, 14, 0),
+                   order_rules=OrderRulesConfig(wash_trades=False))  # the state mixes both sides of one contract
 
 
 def _symbols(sim: Simulator, expiry: dt.date, n: int) -> list[str]:
@@ -46,6 +47,12 @@ def _symbols(sim: Simulator, expiry: dt.date, n: int) -> list[str]:
             if s.startswith("SPY") and uni.expiry_dates[i] == expiry and uni.is_call[i] and uni.active[i]]
     rows.sort(key=lambda i: abs(float(uni.strike[i]) - spot))
     return sorted((uni.symbols[i] for i in rows[:n]), key=lambda s: s)
+
+
+def _natural(sim: Simulator, buy: str, sell: str) -> float:
+    """The net natural of buying ``buy`` and selling ``sell`` (a marketable mleg limit sits just through it)."""
+    ex = sim.exchange
+    return ex.quote(ex.instrument(buy))[1] - ex.quote(ex.instrument(sell))[0]
 
 
 def _order(symbol: str, side: str, qty: int, coid: str, **extra: Any) -> dict[str, Any]:
@@ -71,7 +78,8 @@ def run_script(sim: Simulator, tag: str) -> None:
     spread = {"order_class": "mleg", "qty": 2, "type": "limit", "time_in_force": "day",
               "legs": [{"symbol": calls[2], "ratio_qty": 1, "side": "buy", "position_intent": "buy_to_open"},
                        {"symbol": calls[3], "ratio_qty": 1, "side": "sell", "position_intent": "sell_to_open"}]}
-    ex.submit({**spread, "limit_price": 5.0, "client_order_id": f"{tag}-mleg-fill"})
+    natural = _natural(sim, calls[2], calls[3])
+    ex.submit({**spread, "limit_price": round(natural + 0.5, 2), "client_order_id": f"{tag}-mleg-fill"})
     ex.submit({**spread, "limit_price": -50.0, "client_order_id": f"{tag}-mleg-open", **gtc})
     cancel = ex.submit(_order(calls[1], "buy", 1, f"{tag}-cancel", type="limit", limit_price=0.05))
     ex.cancel(cancel["id"])
