@@ -163,6 +163,8 @@ class Engine:
         self.alerts: list[Alert] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._adoption_events: list[OrderUpdated | OrderFilled] = []
+        self._journaled_at_start: dict[str, list[OrderFilled]] = {}
+        """The journal's fills by order at the restart's read, for the re-read of broker orders after it."""
         """What reading the orders adopted at restart showed, published once the core listens."""
         self._started_wall = 0.0
         self.feeds_connected: set[str] = set()
@@ -259,6 +261,7 @@ class Engine:
             # Orders adopted at restart may have filled between the broker snapshot and the trading stream's
             # subscription, and trade_updates does not replay: read them once more now that the stream listens.
             self._tasks.append(asyncio.create_task(self.router.reconcile_open_orders(), name="startup-reread"))
+        self._tasks.append(asyncio.create_task(self._reread_broker_orders(), name="startup-broker-orders"))
         self._start_service_hooks()
         # Start-up objects (modules, Numba, the book) leave the collector's view: a full collection over them
         # stopped the loop for ~0.3 s now and then; what the running engine allocates is still collected.
@@ -439,6 +442,7 @@ class Engine:
         journaled: dict[str, list[OrderFilled]] = {}
         for fill in [jf.fill for jf in state.fills] + list(plan.import_fills):  # the imports are journaled below
             journaled.setdefault(fill.parent_order_id or fill.order_id, []).append(fill)
+        self._journaled_at_start = journaled
         for adopt in plan.adopt:
             self.orders.expect(adopt.client_order_id, OrderTags(adopt.strategy_id, adopt.structure_id,
                                                                 adopt.intent_id))
@@ -469,6 +473,29 @@ class Engine:
                                   "imported_fills": len(plan.import_fills), "alerts": len(plan.alerts),
                                   "journal_fills": len(state.fills)}
         log.info("reconciled", **self.reconcile_summary)
+
+    async def _reread_broker_orders(self) -> None:
+        """Orders the broker placed itself (an expiry-day liquidation) can fill between the restart's reads and the
+        trading stream's subscription, and trade_updates does not replay: once the stream listens, read the recent
+        ones again, each through the order state machine preloaded with what the journal holds, so only what the
+        journal lacks is booked (and the stream's report of it, if it comes, is absorbed)."""
+        journaled, self._journaled_at_start = self._journaled_at_start, {}
+        assert self.broker is not None
+        broker = self.broker
+        try:
+            orders = await self._startup_call(lambda: broker.list_orders(status="all", nested=True, limit=500))
+        except BrokerError as exc:
+            log.warning("broker_orders_reread_failed", error=str(exc))
+            return
+        ours = self.cfg.engine.client_order_prefix + "-"
+        now = time.time_ns()
+        for order in orders:
+            if order.client_order_id.startswith(ours) or not float(order.filled_qty or 0.0) > 0.0:
+                continue
+            if self.orders.get(order.id) is None:
+                self.orders.preload(order.id, journaled.get(order.id, ()))
+            for event in self.orders.on_order(order, now):
+                self.bus.publish(event)
 
     async def _prime_market(self) -> None:
         """Underlying quotes first (the clock starts at their time), then the option book within budget."""

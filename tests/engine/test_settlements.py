@@ -637,3 +637,38 @@ def test_a_strategy_sees_its_leg_closed_by_the_broker_and_keeps_managing_the_res
     closing = tracker.close(u, PricePolicy(kind="market"), 8, "x")
     assert [(i.qty, [leg.asset_class for leg in i.legs]) for i in closing] == [
         (1, [AssetClass.OPTION, AssetClass.OPTION])]  # one unit of the spread left, no stock order
+
+
+async def test_a_broker_liquidation_between_the_restart_reads_and_the_stream_is_booked(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The liquidation fills after restart reconciliation read orders and activities and before the trading stream
+    subscribed (trade_updates does not replay): the re-read of broker orders once the stream listens books it,
+    once (the kill -9 loop left the engine short contracts the broker had bought back)."""
+    from engine.app import Engine
+
+    sim, cfg = await _seeded_engine_and_sim(tmp_path, monkeypatch)
+    prime = Engine._prime_market
+
+    async def liquidate_then_prime(self: Any) -> None:
+        sim.advance(6 * 60)  # 15:16, between the restart's reads and the stream's subscription
+        await prime(self)
+
+    monkeypatch.setattr(Engine, "_prime_market", liquidate_then_prime)
+    try:
+        engine = await _started(cfg)
+        try:
+            liquidation = sim.expiry()["liquidation_orders"][LIQUIDATED]
+            await _until(lambda: engine.portfolio.position(LIQUIDATED) == 0)
+            assert engine.portfolio.open_structures() == 0
+            assert not {"position_mismatch", "unknown_fill_at_broker"} & {a.code for a in engine.alerts}
+        finally:
+            await engine.shutdown()
+        booked = [f for f in _journal(tmp_path) if f.order_id == liquidation]
+        assert sorted((f.structure_id, f.qty) for f in booked) == [("new", 2.0), ("old", 2.0)]
+        monkeypatch.setattr(Engine, "_prime_market", prime)
+        again = await _started(cfg)  # the restart imports nothing more
+        await again.shutdown()
+        assert [f for f in _journal(tmp_path) if f.order_id == liquidation] == booked
+    finally:
+        await sim.stop()
