@@ -63,7 +63,7 @@ from engine.reconcile import (
     reconcile,
 )
 from engine.reload import ConfigChange, ConfigReloader
-from engine.router import Router
+from engine.router import Router, RouterConfig
 from engine.sdnotify import Notifier, Watchdog, watchdog_interval_s
 from engine.secrets import command_secret, load_credentials
 from engine.settlements import SettlementPoller
@@ -410,7 +410,7 @@ class Engine:
                 self.actors.append(build_strategy(name, scfg))
         self.router = Router(self.broker, self.orders, self.market, self.clock, self.bus.publish,
                              journal=self.journal, client_order_prefix=cfg.engine.client_order_prefix,
-                             rules=cfg.orders)
+                             rules=cfg.orders, config=RouterConfig(requests_per_minute=cfg.orders.requests_per_minute))
         self.settlements = SettlementPoller(self.broker, self.portfolio, self.bus.publish, self._submit_engine_intent,
                                             now_ns=self.clock.now_ns, busy=self._structure_busy,
                                             spot=self.market.spot)

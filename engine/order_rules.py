@@ -49,6 +49,10 @@ class OrdersSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cancel_confirm_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     """Replace refused: how long (seconds) the router waits for the cancel of the old order to be confirmed
     before it gives up the fallback (no new order is sent while the old one may still be live)."""
+    requests_per_minute: Annotated[float, msgspec.Meta(gt=0)] = 180.0
+    """Trading REST requests per (wall-clock) minute the router allows itself: under Alpaca's 200 per minute per
+    key. Raise it only against a simulator run with its limit off (``[sim] rate_limit_per_min = 0``), e.g. an
+    accelerated test, where a wall-clock minute is many simulated ones."""
 
 
 class TickTable:
