@@ -146,7 +146,8 @@ class GammaScalper(Strategy[GammaScalperConfig]):
         cfg = self.config
         today = ny_datetime(now_ns).date()
         usable = (sel.quoted_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
-                  & sel.liquidity_mask(chain, cfg.max_spread_pct))
+                  & sel.liquidity_mask(chain, cfg.max_spread_pct)
+                  & sel.unopposed_mask(chain, self.ctx.portfolio.positions(), selling=False))
         best: tuple[float, int, int] | None = None
         for expiry in sel.expiries_in_window(chain, today, cfg.dte_min, cfg.dte_max):
             if not self.may_open_expiry(expiry, now_ns):

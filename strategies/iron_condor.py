@@ -140,7 +140,9 @@ class IronCondor(Strategy[IronCondorConfig]):
         expiry = min(expiries, key=lambda e: abs((e - today).days - centre))
         offered = (sel.expiry_mask(chain, expiry) & sel.offered_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
                    & sel.liquidity_mask(chain, cfg.max_spread_pct, cfg.min_open_interest))
-        usable = offered & sel.priced_mask(chain)
+        held = self.ctx.portfolio.positions()
+        usable = offered & sel.priced_mask(chain) & sel.unopposed_mask(chain, held, selling=True)
+        offered &= sel.unopposed_mask(chain, held, selling=False)  # the wings
         target = (cfg.short_delta_min + cfg.short_delta_max) / 2
         shortable = usable & sel.sellable_mask(chain)
         sp = sel.by_delta(chain, shortable, False, target, cfg.short_delta_min, cfg.short_delta_max)

@@ -7,6 +7,7 @@ returns book rows (``-1`` when nothing qualifies) or boolean masks that compose 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +63,20 @@ def priced_mask(chain: ChainView) -> Mask:
 def quoted_mask(chain: ChainView, now_ns: int, max_age_ns: int) -> Mask:
     """``offered_mask`` rows with a usable IV and delta. Sell only rows that also pass ``sellable_mask``."""
     mask: Mask = offered_mask(chain, now_ns, max_age_ns) & priced_mask(chain)
+    return mask
+
+
+def unopposed_mask(chain: ChainView, positions: Mapping[str, float], selling: bool) -> Mask:
+    """Rows the account does not hold on the other side of the trade (no selling what it is long, no buying what
+    it is short). Two structures holding opposite sides of one contract are one net position at the broker,
+    which then refuses the closing order of either for more than the net ("insufficient qty available"): a
+    same-day short left without a way out."""
+    mask: Mask = np.ones(len(chain.symbols), dtype=np.bool_)
+    for symbol, qty in positions.items():
+        if (qty > 0) if selling else (qty < 0):
+            row = chain.row_of(symbol)
+            if row >= 0:
+                mask[row] = False
     return mask
 
 

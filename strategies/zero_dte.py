@@ -197,7 +197,9 @@ class ZeroDte(Strategy[ZeroDteConfig]):
         cfg = self.config
         offered = (sel.expiry_mask(chain, today) & sel.offered_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
                    & sel.liquidity_mask(chain, cfg.max_spread_pct, cfg.min_open_interest))
-        usable = offered & sel.priced_mask(chain)
+        held = self.ctx.portfolio.positions()
+        usable = offered & sel.priced_mask(chain) & sel.unopposed_mask(chain, held, selling=True)
+        offered &= sel.unopposed_mask(chain, held, selling=False)  # the wings
         width = cfg.wing_width_pct * chain.spot
         if cfg.structure == "iron_fly":
             shortable = usable & sel.sellable_mask(chain)
