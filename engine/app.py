@@ -62,6 +62,7 @@ from engine.reconcile import (
     decode_broker,
     reconcile,
 )
+from engine.recovery import recovered_structures
 from engine.reload import ConfigChange, ConfigReloader
 from engine.router import Router, RouterConfig
 from engine.sdnotify import Notifier, Watchdog, watchdog_interval_s
@@ -75,6 +76,7 @@ from risk.model import IntentDenied, OrderFilled, OrderUpdated, TradingState
 from risk.views import AccountView
 from strategies.base import Strategy
 from strategies.registry import build_strategy
+from strategies.tracking import RecoveredStructure
 
 log = structlog.get_logger(__name__)
 
@@ -164,6 +166,8 @@ class Engine:
         self._tasks: list[asyncio.Task[Any]] = []
         self._adoption_events: list[OrderUpdated | OrderFilled] = []
         self._journaled_at_start: dict[str, list[OrderFilled]] = {}
+        self._recovered: dict[str, list[RecoveredStructure]] = {}
+        """Per strategy, the structures it held when the engine stopped (handed back once the core starts)."""
         """The journal's fills by order at the restart's read, for the re-read of broker orders after it."""
         """What reading the orders adopted at restart showed, published once the core listens."""
         self._started_wall = 0.0
@@ -252,6 +256,10 @@ class Engine:
         await self.bus.start()
         assert self.core is not None
         self.core.start()
+        for actor in self.actors:  # before any book: each strategy manages what it held from the first tick on
+            recovered = self._recovered.pop(actor.strategy_id, [])
+            if recovered:
+                self.core.recover(actor, recovered)
         for event in self._adoption_events:  # fills and updates of adopted orders, booked like any other
             self.bus.publish(event)
         self._adoption_events.clear()
@@ -467,6 +475,9 @@ class Engine:
                 self.portfolio.on_fill(fill)
                 if self.publisher is not None:  # the fills stream must carry every journaled fill
                     self.publisher.publish_fill(seq, fill)
+        open_ids = [s.structure_id for s in self.portfolio.structures() if s.is_open]
+        fills = [jf.fill for jf in state.fills] + list(plan.import_fills) + completed
+        self._recovered = recovered_structures(state, fills, open_ids)
         for alert in plan.alerts:
             self.alert(alert)
         self.reconcile_summary = {"adopted": len(plan.adopt), "cancelled": len(plan.cancel),

@@ -22,17 +22,26 @@ from engine.alerts import Alert
 from engine.book import Market
 from engine.clock import EventClock, Timer
 from engine.events import BookUpdated, FeedStale
-from engine.journal import Journal
+from engine.journal import Journal, JournalStructure
 from engine.metrics import Metrics
 from engine.portfolio import Portfolio
 from engine.publish import Publisher
 from engine.router import Router
 from risk.breakers import BreakerChange, Breakers
 from risk.gate import Approved, RiskGate
-from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderStatus, OrderUpdated, TradingState
+from risk.model import (
+    IntentAction,
+    IntentDenied,
+    OrderFilled,
+    OrderIntent,
+    OrderStatus,
+    OrderUpdated,
+    TradingState,
+)
 from risk.rate import RateBudget
 from risk.views import AccountView, PortfolioGreeks
 from strategies.base import Strategy
+from strategies.tracking import RecoveredStructure
 
 log = structlog.get_logger(__name__)
 
@@ -322,9 +331,26 @@ class TradingCore:
                     self.trigger_by_intent[intent.intent_id] = self._trigger_wall_ns
                 if self.on_intent_approved is not None:
                     self.on_intent_approved(intent, self._trigger_wall_ns)
+                if intent.action is IntentAction.OPEN:
+                    self._record_structure(intent, now)
                 self.router.submit(intent)
             else:
                 self._deliver_denial(verdict.to_event(intent, now, time.time_ns()))
+
+    def recover(self, actor: Strategy[Any], structures: list[RecoveredStructure]) -> None:
+        """Hand ``actor`` back the structures it held when the engine stopped (once, after ``start``)."""
+        self._guard(actor, actor.on_recover, structures)
+        log.info("structures_recovered", strategy=actor.strategy_id, structures=[r.open_intent.structure_id
+                                                                                  for r in structures])
+
+    def _record_structure(self, intent: OrderIntent, now_ns: int) -> None:
+        """Journal what a restart needs to hand the structure back to its strategy (kind, entry spot and IV)."""
+        actor = self.actors.get(intent.strategy_id)
+        if self.journal is None or actor is None:
+            return
+        extra = self._guard(actor, actor.structure_record, intent.structure_id) or {}
+        self.journal.record_structure(JournalStructure(intent.structure_id, intent.strategy_id, intent.underlying,
+                                                       "open", dict(intent.leg_quantities()), now_ns, extra))
 
     def _deliver_denial(self, denied: IntentDenied) -> None:
         self.on_denied(denied)

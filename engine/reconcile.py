@@ -524,21 +524,19 @@ def _attribute_broker_fills(state: JournalState, imported: list[OrderFilled]) ->
 
 
 def open_structures(state: JournalState, imported: Iterable[OrderFilled] = ()) -> list[JournalStructure]:
-    """The structures still holding something: the journaled records that are not closed, plus every
-    structure the journaled (and imported) fills leave with a position. Fills carry their structure, so they
-    are the record the portfolio itself is rebuilt from; without them every held leg of a structure that
-    had no record looked unexplained at each restart."""
+    """The structures the journaled (and imported) fills leave holding something. Fills carry their structure,
+    so they are the record the portfolio itself is rebuilt from; the structures table only adds what a strategy
+    needs to take a structure back (``structure_records``)."""
     legs: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
     owner: dict[str, OrderFilled] = {}
     for fill in [jf.fill for jf in state.fills] + list(imported):
         if fill.structure_id:
             legs[fill.structure_id][fill.symbol] += fill.signed_qty
             owner.setdefault(fill.structure_id, fill)
-    out = [s for s in state.structures.values() if s.state != "closed"]
-    recorded = {s.structure_id for s in state.structures.values()}
+    out: list[JournalStructure] = []
     for sid, by_symbol in legs.items():
         held = {sym: q for sym, q in by_symbol.items() if abs(q) > _EPS}
-        if sid in recorded or not held:
+        if not held:
             continue
         first = owner[sid]
         out.append(JournalStructure(sid, first.strategy_id, underlying_of(first.symbol, first.asset_class), "open",

@@ -27,6 +27,8 @@ closed from ``expiry_flat_by`` unless ``carry_expiring`` and the account can car
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 
 import msgspec
@@ -38,7 +40,7 @@ from risk.params import apply_hot, diff_params
 from risk.views import AccountView, ChainView, MarketView, PortfolioView
 from strategies.expiry_flat import carry_shortfall, expiring_legs, expiry_day
 from strategies.session_time import DaySchedule, Op, SessionTimeText, session_on, validate_times
-from strategies.tracking import StructureStatus, StructureTracker, Tracked
+from strategies.tracking import RecoveredStructure, StructureStatus, StructureTracker, Tracked
 
 NS_PER_S = NS_PER_SECOND
 EXPIRY_FLAT_TIMER = "expiry_flat:"
@@ -213,7 +215,26 @@ class Strategy(Generic[C]):
         return cold
 
     def on_stop(self) -> None:
-        """The engine is stopping (open structures stay; they are recovered at the next start)."""
+        """The engine is stopping (open structures stay; ``on_recover`` hands them back at the next start)."""
+
+    def on_recover(self, structures: Sequence[RecoveredStructure]) -> None:
+        """Take back the structures this strategy held when the engine stopped. The engine calls it once, after
+        ``on_start`` and before any book update, so they are managed from the first book on (exits, cut-offs and
+        the expiry-day rules included) and count against the strategy's limits."""
+        tracker = self._tracker()
+        if tracker is not None:
+            for rec in structures:
+                tracker.recover(rec)
+
+    def structure_record(self, structure_id: str) -> dict[str, Any]:
+        """What taking ``structure_id`` back after a restart needs beyond its intents and fills (the engine journals
+        it when the structure's opening intent is approved): its kind, the spot and IV it was entered at."""
+        tracker = self._tracker()
+        t = tracker.structures.get(structure_id) if tracker is not None else None
+        if t is None:
+            return {}
+        return {"kind": t.structure.kind.value,
+                **{k: v for k, v in (("entry_spot", t.entry_spot), ("entry_iv", t.entry_iv)) if math.isfinite(v)}}
 
     def close_all(self, reason: str) -> int:
         """Close every open structure now (the ``flatten`` command); return how many closes were sent."""

@@ -20,6 +20,7 @@ from collections.abc import Set as AbstractSet
 
 import msgspec
 
+from greeks.occ import parse_occ
 from risk.model import (
     CONTRACT_MULTIPLIER,
     AssetClass,
@@ -34,7 +35,7 @@ from risk.model import (
     Side,
 )
 from risk.views import ChainView
-from strategies.structures import Structure, StructureLeg
+from strategies.structures import Structure, StructureKind, StructureLeg
 
 _EPS = 1e-9
 
@@ -149,6 +150,20 @@ def option_cash_usd(fill: OrderFilled, first_symbol: str, first_ratio: int) -> f
     return -fill.parent_net_price * units * CONTRACT_MULTIPLIER
 
 
+class RecoveredStructure(msgspec.Struct, frozen=True):
+    """A structure a strategy held when the engine stopped, as the journal knows it at the next start."""
+
+    open_intent: OrderIntent
+    """The intent that opened it: its legs and ratios are the structure's."""
+    intent_ids: tuple[str, ...]
+    """Every intent of the structure, in the order they were made (new ones are numbered after them)."""
+    fills: tuple[OrderFilled, ...]
+    """Every fill booked to the structure, in event-time order."""
+    kind: str = ""
+    entry_spot: float = math.nan
+    entry_iv: float = math.nan
+
+
 class StructureTracker:
     """The structures of one strategy, by id, and which intent belongs to which structure."""
 
@@ -172,6 +187,21 @@ class StructureTracker:
     def new_id(self, underlying: str, now_ns: int) -> str:
         self._seq += 1
         return f"{self.strategy_id}-{underlying}-{now_ns // 1_000_000_000}-{self._seq}"
+
+    def recover(self, rec: RecoveredStructure) -> Tracked:
+        """Take back a structure held across a restart: its legs from the opening intent, its state from its
+        fills replayed in order (the same path as live), OPEN; new intents are numbered after the journal's."""
+        intent = rec.open_intent
+        legs = tuple(StructureLeg(leg.symbol, (occ := parse_occ(leg.symbol)).strike, occ.is_call, occ.expiry,
+                                  leg.side.sign * leg.ratio) for leg in intent.legs)
+        structure = Structure(_kind(rec.kind, legs), intent.underlying, legs)
+        t = Tracked(intent.structure_id, structure, intent.qty, status=StructureStatus.OPEN,
+                    opened_ns=rec.fills[0].ts_event_ns if rec.fills else intent.ts_event_ns,
+                    entry_spot=rec.entry_spot, entry_iv=rec.entry_iv, intents=list(rec.intent_ids))
+        self.structures[t.structure_id] = t
+        for fill in rec.fills:
+            self.on_fill(fill)
+        return t
 
     # ---- intents
     def open(self, structure: Structure, qty: int, policy: PricePolicy, now_ns: int, tag: str = "",
@@ -318,3 +348,17 @@ class StructureTracker:
         if t is None and intent_id in self._by_intent:
             t = self.structures.get(self._by_intent[intent_id][0])
         return t
+
+
+def _kind(recorded: str, legs: tuple[StructureLeg, ...]) -> StructureKind:
+    """The structure kind the journal recorded, or the one its legs make (journals written before the record)."""
+    if recorded in StructureKind.__members__.values():
+        return StructureKind(recorded)
+    if len(legs) == 4:
+        strikes = sorted(leg.strike for leg in legs if leg.ratio < 0)
+        return StructureKind.IRON_BUTTERFLY if strikes[0] == strikes[-1] else StructureKind.IRON_CONDOR
+    if len({leg.expiry for leg in legs}) > 1:
+        return StructureKind.CALENDAR
+    if len(legs) == 2 and legs[0].is_call != legs[1].is_call:
+        return StructureKind.STRADDLE if legs[0].strike == legs[1].strike else StructureKind.STRANGLE
+    return StructureKind.VERTICAL

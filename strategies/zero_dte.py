@@ -23,6 +23,7 @@ structure seen open after the cut-off is closed again until flat.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Annotated, ClassVar, Literal
 
 import msgspec
@@ -44,7 +45,7 @@ from strategies.base import (
 from strategies.session_time import DaySchedule, Op
 from strategies.sizing import SizingMode, size_structure
 from strategies.structures import Structure, iron_condor, vertical
-from strategies.tracking import StructureStatus, StructureTracker, Tracked
+from strategies.tracking import RecoveredStructure, StructureStatus, StructureTracker, Tracked
 
 NS_PER_S = 1_000_000_000
 
@@ -183,8 +184,22 @@ class ZeroDte(Strategy[ZeroDteConfig]):
     # ------------------------------------------------------------------ day
     def on_new_day(self, schedule: DaySchedule) -> None:
         self._day_start_ns = schedule.start_ns
-        self.entries_today = 0
+        self._count_entries()
+
+    def on_recover(self, structures: Sequence[RecoveredStructure]) -> None:
+        super().on_recover(structures)
+        self._count_entries()
+
+    def _count_entries(self) -> None:
+        """Today's entries so far: none on a new day; after a restart, the structures taken back that opened
+        today (a restart must not give the day its entries again)."""
         self._last_entry_ns.clear()
+        today = [t for t in self.tracker.structures.values()
+                 if t.opened_ns >= self._day_start_ns > 0 and t.status is not StructureStatus.CANCELLED]
+        self.entries_today = len(today)
+        for t in today:
+            u = t.structure.underlying
+            self._last_entry_ns[u] = max(self._last_entry_ns.get(u, 0), t.opened_ns)
 
     def day_timers(self, schedule: DaySchedule) -> dict[str, int]:
         timers = super().day_timers(schedule)

@@ -139,6 +139,11 @@ def test_two_runs_in_a_row_continue_one_account_and_fresh_starts_another(tmp_pat
 
     second = run(work, 12.0, name="second")
     _check_continues(second, after_first)
+    # every strategy gets back the structures it still held: it manages them, and does not open them again
+    held = {name for name, st in first.summary["strategies"].items()
+            if st["structures_opened"] > st["structures_closed"]}
+    recovered = {e["strategy"] for e in second.events if e.get("event") == "structures_recovered"}
+    assert held and recovered == held, (held, recovered)
     assert second.summary["reconcile"]["journal_fills"] == after_first["fills"]
     after_second = saved_account(work)
     assert second.summary["positions"] == after_second["positions"]

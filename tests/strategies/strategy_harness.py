@@ -193,7 +193,7 @@ class Harness:
                 prices.append(0.5 * (float(chain.bid[r]) + float(chain.ask[r])))
         net = sum(leg.side.sign * leg.ratio * p for leg, p in zip(intent.legs, prices, strict=True))
         for leg, price in zip(intent.legs, prices, strict=True):
-            fill = OrderFilled(f"x{next(self._ids)}", order_id, intent.intent_id, leg.symbol, leg.side,
+            fill = OrderFilled(f"x{self.now_ns}-{next(self._ids)}", order_id, intent.intent_id, leg.symbol, leg.side,
                                float(leg.ratio * intent.qty), price, self._now, self._now, leg.asset_class,
                                intent.strategy_id, intent.structure_id, intent.intent_id,
                                parent_net_price=net if intent.is_multi_leg else None)
