@@ -158,9 +158,9 @@ async def run_alpaca_py(url: str, symbols: list[str], n_quotes: int) -> float:
 async def run_decode(url: str, symbols: list[str], n_quotes: int) -> float:
     from websockets.asyncio.client import connect
 
-    from engine.feeds.marketdata import DataBatch
-    from engine.feeds.options.protocol import OptionProtocol
-    from engine.feeds.symbols import SymbolIndex
+    from engine.alpaca.feeds.marketdata import DataBatch
+    from engine.alpaca.feeds.options.protocol import OptionProtocol
+    from engine.kernel.symbols import SymbolIndex
 
     index = SymbolIndex(len(symbols))
     for s in symbols:
@@ -185,7 +185,7 @@ async def run_decode(url: str, symbols: list[str], n_quotes: int) -> float:
 
 
 def market_with(symbols: list[str], publish: Any) -> Any:
-    from engine.book import Market
+    from engine.kernel.book import Market
 
     market = Market(publish=publish, rate=RATE)
     market.add_contracts("SPY", symbols)
@@ -193,10 +193,10 @@ def market_with(symbols: list[str], publish: Any) -> Any:
 
 
 async def run_full_path(url: str, symbols: list[str], n_quotes: int, start_ns: int) -> tuple[float, dict[str, int]]:
-    from engine.bus import Bus
-    from engine.events import Topic
-    from engine.feeds.connection import FeedConfig
-    from engine.feeds.options.client import option_client
+    from engine.alpaca.feeds.connection import FeedConfig
+    from engine.alpaca.feeds.options.client import option_client
+    from engine.kernel.bus import Bus
+    from engine.kernel.events import Topic
 
     bus = Bus()
     seen = {"book_updates": 0}
@@ -248,9 +248,9 @@ async def run_full_path(url: str, symbols: list[str], n_quotes: int, start_ns: i
 
 def frame_latency(n_contracts: int, n_frames: int, per_frame: int, start_ns: int) -> dict[str, float]:
     """Per-frame decode + apply + reprice + publish time (no socket) with an ``n_contracts`` book."""
-    from engine.bus import Bus
-    from engine.events import Topic
-    from engine.feeds.options.protocol import OptionProtocol
+    from engine.alpaca.feeds.options.protocol import OptionProtocol
+    from engine.kernel.bus import Bus
+    from engine.kernel.events import Topic
 
     symbols, frames = build_frames(n_frames * per_frame, n_contracts, per_frame, start_ns, seed=11)
     bus = Bus()

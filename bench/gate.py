@@ -1,6 +1,6 @@
 """Benchmark the pre-trade gate: latency of ``check_intent`` on a 5,000-contract book with open positions.
 
-The book is a synthetic SPY chain (``risk.synthetic``) of about 5,000 contracts priced through
+The book is a synthetic SPY chain (``support.synthetic``) of about 5,000 contracts priced through
 ``greeks``; the portfolio holds a condor, a hedged straddle and a same-day condor (so the stress runs
 its to-the-close scenarios). Intents cycle through a 4-leg condor open, a 2-leg straddle open, a
 4-leg close and a stock hedge. The baseline, measured in the same run, is the gate with only the
@@ -20,15 +20,15 @@ import statistics
 import time
 
 import numpy as np
+from support.synthetic import SyntheticChain, SyntheticMarket, ny_ns, standard_expiries, strike_ladder
 
-from engine.portfolio import Portfolio
+from domain.orders import AssetClass, IntentAction, Leg, OrderFilled, OrderIntent, PositionIntent, PricePolicy, Side
+from domain.orders import TradingState as TS
+from domain.views import AccountView
+from engine.kernel.portfolio import Portfolio
 from risk.gate import Approved, RiskGate, _check_shape, _scan_legs
 from risk.limits import RiskLimits
-from risk.model import AssetClass, IntentAction, Leg, OrderFilled, OrderIntent, PositionIntent, PricePolicy, Side
-from risk.model import TradingState as TS
 from risk.rate import RateBudget
-from risk.synthetic import SyntheticChain, SyntheticMarket, ny_ns, standard_expiries, strike_ladder
-from risk.views import AccountView
 
 DAY = dt.date(2026, 11, 16)
 NOW = ny_ns(2026, 11, 16, 11, 0)

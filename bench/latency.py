@@ -1,7 +1,7 @@
 """Tick-to-order latency: a market-data frame's arrival at the feed client to the order request on the socket.
 
 The simulator runs in its own process (as ``options-engine sim`` would) and streams about 20,000 option
-quotes per second over 5,000 SPY and QQQ contracts; the engine (``engine.app.Engine``, mode ``sim``, pointed at
+quotes per second over 5,000 SPY and QQQ contracts; the engine (``engine.service.app.Engine``, mode ``sim``, pointed at
 that process) runs in this process with the real feed clients, book, bus, trading core, risk gate,
 journal, router and REST client. One bench-only actor, registered like the real strategies, emits a
 1-lot call vertical on every ``--every``-th SPY book update; everything after that is the product path.
@@ -9,7 +9,7 @@ journal, router and REST client. One bench-only actor, registered like the real 
 Timestamps (all wall ``time.time_ns`` in this process):
 
 * ``frame``: the option feed's ``frame_arrival_ns``, taken when the websocket frame reaches the feed
-  client, before decoding (``engine/feeds/datastream.py``);
+  client, before decoding (``engine/alpaca/feeds/datastream.py``);
 * ``socket``: aiohttp's ``on_request_chunk_sent`` trace signal for the ``POST /v2/orders`` body, which
   fires right before the request (headers and body, one write) is handed to the transport.
 
@@ -49,15 +49,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import engine.app as app_mod
-from engine.app import Endpoints, Engine
-from engine.config import parse_config_text
-from engine.events import BookUpdated
-from engine.feeds.options.protocol import PLAN_QUOTE_CAPS
-from engine.request_budget import RequestBudget
-from engine.subscriptions import BudgetConfig, SubscriptionBudget
-from risk.model import IntentAction, IntentDenied, Leg, OrderIntent, PositionIntent, PricePolicy, Side
-from risk.views import ChainView
+import engine.service.app as app_mod
+from domain.orders import IntentAction, IntentDenied, Leg, OrderIntent, PositionIntent, PricePolicy, Side
+from domain.views import ChainView
+from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS
+from engine.kernel.events import BookUpdated
+from engine.kernel.request_budget import RequestBudget
+from engine.kernel.subscriptions import BudgetConfig, SubscriptionBudget
+from engine.service.app import Endpoints, Engine
+from engine.service.config import parse_config_text
 from strategies.base import Strategy, StrategyConfig
 
 CONTRACTS = 5_000

@@ -23,14 +23,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.config import RecordSection, parse_config_text  # noqa: E402
-from engine.feeds.options.protocol import OptionProtocol  # noqa: E402
-from engine.feeds.symbols import SymbolIndex  # noqa: E402
-from engine.logging import configure_logging  # noqa: E402
-from engine.record import Recorder  # noqa: E402
+from engine.alpaca.feeds.options.protocol import OptionProtocol  # noqa: E402
+from engine.kernel.symbols import SymbolIndex  # noqa: E402
 from engine.replay.driver import Replay  # noqa: E402
 from engine.replay.format import META, OPTIONS, read_records  # noqa: E402
 from engine.replay.importers.lean import import_lean_day  # noqa: E402
+from engine.service.config import RecordSection, parse_config_text  # noqa: E402
+from engine.service.logging import configure_logging  # noqa: E402
+from engine.service.record import Recorder  # noqa: E402
 
 TIDY = REPO.parent / "shared" / "data" / "lean_minute_options" / "tidy"
 TARGET = 300_000

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.journal import Journal
-from engine.logging import Redactor
-from engine.metrics import Metrics
-from engine.publish import Publisher, fill_message
-from risk.model import OrderFilled, Side
-from risk.views import PortfolioGreeks
+from domain.orders import OrderFilled, Side
+from domain.views import PortfolioGreeks
+from engine.service.journal import Journal
+from engine.service.logging import Redactor
+from engine.service.metrics import Metrics
+from engine.service.publish import Publisher, fill_message
 
 
 def _per_op_ns(fn, n: int) -> float:

@@ -1,5 +1,5 @@
 """``python -m engine`` is the same as ``options-engine``."""
 
-from engine.cli import main
+from engine.service.cli import main
 
 raise SystemExit(main())

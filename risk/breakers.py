@@ -16,9 +16,9 @@ import enum
 
 import msgspec
 
+from domain.orders import TradingState
 from greeks.calendar import ny_date
 from risk.limits import BreakerLimits, action_state
-from risk.model import TradingState
 
 
 class BreakerCode(enum.StrEnum):

@@ -22,9 +22,7 @@ from collections.abc import Callable, Mapping
 import msgspec
 import numpy as np
 
-from greeks.occ import OccSymbolError, parse_occ
-from risk.limits import GreekLimits, RiskLimits
-from risk.model import (
+from domain.orders import (
     CONTRACT_MULTIPLIER,
     AssetClass,
     IntentAction,
@@ -32,6 +30,17 @@ from risk.model import (
     OrderIntent,
     TradingState,
 )
+from domain.views import (
+    FLAG_CROSSED,
+    FLAG_NO_QUOTE,
+    AccountView,
+    ChainView,
+    GatePortfolioView,
+    MarketView,
+    PortfolioGreeks,
+)
+from greeks.occ import OccSymbolError, parse_occ
+from risk.limits import GreekLimits, RiskLimits
 from risk.payoff import PayoffLeg, loss_and_range_usd, uncovered_short_contracts
 from risk.rate import RateBudget
 from risk.stress import (
@@ -44,15 +53,6 @@ from risk.stress import (
     scenario_pnl,
     session_close_ns,
     usable_iv,
-)
-from risk.views import (
-    FLAG_CROSSED,
-    FLAG_NO_QUOTE,
-    AccountView,
-    ChainView,
-    GatePortfolioView,
-    MarketView,
-    PortfolioGreeks,
 )
 
 

@@ -12,8 +12,8 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from risk.model import TradingState
-from risk.params import check_hot_fields
+from domain.orders import TradingState
+from domain.params import check_hot_fields
 
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]

@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from risk.model import CONTRACT_MULTIPLIER
+from domain.orders import CONTRACT_MULTIPLIER
 
 
 class PayoffLeg(NamedTuple):

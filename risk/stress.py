@@ -21,11 +21,11 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from domain.orders import CONTRACT_MULTIPLIER
+from domain.views import ChainView
 from greeks.black import greeks_row, price_row
 from greeks.calendar import REGULAR_CLOSE, CalendarRangeError, market_calendar, ny_date, ny_instant_ns
 from risk.limits import StressLimits
-from risk.model import CONTRACT_MULTIPLIER
-from risk.views import ChainView
 
 F64 = npt.NDArray[np.float64]
 MIN_SIGMA = 0.01

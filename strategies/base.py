@@ -34,10 +34,10 @@ from typing import Annotated, Any, ClassVar, Generic, Protocol, TypeVar
 import msgspec
 import structlog
 
+from domain.orders import IntentDenied, OrderFilled, OrderIntent, OrderUpdated, PricePolicy
+from domain.params import apply_hot, diff_params
+from domain.views import AccountView, ChainView, MarketView, PortfolioView
 from greeks.calendar import NEW_YORK, NS_PER_SECOND, ny_date, ny_datetime, ny_instant_ns
-from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderUpdated, PricePolicy
-from risk.params import apply_hot, diff_params
-from risk.views import AccountView, ChainView, MarketView, PortfolioView
 from strategies.expiry_flat import carry_shortfall, expiring_legs, expiry_day
 from strategies.session_time import DaySchedule, Op, SessionTimeText, session_on, validate_times
 from strategies.tracking import RecoveredStructure, StructureStatus, StructureTracker, Tracked
@@ -103,7 +103,7 @@ class StrategyContext(Protocol):
 
 
 class PolicyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How the router should work an order (see ``risk.model.PricePolicy``)."""
+    """How the router should work an order (see ``domain.orders.PricePolicy``)."""
 
     walk_every_s: PositiveFloat = 5.0
     walk_step_fraction: Fraction = 0.25

@@ -24,10 +24,10 @@ import datetime as dt
 import functools
 from collections import defaultdict
 
+from domain.orders import CONTRACT_MULTIPLIER
+from domain.views import AccountView, PortfolioView
 from greeks.calendar import CalendarRangeError, market_calendar
 from greeks.occ import OccSymbolError, parse_occ
-from risk.model import CONTRACT_MULTIPLIER
-from risk.views import AccountView, PortfolioView
 from strategies.structures import StructureLeg
 from strategies.tracking import Tracked
 

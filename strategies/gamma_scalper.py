@@ -25,8 +25,8 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from risk.model import CONTRACT_MULTIPLIER, IntentDenied, OrderFilled, OrderUpdated
-from risk.views import ChainView
+from domain.orders import CONTRACT_MULTIPLIER, IntentDenied, OrderFilled, OrderUpdated
+from domain.views import ChainView
 from strategies import selection as sel
 from strategies.base import (
     Dte,

@@ -21,8 +21,8 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-from risk.model import IntentDenied, OrderFilled, OrderUpdated
-from risk.views import ChainView
+from domain.orders import IntentDenied, OrderFilled, OrderUpdated
+from domain.views import ChainView
 from strategies import selection as sel
 from strategies.base import (
     Delta,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from risk.views import FLAG_CROSSED, FLAG_NO_QUOTE, ChainView
+from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, ChainView
 
 Mask = npt.NDArray[np.bool_]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+from domain.views import ChainView
 from risk.sizing import fixed_fractional_qty, fractional_kelly_qty
-from risk.views import ChainView
 from strategies.structures import Structure
 
 SizingMode = Literal["fixed_fractional", "kelly"]

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import msgspec
 import numpy as np
 
-from risk.model import CONTRACT_MULTIPLIER, Leg, PositionIntent, Side
+from domain.orders import CONTRACT_MULTIPLIER, Leg, PositionIntent, Side
+from domain.views import ChainView, PortfolioGreeks
 from risk.payoff import PayoffLeg, PayoffSummary, payoff_usd, summarize
-from risk.views import ChainView, PortfolioGreeks
 
 
 class StructureKind(enum.StrEnum):

@@ -20,8 +20,7 @@ from collections.abc import Set as AbstractSet
 
 import msgspec
 
-from greeks.occ import parse_occ
-from risk.model import (
+from domain.orders import (
     CONTRACT_MULTIPLIER,
     AssetClass,
     IntentAction,
@@ -34,7 +33,8 @@ from risk.model import (
     PricePolicy,
     Side,
 )
-from risk.views import ChainView
+from domain.views import ChainView
+from greeks.occ import parse_occ
 from strategies.structures import Structure, StructureKind, StructureLeg
 
 _EPS = 1e-9

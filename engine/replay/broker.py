@@ -1,6 +1,6 @@
 """The broker the router talks to during a replay: the simulator's exchange, in process.
 
-Same methods and the same answers as ``engine.broker.AlpacaBroker`` for what the router uses
+Same methods and the same answers as ``engine.alpaca.broker.AlpacaBroker`` for what the router uses
 (``submit_order``, ``get_order``, ``get_order_by_client_id``, ``list_orders``, ``replace_order``,
 ``cancel_order``): request structs go in as the JSON bodies Alpaca would receive, orders come back
 through msgspec from the JSON Alpaca would send, refusals raise ``BrokerRejected``/``NotFound``
@@ -17,8 +17,8 @@ from typing import Any, Literal, NoReturn
 
 import msgspec
 
-from engine.broker import BrokerRejected, NotFound, OrderRequest, decimal_text
-from engine.feeds.trading.models import Order
+from engine.alpaca.broker import BrokerRejected, NotFound, OrderRequest, decimal_text
+from engine.alpaca.feeds.trading.models import Order
 from engine.sim.errors import AlpacaError
 from engine.sim.exchange import Exchange
 

@@ -25,28 +25,28 @@ from typing import Any
 import msgspec
 import structlog
 
-from engine.book import Market
-from engine.clock import EventClock
-from engine.config import EngineConfig
-from engine.core import TradingCore
-from engine.events import BookUpdated
-from engine.feeds.marketdata import DataBatch
-from engine.feeds.options.protocol import OptionProtocol
-from engine.feeds.scan import KIND_QUOTE
-from engine.feeds.stocks.protocol import StockProtocol
-from engine.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
-from engine.orders import OrderStateMachine
-from engine.portfolio import Portfolio
+from domain.orders import IntentDenied, OrderFilled, OrderIntent, OrderUpdated
+from domain.views import AccountView
+from engine.alpaca.feeds.marketdata import DataBatch
+from engine.alpaca.feeds.options.protocol import OptionProtocol
+from engine.alpaca.feeds.scan import KIND_QUOTE
+from engine.alpaca.feeds.stocks.protocol import StockProtocol
+from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
+from engine.kernel.book import Market
+from engine.kernel.clock import EventClock
+from engine.kernel.core import TradingCore
+from engine.kernel.events import BookUpdated
+from engine.kernel.orders import OrderStateMachine
+from engine.kernel.portfolio import Portfolio
+from engine.kernel.request_budget import RequestBudget
+from engine.kernel.router import Router
 from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import RecordedMarket, replay_exchange
 from engine.replay.format import META, OPTIONS, STOCKS, read_records, recording_files
 from engine.replay.timeline import Timeline
-from engine.request_budget import RequestBudget
-from engine.router import Router
+from engine.service.config import EngineConfig
 from risk.breakers import Breakers
 from risk.gate import RiskGate
-from risk.model import IntentDenied, OrderFilled, OrderIntent, OrderUpdated
-from risk.views import AccountView
 from strategies.base import Strategy
 from strategies.registry import build_strategy
 
@@ -98,7 +98,7 @@ def fills_hash(fills: list[OrderFilled]) -> str:
 
 
 def _rate(cfg: EngineConfig) -> float:
-    # as engine.app.Engine: the simulator's rate in sim mode, else 4 %
+    # as engine.service.app.Engine: the simulator's rate in sim mode, else 4 %
     return float(getattr(cfg.sim, "risk_free_rate", 0.04)) if cfg.engine.mode == "sim" else 0.04
 
 

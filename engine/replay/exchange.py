@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.feeds.marketdata import DataBatch
-from engine.feeds.scan import KIND_QUOTE
+from engine.alpaca.feeds.marketdata import DataBatch
+from engine.alpaca.feeds.scan import KIND_QUOTE
 from engine.sim.config import SimConfig
 from engine.sim.exchange import Exchange
 from engine.sim.universe import contract_id

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import collections
 
-from engine.portfolio import Portfolio
+from domain.orders import IntentDenied, OrderFilled
+from engine.kernel.portfolio import Portfolio
 from engine.report.data import SessionData
-from risk.model import IntentDenied, OrderFilled
 
 
 class Timeline:

@@ -13,18 +13,18 @@ from collections.abc import Callable
 
 import msgpack
 
-from engine.broker import BrokerError, ListedContract, decode_response
-from engine.broker import OptionContract as _Contract
-from engine.commands import CommandVerifier, sign_command
-from engine.config import ConfigError, parse_config_text
-from engine.feeds.marketdata import Malformed as DataMalformed
-from engine.feeds.options.protocol import OptionProtocol
-from engine.feeds.stocks.protocol import StockProtocol
-from engine.feeds.symbols import SymbolIndex
-from engine.feeds.trading.models import Account, Order, Position
-from engine.feeds.trading.protocol import Malformed as TradingMalformed
-from engine.feeds.trading.protocol import TradingProtocol
-from engine.secrets import Secret
+from engine.alpaca.broker import BrokerError, ListedContract, decode_response
+from engine.alpaca.broker import OptionContract as _Contract
+from engine.alpaca.feeds.marketdata import Malformed as DataMalformed
+from engine.alpaca.feeds.options.protocol import OptionProtocol
+from engine.alpaca.feeds.stocks.protocol import StockProtocol
+from engine.alpaca.feeds.trading.models import Account, Order, Position
+from engine.alpaca.feeds.trading.protocol import Malformed as TradingMalformed
+from engine.alpaca.feeds.trading.protocol import TradingProtocol
+from engine.kernel.symbols import SymbolIndex
+from engine.service.commands import CommandVerifier, sign_command
+from engine.service.config import ConfigError, parse_config_text
+from engine.service.secrets import Secret
 
 SECRET = "fuzz-secret"
 OPTION_SYMBOLS = ("SPY261224C00600000", "SPY261224P00590000", "QQQ261123C00520000")

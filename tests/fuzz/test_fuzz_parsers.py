@@ -113,8 +113,8 @@ def test_command_messages_of_any_shape_are_refused_with_a_reason(msg: dict[str, 
 
 def test_a_signed_command_is_accepted_once_and_its_replay_refused() -> None:
     """The positive control: the target accepts what it should (otherwise every run above would be vacuous)."""
-    from engine.commands import CommandVerifier, sign_command
-    from engine.secrets import Secret
+    from engine.service.commands import CommandVerifier, sign_command
+    from engine.service.secrets import Secret
 
     v = CommandVerifier(Secret(SECRET))
     raw = sign_command(SECRET, "pause")
@@ -124,8 +124,8 @@ def test_a_signed_command_is_accepted_once_and_its_replay_refused() -> None:
 
 def test_an_undecodable_rest_body_is_a_broker_error_with_the_reason() -> None:
     """Regression: a 2xx body that is not JSON escaped as msgspec.DecodeError past every ``except BrokerError``."""
-    from engine.broker import BrokerError, decode_response
-    from engine.feeds.trading.models import Account
+    from engine.alpaca.broker import BrokerError, decode_response
+    from engine.alpaca.feeds.trading.models import Account
 
     with pytest.raises(BrokerError, match="undecodable response to GET /v2/account"):
         decode_response(b"<html>gateway</html>", Account, "GET", "/v2/account")
@@ -134,7 +134,7 @@ def test_an_undecodable_rest_body_is_a_broker_error_with_the_reason() -> None:
 def test_a_timestamp_beyond_int64_nanoseconds_is_a_malformed_frame_not_a_crash() -> None:
     """Regression (atheris, bench/faults.py): a msgpack Timestamp of ~2**64 s made the column write raise
     OverflowError out of receive; the options feed task would have died on one hostile frame."""
-    from engine.feeds.marketdata import Malformed
+    from engine.alpaca.feeds.marketdata import Malformed
 
     from .targets import _option_proto
 

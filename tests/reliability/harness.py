@@ -387,7 +387,8 @@ def check_once(sim: SimProcess, engine: EngineProcess, redis: RedisServer | None
     if len(jset) != len(journal_ids):
         v.append("journal holds a fill twice")
     # A fill first learned from a REST answer (a replace that filled at once, a reconnect) is journaled as
-    # "<leg order id>:cum:<cumulative qty>" and the stream's later execution is absorbed into it (engine/orders.py):
+    # "<leg order id>:cum:<cumulative qty>" and the stream's later execution is absorbed into it
+    # (engine/kernel/orders.py):
     # so each broker fill must be in the journal by its execution_id, or inside such a reconciliation fill of
     # its leg order; quantities per leg order must agree exactly either way.
     broker_by_leg: dict[str, float] = {}
@@ -422,7 +423,7 @@ def check_once(sim: SimProcess, engine: EngineProcess, redis: RedisServer | None
         elif eid.split("@")[0] not in broker_fills:  # "<execution id>@<structure>": one fill split over structures
             phantom += 1
     accounted = reconciled_legs | imported_legs  # by quantity: the per-leg check below must then agree exactly
-    booked = {e.split("@")[0] for e in jset}  # engine/attribution.py: a broker order's fill split by structure
+    booked = {e.split("@")[0] for e in jset}  # engine/kernel/attribution.py: a broker order's fill split by structure
     missing = [e for e, f in broker_fills.items() if e not in booked and f["leg_order_id"] not in accounted]
     if missing:
         v.append(f"{len(missing)} broker fills missing from the journal")

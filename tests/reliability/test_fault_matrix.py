@@ -80,7 +80,7 @@ def test_clean_stop_leaves_journal_redis_and_broker_in_agreement(rig: Rig) -> No
 
 def test_journal_reader_sees_the_fills_table(tmp_path: Path) -> None:
     """The harness reads the journal the engine writes (schema drift would make every check vacuous)."""
-    from engine.journal import Journal
+    from engine.service.journal import Journal
 
     journal = Journal.open(tmp_path)
     journal.close()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from domain.orders import TradingState
 from risk.breakers import Breakers
 from risk.limits import BreakerLimits
-from risk.model import TradingState
 
 NS = 1_000_000_000
 
@@ -53,9 +53,9 @@ async def test_engine_start_waits_out_a_rate_limit_instead_of_exiting() -> None:
     on GET /v2/account at start-up made ``options-engine run`` exit 1 (and a service restart loop worse)."""
     import pytest
 
-    from engine.app import Engine
-    from engine.broker import BrokerRejected, RateLimited
-    from engine.config import parse_config_text
+    from engine.alpaca.broker import BrokerRejected, RateLimited
+    from engine.service.app import Engine
+    from engine.service.config import parse_config_text
 
     engine = Engine(parse_config_text('[engine]\nmode = "sim"\n'))
     calls: list[int] = []
@@ -78,9 +78,9 @@ async def test_engine_start_waits_out_a_rate_limit_instead_of_exiting() -> None:
 async def test_restart_reconciliation_reads_every_page_of_fill_activities() -> None:
     """Found by the kill -9 loop: reconciliation read one page (100) of FILL activities, so after the 100th
     fill of an account the fills made while the engine was down were never imported (journal short 4 fills)."""
-    from engine.app import Engine
-    from engine.broker import AlpacaBroker
-    from engine.config import parse_config_text
+    from engine.alpaca.broker import AlpacaBroker
+    from engine.service.app import Engine
+    from engine.service.config import parse_config_text
     from engine.sim.config import SimConfig
     from engine.sim.server import Simulator
 
@@ -104,17 +104,17 @@ def test_underlying_moves_do_not_clear_a_stale_options_feed() -> None:
     """A muted option socket tripped the gate, and the next stock quote cleared it again: a spot move reprices
     the chain at held IVs and publishes a BookUpdated, which the core took for fresh option data. Found by
     ``options_socket_mute`` under load: the gate flapped HALTED/ACTIVE and was seen HALTED 1.7 s late."""
-    from engine.book import Market
-    from engine.broker import AlpacaBroker
-    from engine.clock import EventClock
-    from engine.core import TradingCore
-    from engine.events import BookUpdated, FeedStale
-    from engine.orders import OrderStateMachine
-    from engine.portfolio import Portfolio
-    from engine.router import Router
+    from domain.views import AccountView
+    from engine.alpaca.broker import AlpacaBroker
+    from engine.kernel.book import Market
+    from engine.kernel.clock import EventClock
+    from engine.kernel.core import TradingCore
+    from engine.kernel.events import BookUpdated, FeedStale
+    from engine.kernel.orders import OrderStateMachine
+    from engine.kernel.portfolio import Portfolio
+    from engine.kernel.router import Router
     from risk.gate import RiskGate
     from risk.limits import RiskLimits
-    from risk.views import AccountView
 
     t0 = 1_795_000_000 * NS
     clock = EventClock(t0)
@@ -146,15 +146,15 @@ async def test_an_order_adopted_at_restart_that_filled_since_the_snapshot_is_boo
     and the engine's positions missed a filled 0DTE condor for good)."""
     import os
 
-    from engine.app import Engine
-    from engine.broker import AlpacaBroker
-    from engine.config import parse_config_text
-    from engine.feeds.trading.models import Order
-    from engine.journal import Journal
-    from engine.orders import parse_status
+    from domain.orders import AssetClass, IntentAction, Leg, OrderIntent, OrderUpdated, PricePolicy, Side
+    from engine.alpaca.broker import AlpacaBroker
+    from engine.alpaca.feeds.trading.models import Order
+    from engine.kernel.orders import parse_status
+    from engine.service.app import Engine
+    from engine.service.config import parse_config_text
+    from engine.service.journal import Journal
     from engine.sim.config import SimConfig
     from engine.sim.server import Simulator
-    from risk.model import AssetClass, IntentAction, Leg, OrderIntent, OrderUpdated, PricePolicy, Side
 
     sim = Simulator(SimConfig(speed=0.0, partial_fill_probability=0.0, rate_limit_per_min=0))
     urls = await sim.start()

@@ -10,12 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.book import Market
-from engine.config import RecordSection
-from engine.feeds.marketdata import DataBatch
-from engine.feeds.options.protocol import OptionProtocol
-from engine.feeds.stocks.protocol import StockProtocol
-from engine.record import Recorder
+from engine.alpaca.feeds.marketdata import DataBatch
+from engine.alpaca.feeds.options.protocol import OptionProtocol
+from engine.alpaca.feeds.stocks.protocol import StockProtocol
+from engine.kernel.book import Market
 from engine.replay.format import (
     META,
     OPTIONS,
@@ -26,6 +24,8 @@ from engine.replay.format import (
     read_records,
     recording_files,
 )
+from engine.service.config import RecordSection
+from engine.service.record import Recorder
 
 records_st = st.lists(
     st.tuples(st.sampled_from([OPTIONS, STOCKS, TRADING, META]), st.integers(0, 2**63 - 1), st.binary(max_size=300)),

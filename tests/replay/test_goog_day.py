@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from engine.config import load_config
 from engine.replay.driver import Replay
-from engine.replay_cli import add_arguments, main
+from engine.service.config import load_config
+from engine.service.replay_cli import add_arguments, main
 
 pytestmark = pytest.mark.timeout(120)
 

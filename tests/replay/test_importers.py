@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from engine.feeds.marketdata import DataBatch
-from engine.feeds.options.protocol import OptionProtocol
-from engine.feeds.stocks.protocol import StockProtocol
-from engine.feeds.symbols import SymbolIndex
+from engine.alpaca.feeds.marketdata import DataBatch
+from engine.alpaca.feeds.options.protocol import OptionProtocol
+from engine.alpaca.feeds.stocks.protocol import StockProtocol
+from engine.kernel.symbols import SymbolIndex
 from engine.replay.format import META, OPTIONS, read_records
 from engine.replay.importers.cboe import import_cboe_days
 from engine.replay.importers.lean import import_lean_day

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.config import parse_config_text
 from engine.replay.driver import Replay
 from engine.replay.importers.frames import QuoteFrameWriter
-from engine.replay_cli import parse_speed
+from engine.service.config import parse_config_text
+from engine.service.replay_cli import parse_speed
 
 T0 = 1_795_446_000_000_000_000  # 2026-11-23 14:40 UTC, a Monday session
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.broker import BrokerRejected, LegRequest, NotFound, OrderRequest
-from engine.feeds.marketdata import DataBatch, _Columns
-from engine.feeds.scan import KIND_QUOTE
-from engine.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
+from engine.alpaca.broker import BrokerRejected, LegRequest, NotFound, OrderRequest
+from engine.alpaca.feeds.marketdata import DataBatch, _Columns
+from engine.alpaca.feeds.scan import KIND_QUOTE
+from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
 from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import RecordedMarket, replay_exchange
 

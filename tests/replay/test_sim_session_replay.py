@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.app import Engine
-from engine.config import parse_config_text
+from domain.orders import OrderIntent
+from domain.views import AccountView
 from engine.replay.driver import Replay
 from engine.replay.format import META, OPTIONS, STOCKS, TRADING, read_records, recording_files
-from risk.model import OrderIntent
-from risk.views import AccountView
+from engine.service.app import Engine
+from engine.service.config import parse_config_text
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from support.synthetic import ny_ns
+
+from domain.orders import TradingState
 from risk.breakers import BreakerCode, Breakers
 from risk.limits import BreakerLimits
-from risk.model import TradingState
-from risk.synthetic import ny_ns
 
 T0 = ny_ns(2026, 11, 16, 10, 0)
 S = 1_000_000_000

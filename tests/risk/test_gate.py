@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.synthetic import SyntheticChain, SyntheticMarket, ny_ns, standard_expiries, strike_ladder
 
-from engine.portfolio import Portfolio
-from risk.gate import Approved, Denied, DenyReason, check_intent
-from risk.limits import GreekLimits, RiskLimits, StressLimits
-from risk.model import (
+from domain.orders import (
     AssetClass,
     IntentAction,
     Leg,
@@ -26,9 +24,11 @@ from risk.model import (
     Side,
     TradingState,
 )
+from domain.views import FLAG_CROSSED, AccountView
+from engine.kernel.portfolio import Portfolio
+from risk.gate import Approved, Denied, DenyReason, check_intent
+from risk.limits import GreekLimits, RiskLimits, StressLimits
 from risk.rate import RateBudget
-from risk.synthetic import SyntheticChain, SyntheticMarket, ny_ns, standard_expiries, strike_ladder
-from risk.views import FLAG_CROSSED, AccountView
 
 DAY = dt.date(2026, 11, 16)
 NOW = ny_ns(2026, 11, 16, 11, 0)

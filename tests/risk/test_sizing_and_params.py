@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.params import apply_hot, cold_fields, diff_params, hot_fields
 from risk.limits import RiskLimits, StressLimits
-from risk.params import apply_hot, cold_fields, diff_params, hot_fields
 from risk.rate import RateBudget
 from risk.sizing import fixed_fractional_qty, fractional_kelly_qty, kelly_fraction
 

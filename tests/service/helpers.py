@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from risk.model import IntentAction, Leg, OrderFilled, OrderIntent, OrderStatus, OrderUpdated, Side
+from domain.orders import IntentAction, Leg, OrderFilled, OrderIntent, OrderStatus, OrderUpdated, Side
 
 CALL = "SPY261127C00600000"
 PUT = "SPY261127P00590000"

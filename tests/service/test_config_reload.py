@@ -8,10 +8,10 @@ import signal
 import time
 from pathlib import Path
 
-from engine.alerts import Alert
-from engine.config import EngineConfig, load_config
-from engine.journal import Journal
-from engine.reload import ConfigChange, ConfigReloader, diff_configs
+from engine.kernel.alerts import Alert
+from engine.service.config import EngineConfig, load_config
+from engine.service.journal import Journal
+from engine.service.reload import ConfigChange, ConfigReloader, diff_configs
 
 BASE = """
 [engine]

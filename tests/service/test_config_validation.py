@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.cli import main as cli_main
-from engine.config import (
+from engine.service.cli import main as cli_main
+from engine.service.config import (
     AlpacaSection,
     ConfigError,
     EngineSection,
@@ -19,8 +19,8 @@ from engine.config import (
     load_config,
     parse_config_text,
 )
-from engine.config_cli import config_reference, update_reference
-from engine.secrets import SecretError, command_secret, load_credentials, require_live_confirmation
+from engine.service.config_cli import config_reference, update_reference
+from engine.service.secrets import SecretError, command_secret, load_credentials, require_live_confirmation
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "engine.toml"

@@ -23,8 +23,8 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from engine.app import Engine
-from engine.config import load_config
+from engine.service.app import Engine
+from engine.service.config import load_config
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.journal import BoundAccount, Journal
-from engine.reconcile import AccountMismatch, check_account
+from engine.service.journal import BoundAccount, Journal
+from engine.service.reconcile import AccountMismatch, check_account
 from tests.service.helpers import make_fill
 
 SIM_A = BoundAccount("aaaaaaaa-1111-4111-8111-111111111111", "sim")
@@ -53,8 +53,8 @@ def test_an_unbound_sim_journal_with_history_belongs_to_a_lost_account() -> None
 
 async def test_the_engine_does_not_start_against_another_account(tmp_path: Path) -> None:
     """Paper mode against a simulator that is a different account than the journal's: no start, both named."""
-    from engine.app import Engine, StartupError
-    from engine.config import parse_config_text
+    from engine.service.app import Engine, StartupError
+    from engine.service.config import parse_config_text
     from engine.sim.config import SimConfig
     from engine.sim.server import Simulator
 

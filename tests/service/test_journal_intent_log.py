@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from engine.journal import INTENT_LOG, Journal
+from engine.service.journal import INTENT_LOG, Journal
 from tests.service.helpers import make_intent
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.journal import Journal, JournalState, JournalStructure
-from engine.reconcile import ReconcilePolicy, abandoned_update, decode_broker, reconcile
-from risk.model import OrderStatus, Side
-from risk.views import PortfolioGreeks
+from domain.orders import OrderStatus, Side
+from domain.views import PortfolioGreeks
+from engine.service.journal import Journal, JournalState, JournalStructure
+from engine.service.reconcile import ReconcilePolicy, abandoned_update, decode_broker, reconcile
 from tests.service.helpers import CALL, PUT, make_fill, make_intent, make_update
 
 

@@ -9,13 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from engine.journal import Journal
+from engine.service.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
 import asyncio, sys
-from engine.journal import Journal
+from engine.service.journal import Journal
 from tests.service.helpers import make_fill, make_intent
 
 async def main(state_dir):

@@ -8,8 +8,8 @@ import re
 
 import aiohttp
 
-from engine.cli import main as cli_main
-from engine.metrics import LoopLagMonitor, Metrics, MetricsServer
+from engine.service.cli import main as cli_main
+from engine.service.metrics import LoopLagMonitor, Metrics, MetricsServer
 
 
 async def test_metrics_are_scraped_as_prometheus_text():

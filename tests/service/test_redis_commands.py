@@ -9,9 +9,9 @@ import uuid
 import msgspec
 import redis.asyncio as aioredis
 
-from engine.alerts import Alert
-from engine.commands import COMMANDS, CommandListener, sign_command
-from engine.secrets import Secret
+from engine.kernel.alerts import Alert
+from engine.service.commands import COMMANDS, CommandListener, sign_command
+from engine.service.secrets import Secret
 
 SECRET = "command-secret-for-tests-0123456789"
 

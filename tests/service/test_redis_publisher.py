@@ -11,12 +11,12 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from engine.alerts import Alert
-from engine.journal import Journal
-from engine.logging import Redactor
-from engine.metrics import LoopLagMonitor, Metrics
-from engine.publish import Publisher
-from risk.views import PortfolioGreeks
+from domain.views import PortfolioGreeks
+from engine.kernel.alerts import Alert
+from engine.service.journal import Journal
+from engine.service.logging import Redactor
+from engine.service.metrics import LoopLagMonitor, Metrics
+from engine.service.publish import Publisher
 from tests.conftest import RedisProcess
 from tests.service.helpers import make_fill, make_update
 

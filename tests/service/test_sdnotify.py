@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config
-from engine.reload import ConfigReloader
-from engine.sdnotify import Notifier, Watchdog, watchdog_interval_s
+from engine.service.config import load_config
+from engine.service.reload import ConfigReloader
+from engine.service.sdnotify import Notifier, Watchdog, watchdog_interval_s
 
 
 class FakeSystemd:

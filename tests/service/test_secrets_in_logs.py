@@ -7,9 +7,9 @@ import json
 
 import structlog
 
-from engine.config import parse_config_text
-from engine.logging import configure_logging
-from engine.secrets import load_credentials, secret_values
+from engine.service.config import parse_config_text
+from engine.service.logging import configure_logging
+from engine.service.secrets import load_credentials, secret_values
 
 KEY_ID = "PK" "Q7ZL2M9X4C8V1B3N6T"
 SECRET = "uJ8s0Vb2Lq9ZkR4mWx7Ty1Nc5Hf3Gd6Pa0Es2Qw9"

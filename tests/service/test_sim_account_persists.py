@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from engine.config import load_config
+from engine.service.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(240)

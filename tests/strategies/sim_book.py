@@ -1,4 +1,4 @@
-"""The engine's own option book (``engine.book.Market``) filled from the simulator's quote model at one instant.
+"""The engine's own option book (``engine.kernel.book.Market``) filled from the simulator's quote model at one instant.
 
 The contracts are the ones the engine would stream: the subscription budget's plan (200 quotes over SPY and
 QQQ, the DTE ranges of the three default strategies) over the simulator's listed universe. The quotes are
@@ -12,11 +12,11 @@ import datetime as dt
 
 import numpy as np
 
-from engine.book import Market
+from engine.kernel.book import Market
+from engine.kernel.subscriptions import BudgetConfig, Contract, SubscriptionBudget
 from engine.sim.clock import SimClock
 from engine.sim.config import SimConfig
 from engine.sim.market import Market as SimMarket
-from engine.subscriptions import BudgetConfig, Contract, SubscriptionBudget
 
 DTE_RANGES = ((0, 0), (14, 60), (30, 45))
 

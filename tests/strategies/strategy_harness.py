@@ -14,11 +14,9 @@ import itertools
 from typing import Any
 
 import numpy as np
+from support.synthetic import SyntheticChain, SyntheticMarket
 
-from engine.portfolio import Portfolio
-from risk.gate import Approved, Denied, RiskGate
-from risk.limits import RiskLimits
-from risk.model import (
+from domain.orders import (
     AssetClass,
     IntentDenied,
     OrderFilled,
@@ -28,9 +26,11 @@ from risk.model import (
     Side,
     TradingState,
 )
+from domain.views import AccountView
+from engine.kernel.portfolio import Portfolio
+from risk.gate import Approved, Denied, RiskGate
+from risk.limits import RiskLimits
 from risk.rate import RateBudget
-from risk.synthetic import SyntheticChain, SyntheticMarket
-from risk.views import AccountView
 
 
 class Harness:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 
 from strategy_harness import Harness
+from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
-from engine.order_pricing import NetQuote, walked_price
-from risk.model import IntentAction, OrderIntent
-from risk.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
+from domain.orders import IntentAction, OrderIntent
+from engine.kernel.order_pricing import NetQuote, walked_price
 from strategies.iron_condor import IronCondor, IronCondorConfig
 from strategies.zero_dte import ZeroDte, ZeroDteConfig
 

@@ -10,18 +10,18 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from support.synthetic import ArrayChain, ArrayMarket
 
-from engine.portfolio import Portfolio
+from domain.orders import TradingState
+from domain.views import AccountView
+from engine.kernel.portfolio import Portfolio
 from engine.sim.clock import SimClock
 from engine.sim.config import SimConfig
 from engine.sim.market import Market
 from engine.sim.pricing import years_to
 from risk.gate import Approved, check_intent
 from risk.limits import RiskLimits
-from risk.model import TradingState
 from risk.rate import RateBudget
-from risk.synthetic import ArrayChain, ArrayMarket
-from risk.views import AccountView
 from strategies.gamma_scalper import GammaScalper, GammaScalperConfig
 from strategies.iron_condor import IronCondor, IronCondorConfig
 from strategies.zero_dte import ZeroDte, ZeroDteConfig

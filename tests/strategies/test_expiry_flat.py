@@ -9,10 +9,10 @@ from typing import Any
 import msgspec
 import pytest
 from strategy_harness import Harness
+from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
-from risk.model import AssetClass, IntentAction, OrderFilled, Side
-from risk.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
-from risk.views import AccountView
+from domain.orders import AssetClass, IntentAction, OrderFilled, Side
+from domain.views import AccountView
 from strategies.expiry_flat import carry_shortfall
 from strategies.gamma_scalper import GammaScalper, GammaScalperConfig
 from strategies.iron_condor import IronCondor, IronCondorConfig

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from strategy_harness import Harness
+from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
-from risk.model import AssetClass, IntentAction, Side
-from risk.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
+from domain.orders import AssetClass, IntentAction, Side
 from strategies.gamma_scalper import GammaScalper, GammaScalperConfig
 from strategies.tracking import StructureStatus
 

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 from strategy_harness import Harness
+from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
-from risk.model import IntentAction, PositionIntent, Side
-from risk.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
+from domain.orders import IntentAction, PositionIntent, Side
 from strategies.iron_condor import IronCondor, IronCondorConfig
 from strategies.tracking import StructureStatus
 
@@ -150,7 +150,7 @@ def test_condor_reload_keeps_cold_fields_and_reports_them() -> None:
 
 
 def test_tracker_values_an_unpriced_mleg_leg_through_the_parent_net_price() -> None:
-    from risk.model import OrderFilled
+    from domain.orders import OrderFilled
     from strategies.tracking import option_cash_usd
 
     f = OrderFilled("x", "o", "c", "SPY261218P00570000", Side.BUY, 4.0, float("nan"), 1, 1,

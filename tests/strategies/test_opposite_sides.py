@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 
 from strategy_harness import Harness
+from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
-from risk.model import AssetClass, OrderFilled, Side
-from risk.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
+from domain.orders import AssetClass, OrderFilled, Side
 from strategies.gamma_scalper import GammaScalper, GammaScalperConfig
 from strategies.iron_condor import IronCondor, IronCondorConfig
 from strategies.structures import Structure

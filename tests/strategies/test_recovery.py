@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 
 from strategy_harness import Harness
+from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
-from engine.journal import JournalFill, JournalIntent, JournalState, JournalStructure
-from engine.recovery import recovered_structures
-from risk.model import IntentAction
-from risk.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
+from domain.orders import IntentAction
+from engine.service.journal import JournalFill, JournalIntent, JournalState, JournalStructure
+from engine.service.recovery import recovered_structures
 from strategies.tracking import StructureStatus
 from strategies.zero_dte import ZeroDte, ZeroDteConfig
 

@@ -7,7 +7,7 @@ import datetime as dt
 import msgspec
 import pytest
 
-from engine.config import ConfigError, parse_config_text
+from engine.service.config import ConfigError, parse_config_text
 from greeks.calendar import NS_PER_MINUTE, ny_instant_ns
 from strategies.gamma_scalper import GammaScalperConfig
 from strategies.iron_condor import IronCondorConfig

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from support.synthetic import SyntheticChain, ny_ns
 
 from risk.sizing import kelly_fraction
-from risk.synthetic import SyntheticChain, ny_ns
 from strategies.sizing import profit_probability, size_structure
 from strategies.structures import iron_condor
 

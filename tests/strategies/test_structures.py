@@ -6,9 +6,9 @@ import datetime as dt
 import math
 
 import pytest
+from support.synthetic import SyntheticChain, ny_ns
 
-from risk.model import PositionIntent, Side
-from risk.synthetic import SyntheticChain, ny_ns
+from domain.orders import PositionIntent, Side
 from strategies.structures import (
     StructureKind,
     calendar,

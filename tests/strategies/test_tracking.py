@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from support.synthetic import SyntheticChain, ny_ns
 
-from risk.model import IntentAction, IntentDenied, OrderFilled, OrderStatus, OrderUpdated, PricePolicy
-from risk.synthetic import SyntheticChain, ny_ns
+from domain.orders import IntentAction, IntentDenied, OrderFilled, OrderStatus, OrderUpdated, PricePolicy
 from strategies.structures import iron_condor
 from strategies.tracking import StructureStatus, StructureTracker
 

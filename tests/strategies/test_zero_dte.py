@@ -7,9 +7,9 @@ import datetime as dt
 import msgspec
 import pytest
 from strategy_harness import Harness
+from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
-from risk.model import IntentAction
-from risk.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
+from domain.orders import IntentAction
 from strategies.tracking import StructureStatus
 from strategies.zero_dte import ZeroDte, ZeroDteConfig
 
@@ -176,7 +176,7 @@ def test_zero_dte_config_rejects_a_window_past_the_cutoff() -> None:
 
 
 def test_zero_dte_denied_open_does_not_use_up_an_entry() -> None:
-    from risk.model import TradingState
+    from domain.orders import TradingState
 
     h = make(at(10, 0), entry_interval_s=60.0, max_entries_per_day=1)
     h.state = TradingState.REDUCE_ONLY
@@ -188,7 +188,7 @@ def test_zero_dte_denied_open_does_not_use_up_an_entry() -> None:
 
 
 def test_zero_dte_backs_off_between_refused_closes() -> None:
-    from risk.model import TradingState
+    from domain.orders import TradingState
 
     h = make(at(10, 0), take_profit_pct=0.99, underlying_stop_pct=0.5, close_retry_s=10.0)
     h.advance(at(10, 1))
@@ -202,7 +202,7 @@ def test_zero_dte_backs_off_between_refused_closes() -> None:
 
 
 def test_zero_dte_retires_a_structure_left_open_past_its_expiry() -> None:
-    from risk.model import TradingState
+    from domain.orders import TradingState
 
     h = make(at(10, 0), take_profit_pct=0.99, underlying_stop_pct=0.5)
     h.advance(at(10, 1))

@@ -9,13 +9,13 @@ import pytest
 import structlog
 from sim_book import sim_book
 from strategy_harness import BookContext, Harness
+from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
+from domain.orders import IntentAction, OrderFilled, OrderStatus, OrderUpdated, TradingState
 from greeks.calendar import NS_PER_MINUTE
 from risk.gate import Approved, check_intent
 from risk.limits import RiskLimits
-from risk.model import IntentAction, OrderFilled, OrderStatus, OrderUpdated, TradingState
 from risk.rate import RateBudget
-from risk.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 from strategies.zero_dte import ZeroDte, ZeroDteConfig
 
 HALF_DAYS = (dt.date(2026, 11, 27), dt.date(2026, 12, 24))

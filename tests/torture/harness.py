@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.app import Engine
-from engine.config import parse_config_text
+from engine.service.app import Engine
+from engine.service.config import parse_config_text
 from engine.sim.clock import from_ns
 from engine.sim.errors import AlpacaError
 from greeks.calendar import NEW_YORK, NS_PER_SECOND, market_calendar, ny_instant_ns

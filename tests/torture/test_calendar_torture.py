@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.app import Engine
+from engine.service.app import Engine
 from greeks.calendar import NEW_YORK, ny_date
 from greeks.occ import parse_occ
 

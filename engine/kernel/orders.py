@@ -1,0 +1,439 @@
+"""The order state machine: trade updates and REST responses in, OrderUpdated / OrderFilled out.
+
+Exactness under duplicates and reordering rests on two rules, kept per fill account (one per
+single-leg order, one per leg of an mleg order):
+
+* an execution is counted once, by its ``execution_id``;
+* a REST poll (or an mleg update without per-leg executions) whose cumulative ``filled_qty`` exceeds
+  what executions accounted for books the difference as a reconciliation fill (priced from the
+  average fill price); executions that arrive later absorb that quantity first instead of counting
+  it twice. Whatever the order of arrival, the total counted equals the broker's total.
+
+Status never regresses: a terminal status is sticky, and an older update (by ``updated_at``, then by
+lifecycle rank) does not overwrite a newer one. mleg fills become one ``OrderFilled`` per leg, each
+carrying the leg's execution price and the parent's net price.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+import structlog
+
+from domain.orders import AssetClass, OrderFilled, OrderStatus, OrderUpdated, Side
+from engine.alpaca.feeds.trading.models import LegExecution, Order, TradeUpdate, num, rfc3339_to_ns
+
+log = structlog.get_logger(__name__)
+
+# Lifecycle rank for ordering non-terminal states when timestamps tie or are missing.
+_RANK: dict[OrderStatus, int] = {
+    OrderStatus.PENDING_NEW: 0,
+    OrderStatus.ACCEPTED: 1,
+    OrderStatus.HELD: 1,
+    OrderStatus.NEW: 2,
+    OrderStatus.SUSPENDED: 2,
+    OrderStatus.CALCULATED: 2,
+    OrderStatus.PARTIALLY_FILLED: 3,
+    OrderStatus.PENDING_CANCEL: 4,
+    OrderStatus.PENDING_REPLACE: 4,
+    OrderStatus.STOPPED: 4,
+}
+NOTICE_EVENTS = frozenset({"order_cancel_rejected", "order_replace_rejected", "rejected"})
+"""Trade-update events reported as an OrderUpdated with ``reason`` = the event, even without a status change."""
+_STATUS_ALIASES = {"accepted_for_bidding": OrderStatus.ACCEPTED}
+_QTY_EPS = 1e-9
+
+
+def parse_status(text: str) -> OrderStatus:
+    """Alpaca status text as an OrderStatus; unknown text raises ValueError naming it."""
+    alias = _STATUS_ALIASES.get(text)
+    if alias is not None:
+        return alias
+    try:
+        return OrderStatus(text)
+    except ValueError:
+        raise ValueError(f"unknown order status {text!r}") from None
+
+
+class OrderTags(msgspec.Struct, frozen=True):
+    """Who an order belongs to; the router registers these under the client_order_id before submitting."""
+
+    strategy_id: str = ""
+    structure_id: str = ""
+    intent_id: str = ""
+
+
+@dataclass(slots=True)
+class FillAccount:
+    """Executions counted for one order (or one leg of an mleg order)."""
+
+    symbol: str
+    side: Side
+    asset_class: AssetClass
+    counted_qty: float = 0.0
+    counted_notional: float = 0.0
+    unmatched_reconciled_qty: float = 0.0
+    """Quantity booked from cumulative totals that no execution has claimed yet."""
+    execution_ids: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class TrackedOrder:
+    """The engine's view of one broker order (parents only; mleg legs live in ``accounts``)."""
+
+    order_id: str
+    client_order_id: str
+    status: OrderStatus
+    qty: float
+    filled_qty: float
+    filled_avg_price: float | None
+    limit_price: float | None
+    order_class: str
+    symbols: tuple[str, ...]
+    tags: OrderTags
+    updated_ns: int
+    replaced_by: str | None = None
+    accounts: dict[str, FillAccount] = field(default_factory=dict)
+
+    @property
+    def is_working(self) -> bool:
+        return not self.status.is_terminal
+
+
+class OrderStateMachine:
+    """Tracks orders and the fills derived from them; positions follow from the counted fills."""
+
+    def __init__(self) -> None:
+        self._orders: dict[str, TrackedOrder] = {}
+        self._by_client_id: dict[str, str] = {}
+        self._tags_by_client_id: dict[str, OrderTags] = {}
+        self._positions: dict[str, float] = {}
+        self._notices: set[tuple[str, str, str]] = set()
+        self._preloaded: dict[str, list[OrderFilled]] = {}
+        self.duplicates_ignored = 0
+        self.stale_updates_ignored = 0
+
+    # --- registration and queries ------------------------------------------------------------
+
+    def expect(self, client_order_id: str, tags: OrderTags) -> None:
+        """Remember who owns an order about to be submitted (before the broker knows its id)."""
+        self._tags_by_client_id[client_order_id] = tags
+
+    def get(self, order_id: str) -> TrackedOrder | None:
+        return self._orders.get(order_id)
+
+    def by_client_order_id(self, client_order_id: str) -> TrackedOrder | None:
+        order_id = self._by_client_id.get(client_order_id)
+        return None if order_id is None else self._orders.get(order_id)
+
+    def working_orders(self) -> list[TrackedOrder]:
+        return [o for o in self._orders.values() if o.is_working]
+
+    def working_symbols(self) -> set[str]:
+        """Contracts with a working order (the subscription budget always streams them)."""
+        return {s for o in self._orders.values() if o.is_working for s in o.symbols}
+
+    def positions(self) -> dict[str, float]:
+        """Signed quantity per symbol from every fill counted so far (flat symbols omitted)."""
+        return {s: q for s, q in self._positions.items() if abs(q) > _QTY_EPS}
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def on_trade_update(self, update: TradeUpdate, ts_init_ns: int) -> list[OrderUpdated | OrderFilled]:
+        """Apply one trade update; return the events it causes (none for a pure duplicate)."""
+        ts_event_ns = update.ts_ns
+        tracked, out = self._apply_order(update.order, ts_event_ns, ts_init_ns)
+        fills: list[OrderUpdated | OrderFilled] = []
+        if update.event in ("fill", "partial_fill"):
+            fills = self._apply_executions(tracked, update, ts_event_ns, ts_init_ns)
+        elif update.event in NOTICE_EVENTS:
+            # A refused cancel/replace leaves the status as it was, yet the router must hear of it (once).
+            key = (tracked.order_id, update.event, update.event_id or update.timestamp or "")
+            if key not in self._notices:
+                self._notices.add(key)
+                notice = msgspec.structs.replace(self._updated(tracked, ts_event_ns, ts_init_ns), reason=update.event)
+                out = [notice]
+        # Fills first: a subscriber seeing "filled" can rely on the position already being booked.
+        return fills + out
+
+    def on_order(self, order: Order, ts_init_ns: int) -> list[OrderUpdated | OrderFilled]:
+        """Apply an order from a REST response or poll; book fills the stream never reported."""
+        ts_event_ns = order.updated_ns or ts_init_ns
+        tracked, out = self._apply_order(order, ts_event_ns, ts_init_ns)
+        fills = self._reconcile_fills(tracked, order, ts_event_ns, ts_init_ns)
+        return fills + out
+
+    # --- internals: order state ----------------------------------------------------------------
+
+    def _apply_order(
+        self, order: Order, ts_event_ns: int, ts_init_ns: int
+    ) -> tuple[TrackedOrder, list[OrderUpdated | OrderFilled]]:
+        status = parse_status(order.status)
+        updated_ns = order.updated_ns or ts_event_ns
+        filled_qty = num(order.filled_qty) or 0.0
+        tracked = self._orders.get(order.id)
+        if tracked is None:
+            tracked = self._track(order, status, updated_ns)
+            return tracked, [self._updated(tracked, ts_event_ns, ts_init_ns)]
+        self._ensure_accounts(tracked, order)
+        changed = False
+        if self._is_newer(tracked, status, updated_ns):
+            if status is not tracked.status:
+                tracked.status = status
+                changed = True
+            tracked.updated_ns = max(tracked.updated_ns, updated_ns)
+            limit = num(order.limit_price)
+            if limit is not None and limit != tracked.limit_price:
+                tracked.limit_price = limit
+                changed = True
+            if order.replaced_by and order.replaced_by != tracked.replaced_by:
+                tracked.replaced_by = order.replaced_by
+                changed = True
+        else:
+            self.stale_updates_ignored += 1
+        if filled_qty > tracked.filled_qty + _QTY_EPS:
+            tracked.filled_qty = filled_qty
+            tracked.filled_avg_price = num(order.filled_avg_price)
+            changed = True
+        if not changed:
+            return tracked, []
+        return tracked, [self._updated(tracked, ts_event_ns, ts_init_ns)]
+
+    @staticmethod
+    def _is_newer(tracked: TrackedOrder, status: OrderStatus, updated_ns: int) -> bool:
+        if tracked.status.is_terminal:
+            # Terminal is sticky; two terminal reports (a fill racing a cancel) resolve by time.
+            return status.is_terminal and updated_ns > tracked.updated_ns
+        if status.is_terminal:
+            return True
+        if updated_ns != tracked.updated_ns and updated_ns and tracked.updated_ns:
+            return updated_ns > tracked.updated_ns
+        return _RANK.get(status, 0) >= _RANK.get(tracked.status, 0)
+
+    def _track(self, order: Order, status: OrderStatus, updated_ns: int) -> TrackedOrder:
+        tags = self._tags_by_client_id.get(order.client_order_id)
+        if tags is None and order.replaces and order.replaces in self._orders:
+            tags = self._orders[order.replaces].tags  # a replacement inherits its owner
+        tracked = TrackedOrder(
+            order_id=order.id,
+            client_order_id=order.client_order_id,
+            status=status,
+            qty=num(order.qty) or 0.0,
+            filled_qty=num(order.filled_qty) or 0.0,
+            filled_avg_price=num(order.filled_avg_price),
+            limit_price=num(order.limit_price),
+            order_class=order.order_class or "simple",
+            symbols=(),
+            tags=tags or OrderTags(),
+            updated_ns=updated_ns,
+            replaced_by=order.replaced_by,
+        )
+        self._ensure_accounts(tracked, order)
+        self._orders[order.id] = tracked
+        if order.client_order_id:
+            self._by_client_id[order.client_order_id] = order.id
+        return tracked
+
+    def preload(self, order_id: str, fills: Iterable[OrderFilled]) -> None:
+        """Fills of ``order_id`` (or of its legs) the journal already holds, for an order adopted at restart:
+        they count as booked once the order is tracked, so reading it books only what the broker filled
+        beyond them (a fresh state machine took the broker's whole filled quantity for news)."""
+        self._preloaded[order_id] = list(fills)
+
+    def _ensure_accounts(self, tracked: TrackedOrder, order: Order) -> None:
+        """Open a fill account per leg (per order when single-leg) once the order shows its legs."""
+        if tracked.accounts:
+            return
+        if order.order_class == "mleg" and not order.legs:
+            return  # an mleg order listed without its legs (nested=false): wait for a full view
+        for leg_order in order.legs if order.is_mleg and order.legs else (order,):
+            symbol = leg_order.symbol or ""
+            side = _side_of(leg_order)
+            if not symbol or side is None:
+                log.error("order_leg_unusable", order_id=order.id, leg_id=leg_order.id, symbol=symbol)
+                continue
+            tracked.accounts[symbol] = FillAccount(
+                symbol=symbol,
+                side=side,
+                asset_class=AssetClass.EQUITY if leg_order.asset_class == "us_equity" else AssetClass.OPTION,
+            )
+        tracked.symbols = tuple(tracked.accounts)
+        for fill in self._preloaded.pop(tracked.order_id, ()):
+            account = tracked.accounts.get(fill.symbol)
+            if account is None or fill.execution_id in account.execution_ids:
+                continue
+            account.execution_ids.add(fill.execution_id)
+            account.counted_qty += fill.qty
+            account.counted_notional += fill.qty * (fill.price if math.isfinite(fill.price) else 0.0)
+
+    def _updated(self, tracked: TrackedOrder, ts_event_ns: int, ts_init_ns: int) -> OrderUpdated:
+        return OrderUpdated(
+            order_id=tracked.order_id,
+            client_order_id=tracked.client_order_id,
+            status=tracked.status,
+            filled_qty=tracked.filled_qty,
+            qty=tracked.qty,
+            ts_event_ns=ts_event_ns,
+            ts_init_ns=ts_init_ns,
+            strategy_id=tracked.tags.strategy_id,
+            structure_id=tracked.tags.structure_id,
+            intent_id=tracked.tags.intent_id,
+            filled_avg_price=tracked.filled_avg_price,
+            limit_price=tracked.limit_price,
+            replaced_by=tracked.replaced_by,
+        )
+
+    # --- internals: fills --------------------------------------------------------------------
+
+    def _apply_executions(
+        self, tracked: TrackedOrder, update: TradeUpdate, ts_event_ns: int, ts_init_ns: int
+    ) -> list[OrderUpdated | OrderFilled]:
+        order = update.order
+        out: list[OrderUpdated | OrderFilled] = []
+        if order.is_mleg:
+            net_price = num(update.price)
+            leg_ids = {leg.symbol or "": leg.id for leg in order.legs or ()}
+            executions: Iterable[LegExecution] = update.legs or ()
+            if not update.legs:
+                # No per-leg executions in this message: fall back to the legs' cumulative quantities.
+                return self._reconcile_fills(tracked, order, ts_event_ns, ts_init_ns)
+            for ex in executions:
+                account = tracked.accounts.get(ex.symbol)
+                if account is None:
+                    log.warning("fill_for_unknown_leg", order_id=tracked.order_id, symbol=ex.symbol)
+                    continue
+                position_after = None
+                if update.position_qtys is not None and ex.symbol in update.position_qtys:
+                    position_after = num(update.position_qtys[ex.symbol])
+                fill = self._count(
+                    tracked,
+                    account,
+                    ex.execution_id,
+                    num(ex.qty) or 0.0,
+                    num(ex.price),
+                    rfc3339_to_ns(ex.timestamp) or ts_event_ns,
+                    ts_init_ns,
+                    order_id=ex.order_id or leg_ids.get(ex.symbol, ""),
+                    parent_net_price=net_price,
+                    position_after=position_after,
+                )
+                if fill is not None:
+                    out.append(fill)
+            return out
+        account = tracked.accounts.get(order.symbol or "")
+        if account is None:
+            log.error("fill_for_untracked_order_leg", order_id=order.id, symbol=order.symbol)
+            return out
+        execution_id = update.execution_id or f"{order.id}:cum:{num(order.filled_qty)}"
+        fill = self._count(
+            tracked,
+            account,
+            execution_id,
+            num(update.qty) or 0.0,
+            num(update.price),
+            ts_event_ns,
+            ts_init_ns,
+            order_id=order.id,
+            parent_net_price=None,
+            position_after=num(update.position_qty),
+        )
+        if fill is not None:
+            out.append(fill)
+        return out
+
+    def _reconcile_fills(
+        self, tracked: TrackedOrder, order: Order, ts_event_ns: int, ts_init_ns: int
+    ) -> list[OrderUpdated | OrderFilled]:
+        """Book whatever cumulative fill quantity exceeds what executions already accounted for."""
+        out: list[OrderUpdated | OrderFilled] = []
+        legs = order.legs if order.is_mleg else None
+        for leg_order in legs or (order,):
+            account = tracked.accounts.get(leg_order.symbol or "")
+            cum = num(leg_order.filled_qty) or 0.0
+            if account is None or cum <= account.counted_qty + _QTY_EPS:
+                continue
+            missing = cum - account.counted_qty
+            avg = num(leg_order.filled_avg_price)
+            price = None if avg is None else (avg * cum - account.counted_notional) / missing
+            account.unmatched_reconciled_qty += missing
+            fill = self._count(
+                tracked,
+                account,
+                f"{leg_order.id}:cum:{cum:g}",
+                missing,
+                price,
+                ts_event_ns,
+                ts_init_ns,
+                order_id=leg_order.id,
+                parent_net_price=num(order.filled_avg_price) if legs else None,
+                position_after=None,
+                reconciliation=True,
+            )
+            if fill is not None:
+                out.append(fill)
+        return out
+
+    def _count(
+        self,
+        tracked: TrackedOrder,
+        account: FillAccount,
+        execution_id: str,
+        qty: float,
+        price: float | None,
+        ts_event_ns: int,
+        ts_init_ns: int,
+        *,
+        order_id: str,
+        parent_net_price: float | None,
+        position_after: float | None,
+        reconciliation: bool = False,
+    ) -> OrderFilled | None:
+        if execution_id in account.execution_ids:
+            self.duplicates_ignored += 1
+            return None
+        account.execution_ids.add(execution_id)
+        if not reconciliation and account.unmatched_reconciled_qty > _QTY_EPS:
+            # This execution (or part of it) was already booked from a cumulative total.
+            absorbed = min(qty, account.unmatched_reconciled_qty)
+            account.unmatched_reconciled_qty -= absorbed
+            qty -= absorbed
+        if qty <= _QTY_EPS:
+            self.duplicates_ignored += 1
+            return None
+        account.counted_qty += qty
+        account.counted_notional += qty * (price if price is not None else 0.0)
+        self._positions[account.symbol] = self._positions.get(account.symbol, 0.0) + account.side.sign * qty
+        is_leg = order_id != tracked.order_id
+        return OrderFilled(
+            execution_id=execution_id,
+            order_id=order_id,
+            client_order_id=tracked.client_order_id,
+            symbol=account.symbol,
+            side=account.side,
+            qty=qty,
+            price=float("nan") if price is None else price,
+            ts_event_ns=ts_event_ns,
+            ts_init_ns=ts_init_ns,
+            asset_class=account.asset_class,
+            strategy_id=tracked.tags.strategy_id,
+            structure_id=tracked.tags.structure_id,
+            intent_id=tracked.tags.intent_id,
+            parent_order_id=tracked.order_id if is_leg else "",
+            parent_net_price=parent_net_price,
+            position_qty_after=position_after,
+        )
+
+
+def _side_of(order: Order) -> Side | None:
+    """Side of an order or leg, from ``side`` or else ``position_intent``; None when neither says."""
+    if order.side in ("buy", "sell"):
+        return Side(order.side)
+    intent = order.position_intent or ""
+    if intent.startswith("buy"):
+        return Side.BUY
+    if intent.startswith("sell"):
+        return Side.SELL
+    return None

@@ -1,0 +1,453 @@
+"""Positions per leg and per structure, P&L at mid and at natural, and portfolio Greeks in trader units.
+
+``Portfolio`` consumes ``OrderFilled`` events (deduplicated by ``execution_id``, so a replayed or
+duplicated trade update never double-counts) and re-marks the held contracts of an underlying on
+every book update (``on_book(chain)``). It implements ``domain.views.PortfolioView`` and the gate's
+``RiskCapitalView``.
+
+Units: option quantities in contracts, stock in shares; money in dollars. Greeks in trader units:
+delta in shares, gamma in shares per $1, vega in $ per vol point, theta in $ per calendar day.
+
+A structure is every fill carrying its ``structure_id`` (a condor's four legs, a straddle and the
+stock that hedges it); it is open while any of its legs is non-zero and is closed - with its realized
+P&L reported once - when all are flat again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import msgspec
+
+from domain.orders import CONTRACT_MULTIPLIER, AssetClass, OrderFilled
+from domain.views import ChainView, PortfolioGreeks
+from greeks.calendar import ny_date, ny_instant_ns
+from greeks.occ import OccSymbolError, parse_occ
+from risk.payoff import PayoffLeg, summarize
+
+ROOT_ALIASES: dict[str, str] = {"SPXW": "SPX", "NDXP": "NDX", "RUTW": "RUT", "VIXW": "VIX"}
+_EPS = 1e-9
+_EMPTY: Mapping[str, float] = MappingProxyType({})
+
+
+class Mark(msgspec.Struct):
+    """Last quote and per-share Greeks of one held contract (or the underlying, for stock)."""
+
+    bid: float = math.nan
+    ask: float = math.nan
+    delta: float = 0.0
+    gamma: float = 0.0
+    vega: float = 0.0
+    theta: float = 0.0
+    strike: float = math.nan
+    is_call: bool = False
+    expiry_ord: int = 0
+
+    @property
+    def mid(self) -> float:
+        return 0.5 * (self.bid + self.ask)
+
+
+class LegPosition(msgspec.Struct):
+    """Net position in one symbol with average-cost accounting."""
+
+    symbol: str
+    underlying: str
+    asset_class: AssetClass
+    qty: float = 0.0
+    avg_price: float = 0.0
+    realized_usd: float = 0.0
+
+    @property
+    def multiplier(self) -> int:
+        return CONTRACT_MULTIPLIER if self.asset_class is AssetClass.OPTION else 1
+
+
+class StructureState(msgspec.Struct):
+    """One structure: its legs' quantities and the cash it has paid (-) or received (+)."""
+
+    structure_id: str
+    strategy_id: str
+    underlying: str
+    legs: dict[str, float]
+    cash_usd: float = 0.0
+    opened_ns: int = 0
+    closed_ns: int = 0
+    fills: int = 0
+    risk_capital_usd: float = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return any(abs(q) > _EPS for q in self.legs.values())
+
+
+class StructureSnapshot(msgspec.Struct, frozen=True):
+    """A structure as strategies and the summary read it."""
+
+    structure_id: str
+    strategy_id: str
+    underlying: str
+    legs: dict[str, float]
+    is_open: bool
+    pnl_mid_usd: float
+    pnl_natural_usd: float
+    realized_usd: float
+    risk_capital_usd: float
+    greeks: PortfolioGreeks
+    opened_ns: int
+    closed_ns: int
+
+
+class StrategySummary(msgspec.Struct, frozen=True):
+    """One strategy's structures and P&L (mid), with the Greeks of its open structures."""
+
+    strategy_id: str
+    structures_opened: int
+    structures_closed: int
+    fills: int
+    realized_usd: float
+    pnl_usd: float
+    """Realized plus open P&L at mid."""
+    greeks: PortfolioGreeks
+
+
+class StructureClosed(msgspec.Struct, frozen=True):
+    """A structure went flat: feed ``realized_pnl_usd`` to the consecutive-loss breaker."""
+
+    structure_id: str
+    strategy_id: str
+    underlying: str
+    realized_pnl_usd: float
+    ts_event_ns: int
+
+
+class FillResult(msgspec.Struct, frozen=True):
+    """What applying one fill did."""
+
+    applied: bool
+    """False for a duplicate ``execution_id`` (nothing changed)."""
+    position_qty: float
+    structure_closed: StructureClosed | None = None
+
+
+def underlying_of(symbol: str, asset_class: AssetClass = AssetClass.OPTION) -> str:
+    """The underlying of an option symbol (root, with index-weekly aliases) or of a stock symbol (itself)."""
+    if asset_class is AssetClass.EQUITY:
+        return symbol
+    try:
+        root = parse_occ(symbol).root
+    except OccSymbolError:
+        return symbol
+    return ROOT_ALIASES.get(root, root)
+
+
+class Portfolio:
+    """Positions, P&L and Greeks (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._legs: dict[str, LegPosition] = {}
+        self._by_underlying: dict[str, dict[str, LegPosition]] = {}
+        self._held: dict[str, dict[str, float]] = {}
+        self._structures: dict[str, StructureState] = {}
+        self._marks: dict[str, Mark] = {}
+        self._rows: dict[str, int] = {}
+        self._seen_exec: set[str] = set()
+        self._greeks: dict[str, PortfolioGreeks] = {}
+        self._day: dt.date | None = None
+        self._realized_sod = 0.0
+        self._unrealized_sod = 0.0
+        self.fills_applied = 0
+        self.duplicate_fills = 0
+        self.unpriced_fills = 0
+        self.revision = 0
+        """Bumped on every applied fill: positions changed (the gate's stress cache keys on it)."""
+        self._open_ids: set[str] = set()
+
+    # ------------------------------------------------------------------ PortfolioView
+    def position(self, symbol: str) -> float:
+        leg = self._legs.get(symbol)
+        return leg.qty if leg is not None else 0.0
+
+    def positions(self) -> Mapping[str, float]:
+        return {s: p.qty for s, p in self._legs.items() if abs(p.qty) > _EPS}
+
+    def positions_of(self, underlying: str) -> Mapping[str, float]:
+        """Non-zero positions on ``underlying`` (a read-only live view: copy it to keep a snapshot)."""
+        held = self._held.get(underlying)
+        return MappingProxyType(held) if held is not None else _EMPTY
+
+    def greeks(self, underlying: str | None = None) -> PortfolioGreeks:
+        if underlying is not None:
+            return self._greeks.get(underlying, PortfolioGreeks())
+        total = PortfolioGreeks()
+        for g in self._greeks.values():
+            total = total + g
+        return total
+
+    def open_structures(self, strategy_id: str | None = None, underlying: str | None = None) -> int:
+        if strategy_id is None and underlying is None:
+            return len(self._open_ids)
+        n = 0
+        for sid in self._open_ids:
+            s = self._structures[sid]
+            if strategy_id is not None and s.strategy_id != strategy_id:
+                continue
+            if underlying is None or s.underlying == underlying:
+                n += 1
+        return n
+
+    def daily_pnl_usd(self) -> float:
+        return (self.realized_usd() - self._realized_sod) + (self.unrealized_usd() - self._unrealized_sod)
+
+    def risk_capital_usd(self, underlying: str | None = None) -> float:
+        total = 0.0
+        for sid in self._open_ids:
+            s = self._structures[sid]
+            if underlying is None or s.underlying == underlying:
+                total += s.risk_capital_usd
+        return total
+
+    # ------------------------------------------------------------------ P&L
+    def realized_usd(self) -> float:
+        return sum(p.realized_usd for p in self._legs.values())
+
+    def unrealized_usd(self, natural: bool = False) -> float:
+        """Open P&L at mid (or at natural: longs at the bid, shorts at the ask); unmarked legs count 0."""
+        total = 0.0
+        for sym, p in self._legs.items():
+            if abs(p.qty) <= _EPS:
+                continue
+            price = self._mark_price(sym, p.qty, natural)
+            if math.isfinite(price):
+                total += (price - p.avg_price) * p.qty * p.multiplier
+        return total
+
+    def _mark_price(self, symbol: str, qty: float, natural: bool) -> float:
+        m = self._marks.get(symbol)
+        if m is None:
+            return math.nan
+        if natural:
+            return m.bid if qty > 0 else m.ask
+        return m.mid
+
+    # ------------------------------------------------------------------ structures
+    def has_booked(self, execution_id: str) -> bool:
+        """Whether the fill with ``execution_id`` is already in the positions."""
+        return execution_id in self._seen_exec
+
+    def structure(self, structure_id: str) -> StructureSnapshot | None:
+        s = self._structures.get(structure_id)
+        return self._snapshot(s) if s is not None else None
+
+    def structures(self, strategy_id: str | None = None, open_only: bool = True) -> list[StructureSnapshot]:
+        return [self._snapshot(s) for s in self._structures.values()
+                if (not open_only or s.is_open) and (strategy_id is None or s.strategy_id == strategy_id)]
+
+    def strategy_summary(self, strategy_id: str) -> StrategySummary:
+        """Per-strategy totals for the live table and the run summary (structures, fills, P&L, Greeks)."""
+        opened = closed = fills = 0
+        realized = pnl = 0.0
+        greeks = PortfolioGreeks()
+        for s in self._structures.values():
+            if s.strategy_id != strategy_id:
+                continue
+            opened += 1
+            fills += s.fills
+            snap = self._snapshot(s)
+            pnl += snap.pnl_mid_usd
+            if s.is_open:
+                greeks = greeks + snap.greeks
+            else:
+                closed += 1
+                realized += s.cash_usd
+        return StrategySummary(strategy_id, opened, closed, fills, realized, pnl, greeks)
+
+    def _snapshot(self, s: StructureState) -> StructureSnapshot:
+        value_mid = value_nat = 0.0
+        d = g = v = th = 0.0
+        for sym, q in s.legs.items():
+            if abs(q) <= _EPS:
+                continue
+            mult = self._legs[sym].multiplier
+            mid, nat = self._mark_price(sym, q, False), self._mark_price(sym, q, True)
+            value_mid += q * mult * (mid if math.isfinite(mid) else 0.0)
+            value_nat += q * mult * (nat if math.isfinite(nat) else 0.0)
+            m = self._marks.get(sym)
+            if m is not None:
+                d += q * mult * m.delta
+                g += q * mult * m.gamma
+                v += q * mult * m.vega
+                th += q * mult * m.theta
+        realized = s.cash_usd if not s.is_open else 0.0
+        return StructureSnapshot(s.structure_id, s.strategy_id, s.underlying, dict(s.legs), s.is_open,
+                                 s.cash_usd + value_mid, s.cash_usd + value_nat, realized, s.risk_capital_usd,
+                                 PortfolioGreeks(d, g, v / 100.0, th / 365.0), s.opened_ns, s.closed_ns)
+
+    # ------------------------------------------------------------------ inputs
+    def on_fill(self, fill: OrderFilled) -> FillResult:
+        """Apply one execution (idempotent on ``execution_id``)."""
+        if fill.execution_id in self._seen_exec:
+            self.duplicate_fills += 1
+            return FillResult(False, self.position(fill.symbol))
+        self._seen_exec.add(fill.execution_id)
+        self.fills_applied += 1
+        self.revision += 1
+        self._roll_day(fill.ts_event_ns)
+        pos = self._legs.get(fill.symbol)
+        if pos is None:
+            u = underlying_of(fill.symbol, fill.asset_class)
+            pos = LegPosition(fill.symbol, u, fill.asset_class)
+            self._legs[fill.symbol] = pos
+            self._by_underlying.setdefault(u, {})[fill.symbol] = pos
+        price = fill.price
+        if math.isnan(price):
+            # A leg execution rebuilt from cumulative totals carries no price (and no ratio to split the
+            # parent's net price by): cost it at the mark and count it, so P&L stays finite.
+            mark = self._marks.get(fill.symbol)
+            price = mark.mid if mark is not None and math.isfinite(mark.mid) else 0.0
+            self.unpriced_fills += 1
+        self._apply_to_leg(pos, fill.signed_qty, price)
+        held = self._held.setdefault(pos.underlying, {})
+        if abs(pos.qty) > _EPS:
+            held[fill.symbol] = pos.qty
+        else:
+            held.pop(fill.symbol, None)
+        closed = None
+        if fill.structure_id:
+            closed = self._apply_to_structure(fill, pos, price)
+        self._refresh_greeks(pos.underlying)
+        return FillResult(True, pos.qty, closed)
+
+    def _apply_to_leg(self, pos: LegPosition, dq: float, price: float) -> None:
+        q0 = pos.qty
+        mult = pos.multiplier
+        if q0 == 0 or (q0 > 0) == (dq > 0):
+            new = q0 + dq
+            pos.avg_price = (pos.avg_price * q0 + price * dq) / new if abs(new) > _EPS else 0.0
+            pos.qty = new
+            return
+        closing = min(abs(dq), abs(q0)) * (1 if dq > 0 else -1)
+        # Closing ``closing`` units bought/sold at ``price`` against an average of ``avg_price``.
+        pos.realized_usd += -closing * (price - pos.avg_price) * mult
+        new = q0 + dq
+        if abs(new) <= _EPS:
+            pos.qty, pos.avg_price = 0.0, 0.0
+        elif (new > 0) == (q0 > 0):
+            pos.qty = new
+        else:
+            pos.qty, pos.avg_price = new, price  # flipped through zero: the remainder opens at this price
+
+    def _apply_to_structure(self, fill: OrderFilled, pos: LegPosition, price: float) -> StructureClosed | None:
+        s = self._structures.get(fill.structure_id)
+        if s is None:
+            s = StructureState(fill.structure_id, fill.strategy_id, pos.underlying, {}, opened_ns=fill.ts_event_ns)
+            self._structures[fill.structure_id] = s
+        was_open = s.is_open
+        if not was_open and s.fills:
+            s.opened_ns, s.closed_ns, s.cash_usd = fill.ts_event_ns, 0, 0.0  # re-opened under the same id
+        s.legs[fill.symbol] = s.legs.get(fill.symbol, 0.0) + fill.signed_qty
+        s.cash_usd -= fill.signed_qty * price * pos.multiplier
+        s.fills += 1
+        s.risk_capital_usd = self._structure_risk(s)
+        if s.is_open:
+            self._open_ids.add(s.structure_id)
+        else:
+            self._open_ids.discard(s.structure_id)
+        if was_open and not s.is_open:
+            s.closed_ns = fill.ts_event_ns
+            return StructureClosed(s.structure_id, s.strategy_id, s.underlying, s.cash_usd, fill.ts_event_ns)
+        return None
+
+    def _structure_risk(self, s: StructureState) -> float:
+        """Exact max loss of the structure's current legs given the cash it has taken in or paid."""
+        if not s.is_open:
+            return 0.0
+        legs: list[PayoffLeg] = []
+        for sym, q in s.legs.items():
+            if abs(q) <= _EPS:
+                continue
+            if self._legs[sym].asset_class is AssetClass.EQUITY:
+                legs.append(PayoffLeg(q, 0.0, False, 0, True))
+                continue
+            try:
+                occ = parse_occ(sym)
+            except OccSymbolError:
+                return math.inf
+            legs.append(PayoffLeg(q, occ.strike, occ.is_call, float(occ.expiry.toordinal())))
+        premium = -s.cash_usd / CONTRACT_MULTIPLIER
+        return summarize(legs, premium, 1.0).max_loss_usd
+
+    def on_book(self, chain: ChainView) -> None:
+        """Re-mark every held contract of ``chain.underlying`` and refresh that underlying's Greeks."""
+        u = chain.underlying
+        self._roll_day(chain.ts_ns)
+        legs = self._by_underlying.get(u)
+        if not legs:
+            return
+        for sym, p in legs.items():
+            if p.asset_class is AssetClass.EQUITY:
+                stock_mark = self._marks.setdefault(sym, Mark(delta=1.0))
+                stock_mark.bid = stock_mark.ask = chain.spot
+                continue
+            row = self._rows.get(sym, -1)
+            if row < 0 or row >= len(chain) or chain.symbols[row] != sym:
+                row = chain.row_of(sym)
+                self._rows[sym] = row
+                if row < 0:
+                    continue
+            m = self._marks.get(sym)
+            if m is None:
+                m = Mark(strike=float(chain.strike[row]), is_call=bool(chain.is_call[row]))
+                self._marks[sym] = m
+            m.bid, m.ask = float(chain.bid[row]), float(chain.ask[row])
+            # A row whose IV cannot be solved this frame (say a quote below intrinsic) keeps its last good
+            # Greeks: dropping it to zero would hide real exposure from the gate and the hedger.
+            m.delta, m.gamma = _finite(chain.delta[row], m.delta), _finite(chain.gamma[row], m.gamma)
+            m.vega, m.theta = _finite(chain.vega[row], m.vega), _finite(chain.theta[row], m.theta)
+        self._refresh_greeks(u)
+
+    def on_spot(self, underlying: str, spot: float, ts_ns: int) -> None:
+        """Mark stock positions of ``underlying`` at a new underlying price (between book updates)."""
+        self._roll_day(ts_ns)
+        pos = self._legs.get(underlying)
+        if pos is not None and pos.asset_class is AssetClass.EQUITY:
+            m = self._marks.setdefault(underlying, Mark(delta=1.0))
+            m.bid = m.ask = spot
+
+    def _refresh_greeks(self, underlying: str) -> None:
+        d = g = v = th = 0.0
+        for sym, p in self._by_underlying.get(underlying, {}).items():
+            if abs(p.qty) <= _EPS:
+                continue
+            if p.asset_class is AssetClass.EQUITY:
+                d += p.qty
+                continue
+            m = self._marks.get(sym)
+            if m is None:
+                continue
+            q = p.qty * CONTRACT_MULTIPLIER
+            d += q * m.delta
+            g += q * m.gamma
+            v += q * m.vega
+            th += q * m.theta
+        self._greeks[underlying] = PortfolioGreeks(d, g, v / 100.0, th / 365.0)
+
+    def _roll_day(self, ts_ns: int) -> None:
+        if ts_ns <= 0:
+            return
+        day = ny_date(ts_ns) if self._day is None or ts_ns >= self._next_day_ns else self._day
+        if day != self._day:
+            self._day = day
+            self._next_day_ns = ny_instant_ns(day + dt.timedelta(days=1), dt.time(0))
+            self._realized_sod = self.realized_usd()
+            self._unrealized_sod = self.unrealized_usd()
+
+    _next_day_ns = 0
+
+
+def _finite(x: float, fallback: float = 0.0) -> float:
+    v = float(x)
+    return v if math.isfinite(v) else fallback

@@ -1,0 +1,304 @@
+"""The subscription budget: which option contracts to stream, within the plan's quote cap.
+
+Per underlying the engine streams a window of expiries (those inside the DTE ranges the enabled
+strategies need, nearest first) times strikes around the money, calls and puts, plus - always -
+every contract held or with a working order ("pinned"). The window is centred on spot and only
+re-centred when spot has moved more than ``recenter_fraction`` of the window's half-width
+(hysteresis, so a spot wiggling at a strike does not churn subscriptions). The total never exceeds
+the cap (200 indicative, 1000 opra; the server would answer 405): pinned contracts are taken first,
+the rest of the cap is split between underlyings. A change goes out as one unsubscribe and one
+subscribe diff (``MarketDataProtocol.set_subscription``).
+
+``ContractCatalog`` discovers contracts through ``/v2/options/contracts`` (all pages) and caches them;
+``SubscriptionManager`` ties catalog, budget, book and stream together and fills new rows from
+``/v1beta1/options/snapshots`` before their quotes stream.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple, Protocol
+
+import msgspec
+import structlog
+
+from engine.alpaca.broker import AlpacaBroker, ListedContract, OptionSnapshot
+from engine.alpaca.feeds.trading.models import num, rfc3339_to_ns
+from engine.kernel.book import Market
+
+log = structlog.get_logger(__name__)
+
+
+class BudgetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    cap: int = 200
+    """Plan quote cap: 200 on the indicative feed, 1000 on opra."""
+    dte_ranges: tuple[tuple[int, int], ...] = ((0, 45),)
+    """Days-to-expiry ranges (inclusive) the enabled strategies trade; each range gets its own expiries."""
+    expiries_per_range: int = 1
+    """Expiries streamed from each DTE range (the nearest ones inside it)."""
+    max_expiries: int = 4
+    window_sigmas: float = 2.0
+    """Strike window per expiry: +- this many standard deviations of the underlying to that expiry."""
+    assumed_vol: float = 0.25
+    """Volatility used to size the strike windows (a generous guess: wider windows are sampled, not cut)."""
+    recenter_fraction: float = 0.5
+    """Re-centre when spot moved more than this fraction of the nearest expiry's window half-width."""
+    weights: dict[str, float] = {}
+    """Share of the free cap per underlying (default: equal)."""
+
+
+class Contract(NamedTuple):
+    symbol: str
+    underlying: str
+    expiry: dt.date
+    strike: float
+    is_call: bool
+    open_interest: int
+
+
+def contract_from(c: ListedContract) -> Contract:
+    """A catalog entry from the broker's contract record."""
+    return Contract(
+        c.symbol,
+        sys.intern(c.underlying_symbol),
+        c.expiration_date,
+        num(c.strike_price) or 0.0,
+        c.type == "call",
+        int(num(c.open_interest) or 0),
+    )
+
+
+class SubscriptionBudget:
+    """Pure selection logic; remembers each underlying's window centre for hysteresis."""
+
+    def __init__(self, config: BudgetConfig = BudgetConfig()) -> None:
+        self.config = config
+        self.centers: dict[str, float] = {}
+
+    def expiries(self, contracts: Iterable[Contract], today: dt.date) -> list[dt.date]:
+        """Expiries to stream, at most ``max_expiries``: first the nearest ``expiries_per_range`` inside each DTE
+        range (so every strategy's window is covered), then the next-nearest inside any range."""
+        listed = sorted({c.expiry for c in contracts})
+        ranges = self.config.dte_ranges
+        chosen: list[dt.date] = []
+        for lo, hi in ranges:
+            inside = [e for e in listed if lo <= (e - today).days <= hi and e not in chosen]
+            chosen.extend(inside[: self.config.expiries_per_range])
+        chosen = chosen[: self.config.max_expiries]
+        for e in listed:
+            if len(chosen) >= self.config.max_expiries:
+                break
+            if e not in chosen and any(lo <= (e - today).days <= hi for lo, hi in ranges):
+                chosen.append(e)
+        return sorted(chosen)
+
+    def half_width(self, spot: float, expiry: dt.date, today: dt.date) -> float:
+        """Half-width of the strike window of ``expiry``: ``window_sigmas`` standard deviations to expiry."""
+        years = max((expiry - today).days, 0.5) / 365.0
+        return self.config.window_sigmas * self.config.assumed_vol * math.sqrt(years) * spot
+
+    def center(self, underlying: str, spot: float, half_width: float) -> float:
+        """The window centre: the previous one unless spot left the hysteresis band."""
+        old = self.centers.get(underlying)
+        if old is None or abs(spot - old) > self.config.recenter_fraction * half_width:
+            self.centers[underlying] = spot
+            return spot
+        return old
+
+    def select(self, underlying: str, contracts: list[Contract], spot: float, today: dt.date, budget: int) -> list[str]:
+        """Up to ``budget`` contracts of one underlying: per expiry, calls and puts on strikes spread over its window.
+
+        Each expiry gets an equal share. When its window holds more strikes than the share pays for, the
+        strikes are sampled evenly outward from the one nearest the centre, so a far expiry still reaches
+        the wings a condor needs (about one standard deviation out) instead of only the nearest strikes.
+        """
+        expiries = self.expiries(contracts, today)
+        if budget <= 0 or not expiries or not spot > 0:
+            return []
+        by_expiry: dict[dt.date, dict[float, list[Contract]]] = {e: {} for e in expiries}
+        for c in contracts:
+            if c.expiry in by_expiry:
+                by_expiry[c.expiry].setdefault(c.strike, []).append(c)
+        centre = self.center(underlying, spot, self.half_width(spot, expiries[0], today))
+        chosen: list[str] = []
+        leftover = budget
+        for i, expiry in enumerate(expiries):
+            share = leftover // (len(expiries) - i)
+            strikes = self._sample(by_expiry[expiry], centre, self.half_width(spot, expiry, today), share)
+            take = [c for k in strikes for c in sorted(by_expiry[expiry][k], key=lambda c: not c.is_call)][:share]
+            chosen.extend(c.symbol for c in take)
+            leftover -= len(take)
+        return chosen
+
+    @staticmethod
+    def _sample(by_strike: Mapping[float, list[Contract]], centre: float, half_width: float, share: int) -> list[float]:
+        """Strikes for ``share`` contracts, nearest the centre first: all of the window's strikes when they fit
+        (topped up with the nearest outside it), else the window thinned evenly outward from the centre."""
+        per_strike = max(1, max((len(v) for v in by_strike.values()), default=1))
+        room = max(1, -(-share // per_strike))  # the last strike may contribute only its call
+        inside = sorted(k for k in by_strike if abs(k - centre) <= half_width)
+        if len(inside) <= room:
+            return sorted(by_strike, key=lambda k: (abs(k - centre), k))[:room]
+        atm = min(range(len(inside)), key=lambda j: abs(inside[j] - centre))
+        stride = math.ceil(len(inside) / room)
+        picked = [inside[atm]]
+        step = stride
+        while len(picked) < room and (atm - step >= 0 or atm + step < len(inside)):
+            for j in (atm + step, atm - step):
+                if 0 <= j < len(inside) and len(picked) < room:
+                    picked.append(inside[j])
+            step += stride
+        if len(picked) < room:  # the stride ran off one side of the window: fill in nearest the centre
+            rest = sorted((k for k in inside if k not in picked), key=lambda k: abs(k - centre))
+            picked.extend(rest[: room - len(picked)])
+        return picked
+
+    def plan(
+        self,
+        universe: Mapping[str, list[Contract]],
+        spots: Mapping[str, float],
+        today: dt.date,
+        pinned: Iterable[str] = (),
+    ) -> set[str]:
+        """The whole desired quote set, never larger than the cap; pinned contracts first."""
+        cap = self.config.cap
+        pinned_list = sorted(set(pinned))
+        if len(pinned_list) > cap:
+            log.error("subscription_pinned_over_cap", pinned=len(pinned_list), cap=cap)
+            pinned_list = pinned_list[:cap]
+        desired = set(pinned_list)
+        free = cap - len(desired)
+        names = sorted(universe)
+        weights = {u: self.config.weights.get(u, 1.0) for u in names}
+        total_w = sum(weights.values()) or 1.0
+        for u in names:
+            share = int(free * weights[u] / total_w)
+            # Ask for extra rows so that picks overlapping the pinned set do not shrink this share.
+            picks = self.select(u, universe[u], spots.get(u, float("nan")), today, share + len(pinned_list))
+            for s in picks:
+                if len(desired) >= cap or share <= 0:
+                    break
+                if s not in desired:
+                    desired.add(s)
+                    share -= 1
+        return desired
+
+
+class ContractCatalog:
+    """Option contracts per underlying from the broker, cached for ``ttl_s``."""
+
+    def __init__(
+        self,
+        broker: AlpacaBroker,
+        *,
+        ttl_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_ppind: Callable[[str, bool | None], None] | None = None,
+    ) -> None:
+        self._broker = broker
+        self._on_ppind = on_ppind
+        """Told each underlying's penny program indicator as listed (the router's tick classes)."""
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: dict[tuple[str, dt.date, int], tuple[float, list[Contract]]] = {}
+
+    async def contracts(self, underlying: str, today: dt.date, max_dte: int) -> list[Contract]:
+        key = (underlying, today, max_dte)
+        hit = self._cache.get(key)
+        if hit is not None and self._clock() - hit[0] < self._ttl_s:
+            return hit[1]
+        # Keep only what can still be asked for (a key per trading day, never evicted, grew the engine by a
+        # day's listings at every session roll), and let go of it before the new listing is decoded.
+        now = self._clock()
+        for old in [k for k, (at, _) in self._cache.items() if k[1] != today or now - at >= self._ttl_s]:
+            del self._cache[old]
+        raw = await self._broker.listed_contracts(
+            [underlying],
+            expiration_gte=today.isoformat(),
+            expiration_lte=(today + dt.timedelta(days=max_dte)).isoformat(),
+        )
+        contracts = [contract_from(c) for c in raw if c.tradable]
+        if self._on_ppind is not None and raw:
+            self._on_ppind(underlying, raw[0].ppind)  # the penny program is per class (underlying)
+        del raw
+        self._cache[key] = (self._clock(), contracts)
+        log.info("contracts_loaded", underlying=underlying, contracts=len(contracts))
+        return contracts
+
+
+class Subscriber(Protocol):
+    def set_subscription(self, quotes: Iterable[str], trades: Iterable[str] = ()) -> tuple[int, int]: ...
+
+
+class SubscriptionManager:
+    """Keeps the option stream's subscription equal to the budget's plan, with the book primed first."""
+
+    def __init__(
+        self,
+        broker: AlpacaBroker,
+        market: Market,
+        stream: Subscriber,
+        underlyings: Iterable[str],
+        *,
+        budget: SubscriptionBudget | None = None,
+        catalog: ContractCatalog | None = None,
+    ) -> None:
+        self._broker = broker
+        self._market = market
+        self._stream = stream
+        self.underlyings = tuple(underlyings)
+        self.budget = budget or SubscriptionBudget()
+        self.catalog = catalog or ContractCatalog(broker)
+        self.current: set[str] = set()
+        self.updates = 0
+        for u in self.underlyings:
+            market.book(u)
+
+    async def update(self, today: dt.date, spots: Mapping[str, float], pinned: Iterable[str] = ()) -> tuple[int, int]:
+        """Recompute the plan; add new contracts to the book from snapshots; send one diff. (added, removed)."""
+        max_dte = max(hi for _, hi in self.budget.config.dte_ranges)
+        universe = {u: await self.catalog.contracts(u, today, max_dte) for u in self.underlyings}
+        pinned = set(pinned)
+        desired = self.budget.plan(universe, spots, today, pinned)
+        new = desired - self.current
+        if new:
+            by_symbol = {c.symbol: c for cs in universe.values() for c in cs}
+            unknown = sorted(s for s in new if s not in by_symbol)
+            if unknown:
+                log.warning("subscription_pinned_not_in_catalog", symbols=unknown[:10], count=len(unknown))
+            for u in self.underlyings:
+                fresh = [s for s in sorted(new) if s in by_symbol and by_symbol[s].underlying == u]
+                if fresh:
+                    self._market.add_contracts(u, fresh, [by_symbol[s].open_interest for s in fresh])
+            await self._prime(sorted(s for s in new if s in by_symbol))
+        added, removed = self._stream.set_subscription(sorted(desired))
+        self.current = desired
+        self.updates += 1
+        if added or removed:
+            log.info("subscription_changed", added=added, removed=removed, total=len(desired))
+        return added, removed
+
+    async def _prime(self, symbols: list[str]) -> None:
+        """Fill new rows from REST snapshots so the book is usable before the first streamed quote."""
+        if not symbols:
+            return
+        snaps = await self._broker.option_snapshots(symbols)
+        touched: set[str] = set()
+        for symbol, snap in snaps.items():
+            q = snap.latestQuote
+            if q is None:
+                continue
+            for u, book in self._market.books.items():
+                if book.row_of(symbol) >= 0:
+                    book.load_snapshot(symbol, q.bp, q.ap, q.bs, q.as_, rfc3339_to_ns(q.t), _last(snap))
+                    touched.add(u)
+        for u in touched:
+            self._market.snapshot_loaded(u)
+
+
+def _last(snap: OptionSnapshot) -> float:
+    return snap.latestTrade.p if snap.latestTrade is not None else float("nan")

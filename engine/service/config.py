@@ -1,0 +1,365 @@
+"""The engine's configuration: frozen, validated types decoded from ``engine.toml``.
+
+Every section is a frozen msgspec Struct that rejects unknown fields and carries its constraints
+(``Annotated[..., Meta(...)]``); cross-field rules live in :func:`cross_field_issues`. Decoding collects
+*every* error with its dotted path instead of stopping at the first (:func:`decode_config`).
+
+Sections owned elsewhere are composed in, one line each (:data:`SECTION_TYPES`,
+:data:`STRATEGY_CONFIGS`): when the owning module is not importable the table is kept as a plain mapping
+and reported by :func:`unvalidated_sections`, so the file still loads.
+
+Hot or cold: a field is *hot* when a reload may apply it to a running engine, *cold* when it needs a
+restart. A Struct that declares the project's ``HOT_FIELDS`` ClassVar (domain/params.py) makes exactly those
+fields hot (a nested struct's fields inherit its field's verdict unless it declares its own); without one,
+``[risk]`` and ``[strategies.<name>]`` are hot and every other section cold (see :func:`is_hot`). Adding or
+removing a whole ``[strategies.<name>]`` table is cold.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+from msgspec import Meta
+
+from engine.kernel.order_rules import OrdersSection
+
+Mode = Literal["sim", "paper", "live"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+EnvName = Annotated[str, Meta(pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", max_length=128)]
+
+LIVE_CONFIRM_ENV = "OPTIONS_ENGINE_LIVE"
+"""Environment variable that must be ``1`` for ``mode = "live"`` to start."""
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; ``issues`` lists every problem with its path."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("; ".join(str(i) for i in issues))
+
+
+class ConfigIssue(msgspec.Struct, frozen=True):
+    """One problem: a dotted path (``"risk.max_delta"``, ``""`` for the whole file) and a reason."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<file>'}: {self.reason}"
+
+
+class EngineSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[engine]``: mode, state, logging, metrics, shutdown and restart policy."""
+
+    HOT_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "log_level",
+            "watchdog_max_lag_ms",
+            "unknown_order_policy",
+            "cancel_on_shutdown",
+            "shutdown_timeout_s",
+        }
+    )
+
+    mode: Mode = "sim"
+    state_dir: Annotated[str, Meta(min_length=1)] = "state"
+    log_level: LogLevel = "info"
+    metrics_host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
+    metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 9464
+    client_order_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,16}$")] = "oe"
+    unknown_order_policy: Literal["cancel", "adopt"] = "cancel"
+    cancel_on_shutdown: bool = True
+    shutdown_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 20.0
+    watchdog_max_lag_ms: Annotated[float, Meta(gt=0)] = 500.0
+    reload_poll_s: Annotated[float, Meta(ge=0.05, le=60)] = 0.5
+
+
+class AlpacaSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[alpaca]``: feeds, where the keys come from, endpoints. Never holds a key itself."""
+
+    options_feed: Literal["indicative", "opra"] = "indicative"
+    stock_feed: Literal["iex", "sip"] = "iex"
+    key_id_env: EnvName = "APCA_API_KEY_ID"
+    secret_key_env: EnvName = "APCA_API_SECRET_KEY"
+    credentials_file: str = ""
+    paper_url: Annotated[str, Meta(pattern=r"^https?://")] = "https://paper-api.alpaca.markets"
+    live_url: Annotated[str, Meta(pattern=r"^https?://")] = "https://api.alpaca.markets"
+    data_url: Annotated[str, Meta(pattern=r"^https?://")] = "https://data.alpaca.markets"
+    stream_url: Annotated[str, Meta(pattern=r"^wss?://")] = "wss://stream.data.alpaca.markets"
+    trading_stream_url: Annotated[str, Meta(pattern=r"^(wss?://.*)?$")] = ""
+
+
+class RedisSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[redis]``: where fills, alerts, orders and Greeks go, and the command channel."""
+
+    enabled: bool = False
+    url: Annotated[str, Meta(pattern=r"^(redis|rediss|unix)://")] = "redis://127.0.0.1:6379/0"
+    prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "options-engine"
+    stream_maxlen: Annotated[int, Meta(ge=100)] = 100_000
+    queue_bound: Annotated[int, Meta(ge=16)] = 10_000
+    alert_buffer: Annotated[int, Meta(ge=1)] = 1_000
+    command_secret_env: EnvName = ""
+    greeks_interval_s: Annotated[float, Meta(ge=0.1)] = 1.0
+
+
+class RecordSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[record]``: raw frames of the option, stock and trading streams to disk, for replay (docs/replay.md)."""
+
+    enabled: bool = False
+    """Record every frame the feeds receive, with its receive time."""
+    dir: Annotated[str, Meta(min_length=1)] = "recordings"
+    """Directory of the recordings, relative to ``engine.state_dir`` unless absolute."""
+    max_file_mb: Annotated[float, Meta(gt=0)] = 256.0
+    """A file is closed and the next one started beyond this size (compressed MiB)."""
+    max_total_mb: Annotated[float, Meta(gt=0)] = 4096.0
+    """The oldest files are deleted to keep the directory under this size (compressed MiB)."""
+    flush_interval_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    """How often the writer thread compresses and appends what was received."""
+    max_buffer_mb: Annotated[float, Meta(gt=0)] = 256.0
+    """If the disk stalls, frames beyond this much buffered memory are dropped (and counted), never waited for."""
+    compress_level: Annotated[int, Meta(ge=1, le=9)] = 3
+    """zlib level (1 fastest .. 9 smallest)."""
+
+
+def _optional_type(module: str, name: str) -> Any:
+    """The config class ``module.name`` when importable, else a pass-through mapping type."""
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module.startswith(exc.name):
+            return dict[str, Any]
+        raise
+    except AttributeError:
+        return dict[str, Any]
+    return cls
+
+
+# Sections owned by other packages: (module, class). Until the module exists the table passes through.
+SECTION_TYPES: dict[str, tuple[str, str]] = {
+    "sim": ("engine.sim.config", "SimConfig"),
+    "risk": ("risk.limits", "RiskLimits"),
+}
+
+# One line per strategy: [strategies.<name>] -> (module, config class).
+STRATEGY_CONFIGS: dict[str, tuple[str, str]] = {
+    "gamma_scalper": ("strategies.gamma_scalper", "GammaScalperConfig"),
+    "iron_condor": ("strategies.iron_condor", "IronCondorConfig"),
+    "zero_dte": ("strategies.zero_dte", "ZeroDteConfig"),
+}
+
+SimSection: Any = _optional_type(*SECTION_TYPES["sim"])
+RiskSection: Any = _optional_type(*SECTION_TYPES["risk"])
+
+StrategiesSection: Any = msgspec.defstruct(
+    "StrategiesSection",
+    [(name, _optional_type(mod, cls) | None, None) for name, (mod, cls) in STRATEGY_CONFIGS.items()],
+    frozen=True,
+    forbid_unknown_fields=True,
+    module=__name__,
+)
+
+
+def _default_of(tp: Any) -> Any:
+    return msgspec.field(default_factory=dict if tp == dict[str, Any] else tp)
+
+
+class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The whole ``engine.toml``."""
+
+    engine: EngineSection = EngineSection()
+    alpaca: AlpacaSection = AlpacaSection()
+    redis: RedisSection = RedisSection()
+    record: RecordSection = RecordSection()
+    orders: OrdersSection = OrdersSection()
+    sim: SimSection = _default_of(SimSection)
+    risk: RiskSection = _default_of(RiskSection)
+    strategies: StrategiesSection = msgspec.field(default_factory=StrategiesSection)
+
+    def strategy_configs(self) -> dict[str, Any]:
+        """The configured strategies by name (tables present in the file), in registry order."""
+        return {n: c for n in STRATEGY_CONFIGS if (c := getattr(self.strategies, n)) is not None}
+
+    def to_builtins(self) -> dict[str, Any]:
+        return typing.cast(dict[str, Any], msgspec.to_builtins(self))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoding with every error collected
+
+
+def _strip_annotated(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _struct_in(tp: Any) -> Any:
+    """The Struct class inside ``tp`` (``X``, ``X | None``, ``Annotated[X, ...]``), or None."""
+    tp = _strip_annotated(tp)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        structs = [a for a in typing.get_args(tp) if isinstance(a, type) and issubclass(a, msgspec.Struct)]
+        if len(structs) == 1:
+            return structs[0]
+    return None
+
+
+def _reason(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    cut = text.rfind(" - at `$")
+    return text[:cut] if cut >= 0 else text
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _collect(value: Any, tp: Any, path: str, issues: list[ConfigIssue]) -> None:
+    struct = _struct_in(tp)
+    if struct is not None and isinstance(value, dict):
+        fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
+        before = len(issues)
+        for key in value:
+            if key not in fields:
+                known = ", ".join(sorted(fields)) or "none"
+                issues.append(ConfigIssue(_join(path, key), f"unknown field (known: {known})"))
+        for name, f in fields.items():
+            if name in value:
+                _collect(value[name], f.type, _join(path, name), issues)
+            elif f.default is msgspec.NODEFAULT and f.default_factory is msgspec.NODEFAULT:
+                issues.append(ConfigIssue(_join(path, name), "required field is missing"))
+        if len(issues) == before:  # fields fine: now the struct's own cross-field checks
+            try:
+                msgspec.convert(value, struct)
+            except msgspec.ValidationError as exc:
+                issues.append(ConfigIssue(path, _reason(exc)))
+        return
+    try:
+        msgspec.convert(value, tp)
+    except msgspec.ValidationError as exc:
+        bare = _strip_annotated(tp)
+        if typing.get_origin(bare) is Literal:
+            choices = ", ".join(repr(c) for c in typing.get_args(bare))
+            issues.append(ConfigIssue(path, f"{value!r} is not one of {choices}"))
+            return
+        shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+        issues.append(ConfigIssue(path, f"{_reason(exc)}; value: {shown}"))
+
+
+def cross_field_issues(cfg: EngineConfig) -> list[ConfigIssue]:
+    """Rules that span sections."""
+    issues: list[ConfigIssue] = []
+    a = cfg.alpaca
+    if cfg.engine.mode in ("paper", "live") and not a.credentials_file and not (a.key_id_env and a.secret_key_env):
+        issues.append(
+            ConfigIssue(
+                "alpaca",
+                f"mode = {cfg.engine.mode!r} needs key_id_env and secret_key_env or a credentials_file",
+            )
+        )
+    if cfg.engine.mode == "live" and a.options_feed == "indicative":
+        issues.append(
+            ConfigIssue(
+                "alpaca.options_feed",
+                "live trading needs the 'opra' feed; 'indicative' quotes are delayed and modified",
+            )
+        )
+    if cfg.redis.command_secret_env and not cfg.redis.enabled:
+        issues.append(ConfigIssue("redis.command_secret_env", "commands need redis.enabled = true"))
+    if a.key_id_env and a.key_id_env == a.secret_key_env:
+        issues.append(ConfigIssue("alpaca.secret_key_env", "must differ from key_id_env"))
+    return issues
+
+
+def decode_config(data: Mapping[str, Any]) -> tuple[EngineConfig | None, list[ConfigIssue]]:
+    """Validate a decoded TOML document: the config, or None and every issue found."""
+    issues: list[ConfigIssue] = []
+    _collect(dict(data), EngineConfig, "", issues)
+    if issues:
+        return None, issues
+    cfg = msgspec.convert(dict(data), EngineConfig)
+    issues = cross_field_issues(cfg)
+    return (None, issues) if issues else (cfg, [])
+
+
+def parse_config_text(text: str) -> EngineConfig:
+    """Parse and validate TOML text; raise :class:`ConfigError` listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigIssue("", f"TOML syntax error: {exc}")]) from None
+    cfg, issues = decode_config(data)
+    if cfg is None:
+        raise ConfigError(issues)
+    return cfg
+
+
+def load_config(path: str | Path) -> EngineConfig:
+    """Read, parse and validate ``path``; raise :class:`ConfigError` listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigIssue("", f"cannot read {path}: {exc}")]) from None
+    return parse_config_text(text)
+
+
+def unvalidated_sections() -> list[str]:
+    """Sections kept as plain tables because their owning module is not available yet."""
+    out = [name for name, tp in (("sim", SimSection), ("risk", RiskSection)) if tp == dict[str, Any]]
+    for f in msgspec.structs.fields(StrategiesSection):
+        if _struct_in(f.type) is None:
+            out.append(f"strategies.{f.name}")
+    return out
+
+
+def state_path(cfg: EngineConfig, config_path: str | Path | None = None) -> Path:
+    """``engine.state_dir`` as a path: $STATE_DIRECTORY (systemd) wins, relative paths sit beside the file."""
+    import os
+
+    systemd_dir = os.environ.get("STATE_DIRECTORY")
+    if systemd_dir:
+        return Path(systemd_dir.split(":")[0])
+    p = Path(cfg.engine.state_dir)
+    if not p.is_absolute() and config_path is not None:
+        p = Path(config_path).resolve().parent / p
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hot / cold
+
+
+_HOT_BY_DEFAULT = frozenset({"risk", "strategies"})
+
+
+def is_hot(path: tuple[str, ...]) -> bool:
+    """Whether a change at ``path`` (``("strategies", "iron_condor", "wing_width")``) applies on reload."""
+    if not path:
+        return False
+    if path[0] == "strategies" and len(path) < 3:
+        return False  # adding or removing a strategy needs a restart
+    hot = path[0] in _HOT_BY_DEFAULT
+    tp: Any = EngineConfig
+    for part in path:
+        struct = _struct_in(tp)
+        if struct is None:
+            break
+        hot_fields = getattr(struct, "HOT_FIELDS", None)
+        if isinstance(hot_fields, frozenset):
+            hot = part in hot_fields
+        fields = {f.encode_name: f.type for f in msgspec.structs.fields(struct)}
+        if part not in fields:
+            break
+        tp = fields[part]
+    return hot
