@@ -185,7 +185,7 @@ async def run_decode(url: str, symbols: list[str], n_quotes: int) -> float:
 
 
 def market_with(symbols: list[str], publish: Any) -> Any:
-    from engine.kernel.book import Market
+    from engine.kernel.market import Market
 
     market = Market(publish=publish, rate=RATE)
     market.add_contracts("SPY", symbols)

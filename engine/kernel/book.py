@@ -1,7 +1,7 @@
 """The option book: one struct of arrays per underlying, repriced by one kernel call per frame.
 
-``OptionBook`` satisfies ``domain.views.ChainView`` (one row per contract) and ``Market`` satisfies
-``MarketView``. The hot path (ARCHITECTURE.md section 3):
+``OptionBook`` satisfies ``domain.views.ChainView`` (one row per contract); ``Market``
+(engine/kernel/market.py) holds one per underlying and satisfies ``MarketView``. The hot path:
 
 1. ``Market.apply(batch)``: a compiled pass writes the frame's quotes/trades into the rows (a quote
    older than the row's is skipped, an identical repeat is counted as a duplicate), sets the row
@@ -17,11 +17,8 @@ No awaits and no per-message Python objects anywhere on this path.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections.abc import Callable, Iterable, Sequence
-from collections.abc import Set as AbstractSet
-from typing import Any, Literal
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -29,10 +26,8 @@ from numba import njit
 
 from domain.views import FLAG_CROSSED, FLAG_LOCKED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE
 from engine.alpaca.feeds.marketdata import DataBatch
-from engine.alpaca.feeds.scan import KIND_QUOTE, KIND_TRADE
-from engine.kernel.events import BookUpdated, StockQuote
-from engine.kernel.symbols import SymbolIndex
-from greeks import Greeks, IvGreeks, greeks_at_vol, implied_vol_and_greeks
+from greeks import Greeks, IvGreeks, greeks_at_vol
+from greeks.black import iv_greeks_kernel
 from greeks.calendar import YEAR_NS, expiry_close_ns
 from greeks.occ import parse_occ
 from greeks.status import NOT_COMPUTED
@@ -44,16 +39,6 @@ I64 = npt.NDArray[np.int64]
 C_QUOTES, C_TRADES, C_OUT_OF_ORDER, C_DUPLICATES = 0, 1, 2, 3
 HALF_TICK = 0.005
 """Minimum time value for an IV (half the option tick): below it the quote carries no vol information."""
-
-# The book's arrays are already flat, contiguous and of the kernel's dtypes, so the per-frame call goes
-# straight to greeks' compiled kernel; the public wrapper's broadcasting and checks cost about as much
-# as repricing 100 rows. If greeks' internals change shape, fall back to the public entry point.
-_fused_kernel: Any
-try:
-    from greeks.black import _iv_greeks_kernel as _fused_kernel
-except ImportError:  # pragma: no cover - depends on greeks' internals
-    _fused_kernel = None
-
 
 @njit(cache=True)
 def _apply_kernel(
@@ -303,39 +288,10 @@ class OptionBook:
 
     def reprice_dirty(self) -> None:
         """One fused IV + Greeks call over the rows marked dirty, in place; then clear the marks."""
-        global _fused_kernel
-        if _fused_kernel is not None:
-            try:
-                _fused_kernel(
-                    self.mid,
-                    self.spot_arr,
-                    self.strike,
-                    self.t_years,
-                    self.rate_arr,
-                    self.div_arr,
-                    self.is_call,
-                    self.dirty,
-                    True,
-                    HALF_TICK,
-                    True,
-                    *self._iv_out,
-                )
-                self.dirty[:] = False
-                return
-            except TypeError:
-                _fused_kernel = None  # signature changed: use the public wrapper from now on
-        implied_vol_and_greeks(
-            self.mid,
-            self.spot_arr,
-            self.strike,
-            self.t_years,
-            self.rate_arr,
-            self.div_arr,
-            self.is_call,
-            out=self._iv_out,
-            mask=self.dirty,
-            min_time_value=HALF_TICK,
-        )
+        # The arrays are flat, contiguous and of the kernel's dtypes: straight to the compiled kernel (the public
+        # wrapper's broadcasting and checks cost about as much as repricing 100 rows).
+        iv_greeks_kernel(self.mid, self.spot_arr, self.strike, self.t_years, self.rate_arr, self.div_arr, self.is_call,
+                         self.dirty, True, HALF_TICK, True, *self._iv_out)
         self.dirty[:] = False
 
     def set_spot(self, spot: float, ts_ns: int) -> int:
@@ -454,199 +410,3 @@ _ROW_ARRAYS = (
     "flags",
     "dirty",
 )
-
-UpdateReason = Literal["quotes", "trades", "spot", "snapshot", "clock"]
-
-
-class Market:
-    """All option books by underlying plus underlying quotes (``domain.views.MarketView``).
-
-    Owns the option ``SymbolIndex`` the options protocol decodes against, and the stock index for
-    underlyings; maps each contract id to (book, row).
-    """
-
-    def __init__(
-        self,
-        *,
-        publish: Callable[[BookUpdated | StockQuote], None] | None = None,
-        now_ns: Callable[[], int] | None = None,
-        rate: float = 0.04,
-        div_yields: dict[str, float] | None = None,
-    ) -> None:
-        self.option_index = SymbolIndex()
-        self.stock_index = SymbolIndex(64)
-        self._publish = publish
-        self._now_ns = now_ns
-        self.rate = rate
-        self.div_yields = div_yields or {}
-        self.books: dict[str, OptionBook] = {}
-        self._book_list: list[OptionBook] = []
-        self._book_no: dict[str, int] = {}
-        self.gid_book = np.zeros(0, dtype=np.int32)
-        self.gid_row = np.zeros(0, dtype=np.int32)
-        self._touched = np.zeros(0, dtype=np.int64)
-
-    # --- MarketView --------------------------------------------------------------------------
-
-    def chain(self, underlying: str) -> OptionBook | None:
-        return self.books.get(underlying)
-
-    def spot(self, underlying: str) -> float:
-        book = self.books.get(underlying)
-        return float("nan") if book is None else book.spot
-
-    def spot_ts_ns(self, underlying: str) -> int:
-        book = self.books.get(underlying)
-        return 0 if book is None else book.spot_ts_ns
-
-    # --- set-up ------------------------------------------------------------------------------
-
-    def book(self, underlying: str) -> OptionBook:
-        """The book of ``underlying``, created on first use (and its stock symbol indexed)."""
-        book = self.books.get(underlying)
-        if book is None:
-            book = OptionBook(underlying, rate=self.rate, div_yield=self.div_yields.get(underlying, 0.0))
-            self.books[underlying] = book
-            self._book_no[underlying] = len(self._book_list)
-            self._book_list.append(book)
-            self.stock_index.add(underlying)
-        return book
-
-    def add_contracts(
-        self, underlying: str, symbols: Iterable[str], open_interest: Sequence[int] | None = None
-    ) -> None:
-        """Add contracts to the book of ``underlying`` and make them decodable on the option stream."""
-        symbols = list(symbols)
-        book = self.book(underlying)
-        rows = book.add_contracts(symbols, open_interest)
-        gids = [self.option_index.add(s) for s in symbols]
-        size = len(self.option_index)
-        if self.gid_book.shape[0] < size:
-            grow = size - self.gid_book.shape[0]
-            self.gid_book = np.concatenate([self.gid_book, np.full(grow, -1, dtype=np.int32)])
-            self.gid_row = np.concatenate([self.gid_row, np.full(grow, -1, dtype=np.int32)])
-        self.gid_book[gids] = self._book_no[underlying]
-        self.gid_row[gids] = rows
-
-    def evict_expired(self, today: dt.date, keep: AbstractSet[str] = frozenset()) -> int:
-        """Drop contracts that expired before ``today`` (except those in ``keep``: held, or with a working
-        order); their stream ids stop mapping to a row and are reused for new contracts. A service running
-        for weeks would otherwise carry, and reprice on every spot move, every contract it ever streamed.
-        Returns the number dropped."""
-        cutoff = np.datetime64(today, "D")
-        total = 0
-        for book_no, book in enumerate(self._book_list):
-            alive = book.expiry >= cutoff
-            for sym in keep:
-                r = book.row_of(sym)
-                if r >= 0:
-                    alive[r] = True
-            dropped = book.drop_rows(alive)
-            if not dropped:
-                continue
-            total += len(dropped)
-            for sym in dropped:
-                gid = self.option_index.id_of(sym)
-                if gid >= 0:
-                    self.gid_book[gid] = -1
-                    self.gid_row[gid] = -1
-            self.option_index.forget(dropped)  # their ids go to tomorrow's contracts
-            for row, sym in enumerate(book.symbols):
-                gid = self.option_index.id_of(sym)
-                if gid >= 0 and self.gid_book[gid] == book_no:
-                    self.gid_row[gid] = row
-        return total
-
-    # --- hot path ----------------------------------------------------------------------------
-
-    def apply(self, batch: DataBatch, ts_init_ns: int = 0) -> int:
-        """Apply one option-stream frame to every book it touches; publish one BookUpdated per book."""
-        if batch.n == 0 or not self._book_list:
-            return 0
-        if len(self._book_list) == 1:
-            touched: Iterable[int] = (0,)
-        else:
-            valid = batch.gid[(batch.gid >= 0) & (batch.gid < self.gid_book.shape[0])]
-            touched = np.unique(self.gid_book[valid]).tolist()
-        total = 0
-        for book_no in touched:
-            if book_no < 0:
-                continue
-            book = self._book_list[book_no]
-            changed, repriced = book.apply(batch, book_no, self.gid_book, self.gid_row)
-            total += changed
-            if changed:
-                self._emit(book, changed, repriced, "quotes", ts_init_ns)
-        return total
-
-    def on_underlying_quote(self, symbol: str, bid: float, ask: float, ts_ns: int, ts_init_ns: int = 0) -> int:
-        """An underlying quote: move spot to its mid and reprice that chain's Greeks at held IVs."""
-        book = self.books.get(symbol)
-        if book is None or not (bid > 0 and ask > 0 and ask >= bid) or ts_ns < book.spot_ts_ns:
-            return 0
-        mid = 0.5 * (bid + ask)
-        if mid == book.spot:
-            book.spot_ts_ns = ts_ns
-            return 0
-        repriced = book.set_spot(mid, ts_ns)
-        self._emit(book, 0, repriced, "spot", ts_init_ns)
-        return repriced
-
-    def apply_stock_batch(self, batch: DataBatch, ts_init_ns: int = 0) -> int:
-        """Apply a stock-stream frame: the newest quote per underlying moves its spot (conflated)."""
-        seen: set[int] = set()
-        repriced = 0
-        for i in range(batch.n - 1, -1, -1):
-            g = int(batch.gid[i])
-            if batch.kind[i] != KIND_QUOTE or g < 0 or g in seen:
-                continue
-            seen.add(g)
-            symbol, bid, ask, ts = (
-                self.stock_index.symbol(g),
-                float(batch.bid[i]),
-                float(batch.ask[i]),
-                int(batch.ts_ns[i]),
-            )
-            if self._publish is not None:
-                self._publish(
-                    StockQuote(
-                        symbol,
-                        bid,
-                        ask,
-                        int(batch.bid_size[i]),
-                        int(batch.ask_size[i]),
-                        ts,
-                        ts_init_ns or (self._now_ns() if self._now_ns else ts),
-                    )
-                )
-            repriced += self.on_underlying_quote(symbol, bid, ask, ts, ts_init_ns)
-        return repriced
-
-    def _emit(self, book: OptionBook, changed: int, repriced: int, reason: UpdateReason, ts_init_ns: int) -> None:
-        book.seq += 1
-        if self._publish is not None:
-            self._publish(
-                BookUpdated(
-                    underlying=book.underlying,
-                    seq=book.seq,
-                    rows_changed=changed,
-                    rows_repriced=repriced,
-                    spot=book.spot,
-                    reason=reason,
-                    ts_event_ns=book.ts_ns,
-                    ts_init_ns=ts_init_ns or (self._now_ns() if self._now_ns else book.ts_ns),
-                )
-            )
-
-    def mark_stale(self, now_ns: int, max_age_ns: int) -> int:
-        """Flag rows of every book without a quote for ``max_age_ns`` (run it from a clock timer)."""
-        return sum(book.mark_stale(now_ns, max_age_ns) for book in self._book_list)
-
-    def snapshot_loaded(self, underlying: str, ts_init_ns: int = 0) -> None:
-        """Reprice a whole book after ``load_snapshot`` calls and announce it."""
-        book = self.books[underlying]
-        n = book.reprice_all()
-        self._emit(book, n, n, "snapshot", ts_init_ns)
-
-
-__all__ = ["KIND_QUOTE", "KIND_TRADE", "Market", "OptionBook"]

@@ -29,9 +29,9 @@ from domain.orders import (
 )
 from domain.views import AccountView, PortfolioGreeks
 from engine.kernel.alerts import Alert
-from engine.kernel.book import Market
 from engine.kernel.clock import EventClock, Timer
 from engine.kernel.events import BookUpdated, FeedStale
+from engine.kernel.market import Market
 from engine.kernel.portfolio import Portfolio
 from engine.kernel.router import Router
 from engine.service.journal import Journal, JournalStructure

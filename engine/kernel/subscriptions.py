@@ -28,7 +28,7 @@ import structlog
 
 from engine.alpaca.broker import AlpacaBroker, ListedContract, OptionSnapshot
 from engine.alpaca.feeds.trading.models import num, rfc3339_to_ns
-from engine.kernel.book import Market
+from engine.kernel.market import Market
 
 log = structlog.get_logger(__name__)
 

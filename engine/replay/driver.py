@@ -32,10 +32,10 @@ from engine.alpaca.feeds.options.protocol import OptionProtocol
 from engine.alpaca.feeds.scan import KIND_QUOTE
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
 from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
-from engine.kernel.book import Market
 from engine.kernel.clock import EventClock
 from engine.kernel.core import TradingCore
 from engine.kernel.events import BookUpdated
+from engine.kernel.market import Market
 from engine.kernel.orders import OrderStateMachine
 from engine.kernel.portfolio import Portfolio
 from engine.kernel.request_budget import RequestBudget

@@ -39,7 +39,6 @@ from engine.alpaca.feeds.trading.client import TradingStreamClient
 from engine.alpaca.feeds.trading.models import TradeUpdate
 from engine.kernel.alerts import Alert
 from engine.kernel.attribution import attribute_broker_fill, is_broker_fill, portfolio_holders
-from engine.kernel.book import Market
 from engine.kernel.bus import Bus
 from engine.kernel.clock import EventClock
 from engine.kernel.core import TradingCore
@@ -49,6 +48,7 @@ from engine.kernel.events import (
     FeedStale,
     Topic,
 )
+from engine.kernel.market import Market
 from engine.kernel.orders import OrderStateMachine, OrderTags
 from engine.kernel.portfolio import Portfolio
 from engine.kernel.router import Router, RouterConfig

@@ -31,7 +31,7 @@ from engine.service.config import RecordSection as RecordConfig
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from engine.kernel.book import Market
+    from engine.kernel.market import Market
 
 log = structlog.get_logger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 from domain.orders import AssetClass, OrderFilled, OrderIntent, Side
 from domain.views import AccountView
 from engine.alpaca.broker import AlpacaBroker
-from engine.kernel.book import Market
 from engine.kernel.clock import EventClock
 from engine.kernel.core import TradingCore
 from engine.kernel.events import BookUpdated
+from engine.kernel.market import Market
 from engine.kernel.orders import OrderStateMachine
 from engine.kernel.portfolio import Portfolio
 from engine.kernel.router import Router

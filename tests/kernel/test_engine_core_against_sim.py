@@ -25,8 +25,9 @@ from engine.alpaca.feeds.datastream import MarketDataClient
 from engine.alpaca.feeds.options.client import option_client
 from engine.alpaca.feeds.stocks.client import stock_client
 from engine.alpaca.feeds.trading.client import TradingStreamClient
-from engine.kernel.book import C_QUOTES, Market
+from engine.kernel.book import C_QUOTES
 from engine.kernel.events import FeedConnected, FeedDisconnected, FeedError, FeedStale, GapDetected
+from engine.kernel.market import Market
 from engine.kernel.orders import OrderStateMachine
 from engine.kernel.subscriptions import BudgetConfig, SubscriptionBudget, SubscriptionManager
 from engine.sim.config import SimConfig, UnderlyingConfig

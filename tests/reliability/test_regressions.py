@@ -106,10 +106,10 @@ def test_underlying_moves_do_not_clear_a_stale_options_feed() -> None:
     ``options_socket_mute`` under load: the gate flapped HALTED/ACTIVE and was seen HALTED 1.7 s late."""
     from domain.views import AccountView
     from engine.alpaca.broker import AlpacaBroker
-    from engine.kernel.book import Market
     from engine.kernel.clock import EventClock
     from engine.kernel.core import TradingCore
     from engine.kernel.events import BookUpdated, FeedStale
+    from engine.kernel.market import Market
     from engine.kernel.orders import OrderStateMachine
     from engine.kernel.portfolio import Portfolio
     from engine.kernel.router import Router

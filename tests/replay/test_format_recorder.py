@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.protocol import OptionProtocol
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
-from engine.kernel.book import Market
+from engine.kernel.market import Market
 from engine.replay.format import (
     META,
     OPTIONS,

@@ -12,7 +12,7 @@ import datetime as dt
 
 import numpy as np
 
-from engine.kernel.book import Market
+from engine.kernel.market import Market
 from engine.kernel.subscriptions import BudgetConfig, Contract, SubscriptionBudget
 from engine.sim.clock import SimClock
 from engine.sim.config import SimConfig

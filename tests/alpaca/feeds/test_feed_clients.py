@@ -18,7 +18,7 @@ from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.client import option_client
 from engine.alpaca.feeds.trading.client import TradingStreamClient
 from engine.alpaca.feeds.trading.models import TradeUpdate
-from engine.kernel.book import C_DUPLICATES, C_QUOTES, Market
+from engine.kernel.book import C_DUPLICATES, C_QUOTES
 from engine.kernel.bus import Bus
 from engine.kernel.clock import EventClock
 from engine.kernel.events import (
@@ -32,6 +32,7 @@ from engine.kernel.events import (
     SubscriberFailed,
     Topic,
 )
+from engine.kernel.market import Market
 
 FAST = FeedConfig(
     mute_timeout_s=0.3,

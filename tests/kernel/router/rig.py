@@ -27,8 +27,8 @@ from engine.alpaca.broker import AlpacaBroker
 from engine.alpaca.feeds.connection import FeedConfig
 from engine.alpaca.feeds.options.client import option_client
 from engine.alpaca.feeds.trading.client import TradingStreamClient
-from engine.kernel.book import Market
 from engine.kernel.clock import EventClock
+from engine.kernel.market import Market
 from engine.kernel.order_rules import OrdersSection
 from engine.kernel.orders import OrderStateMachine
 from engine.kernel.router import Router, RouterConfig
