@@ -21,7 +21,8 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy greeks risk
+	$(VENV)/bin/mypy greeks risk domain strategies engine
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) bench/kernels.py

@@ -158,8 +158,8 @@ async def run_alpaca_py(url: str, symbols: list[str], n_quotes: int) -> float:
 async def run_decode(url: str, symbols: list[str], n_quotes: int) -> float:
     from websockets.asyncio.client import connect
 
-    from engine.alpaca.feeds.marketdata import DataBatch
     from engine.alpaca.feeds.options.protocol import OptionProtocol
+    from engine.kernel.market_data import DataBatch
     from engine.kernel.symbols import SymbolIndex
 
     index = SymbolIndex(len(symbols))
@@ -211,7 +211,7 @@ async def run_full_path(url: str, symbols: list[str], n_quotes: int, start_ns: i
     state = {"n": 0, "t0": 0.0, "t1": 0.0}
     done = asyncio.Event()
 
-    def on_batch(batch: Any) -> None:
+    def on_batch(batch: Any, arrival_ns: int) -> None:
         if state["n"] == 0:
             state["t0"] = time.perf_counter()
         market.apply(batch)

@@ -56,8 +56,9 @@ from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS
 from engine.kernel.events import BookUpdated
 from engine.kernel.request_budget import RequestBudget
 from engine.kernel.subscriptions import BudgetConfig, SubscriptionBudget
-from engine.service.app import Endpoints, Engine
+from engine.service.app import Engine
 from engine.service.config import parse_config_text
+from engine.service.venue import Endpoints
 from strategies.base import Strategy, StrategyConfig
 
 CONTRACTS = 5_000
@@ -245,22 +246,24 @@ class BenchEngine(Engine):
         await super()._update_subscriptions()
         self.sub_update_ns.append(time.perf_counter_ns() - t0)
 
-    def _build_trading(self, account: Any) -> None:
-        self.actors.append(self._actor)
-        super()._build_trading(account)
-        assert self.router is not None
-        self.router.budget = RequestBudget(100_000.0)
+    def _build_kernel(self, account: Any) -> Any:
+        self.extra_actors.append(self._actor)
+        kernel = super()._build_kernel(account)
+        kernel.router.budget = RequestBudget(100_000.0)
+        apply, dispatch = kernel.on_option_batch, kernel.dispatch
 
-    def _on_option_batch(self, batch: Any) -> None:
-        super()._on_option_batch(batch)
-        arrival = self.option_feed.frame_arrival_ns
-        if arrival:
-            self.apply_ns.append(time.time_ns() - arrival)
+        def timed_apply(batch: Any, arrival_ns: int) -> None:
+            apply(batch, arrival_ns)
+            if arrival_ns:
+                self.apply_ns.append(time.time_ns() - arrival_ns)
 
-    def _on_event(self, event: Any) -> None:
-        if type(event) is BookUpdated and event.ts_init_ns:
-            self.core_ns.append(time.time_ns() - event.ts_init_ns)
-        super()._on_event(event)
+        def timed_dispatch(event: Any) -> None:
+            if type(event) is BookUpdated and event.ts_init_ns:
+                self.core_ns.append(time.time_ns() - event.ts_init_ns)
+            dispatch(event)
+
+        kernel.on_option_batch, kernel.dispatch = timed_apply, timed_dispatch  # type: ignore[method-assign]
+        return kernel
 
 
 def _trace(written: dict[str, int]) -> aiohttp.TraceConfig:
@@ -300,8 +303,8 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[s
         await eng.start()
     finally:
         setattr(app_mod, "PLAN_QUOTE_CAPS", PLAN_QUOTE_CAPS)  # noqa: B010
-    core, broker = eng.core, eng.broker
-    assert core is not None and broker is not None
+    core, broker, kernel = eng.core, eng.broker, eng.kernel
+    assert core is not None and broker is not None and kernel is not None
     prefix = cfg.engine.client_order_prefix
 
     def approved(intent: OrderIntent, trigger_ns: int) -> None:
@@ -367,7 +370,7 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[s
         xs.clear()
     for st in stages.values():
         st.clear()
-    eng.tick_to_order_ns.clear()
+    kernel.tick_to_order_ns.clear()
     written.clear()
     trigger.clear()
     gc_pauses: dict[int, list[int]] = {0: [], 1: [], 2: []}
@@ -399,7 +402,7 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[s
                 steps.setdefault(f"{prev_name}->{n}", []).append(stages[n][c] - prev)
                 prev, prev_name = stages[n][c], n
     stage_us = {k: [us(v, 50), us(v, 99)] for k, v in steps.items()}
-    hook_ns = list(eng.tick_to_order_ns)
+    hook_ns = list(kernel.tick_to_order_ns)
     apply_ns = list(eng.apply_ns)
     summary = {
         "contracts_in_book": contracts,

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from numba import njit
 
 from domain.views import FLAG_CROSSED, FLAG_LOCKED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE
-from engine.alpaca.feeds.marketdata import DataBatch
+from engine.kernel.market_data import DataBatch
 from greeks import Greeks, IvGreeks, greeks_at_vol
 from greeks.black import iv_greeks_kernel
 from greeks.calendar import YEAR_NS, expiry_close_ns

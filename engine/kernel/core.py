@@ -32,11 +32,9 @@ from engine.kernel.alerts import Alert
 from engine.kernel.clock import EventClock, Timer
 from engine.kernel.events import BookUpdated, FeedStale
 from engine.kernel.market import Market
+from engine.kernel.outputs import KernelMetrics, OutcomePublisher, StructureRecord, TradeJournal
 from engine.kernel.portfolio import Portfolio
 from engine.kernel.router import Router
-from engine.service.journal import Journal, JournalStructure
-from engine.service.metrics import Metrics
-from engine.service.publish import Publisher
 from risk.breakers import BreakerChange, Breakers
 from risk.gate import Approved, RiskGate
 from risk.rate import RateBudget
@@ -126,9 +124,9 @@ class TradingCore:
         breakers: Breakers,
         actors: Iterable[Strategy[Any]],
         account: AccountView,
-        journal: Journal | None = None,
-        publisher: Publisher | None = None,
-        metrics: Metrics | None = None,
+        journal: TradeJournal | None = None,
+        publisher: OutcomePublisher | None = None,
+        metrics: KernelMetrics | None = None,
         alert: Callable[[Alert], None] | None = None,
     ) -> None:
         self.clock = clock
@@ -157,6 +155,8 @@ class TradingCore:
         self.trigger_by_intent: dict[str, int] = {}
         """Frame arrival (wall ns) per approved intent that a book update triggered, until its order is written."""
         self.on_intent_approved: Callable[[OrderIntent, int], None] | None = None
+        self.on_intent_denied: Callable[[IntentDenied], None] | None = None
+        """Observers (replay's record of the run): every approval, and every denial by the gate or the broker."""
 
     # ------------------------------------------------------------------------------ life cycle
 
@@ -245,6 +245,8 @@ class TradingCore:
         self._process_pending()
 
     def on_denied(self, denied: IntentDenied) -> None:
+        if self.on_intent_denied is not None:
+            self.on_intent_denied(denied)
         tally = self.tally.get(denied.strategy_id)
         for reason in denied.reasons:
             if tally is not None:
@@ -349,8 +351,8 @@ class TradingCore:
         if self.journal is None or actor is None:
             return
         extra = self._guard(actor, actor.structure_record, intent.structure_id) or {}
-        self.journal.record_structure(JournalStructure(intent.structure_id, intent.strategy_id, intent.underlying,
-                                                       "open", dict(intent.leg_quantities()), now_ns, extra))
+        self.journal.record_structure(StructureRecord(intent.structure_id, intent.strategy_id, intent.underlying,
+                                                      "open", dict(intent.leg_quantities()), now_ns, extra))
 
     def _deliver_denial(self, denied: IntentDenied) -> None:
         self.on_denied(denied)

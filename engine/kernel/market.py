@@ -14,10 +14,9 @@ from typing import Literal
 
 import numpy as np
 
-from engine.alpaca.feeds.marketdata import DataBatch
-from engine.alpaca.feeds.scan import KIND_QUOTE, KIND_TRADE
 from engine.kernel.book import OptionBook
 from engine.kernel.events import BookUpdated, StockQuote
+from engine.kernel.market_data import KIND_QUOTE, KIND_TRADE, DataBatch
 from engine.kernel.symbols import SymbolIndex
 
 UpdateReason = Literal["quotes", "trades", "spot", "snapshot", "clock"]

@@ -25,30 +25,22 @@ from typing import Any
 import msgspec
 import structlog
 
-from domain.orders import IntentDenied, OrderFilled, OrderIntent, OrderUpdated
+from domain.orders import IntentDenied, OrderFilled, OrderIntent
 from domain.views import AccountView
-from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.protocol import OptionProtocol
-from engine.alpaca.feeds.scan import KIND_QUOTE
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
 from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
 from engine.kernel.clock import EventClock
-from engine.kernel.core import TradingCore
 from engine.kernel.events import BookUpdated
-from engine.kernel.market import Market
-from engine.kernel.orders import OrderStateMachine
-from engine.kernel.portfolio import Portfolio
+from engine.kernel.kernel import TradingKernel
+from engine.kernel.market_data import KIND_QUOTE, DataBatch
 from engine.kernel.request_budget import RequestBudget
-from engine.kernel.router import Router
 from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import RecordedMarket, replay_exchange
 from engine.replay.format import META, OPTIONS, STOCKS, read_records, recording_files
 from engine.replay.timeline import Timeline
 from engine.service.config import EngineConfig
-from risk.breakers import Breakers
-from risk.gate import RiskGate
-from strategies.base import Strategy
-from strategies.registry import build_strategy
+from engine.service.settings import kernel_settings
 
 log = structlog.get_logger(__name__)
 
@@ -97,17 +89,6 @@ def fills_hash(fills: list[OrderFilled]) -> str:
     return h.hexdigest()
 
 
-def _rate(cfg: EngineConfig) -> float:
-    # as engine.service.app.Engine: the simulator's rate in sim mode, else 4 %
-    return float(getattr(cfg.sim, "risk_free_rate", 0.04)) if cfg.engine.mode == "sim" else 0.04
-
-
-def _div_yields(cfg: EngineConfig) -> dict[str, float]:
-    if cfg.engine.mode != "sim":
-        return {}
-    return {u.symbol: u.dividend_yield for u in getattr(cfg.sim, "underlyings", ())}
-
-
 class Replay:
     """One replay run of ``path`` (a file or a directory of rotated files) under ``cfg``."""
 
@@ -132,32 +113,23 @@ class Replay:
         self.clock = EventClock()
         self.events: collections.deque[Any] = collections.deque()
         self._books: dict[str, BookUpdated] = {}
-        publish = self._publish
-        self.market = Market(publish=publish, now_ns=self.clock.now_ns, rate=_rate(cfg), div_yields=_div_yields(cfg))
-        self.options = OptionProtocol("", "", self.market.option_index)
-        self.stocks = StockProtocol("", "", self.market.stock_index)
-        self.trading = TradingProtocol("", "")
         self.recorded = RecordedMarket()
         sim = cfg.sim
         self.exchange = replay_exchange(self.recorded, initial_cash=float(getattr(sim, "initial_cash", 100_000.0)),
                                         options_level=int(getattr(sim, "options_approved_level", 3)),
                                         seed=int(getattr(sim, "seed", 1)))
         self.broker = ReplayBroker(self.exchange)
-        self.orders = OrderStateMachine()
-        self.portfolio = Portfolio()
-        self.actors: list[Strategy[Any]] = [build_strategy(n, c) for n, c in cfg.strategy_configs().items()
-                                            if getattr(c, "enabled", True)]
-        self.router = Router(self.broker, self.orders, self.market, self.clock, publish,  # type: ignore[arg-type]
-                             budget=RequestBudget(1e12, burst=1e12), client_order_prefix=cfg.engine.client_order_prefix)
-        self.core = TradingCore(clock=self.clock, market=self.market, portfolio=self.portfolio, router=self.router,
-                                gate=RiskGate(cfg.risk), breakers=Breakers(cfg.risk.breakers), actors=self.actors,
-                                account=self._account(), alert=self._alert)
-        prefix_len = len(cfg.engine.client_order_prefix) + 1
-        self.tick_to_order_ns: list[int] = []
-        self.router.on_order_written = lambda cid, wall: self._order_written(cid[prefix_len:], wall)
+        self.kernel = TradingKernel(kernel_settings(cfg), self.broker, publish=self._publish, account=self._account(),
+                                    clock=self.clock, quote_clock=self.clock.now_ns, alert=self._alert,
+                                    request_budget=RequestBudget(1e12, burst=1e12), settlements=False)
+        """The same kernel class the live engine runs; only the clock, the queue and the exchange differ."""
+        self.market, self.orders, self.portfolio = self.kernel.market, self.kernel.orders, self.kernel.portfolio
+        self.router, self.core, self.actors = self.kernel.router, self.kernel.core, self.kernel.actors
+        self.options = OptionProtocol("", "", self.market.option_index)
+        self.stocks = StockProtocol("", "", self.market.stock_index)
+        self.trading = TradingProtocol("", "")
         self.core.on_intent_approved = self._approved
-        self._core_on_denied = self.core.on_denied
-        self.core.on_denied = self._denied  # type: ignore[method-assign]  # gate and broker denials both pass here
+        self.core.on_intent_denied = self._denied
         self.fills: list[OrderFilled] = []
         self.approved: list[OrderIntent] = []
         self.denials: list[IntentDenied] = []
@@ -173,7 +145,7 @@ class Replay:
 
     async def run(self) -> ReplayResult:
         """Feed every record; frames received at the same instant are applied together, then the engine reacts."""
-        self.core.start()
+        self.kernel.start()
         await self._settle()
         wall0 = time.perf_counter()
         pace_wall0 = time.monotonic()
@@ -211,7 +183,7 @@ class Replay:
         if pending:
             await self._react()
         wall = time.perf_counter() - wall0 - self.setup_s
-        self.core.stop()
+        self.kernel.stop()
         await self._settle()
         self.timeline.sample(self.clock.now_ns(), self.portfolio, force=True)
         return ReplayResult(self.fills, self.approved, self.denials, self.frames, self.messages, wall,
@@ -297,7 +269,7 @@ class Replay:
                 continue
             if books:
                 update = books.pop(next(iter(books)))
-                self.core.on_book(update)
+                self.kernel.dispatch(update)
                 continue
             if tasks:
                 await asyncio.sleep(0)
@@ -306,7 +278,7 @@ class Replay:
                 frame = self.broker.stream.popleft()
                 for ev in self.trading.receive(frame):
                     if isinstance(ev, TradeUpdateReceived):
-                        self.events.extend(self.orders.on_trade_update(ev.update, time.time_ns()))
+                        self.kernel.on_trade_update(ev.update, time.time_ns())
                 continue
             return
 
@@ -318,17 +290,10 @@ class Replay:
             self.events.append(event)
 
     def _dispatch(self, event: Any) -> None:
-        core = self.core
-        if isinstance(event, BookUpdated):
-            core.on_book(event)
-        elif isinstance(event, OrderFilled):
+        if isinstance(event, OrderFilled):
             self.fills.append(event)
             self.timeline.on_fill(event)
-            core.on_fill(event)
-        elif isinstance(event, OrderUpdated):
-            core.on_order_update(event)
-        elif isinstance(event, IntentDenied):
-            core.on_denied(event)
+        self.kernel.dispatch(event)
 
     # ------------------------------------------------------------------------------------ hooks
 
@@ -340,12 +305,6 @@ class Replay:
     def _denied(self, denied: IntentDenied) -> None:
         self.denials.append(denied)
         self.timeline.on_denied(denied)
-        self._core_on_denied(denied)
-
-    def _order_written(self, intent_id: str, wall_ns: int) -> None:
-        latency = self.core.on_order_written(intent_id, wall_ns)
-        if latency is not None:
-            self.tick_to_order_ns.append(latency)
 
     def _alert(self, alert: Any) -> None:
         self.alerts.append(alert)
@@ -363,19 +322,13 @@ class Replay:
 
     # ------------------------------------------------------------------------------------ summary
 
+    @property
+    def tick_to_order_ns(self) -> list[int]:
+        return list(self.kernel.tick_to_order_ns)
+
     def summary(self) -> dict[str, Any]:
         """Per strategy: structures, fills, P&L, intents, approvals and gate denials (as ``Engine.summary``)."""
-        out: dict[str, Any] = {"strategies": {}}
-        for actor in self.actors:
-            sid = actor.strategy_id
-            s = self.portfolio.strategy_summary(sid)
-            tally = self.core.tally.get(sid)
-            out["strategies"][sid] = {
-                "structures_opened": s.structures_opened, "structures_closed": s.structures_closed,
-                "fills": s.fills, "pnl": round(s.pnl_usd, 2), "realized_pnl": round(s.realized_usd, 2),
-                "intents": tally.intents if tally else 0, "approved": tally.approved if tally else 0,
-                "gate_denials": dict(tally.denials) if tally else {},
-            }
+        out: dict[str, Any] = {"strategies": self.kernel.strategy_summary()}
         out["router"] = dict(self.router.counters)
         out["trading_state"] = self.core.breakers.state.name
         out["alerts"] = len(self.alerts)

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.alpaca.feeds.marketdata import DataBatch
-from engine.alpaca.feeds.scan import KIND_QUOTE
+from engine.kernel.market_data import KIND_QUOTE, DataBatch
 from engine.sim.config import SimConfig
 from engine.sim.exchange import Exchange
 from engine.sim.universe import contract_id

@@ -14,7 +14,6 @@ policy), drain, flush the journal and Redis, exit 0 within the configured bound.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import gc
@@ -24,96 +23,48 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import structlog
 
-from domain.orders import IntentDenied, OrderFilled, OrderUpdated, TradingState
 from domain.views import AccountView
-from engine.alpaca.broker import AlpacaBroker, BrokerError, RateLimited
+from engine.alpaca.broker import AlpacaBroker, BrokerError
 from engine.alpaca.feeds.connection import FeedConfig
-from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.client import option_client
 from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS
 from engine.alpaca.feeds.stocks.client import stock_client
 from engine.alpaca.feeds.trading.client import TradingStreamClient
-from engine.alpaca.feeds.trading.models import TradeUpdate
 from engine.kernel.alerts import Alert
-from engine.kernel.attribution import attribute_broker_fill, is_broker_fill, portfolio_holders
 from engine.kernel.bus import Bus
 from engine.kernel.clock import EventClock
 from engine.kernel.core import TradingCore
-from engine.kernel.events import (
-    BookUpdated,
-    FeedConnected,
-    FeedStale,
-    Topic,
-)
+from engine.kernel.events import FeedConnected, FeedStale, Topic
+from engine.kernel.kernel import TradingKernel
 from engine.kernel.market import Market
-from engine.kernel.orders import OrderStateMachine, OrderTags
+from engine.kernel.orders import OrderStateMachine
 from engine.kernel.portfolio import Portfolio
-from engine.kernel.router import Router, RouterConfig
-from engine.kernel.settlements import SettlementPoller
+from engine.kernel.router import Router
 from engine.kernel.subscriptions import BudgetConfig, ContractCatalog, SubscriptionBudget, SubscriptionManager
 from engine.service.commands import CommandListener
 from engine.service.config import EngineConfig, state_path
-from engine.service.journal import BoundAccount, Journal, journal_files
+from engine.service.journal import BoundAccount, Journal
 from engine.service.metrics import LoopLagMonitor, Metrics, MetricsServer
 from engine.service.publish import Publisher
-from engine.service.reconcile import (
-    AccountMismatch,
-    ReconcilePolicy,
-    abandoned_update,
-    check_account,
-    decode_broker,
-    reconcile,
-)
-from engine.service.recovery import recovered_structures
+from engine.service.reconcile import ReconcilePolicy
 from engine.service.reload import ConfigChange, ConfigReloader
+from engine.service.restart import RestartReconciliation, bind_journal, fetch_account, startup_call
 from engine.service.sdnotify import Notifier, Watchdog, watchdog_interval_s
-from engine.service.secrets import command_secret, load_credentials
-from greeks.calendar import market_calendar, ny_date, ny_datetime
-from risk.breakers import Breakers
-from risk.gate import RiskGate
+from engine.service.secrets import command_secret
+from engine.service.settings import kernel_settings
+from engine.service.venue import (
+    Endpoints,
+    alpaca_endpoints,
+    archive_for_fresh_start,
+    start_simulator,
+)
+from engine.service.vitals import run_status, run_summary
+from greeks.calendar import market_calendar, ny_date
 from strategies.base import Strategy
-from strategies.registry import build_strategy
-from strategies.tracking import RecoveredStructure
 
 log = structlog.get_logger(__name__)
-
-NS_PER_S = 1_000_000_000
-SIM_STATE_DIR = "sim"
-"""Where, under ``engine.state_dir``, sim mode keeps the simulated account."""
-
-
-class StartupError(Exception):
-    """The engine cannot start as configured (the message says why and what to do)."""
-
-
-class Endpoints(msgspec.Struct, frozen=True):
-    """Where the engine connects (Alpaca or the simulator); the secret never appears in a repr."""
-
-    trading_url: str
-    data_url: str
-    options_stream_url: str
-    stocks_stream_url: str
-    trading_stream_url: str
-    key: str = msgspec.field(default="")
-    secret: str = msgspec.field(default="")
-
-    def __repr__(self) -> str:
-        return f"Endpoints(trading={self.trading_url}, data={self.data_url}, key=***)"
-
-
-def endpoints_for(cfg: EngineConfig, key: str, secret: str) -> Endpoints:
-    """Alpaca's URLs for ``paper``/``live`` mode from the ``[alpaca]`` section."""
-    a = cfg.alpaca
-    trading = a.live_url if cfg.engine.mode == "live" else a.paper_url
-    stream = a.stream_url.rstrip("/")
-    trading_stream = a.trading_stream_url or (trading.replace("https://", "wss://").replace("http://", "ws://")
-                                              + "/stream")
-    return Endpoints(trading, a.data_url, f"{stream}/v1beta1/{a.options_feed}", f"{stream}/v2/{a.stock_feed}",
-                     trading_stream, key, secret)
-
 
 class Engine:
     """One engine run. ``await Engine(cfg, path).run()`` returns the run summary."""
@@ -141,17 +92,13 @@ class Engine:
         self.calendar = market_calendar()
         self.clock = EventClock()
         self.bus = Bus()
-        self.market = Market(publish=self.bus.publish, now_ns=time.time_ns, rate=self._rate(),
-                             div_yields=self._div_yields())
-        self.orders = OrderStateMachine()
-        self.portfolio = Portfolio()
+        self.kernel: TradingKernel | None = None
+        """Built once the broker and the account are known (``_build_kernel``)."""
         self.sim: Any = None
         self.endpoints: Endpoints | None = None
         self.journal: Journal | None = None
         self.broker: AlpacaBroker | None = None
         self.publisher: Publisher | None = None
-        self.core: TradingCore | None = None
-        self.router: Router | None = None
         self.subscriptions: SubscriptionManager | None = None
         self.option_feed: Any = None
         self.stock_feed: Any = None
@@ -161,38 +108,55 @@ class Engine:
         self.metrics_server: MetricsServer | None = None
         self.loop_lag: LoopLagMonitor | None = None
         self.watchdog: Watchdog | None = None
-        self.actors: list[Strategy[Any]] = []
+        self.extra_actors: list[Strategy[Any]] = []
+        """Actors given in code (benchmarks, tests), beside the configured ones."""
         self.alerts: list[Alert] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._adoption_events: list[OrderUpdated | OrderFilled] = []
-        self._journaled_at_start: dict[str, list[OrderFilled]] = {}
-        self._recovered: dict[str, list[RecoveredStructure]] = {}
-        """Per strategy, the structures it held when the engine stopped (handed back once the core starts)."""
-        """The journal's fills by order at the restart's read, for the re-read of broker orders after it."""
-        """What reading the orders adopted at restart showed, published once the core listens."""
-        self._started_wall = 0.0
+        self.restart: RestartReconciliation | None = None
+        self.started_monotonic = 0.0
         self.feeds_connected: set[str] = set()
-        self.reconcile_summary: dict[str, int] = {}
         self._evicted_day: dt.date | None = None
-        self.settlements: SettlementPoller | None = None
-        self.tick_to_order_ns: collections.deque[int] = collections.deque(maxlen=100_000)
-        self._intents_seen = 0
         self.recorder: Any = None
         """engine.service.record.Recorder when [record] enabled (raw frames for replay)."""
         self.archived_to: Path | None = None
         """Where ``fresh`` moved the previous journal and simulated account."""
         self.broker_account: BoundAccount | None = None
-        """The broker account this run trades (GET /v2/account ``id`` and the mode)."""
+        """The broker account this run trades (its id and the mode)."""
 
-    # ------------------------------------------------------------------------------------ config bits
+    # ------------------------------------------------------------------------------------ the kernel's parts
 
-    def _rate(self) -> float:
-        return float(getattr(self.cfg.sim, "risk_free_rate", 0.04)) if self.cfg.engine.mode == "sim" else 0.04
+    def _kernel(self) -> TradingKernel:
+        if self.kernel is None:
+            raise RuntimeError("the engine has not built its kernel yet (start() first)")
+        return self.kernel
 
-    def _div_yields(self) -> dict[str, float]:
-        if self.cfg.engine.mode != "sim":
-            return {}
-        return {u.symbol: u.dividend_yield for u in getattr(self.cfg.sim, "underlyings", ())}
+    @property
+    def core(self) -> TradingCore | None:
+        return self.kernel.core if self.kernel is not None else None
+
+    @property
+    def router(self) -> Router | None:
+        return self.kernel.router if self.kernel is not None else None
+
+    @property
+    def market(self) -> Market:
+        return self._kernel().market
+
+    @property
+    def portfolio(self) -> Portfolio:
+        return self._kernel().portfolio
+
+    @property
+    def orders(self) -> OrderStateMachine:
+        return self._kernel().orders
+
+    @property
+    def actors(self) -> list[Strategy[Any]]:
+        return self.kernel.actors if self.kernel is not None else []
+
+    @property
+    def reconcile_summary(self) -> dict[str, int]:
+        return self.restart.summary if self.restart is not None else {}
 
     # ------------------------------------------------------------------------------------ run
 
@@ -209,7 +173,7 @@ class Engine:
         """After ``start``: trade until stopped, then shut down; return the summary."""
         try:
             if self.duration_s is not None:
-                remaining = self.duration_s - (time.monotonic() - self._started_wall)
+                remaining = self.duration_s - (time.monotonic() - self.started_monotonic)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_event.wait(), max(remaining, 0.0))
             else:
@@ -232,10 +196,10 @@ class Engine:
 
     async def start(self) -> None:
         cfg = self.cfg
-        self._started_wall = time.monotonic()
+        self.started_monotonic = time.monotonic()
         self._install_signal_handlers(True)
         if self.fresh:
-            self._archive_for_fresh_start()
+            self.archived_to = archive_for_fresh_start(cfg, state_path(cfg, self.config_path))
         self.endpoints = await self._endpoints()
         self.journal = Journal.open(state_path(cfg, self.config_path))
         self.journal.start()
@@ -244,32 +208,35 @@ class Engine:
             self.endpoints.trading_url, self.endpoints.data_url, self.endpoints.key, self.endpoints.secret,
             option_feed=cfg.alpaca.options_feed, stock_feed=cfg.alpaca.stock_feed,
         )
-        account = await self._startup_call(self._fetch_account)
-        self._check_account()
+        account = await startup_call(self._fetch_account)
+        assert self.journal is not None and self.broker_account is not None
+        bind_journal(self.journal, self.broker_account)
         await self._start_observability()
-        self._build_trading(account)
-        await self._reconcile()
+        kernel = self._build_kernel(account)
+        assert self.journal is not None and self.broker is not None
+        self.restart = RestartReconciliation(
+            kernel, self.journal, self.broker,
+            ReconcilePolicy(cfg.engine.unknown_order_policy, cfg.engine.client_order_prefix),
+            publisher=self.publisher, alert=self.alert)
+        await self.restart.run()
         await self._prime_market()
         self._start_feeds()
-        self.bus.subscribe("core", self._on_event, (Topic.BOOK, Topic.ORDERS, Topic.FILLS, Topic.DENIALS, Topic.FEED),
+        self.bus.subscribe("kernel", kernel.dispatch, (Topic.BOOK, Topic.ORDERS, Topic.FILLS, Topic.DENIALS,
+                                                        Topic.FEED),
                            inline=(Topic.BOOK,))  # no loop iteration between a frame and the strategies
+        self.bus.subscribe("service", self._on_feed_event, (Topic.FEED,))
         await self.bus.start()
-        assert self.core is not None
-        self.core.start()
-        for actor in self.actors:  # before any book: each strategy manages what it held from the first tick on
-            recovered = self._recovered.pop(actor.strategy_id, [])
-            if recovered:
-                self.core.recover(actor, recovered)
-        for event in self._adoption_events:  # fills and updates of adopted orders, booked like any other
+        kernel.start(self.restart.recovered)
+        for event in self.restart.adoption_events:  # fills and updates of adopted orders, booked like any other
             self.bus.publish(event)
-        self._adoption_events.clear()
+        self.restart.adoption_events.clear()
         self._start_periodic()
         await self._wait_feeds()
-        if self.router is not None and self.orders.working_orders():
+        if kernel.orders.working_orders():
             # Orders adopted at restart may have filled between the broker snapshot and the trading stream's
             # subscription, and trade_updates does not replay: read them once more now that the stream listens.
-            self._tasks.append(asyncio.create_task(self.router.reconcile_open_orders(), name="startup-reread"))
-        self._tasks.append(asyncio.create_task(self._reread_broker_orders(), name="startup-broker-orders"))
+            self._tasks.append(asyncio.create_task(kernel.router.reconcile_open_orders(), name="startup-reread"))
+        self._tasks.append(asyncio.create_task(self.restart.reread_broker_orders(), name="startup-broker-orders"))
         self._start_service_hooks()
         # Start-up objects (modules, Numba, the book) leave the collector's view: a full collection over them
         # stopped the loop for ~0.3 s now and then; what the running engine allocates is still collected.
@@ -278,7 +245,7 @@ class Engine:
         self.notifier.ready(self.status_line())
         self.ready.set()
         log.info("engine_ready", mode=cfg.engine.mode, strategies=[a.strategy_id for a in self.actors],
-                 contracts=sum(len(b) for b in self.market.books.values()))
+                 contracts=sum(len(b) for b in kernel.market.books.values()))
 
     def _start_recorder(self) -> None:
         from engine.service.record import recorder_for
@@ -287,106 +254,17 @@ class Engine:
         if self.recorder is not None:
             self.recorder.start()
 
-    def _archive_for_fresh_start(self) -> None:
-        """``--fresh``: move the journal and the simulator's saved account aside (never deleted) and say where."""
-        if self.cfg.engine.mode != "sim":
-            raise StartupError(f"--fresh starts a new simulated account; in {self.cfg.engine.mode} mode the account "
-                               "is Alpaca's (point engine.state_dir elsewhere for a new journal)")
-        from engine.sim.state import StateError
-        from engine.sim.store import archive, archive_dir_name, unused
-
-        state_dir = state_path(self.cfg, self.config_path)
-        into = archive_dir_name(state_dir)
-        try:
-            with unused(state_dir / SIM_STATE_DIR):
-                moved = archive([*journal_files(state_dir), state_dir / SIM_STATE_DIR], into)
-        except StateError as exc:
-            raise StartupError(f"cannot archive for --fresh: {exc}") from exc
-        if moved:
-            self.archived_to = into
-            log.info("state_archived", archived_to=str(into), files=[p.name for p in moved])
-        else:
-            log.info("fresh_start", state_dir=str(state_dir), archived_to=None)
-
-    def _check_account(self) -> None:
-        """The journal must belong to the account the broker reports; bind a journal on its first use."""
-        assert self.journal is not None and self.broker_account is not None
-        try:
-            first_use = check_account(self.journal.bound_account(), self.broker_account, self.journal.has_history(),
-                                      str(self.journal.path))
-        except AccountMismatch as exc:
-            raise StartupError(str(exc)) from exc
-        if first_use:
-            self.journal.bind_account(self.broker_account)
-            log.info("journal_bound_to_account", account_id=self.broker_account.account_id,
-                     mode=self.broker_account.mode)
-
     async def _endpoints(self) -> Endpoints:
-        cfg = self.cfg
-        if cfg.engine.mode == "sim":
-            from engine.sim.server import SimError, Simulator
-
-            try:
-                self.sim = Simulator(cfg.sim, state_dir=state_path(cfg, self.config_path) / SIM_STATE_DIR)
-            except SimError as exc:
-                raise StartupError(str(exc)) from exc
-            urls = await self.sim.start()
-            return Endpoints(urls.trading_url, urls.data_url, urls.options_stream_url, urls.stocks_stream_url,
-                             urls.trading_stream_url, urls.key, urls.secret)
-        creds = load_credentials(cfg)
-        if creds is None:
-            raise SystemExit(f"{cfg.engine.mode} mode needs API keys: set ${cfg.alpaca.key_id_env} and "
-                             f"${cfg.alpaca.secret_key_env} or [alpaca] credentials_file")
-        return endpoints_for(cfg, creds.key_id.reveal(), creds.secret_key.reveal())
-
-    async def _startup_call(self, call: Callable[[], Any], attempts: int = 5) -> Any:
-        """A start-up REST call that waits out 429s (a restart must not die on the rate limit it shares with
-        the run before it): up to ``attempts`` tries, each after the broker's reset (at most 65 s).
-        Other errors still fail the start."""
-        for attempt in range(attempts):
-            try:
-                return await call()
-            except RateLimited as exc:
-                if attempt == attempts - 1:
-                    raise
-                wait = min(max(exc.retry_after_s, 0.5), 65.0)
-                log.warning("startup_rate_limited", retry_in_s=round(wait, 1), attempt=attempt + 1)
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
-
-    async def _fill_activities(self, page_size: int = 100) -> list[Any]:
-        """Every FILL activity, all pages (Alpaca pages by ``page_token`` = the last id). One page only missed
-        every fill after the 100th: those made while the engine was down were never imported (kill -9 loop)."""
-        out: list[Any] = []
-        params: dict[str, Any] = {"activity_types": "FILL", "direction": "asc", "page_size": page_size}
-        while True:
-            page = await self._startup_get("/v2/account/activities", params)
-            if not isinstance(page, list):
-                return out
-            out.extend(page)
-            if len(page) < page_size or not isinstance(page[-1], dict) or "id" not in page[-1]:
-                return out
-            params = {**params, "page_token": page[-1]["id"]}
-
-    async def _startup_get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        assert self.broker is not None
-        broker = self.broker
-        return await self._startup_call(lambda: broker.get_json(path, params))
+        """Alpaca's (keys from the environment or the credentials file), or the built-in simulator's."""
+        if self.cfg.engine.mode == "sim":
+            self.sim, endpoints = await start_simulator(self.cfg, state_path(self.cfg, self.config_path))
+            return endpoints
+        return alpaca_endpoints(self.cfg)
 
     async def _fetch_account(self) -> AccountView:
         assert self.broker is not None
-        acct = await self.broker.account()
-        self.broker_account = BoundAccount(acct.id, self.cfg.engine.mode)
-
-        def num(v: Any, default: float = 0.0) -> float:
-            try:
-                return float(v) if v is not None else default
-            except (TypeError, ValueError):
-                return default
-
-        equity = num(acct.equity)
-        return AccountView(equity, num(acct.cash), num(acct.buying_power), num(acct.options_buying_power, equity),
-                           int(acct.options_trading_level if acct.options_trading_level is not None else 3))
+        account, self.broker_account = await fetch_account(self.broker, self.cfg.engine.mode)
+        return account
 
     async def _start_observability(self) -> None:
         cfg = self.cfg
@@ -410,103 +288,13 @@ class Engine:
             if not await self.publisher.wait_connected(10.0):
                 log.warning("redis_not_connected_yet", url=cfg.redis.url)
 
-    def _build_trading(self, account: AccountView) -> None:
-        cfg = self.cfg
+    def _build_kernel(self, account: AccountView) -> TradingKernel:
         assert self.broker is not None
-        for name, scfg in cfg.strategy_configs().items():
-            if getattr(scfg, "enabled", True):
-                self.actors.append(build_strategy(name, scfg))
-        self.router = Router(self.broker, self.orders, self.market, self.clock, self.bus.publish,
-                             journal=self.journal, client_order_prefix=cfg.engine.client_order_prefix,
-                             rules=cfg.orders, config=RouterConfig(requests_per_minute=cfg.orders.requests_per_minute))
-        self.settlements = SettlementPoller(self.broker, self.portfolio, self.bus.publish, self._submit_engine_intent,
-                                            now_ns=self.clock.now_ns, busy=self._structure_busy,
-                                            spot=self.market.spot)
-        prefix_len = len(cfg.engine.client_order_prefix) + 1
-        self.router.on_order_written = lambda cid, wall: self._order_written(cid[prefix_len:], wall)
-        self.core = TradingCore(
-            clock=self.clock, market=self.market, portfolio=self.portfolio, router=self.router,
-            gate=RiskGate(cfg.risk), breakers=Breakers(cfg.risk.breakers), actors=self.actors, account=account,
+        self.kernel = kernel = TradingKernel(
+            kernel_settings(self.cfg), self.broker, publish=self.bus.publish, account=account, clock=self.clock,
             journal=self.journal, publisher=self.publisher, metrics=self.metrics, alert=self.alert,
-        )
-
-    async def _reconcile(self) -> None:
-        """Journal vs broker after a restart: adopt, cancel, import; rebuild the portfolio from fills."""
-        assert self.journal is not None and self.broker is not None and self.router is not None
-        state = self.journal.read_state()
-        broker = self.broker
-        get = self._startup_get
-        open_orders = await get("/v2/orders", {"status": "open", "nested": True, "limit": 500})
-        recent = await get("/v2/orders", {"status": "all", "nested": True, "limit": 500})
-        positions = await get("/v2/positions")
-        activities = await self._fill_activities()
-        now = time.time_ns()
-        plan = reconcile(state, decode_broker(open_orders, recent, positions, activities),
-                         ReconcilePolicy(self.cfg.engine.unknown_order_policy, self.cfg.engine.client_order_prefix),
-                         now)
-        for cancel in plan.cancel:
-            with contextlib.suppress(BrokerError):
-                await broker.cancel_order(cancel.order_id)
-        journaled: dict[str, list[OrderFilled]] = {}
-        for fill in [jf.fill for jf in state.fills] + list(plan.import_fills):  # the imports are journaled below
-            journaled.setdefault(fill.parent_order_id or fill.order_id, []).append(fill)
-        self._journaled_at_start = journaled
-        for adopt in plan.adopt:
-            self.orders.expect(adopt.client_order_id, OrderTags(adopt.strategy_id, adopt.structure_id,
-                                                                adopt.intent_id))
-            self.orders.preload(adopt.order_id, journaled.get(adopt.order_id, ()))
-            with contextlib.suppress(BrokerError):
-                # The order may have filled since the open-orders snapshot: what this read shows is counted by
-                # the state machine now and must be booked, or no later read would ever book it again.
-                self._adoption_events.extend(self.orders.on_order(await broker.get_order(adopt.order_id), now))
-        for update in plan.order_updates:
-            self.journal.record_order(update)
-        for abandon in plan.abandon:
-            self.journal.record_order(abandoned_update(abandon, state, now))
-        for jf in state.fills:
-            self.portfolio.on_fill(jf.fill)
-        completed: list[OrderFilled] = []
-        if self.settlements is not None:
-            completed = self.settlements.resume([jf.fill for jf in state.fills],
-                                                [i.intent.intent_id for i in state.intents.values()])
-        for fill, source in [(f, "broker_activity") for f in plan.import_fills] + [(f, "engine") for f in completed]:
-            seq = self.journal.record_fill(fill, source=source)
-            if seq is not None:
-                self.portfolio.on_fill(fill)
-                if self.publisher is not None:  # the fills stream must carry every journaled fill
-                    self.publisher.publish_fill(seq, fill)
-        open_ids = [s.structure_id for s in self.portfolio.structures() if s.is_open]
-        fills = [jf.fill for jf in state.fills] + list(plan.import_fills) + completed
-        self._recovered = recovered_structures(state, fills, open_ids)
-        for alert in plan.alerts:
-            self.alert(alert)
-        self.reconcile_summary = {"adopted": len(plan.adopt), "cancelled": len(plan.cancel),
-                                  "imported_fills": len(plan.import_fills), "alerts": len(plan.alerts),
-                                  "journal_fills": len(state.fills)}
-        log.info("reconciled", **self.reconcile_summary)
-
-    async def _reread_broker_orders(self) -> None:
-        """Orders the broker placed itself (an expiry-day liquidation) can fill between the restart's reads and the
-        trading stream's subscription, and trade_updates does not replay: once the stream listens, read the recent
-        ones again, each through the order state machine preloaded with what the journal holds, so only what the
-        journal lacks is booked (and the stream's report of it, if it comes, is absorbed)."""
-        journaled, self._journaled_at_start = self._journaled_at_start, {}
-        assert self.broker is not None
-        broker = self.broker
-        try:
-            orders = await self._startup_call(lambda: broker.list_orders(status="all", nested=True, limit=500))
-        except BrokerError as exc:
-            log.warning("broker_orders_reread_failed", error=str(exc))
-            return
-        ours = self.cfg.engine.client_order_prefix + "-"
-        now = time.time_ns()
-        for order in orders:
-            if order.client_order_id.startswith(ours) or not float(order.filled_qty or 0.0) > 0.0:
-                continue
-            if self.orders.get(order.id) is None:
-                self.orders.preload(order.id, journaled.get(order.id, ()))
-            for event in self.orders.on_order(order, now):
-                self.bus.publish(event)
+            extra_actors=self.extra_actors)
+        return kernel
 
     async def _prime_market(self) -> None:
         """Underlying quotes first (the clock starts at their time), then the option book within budget."""
@@ -522,16 +310,17 @@ class Engine:
         quotes_cap = PLAN_QUOTE_CAPS[self.cfg.alpaca.options_feed]
         if self.cfg.engine.mode == "sim":
             quotes_cap = min(quotes_cap, int(getattr(self.cfg.sim, "option_symbol_cap", quotes_cap)))
+        kernel = self._kernel()
         feed_cfg = FeedConfig()
         self.option_feed = option_client(
             self.endpoints.options_stream_url if self.endpoints else "", self.endpoints.key if self.endpoints else "",
             self.endpoints.secret if self.endpoints else "", self.market.option_index,
-            on_batch=self._on_option_batch, publish=self.bus.publish, max_quotes=quotes_cap, config=feed_cfg,
+            on_batch=kernel.on_option_batch, publish=self.bus.publish, max_quotes=quotes_cap, config=feed_cfg,
             market_open=self._market_open,
         )
         ranges = tuple(sorted({a.dte_range() for a in self.actors})) or ((0, 45),)
         budget = SubscriptionBudget(BudgetConfig(cap=quotes_cap, dte_ranges=ranges))
-        catalog = ContractCatalog(self.broker, on_ppind=self.router.ticks.observe if self.router else None)
+        catalog = ContractCatalog(self.broker, on_ppind=kernel.router.ticks.observe)
         self.subscriptions = SubscriptionManager(self.broker, self.market, self.option_feed, underlyings,
                                                  budget=budget, catalog=catalog)
         await self._update_subscriptions()
@@ -560,17 +349,17 @@ class Engine:
         ep = self.endpoints
         underlyings = sorted(self.market.books)
         self.stock_feed = stock_client(ep.stocks_stream_url, ep.key, ep.secret, self.market.stock_index,
-                                       on_batch=self._on_stock_batch, publish=self.bus.publish,
+                                       on_batch=self._kernel().on_stock_batch, publish=self.bus.publish,
                                        market_open=self._market_open)
         self.stock_feed.set_subscription(underlyings)
         self.trading_feed = TradingStreamClient(ep.trading_stream_url, ep.key, ep.secret,
-                                                on_update=self._on_trade_update, publish=self.bus.publish)
+                                                on_update=self._kernel().on_trade_update, publish=self.bus.publish)
         if self.recorder is not None:
             from engine.replay.format import OPTIONS, STOCKS, TRADING
 
             for stream, feed in ((OPTIONS, self.option_feed), (STOCKS, self.stock_feed), (TRADING, self.trading_feed)):
                 feed.on_raw_frame = self.recorder.tap(stream)
-        self.option_feed.after_frame = self.stock_feed.after_frame = self._order_started
+        self.option_feed.after_frame = self.stock_feed.after_frame = self._kernel().order_started
         for name, feed in (("options", self.option_feed), ("stocks", self.stock_feed),
                            ("trading", self.trading_feed)):
             self._tasks.append(asyncio.create_task(feed.run(), name=f"feed-{name}"))
@@ -605,11 +394,12 @@ class Engine:
             self.reloader.start()
         if cfg.redis.enabled:
             secret = command_secret(cfg)
+            kernel = self._kernel()
             self.commands = CommandListener(cfg.redis.url, cfg.redis.prefix, secret, {
-                "pause": lambda: self._set_paused(True),
-                "resume": self._resume,
-                "halt": lambda: self.core.set_state(TradingState.HALTED, "halt command") if self.core else None,
-                "flatten": self._flatten,
+                "pause": lambda: kernel.set_paused(True),
+                "resume": kernel.resume,
+                "halt": kernel.halt,
+                "flatten": kernel.flatten,
                 "reload": self.reloader.request_reload if self.reloader else (lambda: None),
             }, self.alert)
             self.commands.start()
@@ -619,100 +409,17 @@ class Engine:
                                      cfg.engine.watchdog_max_lag_ms / 1e3)
             self.watchdog.start()
 
-    def _flatten(self) -> None:
-        if self.core is not None:
-            self.core.flatten()
-
-    def _order_written(self, intent_id: str, wall_ns: int) -> None:
-        if self.core is not None:
-            latency = self.core.on_order_written(intent_id, wall_ns)
-            if latency is not None:
-                self.tick_to_order_ns.append(latency)
-
-    def _order_started(self) -> bool:
-        """True once per new intent the router took: the feed then lets its POST out before the next frame."""
-        n = self.router.counters["intents"] if self.router is not None else 0
-        if n == self._intents_seen:
-            return False
-        self._intents_seen = n
-        return True
-
-    def _structure_busy(self, structure_id: str) -> bool:
-        """An order of the structure is in the router or working at the broker (adopted ones included)."""
-        working = self.router.working.values() if self.router is not None else ()
-        if any(wo.intent.structure_id == structure_id for wo in working):
-            return True
-        return any(o.tags.structure_id == structure_id for o in self.orders.working_orders())
-
-    def _submit_engine_intent(self, intent: Any) -> None:
-        if self.core is not None:
-            self.core.submit(intent)
-
-    def _set_paused(self, paused: bool) -> None:
-        if self.core is not None:
-            self.core.paused = paused
-
-    def _resume(self) -> None:
-        self._set_paused(False)
-        if self.core is not None:
-            self.core.set_state(TradingState.ACTIVE, "resume command")
-
-    # ------------------------------------------------------------------------------------ hot path
-
-    def _on_option_batch(self, batch: DataBatch) -> None:
-        self.market.apply(batch, self.option_feed.frame_arrival_ns or time.time_ns())
-        self.clock.advance(batch.last_ts_ns)
-
-    def _on_stock_batch(self, batch: DataBatch) -> None:
-        self.market.apply_stock_batch(batch, self.stock_feed.frame_arrival_ns or time.time_ns())
-        self.clock.advance(batch.last_ts_ns)
-        if self.core is not None:
-            self.core.on_feed_recovered("stocks", batch.last_ts_ns)
-
-    def _on_trade_update(self, update: TradeUpdate) -> None:
-        for event in self.orders.on_trade_update(update, time.time_ns()):
-            self.bus.publish(event)
+    # ------------------------------------------------------------------------------------ feeds to the kernel
 
     def _market_open(self) -> bool:
         now = self.clock.now_ns()
         return now == 0 or self.calendar.is_open(now)
 
-    # ------------------------------------------------------------------------------------ events
-
-    def _on_event(self, event: Any) -> None:
-        core = self.core
-        if core is None:
-            return
-        if isinstance(event, BookUpdated):
-            core.on_book(event)
-        elif isinstance(event, OrderFilled):
-            if is_broker_fill(event):  # an order the engine did not place: a broker liquidation, an operator
-                for part in self._attribute(event):
-                    core.on_fill(part)
-            else:
-                core.on_fill(event)
-        elif isinstance(event, OrderUpdated):
-            core.on_order_update(event)
-        elif isinstance(event, IntentDenied):
-            core.on_denied(event)
-        elif isinstance(event, FeedStale):
-            core.on_feed_stale(event)
-        elif isinstance(event, FeedConnected):
+    def _on_feed_event(self, event: Any) -> None:
+        if isinstance(event, FeedConnected):
             self.feeds_connected.add(event.feed)
             if event.attempt > 1:
                 self.metrics.feed_reconnects.inc(event.feed)
-            if event.feed == "trading" and event.attempt > 1 and self.router is not None:
-                asyncio.get_running_loop().create_task(self.router.reconcile_open_orders())
-
-    def _attribute(self, fill: OrderFilled) -> list[OrderFilled]:
-        """A fill of an order the engine did not place, booked to the structures it closed
-        (engine/kernel/attribution.py).
-        The order state machine passes each execution once (by execution id), so each is split once."""
-        parts = attribute_broker_fill(fill, portfolio_holders(self.portfolio, fill.symbol))
-        log.warning("broker_order_fill", order_id=fill.order_id, client_order_id=fill.client_order_id,
-                    symbol=fill.symbol, side=str(fill.side), qty=fill.qty,
-                    structures=[p.structure_id for p in parts])
-        return parts
 
     def alert(self, alert: Alert) -> None:
         self.alerts.append(alert)
@@ -724,14 +431,14 @@ class Engine:
 
     def _apply_config(self, new: EngineConfig, changes: list[ConfigChange]) -> None:
         """Hot reload: strategy params and risk limits, all or nothing (an exception rejects the reload)."""
-        assert self.core is not None
+        core = self._kernel().core
         cfgs = new.strategy_configs()
         for actor in self.actors:
             scfg = cfgs.get(actor.strategy_id)
             if scfg is not None:
                 actor.on_params(scfg)
-        self.core.gate.set_limits(new.risk)
-        self.core.breakers.set_limits(new.risk.breakers)
+        core.gate.set_limits(new.risk)
+        core.breakers.set_limits(new.risk.breakers)
         from engine.service.logging import set_level
 
         set_level(new.engine.log_level)
@@ -755,8 +462,9 @@ class Engine:
                     # would hide fills and cancels for good; re-read working orders over REST instead.
                     await self.router.reconcile_open_orders()
             is_open = self._market_open()
-            if self.settlements is not None and (self.settlements.due() or (was_open and not is_open)):
-                await self.settlements.poll()
+            settlements = self.kernel.settlements if self.kernel is not None else None
+            if settlements is not None and (settlements.due() or (was_open and not is_open)):
+                await settlements.poll()
             was_open = is_open
             if mono - last_acct >= 15.0 and self.core is not None:
                 last_acct = mono
@@ -785,7 +493,7 @@ class Engine:
         if self.core is None or not self._market_open():
             return
         for feed in (self.option_feed, self.stock_feed):
-            last = getattr(feed, "_last_data_mono", 0.0)
+            last = feed.last_data_mono
             if last and (mono - last) * 1000.0 > stale_ms:
                 now = self.clock.now_ns()
                 silent = mono - last
@@ -818,7 +526,8 @@ class Engine:
         for task in chores:
             task.cancel()
         await asyncio.gather(*chores, return_exceptions=True)
-        if self.settlements is not None and await self.settlements.poll() and self.router is not None:
+        settlements = self.kernel.settlements if self.kernel is not None else None
+        if settlements is not None and await settlements.poll() and self.router is not None:
             # Expiries the broker booked since the last poll; their unwind orders go out while the trading
             # stream still listens, so the fills they make are booked before we stop.
             await self.router.drain(timeout_s=5.0)
@@ -876,45 +585,18 @@ class Engine:
         return True, "ok"
 
     def status_line(self) -> str:
-        contracts = sum(len(b) for b in self.market.books.values())
-        open_structures = self.portfolio.open_structures()
+        if self.kernel is None:
+            return "starting"
+        contracts = sum(len(b) for b in self.kernel.market.books.values())
+        open_structures = self.kernel.portfolio.open_structures()
         return f"streaming {contracts} contracts, {len(self.actors)} strategies, {open_structures} open structures"
 
     def status(self) -> dict[str, Any]:
-        return {"status": self.status_line(), "mode": self.cfg.engine.mode, "summary": self.summary(),
-                "trading_state": self.core.breakers.state.name if self.core else "STARTING",
-                "positions": dict(self.portfolio.positions()), "process": _process_stats(),
-                "tick_to_order": _latency_stats(self.tick_to_order_ns)}
+        return run_status(self)
 
     def summary(self) -> dict[str, Any]:
         """Per strategy: structures opened and closed, fills, P&L, max |delta|, gate denials by reason."""
-        out: dict[str, Any] = {"strategies": {}, "event_time": _iso(self.clock.now_ns()),
-                               "wall_s": round(time.monotonic() - self._started_wall, 1) if self._started_wall else 0}
-        core = self.core
-        for actor in self.actors:
-            sid = actor.strategy_id
-            s = self.portfolio.strategy_summary(sid)
-            tally = core.tally.get(sid) if core else None
-            out["strategies"][sid] = {
-                "structures_opened": s.structures_opened, "structures_closed": s.structures_closed, "fills": s.fills,
-                "pnl": round(s.pnl_usd, 2), "realized_pnl": round(s.realized_usd, 2),
-                "max_abs_delta": round(tally.max_abs_delta, 2) if tally else 0.0,
-                "intents": tally.intents if tally else 0, "approved": tally.approved if tally else 0,
-                "gate_denials": dict(tally.denials) if tally else {}, "stats": _plain(actor.stats()),
-            }
-        if self.router is not None:
-            out["router"] = dict(self.router.counters)
-        out["trading_state"] = core.breakers.state.name if core else "STARTING"
-        if self.broker_account is not None:
-            out["account"] = {"id": self.broker_account.account_id, "mode": self.broker_account.mode,
-                              "cash": core.account.cash if core else None,
-                              "equity": core.account.equity if core else None}
-        out["positions"] = {s: q for s, q in sorted(self.portfolio.positions().items()) if abs(q) > 1e-9}
-        if self.archived_to is not None:
-            out["archived_to"] = str(self.archived_to)
-        out["reconcile"] = self.reconcile_summary
-        out["alerts"] = len(self.alerts)
-        return out
+        return run_summary(self)
 
 
 def _ts_ns(value: Any) -> int:
@@ -923,40 +605,3 @@ def _ts_ns(value: Any) -> int:
     if isinstance(value, int):
         return value
     return rfc3339_to_ns(value) or time.time_ns()
-
-
-def _iso(ts_ns: int) -> str:
-    if not ts_ns:
-        return ""
-    return ny_datetime(ts_ns).isoformat(timespec="seconds")
-
-
-def _process_stats() -> dict[str, int]:
-    """Resource counts the soak watches for leaks: RSS, asyncio tasks, open file descriptors and sockets."""
-    import os
-
-    rss = 0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    fds = sockets = 0
-    with contextlib.suppress(OSError):
-        for fd in os.listdir("/proc/self/fd"):
-            fds += 1
-            with contextlib.suppress(OSError):
-                sockets += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-    return {"rss_bytes": rss, "asyncio_tasks": len(asyncio.all_tasks()), "open_fds": fds, "open_sockets": sockets}
-
-
-def _latency_stats(samples: collections.deque[int], last: int = 1000) -> dict[str, float]:
-    """Tick-to-order latency over the last ``last`` orders (microseconds) and the count ever kept."""
-    recent = list(samples)[-last:]
-    if not recent:
-        return {"n": 0, "p50_us": 0.0, "p99_us": 0.0}
-    recent.sort()
-    return {"n": len(samples), "p50_us": recent[len(recent) // 2] / 1e3,
-            "p99_us": recent[min(len(recent) - 1, int(len(recent) * 0.99))] / 1e3}
-
-
-def _plain(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
-

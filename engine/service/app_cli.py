@@ -41,9 +41,10 @@ def main(args: argparse.Namespace) -> int:
     # On a terminal the live table owns stdout; the JSON log goes to stderr.
     configure_logging(cfg.engine.log_level if not table else "warning", secret_values(cfg),
                       stream=sys.stderr if table else None)
-    from engine.service.app import Engine, StartupError
+    from engine.service.app import Engine
     from engine.service.live_table import render_table
     from engine.service.malloc_tuning import pin_malloc_thresholds
+    from engine.service.venue import StartupError
 
     pin_malloc_thresholds()
 

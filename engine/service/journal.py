@@ -45,6 +45,7 @@ import structlog
 
 from domain.orders import OrderFilled, OrderIntent, OrderStatus, OrderUpdated
 from domain.views import PortfolioGreeks
+from engine.kernel.outputs import StructureRecord
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -151,15 +152,7 @@ class JournalFill(msgspec.Struct, frozen=True):
     greeks_after: PortfolioGreeks | None = None
 
 
-class JournalStructure(msgspec.Struct, frozen=True):
-    structure_id: str
-    strategy_id: str
-    underlying: str
-    state: Literal["pending", "open", "closing", "closed"]
-    legs: dict[str, float]
-    """Signed target quantity per symbol when open (contracts or shares)."""
-    ts_event_ns: int
-    extra: dict[str, Any] = {}
+JournalStructure = StructureRecord
 
 
 class JournalState(msgspec.Struct, frozen=True):

@@ -8,11 +8,11 @@ import msgpack
 import numpy as np
 
 from domain.views import FLAG_CROSSED, FLAG_LOCKED, FLAG_ONE_SIDED, FLAG_STALE, ChainView, MarketView
-from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.protocol import OptionProtocol
 from engine.kernel.book import C_DUPLICATES, C_OUT_OF_ORDER
 from engine.kernel.events import BookUpdated
 from engine.kernel.market import Market
+from engine.kernel.market_data import DataBatch
 from greeks import black_scholes_greeks, black_scholes_price, implied_vol
 from greeks.calendar import expiry_close_ns, year_fraction
 from greeks.occ import format_occ

@@ -54,10 +54,8 @@ async def test_engine_start_waits_out_a_rate_limit_instead_of_exiting() -> None:
     import pytest
 
     from engine.alpaca.broker import BrokerRejected, RateLimited
-    from engine.service.app import Engine
-    from engine.service.config import parse_config_text
+    from engine.service.restart import startup_call
 
-    engine = Engine(parse_config_text('[engine]\nmode = "sim"\n'))
     calls: list[int] = []
 
     async def account() -> str:
@@ -66,21 +64,20 @@ async def test_engine_start_waits_out_a_rate_limit_instead_of_exiting() -> None:
             raise RateLimited("GET /v2/account: rate limited", retry_after_s=0.01, limit=None)
         return "account"
 
-    assert await engine._startup_call(account) == "account" and len(calls) == 3
+    assert await startup_call(account) == "account" and len(calls) == 3
 
     async def rejected() -> str:
         raise BrokerRejected("GET /v2/account: forbidden", status=403, body={})
 
     with pytest.raises(BrokerRejected):
-        await engine._startup_call(rejected)
+        await startup_call(rejected)
 
 
 async def test_restart_reconciliation_reads_every_page_of_fill_activities() -> None:
     """Found by the kill -9 loop: reconciliation read one page (100) of FILL activities, so after the 100th
     fill of an account the fills made while the engine was down were never imported (journal short 4 fills)."""
     from engine.alpaca.broker import AlpacaBroker
-    from engine.service.app import Engine
-    from engine.service.config import parse_config_text
+    from engine.service.restart import fill_activities
     from engine.sim.config import SimConfig
     from engine.sim.server import Simulator
 
@@ -91,9 +88,7 @@ async def test_restart_reconciliation_reads_every_page_of_fill_activities() -> N
         for i in range(250):
             sim.exchange.account.record("FILL", sim.now_ns + i * 1000, symbol="SPY", qty="1", side="buy",
                                         price="600", order_id=f"order-{i}", cum_qty="1", leaves_qty="0")
-        engine = Engine(parse_config_text('[engine]\nmode = "sim"\n'))
-        engine.broker = broker
-        activities = await engine._fill_activities()
+        activities = await fill_activities(broker)
         assert [a["order_id"] for a in activities] == [f"order-{i}" for i in range(250)]
     finally:
         await broker.close()

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.protocol import OptionProtocol
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
 from engine.kernel.market import Market
+from engine.kernel.market_data import DataBatch
 from engine.replay.format import (
     META,
     OPTIONS,

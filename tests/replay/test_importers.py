@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.protocol import OptionProtocol
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
+from engine.kernel.market_data import DataBatch
 from engine.kernel.symbols import SymbolIndex
 from engine.replay.format import META, OPTIONS, read_records
 from engine.replay.importers.cboe import import_cboe_days

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from engine.alpaca.broker import BrokerRejected, LegRequest, NotFound, OrderRequest
-from engine.alpaca.feeds.marketdata import DataBatch, _Columns
-from engine.alpaca.feeds.scan import KIND_QUOTE
 from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
+from engine.kernel.market_data import KIND_QUOTE, BatchColumns, DataBatch
 from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import RecordedMarket, replay_exchange
 
@@ -18,7 +17,7 @@ SYMBOLS = [P590, P600, C610, C620]
 
 
 def _batch(bid: list[float], ask: list[float]) -> DataBatch:
-    cols = _Columns(8)
+    cols = BatchColumns(8)
     n = len(bid)
     cols.kind[:n] = KIND_QUOTE
     cols.gid[:n] = np.arange(n)

@@ -14,6 +14,7 @@ import pytest
 
 from domain.orders import OrderIntent
 from domain.views import AccountView
+from engine.kernel.kernel import TradingKernel
 from engine.replay.driver import Replay
 from engine.replay.format import META, OPTIONS, STOCKS, TRADING, read_records, recording_files
 from engine.service.app import Engine
@@ -63,10 +64,11 @@ async def test_recording_of_a_sim_session_replays_to_the_same_decisions(tmp_path
     live: list[tuple[object, ...]] = []
 
     class Watched(Engine):
-        def _build_trading(self, account: AccountView) -> None:
-            super()._build_trading(account)
-            assert self.core is not None  # watch from the first decision on (core.start runs inside start)
-            self.core.on_intent_approved = lambda intent, _wall: live.append(_decision(intent))
+        def _build_kernel(self, account: AccountView) -> TradingKernel:
+            kernel = super()._build_kernel(account)
+            # watch from the first decision on (the kernel starts inside start)
+            kernel.core.on_intent_approved = lambda intent, _wall: live.append(_decision(intent))
+            return kernel
 
     engine = Watched(cfg)
     await engine.start()
@@ -93,3 +95,5 @@ async def test_recording_of_a_sim_session_replays_to_the_same_decisions(tmp_path
     assert n >= 1
     assert replayed[:n] == live[:n]
     assert result.fills, "the replay exchange filled nothing"
+    # backtest/live parity rests on one wiring: both runs decided through the same kernel class
+    assert type(engine.kernel) is TradingKernel and type(replay.kernel) is TradingKernel

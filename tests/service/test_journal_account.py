@@ -53,8 +53,9 @@ def test_an_unbound_sim_journal_with_history_belongs_to_a_lost_account() -> None
 
 async def test_the_engine_does_not_start_against_another_account(tmp_path: Path) -> None:
     """Paper mode against a simulator that is a different account than the journal's: no start, both named."""
-    from engine.service.app import Engine, StartupError
+    from engine.service.app import Engine
     from engine.service.config import parse_config_text
+    from engine.service.venue import StartupError
     from engine.sim.config import SimConfig
     from engine.sim.server import Simulator
 

@@ -20,7 +20,6 @@ from engine.alpaca.feeds.backoff import Reaction, classify_server_error
 from engine.alpaca.feeds.connection import FatalFeedError, FeedConfig, FeedConnection, Reconnect
 from engine.alpaca.feeds.marketdata import (
     Authenticated,
-    DataBatch,
     Greeted,
     Malformed,
     MarketDataProtocol,
@@ -28,6 +27,7 @@ from engine.alpaca.feeds.marketdata import (
     SubscriptionAck,
 )
 from engine.kernel.events import FeedError, FeedName, FeedStale, GapDetected, SubscriptionChanged
+from engine.kernel.market_data import DataBatch
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,7 @@ class MarketDataClient(FeedConnection):
         url: str,
         protocol: MarketDataProtocol,
         *,
-        on_batch: Callable[[DataBatch], None],
+        on_batch: Callable[[DataBatch, int], object],
         publish: Callable[[Any], None],
         config: FeedConfig = FeedConfig(),
         market_open: Callable[[], bool] = lambda: True,
@@ -67,6 +67,11 @@ class MarketDataClient(FeedConnection):
         self.errors: dict[int, int] = {}
 
     # --- subscription ------------------------------------------------------------------------
+
+    @property
+    def last_data_mono(self) -> float:
+        """Monotonic time the last data frame arrived (0 before the first)."""
+        return self._last_data_mono
 
     def set_subscription(self, quotes: Iterable[str], trades: Iterable[str] = ()) -> tuple[int, int]:
         """Change the desired sets; the diff is sent at once when connected (else at the next auth)."""
@@ -140,7 +145,7 @@ class MarketDataClient(FeedConnection):
 
     def _on_data(self, batch: DataBatch) -> None:
         self._last_data_mono = self._mono()
-        self._on_batch(batch)  # decode -> apply -> reprice -> publish, no await in between
+        self._on_batch(batch, self.frame_arrival_ns)  # decode -> apply -> reprice -> publish, no await in between
         newest = batch.last_ts_ns
         # A server that replays what we already hold is not closing the gap yet: wait for newer data.
         if self._gap_from_ns and newest > self._gap_from_ns:

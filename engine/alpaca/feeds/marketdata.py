@@ -24,8 +24,9 @@ from collections.abc import Iterable
 import msgspec
 import numpy as np
 
-from engine.alpaca.feeds.scan import KIND_OTHER, KIND_QUOTE, KIND_TRADE, SCAN_CAPACITY, SCAN_OK, scan_frame
+from engine.alpaca.feeds.scan import SCAN_CAPACITY, SCAN_OK, scan_frame
 from engine.alpaca.feeds.trading.models import rfc3339_to_ns
+from engine.kernel.market_data import KIND_OTHER, KIND_QUOTE, KIND_TRADE, BatchColumns, DataBatch
 from engine.kernel.symbols import SymbolIndex
 
 
@@ -66,31 +67,6 @@ class Malformed(msgspec.Struct, frozen=True):
 
     reason: str
     size: int
-
-
-class DataBatch:
-    """Column view of the data messages of one frame; valid only until the next ``receive``.
-
-    Row i: ``kind`` (KIND_QUOTE/KIND_TRADE/KIND_OTHER), ``gid`` (symbol id in the index, -1 when the
-    symbol is not indexed), ``ts_ns``, quote fields ``bid ask bid_size ask_size``, trade fields
-    ``price size`` (NaN/0 where not applicable).
-    """
-
-    __slots__ = ("ask", "ask_size", "bid", "bid_size", "gid", "kind", "last_ts_ns", "n", "price", "size", "ts_ns")
-
-    def __init__(self, cols: _Columns, n: int, last_ts_ns: int) -> None:
-        self.n = n
-        self.last_ts_ns = last_ts_ns
-        """Newest message timestamp in the frame (0 if none)."""
-        self.kind = cols.kind[:n]
-        self.gid = cols.gid[:n]
-        self.ts_ns = cols.ts[:n]
-        self.bid = cols.bid[:n]
-        self.ask = cols.ask[:n]
-        self.bid_size = cols.bid_size[:n]
-        self.ask_size = cols.ask_size[:n]
-        self.price = cols.price[:n]
-        self.size = cols.size[:n]
 
 
 Event = Greeted | Authenticated | ServerError | SubscriptionAck | Malformed | DataBatch
@@ -147,35 +123,6 @@ def _ts_ns(value: msgspec.msgpack.Ext | str | None) -> int:
     raise ValueError(f"timestamp ext of {len(data)} bytes")
 
 
-class _Columns:
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.kind = np.zeros(capacity, dtype=np.int8)
-        self.gid = np.zeros(capacity, dtype=np.int32)
-        self.ts = np.zeros(capacity, dtype=np.int64)
-        self.bid = np.zeros(capacity, dtype=np.float64)
-        self.ask = np.zeros(capacity, dtype=np.float64)
-        self.bid_size = np.zeros(capacity, dtype=np.int64)
-        self.ask_size = np.zeros(capacity, dtype=np.int64)
-        self.price = np.zeros(capacity, dtype=np.float64)
-        self.size = np.zeros(capacity, dtype=np.int64)
-        self.newest = np.zeros(1, dtype=np.int64)
-
-    def as_args(self) -> tuple[np.ndarray, ...]:
-        return (
-            self.kind,
-            self.gid,
-            self.ts,
-            self.bid,
-            self.ask,
-            self.bid_size,
-            self.ask_size,
-            self.price,
-            self.size,
-            self.newest,
-        )
-
-
 class MarketDataProtocol:
     """Handshake, subscription bookkeeping and frame decoding for one market-data stream."""
 
@@ -193,7 +140,7 @@ class MarketDataProtocol:
         self.index = index
         self.max_quotes = max_quotes
         self.state = DataState.AWAITING_GREETING
-        self._cols = _Columns(capacity)
+        self._cols = BatchColumns(capacity)
         self._outbox: list[bytes] = []
         self.quotes: set[str] = set()
         """Desired quote subscription (re-sent in full after each authentication)."""
@@ -265,7 +212,7 @@ class MarketDataProtocol:
         buf = np.frombuffer(frame, dtype=np.uint8)
         n, status = scan_frame(buf, self.index.keys, self.index.key_len, self.index.values, *cols.as_args())
         if status == SCAN_CAPACITY:
-            self._cols = cols = _Columns(max(n, 2 * cols.capacity))
+            self._cols = cols = BatchColumns(max(n, 2 * cols.capacity))
             n, status = scan_frame(buf, self.index.keys, self.index.key_len, self.index.values, *cols.as_args())
         if status != SCAN_OK:
             return self._slow(frame, json=False)
@@ -306,7 +253,7 @@ class MarketDataProtocol:
     def _columns_from(self, data: list[_Data]) -> DataBatch:
         cols = self._cols
         if len(data) > cols.capacity:
-            self._cols = cols = _Columns(max(len(data), 2 * cols.capacity))
+            self._cols = cols = BatchColumns(max(len(data), 2 * cols.capacity))
         for i, m in enumerate(data):
             cols.kind[i] = KIND_QUOTE if m.T == "q" else (KIND_TRADE if m.T == "t" else KIND_OTHER)
             cols.gid[i] = self.index.id_of(m.S)

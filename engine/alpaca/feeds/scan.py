@@ -17,13 +17,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from engine.kernel.market_data import KIND_OTHER, KIND_QUOTE, KIND_TRADE
 from engine.kernel.symbols import lookup
-
-# Message kinds written to the ``kind`` column.
-KIND_OTHER = 0
-"""A data message type the engine does not consume (bars, statuses, ...): skipped."""
-KIND_QUOTE = 1
-KIND_TRADE = 2
 
 # Scan status.
 SCAN_OK = 0

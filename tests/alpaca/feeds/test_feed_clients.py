@@ -14,7 +14,6 @@ from fake_alpaca import FakeDataServer, FakeTradingServer
 from engine.alpaca.feeds.backoff import BackoffConfig
 from engine.alpaca.feeds.connection import FeedConfig
 from engine.alpaca.feeds.datastream import MarketDataClient
-from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.client import option_client
 from engine.alpaca.feeds.trading.client import TradingStreamClient
 from engine.alpaca.feeds.trading.models import TradeUpdate
@@ -33,6 +32,7 @@ from engine.kernel.events import (
     Topic,
 )
 from engine.kernel.market import Market
+from engine.kernel.market_data import DataBatch
 
 FAST = FeedConfig(
     mute_timeout_s=0.3,
@@ -89,7 +89,7 @@ class Harness:
         )
         self.client.set_subscription(SYMS[:2])
 
-    def on_batch(self, batch: DataBatch) -> None:
+    def on_batch(self, batch: DataBatch, arrival_ns: int = 0) -> None:
         self.seen_ts.extend(int(t) for t in batch.ts_ns)
         self.market.apply(batch)
 

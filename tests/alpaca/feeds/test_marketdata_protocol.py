@@ -20,8 +20,8 @@ from engine.alpaca.feeds.marketdata import (
     SubscriptionAck,
 )
 from engine.alpaca.feeds.options.protocol import OptionProtocol
-from engine.alpaca.feeds.scan import KIND_QUOTE, KIND_TRADE
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
+from engine.kernel.market_data import KIND_QUOTE, KIND_TRADE
 from engine.kernel.symbols import SymbolIndex
 
 

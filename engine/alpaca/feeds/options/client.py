@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from engine.alpaca.feeds.connection import FeedConfig
 from engine.alpaca.feeds.datastream import MarketDataClient
-from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS, OptionProtocol
+from engine.kernel.market_data import DataBatch
 from engine.kernel.symbols import SymbolIndex
 
 LIVE_BASE = "wss://stream.data.alpaca.markets"
@@ -26,7 +26,7 @@ def option_client(
     secret: str,
     index: SymbolIndex,
     *,
-    on_batch: Callable[[DataBatch], None],
+    on_batch: Callable[[DataBatch, int], object],
     publish: Callable[[Any], None],
     max_quotes: int = PLAN_QUOTE_CAPS["indicative"],
     config: FeedConfig = FeedConfig(),

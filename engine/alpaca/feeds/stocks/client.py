@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from engine.alpaca.feeds.connection import FeedConfig
 from engine.alpaca.feeds.datastream import MarketDataClient
-from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
+from engine.kernel.market_data import DataBatch
 from engine.kernel.symbols import SymbolIndex
 
 LIVE_BASE = "wss://stream.data.alpaca.markets"
@@ -26,7 +26,7 @@ def stock_client(
     secret: str,
     index: SymbolIndex,
     *,
-    on_batch: Callable[[DataBatch], None],
+    on_batch: Callable[[DataBatch, int], object],
     publish: Callable[[Any], None],
     config: FeedConfig = FeedConfig(),
     market_open: Callable[[], bool] = lambda: True,

@@ -1,0 +1,95 @@
+"""Where the engine connects: Alpaca's endpoints for ``paper``/``live``, or the built-in simulator for ``sim``.
+
+In sim mode the simulator starts on loopback, continuing the account it keeps under
+``<state_dir>/sim``; ``--fresh`` first moves the journal and that account aside (never deleted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+
+from engine.service.config import EngineConfig
+from engine.service.journal import journal_files
+from engine.service.secrets import load_credentials
+
+log = structlog.get_logger(__name__)
+
+SIM_STATE_DIR = "sim"
+"""Where, under ``engine.state_dir``, sim mode keeps the simulated account."""
+
+
+class StartupError(Exception):
+    """The engine cannot start as configured (the message says why and what to do)."""
+
+
+class Endpoints(msgspec.Struct, frozen=True):
+    """Where the engine connects (Alpaca or the simulator); the secret never appears in a repr."""
+
+    trading_url: str
+    data_url: str
+    options_stream_url: str
+    stocks_stream_url: str
+    trading_stream_url: str
+    key: str = msgspec.field(default="")
+    secret: str = msgspec.field(default="")
+
+    def __repr__(self) -> str:
+        return f"Endpoints(trading={self.trading_url}, data={self.data_url}, key=***)"
+
+
+def endpoints_for(cfg: EngineConfig, key: str, secret: str) -> Endpoints:
+    """Alpaca's URLs for ``paper``/``live`` mode from the ``[alpaca]`` section."""
+    a = cfg.alpaca
+    trading = a.live_url if cfg.engine.mode == "live" else a.paper_url
+    stream = a.stream_url.rstrip("/")
+    trading_stream = a.trading_stream_url or (trading.replace("https://", "wss://").replace("http://", "ws://")
+                                              + "/stream")
+    return Endpoints(trading, a.data_url, f"{stream}/v1beta1/{a.options_feed}", f"{stream}/v2/{a.stock_feed}",
+                     trading_stream, key, secret)
+
+
+def alpaca_endpoints(cfg: EngineConfig) -> Endpoints:
+    """Alpaca's endpoints with the keys from the environment or the credentials file (never from the repo)."""
+    creds = load_credentials(cfg)
+    if creds is None:
+        raise SystemExit(f"{cfg.engine.mode} mode needs API keys: set ${cfg.alpaca.key_id_env} and "
+                         f"${cfg.alpaca.secret_key_env} or [alpaca] credentials_file")
+    return endpoints_for(cfg, creds.key_id.reveal(), creds.secret_key.reveal())
+
+
+async def start_simulator(cfg: EngineConfig, state_dir: Path) -> tuple[Any, Endpoints]:
+    """Start the built-in simulator on loopback (continuing its saved account); it and its endpoints."""
+    from engine.sim.server import SimError, Simulator
+
+    try:
+        sim = Simulator(cfg.sim, state_dir=state_dir / SIM_STATE_DIR)
+    except SimError as exc:
+        raise StartupError(str(exc)) from exc
+    urls = await sim.start()
+    return sim, Endpoints(urls.trading_url, urls.data_url, urls.options_stream_url, urls.stocks_stream_url,
+                          urls.trading_stream_url, urls.key, urls.secret)
+
+
+def archive_for_fresh_start(cfg: EngineConfig, state_dir: Path) -> Path | None:
+    """``--fresh``: move the journal and the simulator's saved account aside and say where (None: nothing)."""
+    if cfg.engine.mode != "sim":
+        raise StartupError(f"--fresh starts a new simulated account; in {cfg.engine.mode} mode the account "
+                           "is Alpaca's (point engine.state_dir elsewhere for a new journal)")
+    from engine.sim.state import StateError
+    from engine.sim.store import archive, archive_dir_name, unused
+
+    into = archive_dir_name(state_dir)
+    try:
+        with unused(state_dir / SIM_STATE_DIR):
+            moved = archive([*journal_files(state_dir), state_dir / SIM_STATE_DIR], into)
+    except StateError as exc:
+        raise StartupError(f"cannot archive for --fresh: {exc}") from exc
+    if moved:
+        log.info("state_archived", archived_to=str(into), files=[p.name for p in moved])
+        return into
+    log.info("fresh_start", state_dir=str(state_dir), archived_to=None)
+    return None
