@@ -99,13 +99,13 @@ def fills_hash(fills: list[OrderFilled]) -> str:
 
 def _rate(cfg: EngineConfig) -> float:
     # as engine.service.app.Engine: the simulator's rate in sim mode, else 4 %
-    return float(getattr(cfg.sim, "risk_free_rate", 0.04)) if cfg.engine.mode == "sim" else 0.04
+    return cfg.sim.risk_free_rate if cfg.engine.mode == "sim" else 0.04
 
 
 def _div_yields(cfg: EngineConfig) -> dict[str, float]:
     if cfg.engine.mode != "sim":
         return {}
-    return {u.symbol: u.dividend_yield for u in getattr(cfg.sim, "underlyings", ())}
+    return {u.symbol: u.dividend_yield for u in cfg.sim.underlyings}
 
 
 class Replay:
@@ -139,14 +139,14 @@ class Replay:
         self.trading = TradingProtocol("", "")
         self.recorded = RecordedMarket()
         sim = cfg.sim
-        self.exchange = replay_exchange(self.recorded, initial_cash=float(getattr(sim, "initial_cash", 100_000.0)),
-                                        options_level=int(getattr(sim, "options_approved_level", 3)),
-                                        seed=int(getattr(sim, "seed", 1)))
+        self.exchange = replay_exchange(self.recorded, initial_cash=sim.initial_cash,
+                                        options_level=sim.options_approved_level,
+                                        seed=sim.seed)
         self.broker = ReplayBroker(self.exchange)
         self.orders = OrderStateMachine()
         self.portfolio = Portfolio()
         self.actors: list[Strategy[Any]] = [build_strategy(n, c) for n, c in cfg.strategy_configs().items()
-                                            if getattr(c, "enabled", True)]
+                                            if c.enabled]
         self.router = Router(self.broker, self.orders, self.market, self.clock, publish,  # type: ignore[arg-type]
                              budget=RequestBudget(1e12, burst=1e12), client_order_prefix=cfg.engine.client_order_prefix)
         self.core = TradingCore(clock=self.clock, market=self.market, portfolio=self.portfolio, router=self.router,

@@ -187,12 +187,12 @@ class Engine:
     # ------------------------------------------------------------------------------------ config bits
 
     def _rate(self) -> float:
-        return float(getattr(self.cfg.sim, "risk_free_rate", 0.04)) if self.cfg.engine.mode == "sim" else 0.04
+        return self.cfg.sim.risk_free_rate if self.cfg.engine.mode == "sim" else 0.04
 
     def _div_yields(self) -> dict[str, float]:
         if self.cfg.engine.mode != "sim":
             return {}
-        return {u.symbol: u.dividend_yield for u in getattr(self.cfg.sim, "underlyings", ())}
+        return {u.symbol: u.dividend_yield for u in self.cfg.sim.underlyings}
 
     # ------------------------------------------------------------------------------------ run
 
@@ -414,7 +414,7 @@ class Engine:
         cfg = self.cfg
         assert self.broker is not None
         for name, scfg in cfg.strategy_configs().items():
-            if getattr(scfg, "enabled", True):
+            if scfg.enabled:
                 self.actors.append(build_strategy(name, scfg))
         self.router = Router(self.broker, self.orders, self.market, self.clock, self.bus.publish,
                              journal=self.journal, client_order_prefix=cfg.engine.client_order_prefix,
@@ -521,7 +521,7 @@ class Engine:
                 self.clock.advance(ts)
         quotes_cap = PLAN_QUOTE_CAPS[self.cfg.alpaca.options_feed]
         if self.cfg.engine.mode == "sim":
-            quotes_cap = min(quotes_cap, int(getattr(self.cfg.sim, "option_symbol_cap", quotes_cap)))
+            quotes_cap = min(quotes_cap, self.cfg.sim.option_symbol_cap)
         feed_cfg = FeedConfig()
         self.option_feed = option_client(
             self.endpoints.options_stream_url if self.endpoints else "", self.endpoints.key if self.endpoints else "",
