@@ -22,6 +22,8 @@ import msgspec
 import structlog
 from aiohttp import web
 
+from engine.service.background import BackgroundTask, lagged_sleep
+
 log = structlog.get_logger(__name__)
 
 LATENCY_BUCKETS_S = (
@@ -213,24 +215,17 @@ class LoopLagMonitor:
         self.metrics = metrics
         self.interval_s = interval_s
         self.last_lag_s = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("loop-lag", self._run)
 
     def start(self) -> asyncio.Task[None]:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="loop-lag")
-        return self._task
+        return self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:
-            t0 = time.monotonic()
-            await asyncio.sleep(self.interval_s)
-            self.last_lag_s = max(0.0, time.monotonic() - t0 - self.interval_s)
+            self.last_lag_s = await lagged_sleep(self.interval_s)
             self.metrics.loop_lag_seconds.set(self.last_lag_s)
             self.metrics.loop_lag_hist.observe(self.last_lag_s)
 

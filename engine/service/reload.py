@@ -25,6 +25,7 @@ import msgspec
 import structlog
 
 from engine.kernel.alerts import Alert
+from engine.service.background import BackgroundTask
 from engine.service.config import ConfigError, ConfigIssue, EngineConfig, is_hot, load_config
 
 log = structlog.get_logger(__name__)
@@ -139,7 +140,7 @@ class ConfigReloader:
         self._on_outcome = on_outcome
         self._requested = asyncio.Event()
         self._signature = _file_signature(self.path)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("config-reloader", self._run)
         self._lock = asyncio.Lock()
 
     @property
@@ -158,15 +159,10 @@ class ConfigReloader:
         (loop or asyncio.get_running_loop()).add_signal_handler(signal.SIGHUP, self.request_reload)
 
     def start(self) -> asyncio.Task[None]:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="config-reloader")
-        return self._task
+        return self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

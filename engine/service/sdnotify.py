@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
+from engine.service.background import BackgroundTask, lagged_sleep
+
 log = structlog.get_logger(__name__)
 
 
@@ -106,24 +108,17 @@ class Watchdog:
         self.last_lag_s = 0.0
         self.pings = 0
         self.skipped = 0
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("sd-watchdog", self._run)
 
     def start(self) -> asyncio.Task[None]:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="sd-watchdog")
-        return self._task
+        return self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:
-            before = time.monotonic()
-            await asyncio.sleep(self.interval_s)
-            self.last_lag_s = max(0.0, time.monotonic() - before - self.interval_s)
+            self.last_lag_s = await lagged_sleep(self.interval_s)
             if self.last_lag_s <= self.max_lag_s and self._is_healthy():
                 self.notifier.watchdog()
                 self.pings += 1
