@@ -45,6 +45,7 @@ from engine.replay.exchange import RecordedMarket, replay_exchange
 from engine.replay.format import META, OPTIONS, STOCKS, read_records, recording_files
 from engine.replay.timeline import Timeline
 from engine.service.config import EngineConfig
+from greeks.calendar import NS_PER_SECOND
 from risk.breakers import Breakers
 from risk.gate import RiskGate
 from strategies.base import Strategy
@@ -52,8 +53,7 @@ from strategies.registry import build_strategy
 
 log = structlog.get_logger(__name__)
 
-NS_PER_S = 1_000_000_000
-ACCOUNT_REFRESH_NS = 15 * NS_PER_S
+ACCOUNT_REFRESH_NS = 15 * NS_PER_SECOND
 
 
 class _Meta(msgspec.Struct):
@@ -162,7 +162,7 @@ class Replay:
         self.approved: list[OrderIntent] = []
         self.denials: list[IntentDenied] = []
         self.alerts: list[Any] = []
-        self.timeline = Timeline([a.strategy_id for a in self.actors], int(sample_every_s * NS_PER_S))
+        self.timeline = Timeline([a.strategy_id for a in self.actors], int(sample_every_s * NS_PER_SECOND))
         self.frames = 0
         self.messages = 0
         self.setup_s = 0.0
@@ -190,7 +190,7 @@ class Replay:
                     group_ns = recv_ns
                 if self.speed is not None and recv_ns:
                     pace_ev0 = pace_ev0 or recv_ns
-                    ahead = (recv_ns - pace_ev0) / NS_PER_S / self.speed - (time.monotonic() - pace_wall0)
+                    ahead = (recv_ns - pace_ev0) / NS_PER_SECOND / self.speed - (time.monotonic() - pace_wall0)
                     if ahead > 0.001:
                         await asyncio.sleep(ahead)
                 if stream == META:

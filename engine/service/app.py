@@ -80,7 +80,6 @@ from strategies.tracking import RecoveredStructure
 
 log = structlog.get_logger(__name__)
 
-NS_PER_S = 1_000_000_000
 SIM_STATE_DIR = "sim"
 """Where, under ``engine.state_dir``, sim mode keeps the simulated account."""
 
