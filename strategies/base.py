@@ -235,12 +235,19 @@ class Strategy(Generic[C]):
         if name.startswith(EXPIRY_FLAT_TIMER):
             self.flatten_expiring(now_ns)
 
+    def check_params(self, config: C) -> C:
+        """The config ``on_params(config)`` would run on: ``config``'s hot fields over the running cold ones,
+        validated as a whole (raises ``msgspec.ValidationError`` naming the field). Nothing is applied."""
+        merged, _ = apply_hot(self.config, config)
+        return msgspec.convert(msgspec.to_builtins(merged), type(merged))
+
     def on_params(self, config: C) -> dict[str, Any]:
-        """Apply a reloaded config's hot fields; return the cold changes, which are not applied.
+        """Apply a reloaded config's hot fields (validated by ``check_params``); return the cold changes, which
+        are not applied.
 
         Today's session times are resolved again and the day's timers set anew."""
-        merged, cold = apply_hot(self.config, config)
-        self.config = merged
+        self.config = self.check_params(config)
+        cold = diff_params(self.config, config)[1]
         if self._schedule is not None and self._ctx is not None:
             self._resolve_day(self._schedule.day, new_day=False)
         return cold

@@ -722,17 +722,13 @@ class Engine:
             self.publisher.publish_alert(alert)
 
     def _apply_config(self, new: EngineConfig, changes: list[ConfigChange]) -> None:
-        """Hot reload: strategy params and risk limits, all or nothing (an exception rejects the reload)."""
+        """Hot reload: strategy params and risk limits, all or nothing (every change is validated before any is
+        applied; a failure raises ConfigError naming the field and rejects the reload)."""
         assert self.core is not None
-        cfgs = new.strategy_configs()
-        for actor in self.actors:
-            scfg = cfgs.get(actor.strategy_id)
-            if scfg is not None:
-                actor.on_params(scfg)
-        self.core.gate.set_limits(new.risk)
-        self.core.breakers.set_limits(new.risk.breakers)
         from engine.service.logging import set_level
+        from engine.service.reload import stage_hot_changes
 
+        stage_hot_changes(new, self.actors, self.core.gate, self.core.breakers)()
         set_level(new.engine.log_level)
         self.cfg = new
 
