@@ -5,7 +5,7 @@ are not packed map by map: every message of one symbol length has the same msgpa
 numpy structured array with a fixed template (map header, keys, symbol) is filled column-wise with
 the big-endian values and dumped with ``tobytes()``. The result is byte-for-byte what
 ``msgpack.packb`` would give for the same maps with ``t`` as a 64-bit Timestamp (ext type -1,
-Alpaca's wire format; see alpaca-protocol.md section 4). Control messages and the low-rate stock
+Alpaca's wire format; see docs/alpaca.md §4). Control messages and the low-rate stock
 feed use ``msgpack``/``json`` directly.
 """
 
