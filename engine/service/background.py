@@ -69,6 +69,18 @@ class BackgroundTask:
             self._on_crash(exc)
 
 
+class RunsInBackground:
+    """Base of a service object whose loop is the :class:`BackgroundTask` in ``self._loop``."""
+
+    _loop: BackgroundTask
+
+    def start(self) -> asyncio.Task[None]:
+        return self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+
 async def lagged_sleep(interval_s: float) -> float:
     """Sleep ``interval_s`` on the loop; how much later than asked it woke up (the loop's lag), in seconds."""
     before = time.monotonic()

@@ -10,7 +10,6 @@ serves ``/healthz`` (200 or 503 from the app's health predicate) and ``/status``
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import collections
 import math
@@ -22,7 +21,7 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from engine.service.background import BackgroundTask, lagged_sleep
+from engine.service.background import BackgroundTask, RunsInBackground, lagged_sleep
 
 log = structlog.get_logger(__name__)
 
@@ -208,7 +207,7 @@ class Metrics:
         return "".join(line for m in self.all() for line in m.render())
 
 
-class LoopLagMonitor:
+class LoopLagMonitor(RunsInBackground):
     """Samples event-loop lag every ``interval_s`` into the metrics (and for health checks)."""
 
     def __init__(self, metrics: Metrics, interval_s: float = 0.25) -> None:
@@ -216,12 +215,6 @@ class LoopLagMonitor:
         self.interval_s = interval_s
         self.last_lag_s = 0.0
         self._loop = BackgroundTask("loop-lag", self._run)
-
-    def start(self) -> asyncio.Task[None]:
-        return self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

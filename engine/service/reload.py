@@ -26,7 +26,7 @@ import msgspec
 import structlog
 
 from engine.kernel.alerts import Alert
-from engine.service.background import BackgroundTask
+from engine.service.background import BackgroundTask, RunsInBackground
 from engine.service.config import ConfigError, ConfigIssue, EngineConfig, is_hot, load_config
 from risk.breakers import Breakers
 from risk.gate import RiskGate
@@ -166,7 +166,7 @@ def _file_signature(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-class ConfigReloader:
+class ConfigReloader(RunsInBackground):
     """Owns the running config; reloads it on request (SIGHUP, command) or when the file changes."""
 
     def __init__(
@@ -208,12 +208,6 @@ class ConfigReloader:
     def install_signal_handler(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Reload on SIGHUP (``systemctl reload`` sends it via ``ExecReload=kill -HUP $MAINPID``)."""
         (loop or asyncio.get_running_loop()).add_signal_handler(signal.SIGHUP, self.request_reload)
-
-    def start(self) -> asyncio.Task[None]:
-        return self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

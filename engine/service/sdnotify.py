@@ -11,7 +11,6 @@ skips the ping, and while it stays blocked nothing is sent at all - so systemd k
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
@@ -19,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 import structlog
 
-from engine.service.background import BackgroundTask, lagged_sleep
+from engine.service.background import BackgroundTask, RunsInBackground, lagged_sleep
 
 log = structlog.get_logger(__name__)
 
@@ -95,7 +94,7 @@ def watchdog_interval_s(env: Mapping[str, str] | None = None) -> float | None:
     return value / 2e6 if value > 0 else None
 
 
-class Watchdog:
+class Watchdog(RunsInBackground):
     """A task on the event loop that pings systemd only while the engine is healthy and the loop is prompt."""
 
     def __init__(
@@ -109,12 +108,6 @@ class Watchdog:
         self.pings = 0
         self.skipped = 0
         self._loop = BackgroundTask("sd-watchdog", self._run)
-
-    def start(self) -> asyncio.Task[None]:
-        return self._loop.start()
-
-    async def stop(self) -> None:
-        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

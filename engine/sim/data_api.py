@@ -16,6 +16,7 @@ from engine.sim import errors
 from engine.sim.clock import rfc3339
 from engine.sim.pricing import MIN_T_YEARS, years_to
 from engine.sim.rest import SIM_KEY, query_int, query_list
+from engine.sim.streams import stock_quote_fields
 from engine.sim.trading_api import decode_token, encode_token, filter_contracts
 from greeks.calendar import NS_PER_DAY, NS_PER_MINUTE
 
@@ -151,18 +152,7 @@ def _stock_symbols(sim: Any, request: web.Request) -> list[tuple[str, int]]:
 
 
 def stock_quote_json(sim: Any, ui: int) -> dict[str, Any]:
-    bid, ask, bs, asz, bx, ax = sim.market.stock_quote(ui)
-    return {
-        "t": rfc3339(sim.now_ns),
-        "bx": bx,
-        "bp": bid,
-        "bs": bs,
-        "ax": ax,
-        "ap": ask,
-        "as": asz,
-        "c": ["R"],
-        "z": "B",
-    }
+    return {"t": rfc3339(sim.now_ns), **stock_quote_fields(sim.market, ui)}
 
 
 def stock_trade_json(sim: Any, ui: int) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Required, TypedDict
 
 import structlog
 
@@ -30,6 +30,17 @@ from engine.alpaca.feeds.marketdata import (
 from engine.kernel.events import FeedError, FeedName, FeedStale, GapDetected, SubscriptionChanged
 
 log = structlog.get_logger(__name__)
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`MarketDataClient` the per-stream factories pass through."""
+
+    on_batch: Required[Callable[[DataBatch], None]]
+    publish: Required[Callable[[Any], None]]
+    config: FeedConfig
+    market_open: Callable[[], bool]
+    on_data_time: Callable[[int], None] | None
+    now_ns: Callable[[], int]
 
 
 class MarketDataClient(FeedConnection):
