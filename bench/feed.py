@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+from benchlib import print_result
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -375,13 +375,7 @@ def main() -> int:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    result = run(args)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:32s} {v}")
-    return 0
+    return print_result(run(args), args.json)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import json
 import statistics
 import time
 
 import numpy as np
+from benchlib import print_result
 from support.synthetic import SyntheticChain, SyntheticMarket, ny_ns, standard_expiries, strike_ladder
 
 from domain.orders import AssetClass, IntentAction, Leg, OrderFilled, OrderIntent, PositionIntent, PricePolicy, Side
@@ -185,12 +185,7 @@ def main() -> int:
         "n": args.n,
         "stress_rows_sample": int(np.count_nonzero(chain.t_years > 0)),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:32s} {v}")
-    return 0
+    return print_result(result, args.json)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ One process, same inputs, single thread unless stated:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
@@ -28,6 +27,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from benchlib import print_result
 
 import greeks
 
@@ -308,12 +308,7 @@ def main() -> int:
         "cold_start_no_cache_s": round(nocache_wall, 3),
         "cold_start_no_cache_cpu_s": round(nocache_cpu, 3),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for key, value in result.items():
-            print(f"{key:34s} {value}")
-    return 0
+    return print_result(result, args.json, width=34)
 
 
 if __name__ == "__main__":

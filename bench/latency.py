@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
-import json
 import multiprocessing as mp
 import os
 import resource
@@ -48,6 +47,8 @@ import msgspec
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchlib import print_result
 
 import engine.service.app as app_mod
 from domain.orders import IntentAction, IntentDenied, Leg, OrderIntent, PositionIntent, PricePolicy, Side
@@ -494,12 +495,7 @@ def main() -> int:
         "targets": TARGETS,
     }
     result["met"] = {k: bool(result[k] <= v) for k, v in TARGETS.items()}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:32s} {v}")
-    return 0
+    return print_result(result, args.json)
 
 
 if __name__ == "__main__":

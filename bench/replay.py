@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchlib import print_result  # noqa: E402
+
 from engine.alpaca.feeds.options.protocol import OptionProtocol  # noqa: E402
 from engine.kernel.symbols import SymbolIndex  # noqa: E402
 from engine.replay.driver import Replay  # noqa: E402
@@ -105,12 +107,7 @@ def main() -> int:
         "intents_approved": len(result.approved), "fills": len(result.fills), "fills_hash": result.fills_hash,
         "target_msgs_per_s": TARGET, "meets_target": result.msgs_per_s >= TARGET,
     }
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        for k, v in out.items():
-            print(f"{k:24s} {v}")
-    return 0
+    return print_result(out, args.json, width=24, indent=2)
 
 
 if __name__ == "__main__":

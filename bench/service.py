@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchlib import print_result
+
 from domain.orders import OrderFilled, Side
 from domain.views import PortfolioGreeks
 from engine.service.journal import Journal
@@ -120,13 +122,7 @@ def main() -> int:
     p.add_argument("--n", type=int, default=200_000)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    res = asyncio.run(run(args.n))
-    if args.json:
-        print(json.dumps(res, indent=2))
-    else:
-        for k, v in res.items():
-            print(f"{k:45s} {v:12.2f}")
-    return 0
+    return print_result(asyncio.run(run(args.n)), args.json, width=45, indent=2, value_format="12.2f")
 
 
 if __name__ == "__main__":

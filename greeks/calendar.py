@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+NS_PER_MS: Final = 1_000_000
 NS_PER_SECOND: Final = 1_000_000_000
 NS_PER_MINUTE: Final = 60 * NS_PER_SECOND
 NS_PER_DAY: Final = 86_400 * NS_PER_SECOND

@@ -39,6 +39,7 @@ from domain.views import (
     MarketView,
     PortfolioGreeks,
 )
+from greeks.calendar import YEAR_NS
 from greeks.occ import OccSymbolError, parse_occ
 from risk.limits import GreekLimits, RiskLimits
 from risk.payoff import PayoffLeg, loss_and_range_usd, uncovered_short_contracts
@@ -138,7 +139,6 @@ class _Leg:
         self.symbol, self.row, self.sign, self.ratio, self.qty, self.reduces = symbol, row, sign, ratio, qty, reduces
 
 
-NS_PER_YEAR = 365.0 * 86_400 * 1_000_000_000
 
 
 def _root_underlying(symbol: str) -> str | None:
@@ -331,7 +331,7 @@ def _check_shape(intent: OrderIntent, chain: ChainView | None, held: Mapping[str
             continue
         assert chain is not None
         # t_years is as of the book's last reprice; age it to now.
-        if not (chain.t_years.item(row) - (now_ns - chain.ts_ns) / NS_PER_YEAR > 0.0):
+        if not (chain.t_years.item(row) - (now_ns - chain.ts_ns) / YEAR_NS > 0.0):
             deny(DenyReason.EXPIRED, f"{leg.symbol} has expired")
         out.append(_Leg(leg.symbol, row, leg.side.sign, leg.ratio, qty, reduces))
     return out
@@ -559,7 +559,7 @@ def _check_stress(chain: ChainView, held: Mapping[str, float], legs: list[_Leg],
     """
     u = intent.underlying
     s = spot if spot > 0 else float(chain.spot)
-    to_close = max((session_close_ns(chain.ts_ns) - chain.ts_ns) / NS_PER_YEAR, 0.0)
+    to_close = max((session_close_ns(chain.ts_ns) - chain.ts_ns) / YEAR_NS, 0.0)
     if cache is not None:
         pnl_before, same_day = cache.held_pnl(chain, held, u, s, to_close, grid, revision)
     else:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import bisect
 
-MINUTE_NS = 60_000_000_000
-SECOND_NS = 1_000_000_000
+from greeks.calendar import NS_PER_MINUTE, NS_PER_SECOND
 
 
 class RateBudget:
@@ -26,9 +25,9 @@ class RateBudget:
 
     def allows(self, now_ns: int, per_minute: int, per_second: int) -> bool:
         """True when one more submission at ``now_ns`` stays within both caps."""
-        if self.count_since(now_ns - MINUTE_NS) >= per_minute:
+        if self.count_since(now_ns - NS_PER_MINUTE) >= per_minute:
             return False
-        return self.count_since(now_ns - SECOND_NS) < per_second
+        return self.count_since(now_ns - NS_PER_SECOND) < per_second
 
     def record(self, now_ns: int) -> None:
         """Spend one unit of budget at ``now_ns`` (and forget what is older than a minute)."""
@@ -36,6 +35,6 @@ class RateBudget:
             bisect.insort(self._times, now_ns)
         else:
             self._times.append(now_ns)
-        cut = bisect.bisect_right(self._times, now_ns - MINUTE_NS)
+        cut = bisect.bisect_right(self._times, now_ns - NS_PER_MINUTE)
         if cut:
             del self._times[:cut]

@@ -24,7 +24,7 @@ from numba import njit
 from domain.orders import CONTRACT_MULTIPLIER
 from domain.views import ChainView
 from greeks.black import greeks_row, price_row
-from greeks.calendar import REGULAR_CLOSE, CalendarRangeError, market_calendar, ny_date, ny_instant_ns
+from greeks.calendar import NS_PER_MINUTE, REGULAR_CLOSE, CalendarRangeError, market_calendar, ny_date, ny_instant_ns
 from risk.limits import StressLimits
 
 F64 = npt.NDArray[np.float64]
@@ -182,7 +182,7 @@ class HeldStressCache:
 
     SPOT_TOL = 0.001
     IV_TOL = 0.0025
-    MAX_AGE_NS = 60_000_000_000
+    MAX_AGE_NS = NS_PER_MINUTE
 
     def __init__(self) -> None:
         self._entries: dict[str, _HeldEntry] = {}

@@ -37,12 +37,11 @@ import structlog
 from domain.orders import IntentDenied, OrderFilled, OrderIntent, OrderUpdated, PricePolicy
 from domain.params import apply_hot, diff_params
 from domain.views import AccountView, ChainView, MarketView, PortfolioView
-from greeks.calendar import NEW_YORK, NS_PER_SECOND, ny_date, ny_datetime, ny_instant_ns
+from greeks.calendar import NEW_YORK, NS_PER_MS, ny_date, ny_datetime, ny_instant_ns
 from strategies.expiry_flat import carry_shortfall, expiring_legs, expiry_day
 from strategies.session_time import DaySchedule, Op, SessionTimeText, session_on, validate_times
 from strategies.tracking import RecoveredStructure, StructureStatus, StructureTracker, Tracked
 
-NS_PER_S = NS_PER_SECOND
 EXPIRY_FLAT_TIMER = "expiry_flat:"
 
 log = structlog.get_logger(__name__)
@@ -54,6 +53,9 @@ __all__ = [
     "Strategy",
     "StrategyConfig",
     "StrategyContext",
+    "StructureConfig",
+    "StructureStrategy",
+    "TermConfig",
     "diff_params",
     "ny_datetime",
     "ny_instant_ns",
@@ -145,8 +147,38 @@ class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     def __post_init__(self) -> None:
         validate_times({name: getattr(self, name) for name in self.TIME_FIELDS}, self.TIME_RULES)
 
+    @property
+    def max_quote_age_ns(self) -> int:
+        return self.max_quote_age_ms * NS_PER_MS
+
+
+class StructureConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Fields of a strategy that opens and closes tracked structures (:class:`StructureStrategy`)."""
+
+    HOT_FIELDS: ClassVar[frozenset[str]] = StrategyConfig.HOT_FIELDS | {"open_policy", "close_policy", "close_retry_s"}
+
+    close_retry_s: PositiveFloat = 10.0
+    """Seconds before a close that failed (cancelled, timed out, refused) is sent again."""
+    open_policy: PolicyConfig = PolicyConfig()
+    """How the router works an opening order."""
+    close_policy: PolicyConfig = PolicyConfig(walk_every_s=3.0, walk_step_fraction=0.34,
+                                              max_concession_fraction=1.0, timeout_s=30.0)
+    """How the router works a closing order."""
+
+
+class TermConfig(StructureConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A structure strategy that opens expiries in a days-to-expiry window and leaves them at ``exit_dte``."""
+
+    HOT_FIELDS: ClassVar[frozenset[str]] = StructureConfig.HOT_FIELDS | {"dte_min", "dte_max", "exit_dte"}
+
+    dte_min: Dte = 30
+    dte_max: Dte = 45
+    exit_dte: Dte = 7
+    """Close at this many days to expiry; 0: on the expiry day itself, from expiry_flat_by (or carried)."""
+
 
 C = TypeVar("C", bound=StrategyConfig)
+SC = TypeVar("SC", bound=StructureConfig)
 
 
 class Strategy(Generic[C]):
@@ -162,7 +194,6 @@ class Strategy(Generic[C]):
         self.last_action = ""
         self._schedule: DaySchedule | None = None
         self._time_reported: set[tuple[dt.date, str, str]] = set()
-        self._carried: set[tuple[dt.date, str]] = set()
         self.time_notes = 0
         """Session times moved or clamped on some day (each reported once per field and day)."""
         self.last_time_note = ""
@@ -204,12 +235,19 @@ class Strategy(Generic[C]):
         if name.startswith(EXPIRY_FLAT_TIMER):
             self.flatten_expiring(now_ns)
 
+    def check_params(self, config: C) -> C:
+        """The config ``on_params(config)`` would run on: ``config``'s hot fields over the running cold ones,
+        validated as a whole (raises ``msgspec.ValidationError`` naming the field). Nothing is applied."""
+        merged, _ = apply_hot(self.config, config)
+        return msgspec.convert(msgspec.to_builtins(merged), type(merged))
+
     def on_params(self, config: C) -> dict[str, Any]:
-        """Apply a reloaded config's hot fields; return the cold changes, which are not applied.
+        """Apply a reloaded config's hot fields (validated by ``check_params``); return the cold changes, which
+        are not applied.
 
         Today's session times are resolved again and the day's timers set anew."""
-        merged, cold = apply_hot(self.config, config)
-        self.config = merged
+        self.config = self.check_params(config)
+        cold = diff_params(self.config, config)[1]
         if self._schedule is not None and self._ctx is not None:
             self._resolve_day(self._schedule.day, new_day=False)
         return cold
@@ -218,71 +256,20 @@ class Strategy(Generic[C]):
         """The engine is stopping (open structures stay; ``on_recover`` hands them back at the next start)."""
 
     def on_recover(self, structures: Sequence[RecoveredStructure]) -> None:
-        """Take back the structures this strategy held when the engine stopped. The engine calls it once, after
-        ``on_start`` and before any book update, so they are managed from the first book on (exits, cut-offs and
-        the expiry-day rules included) and count against the strategy's limits."""
-        tracker = self._tracker()
-        if tracker is not None:
-            for rec in structures:
-                tracker.recover(rec)
+        """Take back the structures this strategy held when the engine stopped (none here: see
+        :class:`StructureStrategy`)."""
 
     def structure_record(self, structure_id: str) -> dict[str, Any]:
-        """What taking ``structure_id`` back after a restart needs beyond its intents and fills (the engine journals
-        it when the structure's opening intent is approved): its kind, the spot and IV it was entered at."""
-        tracker = self._tracker()
-        t = tracker.structures.get(structure_id) if tracker is not None else None
-        if t is None:
-            return {}
-        return {"kind": t.structure.kind.value,
-                **{k: v for k, v in (("entry_spot", t.entry_spot), ("entry_iv", t.entry_iv)) if math.isfinite(v)}}
+        """What taking ``structure_id`` back after a restart needs beyond its intents and fills (none here)."""
+        return {}
 
     def close_all(self, reason: str) -> int:
-        """Close every open structure now (the ``flatten`` command); return how many closes were sent."""
-        tracker = self._tracker()
-        if tracker is None:
-            return 0
-        count = 0
-        now = self.ctx.now_ns
-        for t in tracker.active():
-            if t.status is StructureStatus.OPEN:
-                count += self.close_structure(t, reason, now, retry=False)
-        if count:
-            self.last_action = f"close all ({reason})"
-        return count
+        """Close every open structure now (the ``flatten`` command); how many closes were sent (none here)."""
+        return 0
 
-    def close_structure(self, t: Tracked, reason: str, now_ns: int, retry: bool = True) -> int:
-        """Send the closes of ``t`` (1) unless a failed close's back-off has not run out (0, with ``retry``)."""
-        tracker, policy = self._tracker(), getattr(self.config, "close_policy", None)
-        if tracker is None or not isinstance(policy, PolicyConfig):
-            return 0
-        if retry and not t.close_retry_due(now_ns, float(getattr(self.config, "close_retry_s", 0.0))):
-            return 0
-        intents = tracker.close(t, policy.policy(None), now_ns, reason, self._unsellable(t))
-        if not intents:
-            return 0
-        for intent in intents:
-            self.ctx.submit(intent)
-        exits = getattr(self, "exits", None)
-        if t.close_attempts == 1 and isinstance(exits, dict):
-            exits[reason] = exits.get(reason, 0) + 1
-        self.last_action = f"close {t.structure.underlying} {t.structure.kind} ({reason})"
-        return 1
-
-    def _unsellable(self, t: Tracked) -> frozenset[str]:
-        """Long legs of ``t`` bid at zero in the book: no order can sell them, so a close leaves them out."""
-        chain = self.ctx.market.chain(t.structure.underlying)
-        if chain is None:
-            return frozenset()
-        out = set()
-        for leg in t.structure.legs:
-            r = chain.row_of(leg.symbol)
-            if leg.ratio > 0 and r >= 0 and not chain.bid.item(r) > 0:
-                out.add(leg.symbol)
-        return frozenset(out)
-
-    def _tracker(self) -> StructureTracker | None:
-        tracker = getattr(self, "tracker", None)
-        return tracker if isinstance(tracker, StructureTracker) else None
+    def flatten_expiring(self, now_ns: int, underlying: str | None = None) -> int:
+        """Close the structures holding a leg that expires today once ``expiry_flat_by`` passed (none here)."""
+        return 0
 
     # ---- the trading day: session times and expiry_flat_by
     def schedule(self, now_ns: int) -> DaySchedule:
@@ -321,34 +308,6 @@ class Strategy(Generic[C]):
             self.ctx.set_timer(name, at)
         return s
 
-    def expiry_flat_reason(self, t: Tracked, now_ns: int) -> str:
-        """``"expiry_flat"`` when ``t`` must be closed now: it holds a leg expiring today, ``expiry_flat_by`` has
-        passed, and carrying it is not both configured and affordable (``strategies.expiry_flat``)."""
-        s = self.schedule(now_ns)
-        at = s.at.get("expiry_flat_by")
-        if at is None or now_ns < at or not expiring_legs(t, s.day):
-            return ""
-        if self.config.carry_expiring:
-            why = carry_shortfall(self.ctx.portfolio, self.ctx.account(), s.day)
-            if not why:
-                if (s.day, t.structure_id) not in self._carried:
-                    self._carried.add((s.day, t.structure_id))
-                    self.last_action = f"carry {t.structure.underlying} {t.structure.kind} into expiry"
-                return ""
-            self.last_action = f"cannot carry {t.structure.underlying}: {why}"
-        return "expiry_flat"
-
-    def flatten_expiring(self, now_ns: int, underlying: str | None = None) -> int:
-        """Close every open structure (of ``underlying``) that ``expiry_flat_reason`` names; closes sent."""
-        tracker = self._tracker()
-        if tracker is None:
-            return 0
-        count = 0
-        for t in tracker.active(underlying):
-            if t.status is StructureStatus.OPEN and self.expiry_flat_reason(t, now_ns):
-                count += self.close_structure(t, "expiry_flat", now_ns)
-        return count
-
     def dte_exit_due(self, expiry: dt.date, now_ns: int, exit_dte: int) -> bool:
         """True at ``exit_dte`` days to ``expiry`` or fewer; with ``exit_dte`` 0 the expiry day itself is left to
         ``expiry_flat_by`` (a close from that time, or a carry)."""
@@ -372,3 +331,140 @@ class Strategy(Generic[C]):
         if not self.time_notes:
             return {}
         return {"time_notes": self.time_notes, "last_time_note": self.last_time_note}
+
+
+class StructureStrategy(Strategy[SC]):
+    """An actor that trades tracked structures: its tracker, exit counts, outcome routing, closes, the
+    expiry-day rule, recovery after a restart and the common stats. A subclass writes ``on_chain`` (what it does
+    on a book update of one of its underlyings) and what else is its own."""
+
+    def __init__(self, strategy_id: str, config: SC) -> None:
+        super().__init__(strategy_id, config)
+        self.tracker = StructureTracker(strategy_id)
+        self.exits: dict[str, int] = {}
+        """Structures closed, by first close reason."""
+        self._carried: set[tuple[dt.date, str]] = set()
+
+    # ---- hooks
+    def on_book(self, chain: ChainView) -> None:
+        """Retire expired structures, then ``on_chain`` (books of other underlyings are ignored)."""
+        if chain.underlying not in self.config.underlyings:
+            return
+        now = self.ctx.now_ns
+        self.tracker.expire(self.trading_day(now), now)
+        self.on_chain(chain, now)
+
+    def dte_range(self) -> tuple[int, int]:
+        """Expiries this actor may open (the engine's subscription budget streams them): ``dte_min..dte_max`` of a
+        :class:`TermConfig`, else today's only."""
+        cfg = self.config
+        return (cfg.dte_min, cfg.dte_max) if isinstance(cfg, TermConfig) else (0, 0)
+
+    def trading_day(self, now_ns: int) -> dt.date:
+        """The New York date of ``now_ns`` (structures expiring before it are retired)."""
+        return ny_datetime(now_ns).date()
+
+    def on_chain(self, chain: ChainView, now_ns: int) -> None:
+        """A book update of one of ``underlyings``, expired structures already retired."""
+
+    def on_fill(self, fill: OrderFilled) -> None:
+        self.tracker.on_fill(fill)
+
+    def on_order_update(self, update: OrderUpdated) -> None:
+        self.on_outcome(self.tracker.on_order_update(update))
+
+    def on_denied(self, denied: IntentDenied) -> None:
+        self.on_outcome(self.tracker.on_denied(denied))
+        self.last_action = f"denied {','.join(denied.reasons)}"
+
+    def on_outcome(self, t: Tracked | None) -> None:
+        """The structure an order update or a denial was about, after the tracker booked it."""
+
+    def on_recover(self, structures: Sequence[RecoveredStructure]) -> None:
+        """Take back the structures this strategy held when the engine stopped. The engine calls it once, after
+        ``on_start`` and before any book update, so they are managed from the first book on (exits, cut-offs and
+        the expiry-day rules included) and count against the strategy's limits."""
+        for rec in structures:
+            self.tracker.recover(rec)
+
+    def structure_record(self, structure_id: str) -> dict[str, Any]:
+        """What taking ``structure_id`` back after a restart needs beyond its intents and fills (the engine journals
+        it when the structure's opening intent is approved): its kind, the spot and IV it was entered at."""
+        t = self.tracker.structures.get(structure_id)
+        if t is None:
+            return {}
+        return {"kind": t.structure.kind.value,
+                **{k: v for k, v in (("entry_spot", t.entry_spot), ("entry_iv", t.entry_iv)) if math.isfinite(v)}}
+
+    def close_all(self, reason: str) -> int:
+        """Close every open structure now (the ``flatten`` command); return how many closes were sent."""
+        count = 0
+        now = self.ctx.now_ns
+        for t in self.tracker.active():
+            if t.status is StructureStatus.OPEN:
+                count += self.close_structure(t, reason, now, retry=False)
+        if count:
+            self.last_action = f"close all ({reason})"
+        return count
+
+    def close_structure(self, t: Tracked, reason: str, now_ns: int, retry: bool = True) -> int:
+        """Send the closes of ``t`` (1) unless a failed close's back-off has not run out (0, with ``retry``)."""
+        if retry and not t.close_retry_due(now_ns, self.config.close_retry_s):
+            return 0
+        intents = self.tracker.close(t, self.config.close_policy.policy(None), now_ns, reason, self._unsellable(t))
+        if not intents:
+            return 0
+        for intent in intents:
+            self.ctx.submit(intent)
+        if t.close_attempts == 1:
+            self.exits[reason] = self.exits.get(reason, 0) + 1
+        self.last_action = f"close {t.structure.underlying} {t.structure.kind} ({reason})"
+        return 1
+
+    def _unsellable(self, t: Tracked) -> frozenset[str]:
+        """Long legs of ``t`` bid at zero in the book: no order can sell them, so a close leaves them out."""
+        chain = self.ctx.market.chain(t.structure.underlying)
+        if chain is None:
+            return frozenset()
+        out = set()
+        for leg in t.structure.legs:
+            r = chain.row_of(leg.symbol)
+            if leg.ratio > 0 and r >= 0 and not chain.bid.item(r) > 0:
+                out.add(leg.symbol)
+        return frozenset(out)
+
+    def expiry_flat_reason(self, t: Tracked, now_ns: int) -> str:
+        """``"expiry_flat"`` when ``t`` must be closed now: it holds a leg expiring today, ``expiry_flat_by`` has
+        passed, and carrying it is not both configured and affordable (``strategies.expiry_flat``)."""
+        s = self.schedule(now_ns)
+        at = s.at.get("expiry_flat_by")
+        if at is None or now_ns < at or not expiring_legs(t, s.day):
+            return ""
+        if self.config.carry_expiring:
+            why = carry_shortfall(self.ctx.portfolio, self.ctx.account(), s.day)
+            if not why:
+                if (s.day, t.structure_id) not in self._carried:
+                    self._carried.add((s.day, t.structure_id))
+                    self.last_action = f"carry {t.structure.underlying} {t.structure.kind} into expiry"
+                return ""
+            self.last_action = f"cannot carry {t.structure.underlying}: {why}"
+        return "expiry_flat"
+
+    def flatten_expiring(self, now_ns: int, underlying: str | None = None) -> int:
+        """Close every open structure (of ``underlying``) that ``expiry_flat_reason`` names; closes sent."""
+        count = 0
+        for t in self.tracker.active(underlying):
+            if t.status is StructureStatus.OPEN and self.expiry_flat_reason(t, now_ns):
+                count += self.close_structure(t, "expiry_flat", now_ns)
+        return count
+
+    # ---- reporting
+    def stats(self) -> dict[str, float | int | str]:
+        return {"open": len(self.tracker.active()), "opened": self.tracker.opened, "closed": self.tracker.closed,
+                **self.own_stats(), "realized_usd": round(self.tracker.realized_usd, 2),
+                "last_action": self.last_action, **{f"exit_{k}": v for k, v in self.exits.items()},
+                **self.time_stats()}
+
+    def own_stats(self) -> dict[str, float | int | str]:
+        """The subclass's counters, listed after the structure counts."""
+        return {}

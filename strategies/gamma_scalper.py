@@ -21,12 +21,11 @@ is sold as one mleg and the shares flattened with one stock order.
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
-import msgspec
-
-from domain.orders import CONTRACT_MULTIPLIER, IntentDenied, OrderFilled, OrderUpdated
+from domain.orders import CONTRACT_MULTIPLIER, OrderFilled
 from domain.views import ChainView
+from greeks.calendar import NS_PER_DAY, NS_PER_SECOND
 from strategies import selection as sel
 from strategies.base import (
     Dte,
@@ -35,25 +34,23 @@ from strategies.base import (
     PolicyConfig,
     PositiveFloat,
     PositiveInt,
-    Strategy,
-    StrategyConfig,
+    StructureStrategy,
+    Symbol,
+    TermConfig,
     ny_datetime,
 )
 from strategies.structures import Structure, straddle
-from strategies.tracking import StructureStatus, StructureTracker, Tracked
-
-NS_PER_S = 1_000_000_000
-NS_PER_DAY = 86_400 * NS_PER_S
+from strategies.tracking import StructureStatus, Tracked
 
 
-class GammaScalperConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    HOT_FIELDS: ClassVar[frozenset[str]] = StrategyConfig.HOT_FIELDS | {
-        "dte_min", "dte_max", "qty", "max_spread_pct", "spread_cost_weight", "hedge_mode", "hedge_band_shares",
-        "band_move_pct", "min_band_shares", "min_hedge_interval_s", "max_loss_usd", "exit_dte",
-        "exit_vol_gain_pts", "reentry_cooldown_s", "open_policy", "close_policy", "close_retry_s",
+class GammaScalperConfig(TermConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    HOT_FIELDS: ClassVar[frozenset[str]] = TermConfig.HOT_FIELDS | {
+        "qty", "max_spread_pct", "spread_cost_weight", "hedge_mode", "hedge_band_shares",
+        "band_move_pct", "min_band_shares", "min_hedge_interval_s", "max_loss_usd",
+        "exit_vol_gain_pts", "reentry_cooldown_s",
     }
 
-    underlyings: tuple[Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")], ...] = ("SPY",)
+    underlyings: tuple[Symbol, ...] = ("SPY",)
     dte_min: Dte = 14
     dte_max: Dte = 60
     qty: PositiveInt = 2
@@ -66,42 +63,27 @@ class GammaScalperConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True
     min_band_shares: PositiveFloat = 2.0
     min_hedge_interval_s: NonNegFloat = 30.0
     max_loss_usd: PositiveFloat = 2_000.0
-    exit_dte: Dte = 7
-    """Close at this many days to expiry; 0: on the expiry day itself, from expiry_flat_by (or carried)."""
     exit_vol_gain_pts: PositiveFloat = 4.0
     reentry_cooldown_s: NonNegFloat = 300.0
-    close_retry_s: PositiveFloat = 10.0
     open_policy: PolicyConfig = PolicyConfig(walk_every_s=5.0, walk_step_fraction=0.25,
                                              max_concession_fraction=0.8, timeout_s=60.0)
-    close_policy: PolicyConfig = PolicyConfig(walk_every_s=3.0, walk_step_fraction=0.34,
-                                              max_concession_fraction=1.0, timeout_s=30.0)
 
 
-class GammaScalper(Strategy[GammaScalperConfig]):
+class GammaScalper(StructureStrategy[GammaScalperConfig]):
     KIND: ClassVar[str] = "gamma_scalper"
     CONFIG_TYPE = GammaScalperConfig
 
     def __init__(self, strategy_id: str, config: GammaScalperConfig) -> None:
         super().__init__(strategy_id, config)
-        self.tracker = StructureTracker(strategy_id)
         self._last_hedge_ns: dict[str, int] = {}
         self._last_book_ns: dict[str, int] = {}
         self._next_entry_ns: dict[str, int] = {}
         self.hedges_sent = 0
         self.hedges_skipped_stale = 0
         self.theta_paid_usd = 0.0
-        self.exits: dict[str, int] = {}
 
     # ------------------------------------------------------------------ hooks
-    def dte_range(self) -> tuple[int, int]:
-        """Expiries this actor may open (the engine's subscription budget streams them)."""
-        return self.config.dte_min, self.config.dte_max
-
-    def on_book(self, chain: ChainView) -> None:
-        if chain.underlying not in self.config.underlyings:
-            return
-        now = self.ctx.now_ns
-        self.tracker.expire(ny_datetime(now).date(), now)
+    def on_chain(self, chain: ChainView, now: int) -> None:
         u = chain.underlying
         active = self.tracker.active(u)
         for t in active:
@@ -111,41 +93,31 @@ class GammaScalper(Strategy[GammaScalperConfig]):
                     self._maybe_hedge(chain, t, now)
         self._last_book_ns[u] = now
         if not active and self.config.entries_enabled and now >= self._next_entry_ns.get(u, 0):
-            self._next_entry_ns[u] = now + 10 * NS_PER_S
+            self._next_entry_ns[u] = now + 10 * NS_PER_SECOND
             self._try_enter(chain, now)
 
     def on_fill(self, fill: OrderFilled) -> None:
         t = self.tracker.on_fill(fill)
         if t is not None and t.status is StructureStatus.CLOSED:
             self._next_entry_ns[t.structure.underlying] = fill.ts_event_ns + int(
-                self.config.reentry_cooldown_s * NS_PER_S)
+                self.config.reentry_cooldown_s * NS_PER_SECOND)
 
-    def on_order_update(self, update: OrderUpdated) -> None:
-        self.tracker.on_order_update(update)
-
-    def on_denied(self, denied: IntentDenied) -> None:
-        self.tracker.on_denied(denied)
-        self.last_action = f"denied {','.join(denied.reasons)}"
-
-    def stats(self) -> dict[str, float | int | str]:
+    def own_stats(self) -> dict[str, float | int | str]:
         hedge_pnl = 0.0
         for t in self.tracker.structures.values():
             hedge_pnl += t.stock_cash_usd
             if abs(t.shares) > 0:
                 chain = self.ctx.market.chain(t.structure.underlying)
                 hedge_pnl += t.shares * (chain.spot if chain is not None else math.nan)
-        return {"open": len(self.tracker.active()), "opened": self.tracker.opened, "closed": self.tracker.closed,
-                "hedges": self.hedges_sent, "hedges_skipped_stale": self.hedges_skipped_stale,
-                "hedge_pnl_usd": round(hedge_pnl, 2), "theta_paid_usd": round(self.theta_paid_usd, 2),
-                "realized_usd": round(self.tracker.realized_usd, 2), "last_action": self.last_action,
-                **{f"exit_{k}": v for k, v in self.exits.items()}, **self.time_stats()}
+        return {"hedges": self.hedges_sent, "hedges_skipped_stale": self.hedges_skipped_stale,
+                "hedge_pnl_usd": round(hedge_pnl, 2), "theta_paid_usd": round(self.theta_paid_usd, 2)}
 
     # ------------------------------------------------------------------ entry
     def select(self, chain: ChainView, now_ns: int) -> Structure | None:
         """The best-scoring ATM straddle in the DTE window, or None."""
         cfg = self.config
         today = ny_datetime(now_ns).date()
-        usable = (sel.quoted_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
+        usable = (sel.quoted_mask(chain, now_ns, cfg.max_quote_age_ns)
                   & sel.liquidity_mask(chain, cfg.max_spread_pct)
                   & sel.unopposed_mask(chain, self.ctx.portfolio.positions(), selling=False))
         best: tuple[float, int, int] | None = None
@@ -203,12 +175,13 @@ class GammaScalper(Strategy[GammaScalperConfig]):
 
     def _maybe_hedge(self, chain: ChainView, t: Tracked, now: int) -> None:
         cfg = self.config
-        if t.pending_hedge or now - self._last_hedge_ns.get(t.structure_id, 0) < cfg.min_hedge_interval_s * NS_PER_S:
+        since_hedge = now - self._last_hedge_ns.get(t.structure_id, 0)
+        if t.pending_hedge or since_hedge < cfg.min_hedge_interval_s * NS_PER_SECOND:
             return
         delta, gamma = self.net_delta(chain, t)
         if not math.isfinite(delta) or abs(delta) <= self.band(chain, gamma):
             return  # NaN: a leg without Greeks (IV not solvable on this quote); never hedge a guess
-        if not sel.rows_fresh(chain, t.structure.rows(chain), now, cfg.max_quote_age_ms * 1_000_000):
+        if not sel.rows_fresh(chain, t.structure.rows(chain), now, cfg.max_quote_age_ns):
             self.hedges_skipped_stale += 1
             return
         shares = -round(delta)
@@ -235,7 +208,7 @@ class GammaScalper(Strategy[GammaScalperConfig]):
     def exit_reason(self, chain: ChainView, t: Tracked, now_ns: int) -> str:
         cfg = self.config
         rows = t.structure.rows(chain)
-        if not sel.rows_fresh(chain, rows, now_ns, cfg.max_quote_age_ms * 1_000_000):
+        if not sel.rows_fresh(chain, rows, now_ns, cfg.max_quote_age_ns):
             return ""
         if self.dte_exit_due(t.structure.expiry, now_ns, cfg.exit_dte):
             return "dte"

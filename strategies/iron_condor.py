@@ -21,40 +21,35 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-from domain.orders import IntentDenied, OrderFilled, OrderUpdated
 from domain.views import ChainView
+from greeks.calendar import NS_PER_SECOND
 from strategies import selection as sel
 from strategies.base import (
     Delta,
-    Dte,
     Fraction,
     NonNegInt,
     PolicyConfig,
     PositiveFloat,
     PositiveInt,
-    Strategy,
-    StrategyConfig,
+    StructureStrategy,
+    Symbol,
+    TermConfig,
     ny_datetime,
 )
 from strategies.sizing import SizingMode, size_structure
 from strategies.structures import Structure, iron_condor
-from strategies.tracking import StructureStatus, StructureTracker, Tracked
-
-NS_PER_S = 1_000_000_000
+from strategies.tracking import StructureStatus, Tracked
 
 
-class IronCondorConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    HOT_FIELDS: ClassVar[frozenset[str]] = StrategyConfig.HOT_FIELDS | {
-        "dte_min", "dte_max", "short_delta_min", "short_delta_max", "wing_width_pct", "min_credit_ratio",
-        "max_spread_pct", "min_open_interest", "take_profit_pct", "stop_loss_multiple", "exit_dte",
+class IronCondorConfig(TermConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    HOT_FIELDS: ClassVar[frozenset[str]] = TermConfig.HOT_FIELDS | {
+        "short_delta_min", "short_delta_max", "wing_width_pct", "min_credit_ratio",
+        "max_spread_pct", "min_open_interest", "take_profit_pct", "stop_loss_multiple",
         "close_on_breach", "max_open_per_underlying", "risk_per_trade_pct", "max_qty",
         "sizing", "kelly_multiplier", "entry_interval_s",
-        "open_policy", "close_policy", "close_retry_s",
     }
 
-    underlyings: tuple[Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")], ...] = ("SPY", "QQQ")
-    dte_min: Dte = 30
-    dte_max: Dte = 45
+    underlyings: tuple[Symbol, ...] = ("SPY", "QQQ")
     short_delta_min: Delta = 0.15
     short_delta_max: Delta = 0.20
     wing_width_pct: Annotated[float, msgspec.Meta(gt=0, le=0.2)] = 0.01
@@ -63,8 +58,6 @@ class IronCondorConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, 
     min_open_interest: NonNegInt = 0
     take_profit_pct: Fraction = 0.50
     stop_loss_multiple: PositiveFloat = 2.0
-    exit_dte: Dte = 7
-    """Close at this many days to expiry; 0: on the expiry day itself, from expiry_flat_by (or carried)."""
     close_on_breach: bool = True
     max_open_per_underlying: PositiveInt = 1
     risk_per_trade_pct: Fraction = 0.02
@@ -73,33 +66,20 @@ class IronCondorConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, 
     kelly_multiplier: Fraction = 0.25
     max_qty: PositiveInt = 10
     entry_interval_s: PositiveFloat = 60.0
-    close_retry_s: PositiveFloat = 10.0
     open_policy: PolicyConfig = PolicyConfig(walk_every_s=5.0, walk_step_fraction=0.2,
                                              max_concession_fraction=0.6, timeout_s=60.0)
-    close_policy: PolicyConfig = PolicyConfig(walk_every_s=3.0, walk_step_fraction=0.34,
-                                              max_concession_fraction=1.0, timeout_s=30.0)
 
 
-class IronCondor(Strategy[IronCondorConfig]):
+class IronCondor(StructureStrategy[IronCondorConfig]):
     KIND: ClassVar[str] = "iron_condor"
     CONFIG_TYPE = IronCondorConfig
 
     def __init__(self, strategy_id: str, config: IronCondorConfig) -> None:
         super().__init__(strategy_id, config)
-        self.tracker = StructureTracker(strategy_id)
         self._next_entry_ns: dict[str, int] = {}
-        self.exits: dict[str, int] = {}
 
     # ------------------------------------------------------------------ hooks
-    def dte_range(self) -> tuple[int, int]:
-        """Expiries this actor may open (the engine's subscription budget streams them)."""
-        return self.config.dte_min, self.config.dte_max
-
-    def on_book(self, chain: ChainView) -> None:
-        if chain.underlying not in self.config.underlyings:
-            return
-        now = self.ctx.now_ns
-        self.tracker.expire(ny_datetime(now).date(), now)
+    def on_chain(self, chain: ChainView, now: int) -> None:
         for t in self.tracker.active(chain.underlying):
             if t.status is StructureStatus.OPEN:
                 self._manage(chain, t, now)
@@ -108,24 +88,9 @@ class IronCondor(Strategy[IronCondorConfig]):
             return
         if now < self._next_entry_ns.get(chain.underlying, 0):
             return
-        self._next_entry_ns[chain.underlying] = now + int(cfg.entry_interval_s * NS_PER_S)
+        self._next_entry_ns[chain.underlying] = now + int(cfg.entry_interval_s * NS_PER_SECOND)
         if len(self.tracker.active(chain.underlying)) < cfg.max_open_per_underlying:
             self._try_enter(chain, now)
-
-    def on_fill(self, fill: OrderFilled) -> None:
-        self.tracker.on_fill(fill)
-
-    def on_order_update(self, update: OrderUpdated) -> None:
-        self.tracker.on_order_update(update)
-
-    def on_denied(self, denied: IntentDenied) -> None:
-        self.tracker.on_denied(denied)
-        self.last_action = f"denied {','.join(denied.reasons)}"
-
-    def stats(self) -> dict[str, float | int | str]:
-        return {"open": len(self.tracker.active()), "opened": self.tracker.opened, "closed": self.tracker.closed,
-                "realized_usd": round(self.tracker.realized_usd, 2), "last_action": self.last_action,
-                **{f"exit_{k}": v for k, v in self.exits.items()}, **self.time_stats()}
 
     # ------------------------------------------------------------------ entry
     def select(self, chain: ChainView, now_ns: int) -> Structure | None:
@@ -138,7 +103,7 @@ class IronCondor(Strategy[IronCondorConfig]):
             return None
         centre = (cfg.dte_min + cfg.dte_max) / 2
         expiry = min(expiries, key=lambda e: abs((e - today).days - centre))
-        offered = (sel.expiry_mask(chain, expiry) & sel.offered_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
+        offered = (sel.expiry_mask(chain, expiry) & sel.offered_mask(chain, now_ns, cfg.max_quote_age_ns)
                    & sel.liquidity_mask(chain, cfg.max_spread_pct, cfg.min_open_interest))
         held = self.ctx.portfolio.positions()
         usable = offered & sel.priced_mask(chain) & sel.unopposed_mask(chain, held, selling=True)
@@ -185,7 +150,7 @@ class IronCondor(Strategy[IronCondorConfig]):
         """Why ``t`` should be closed now ("" to keep it); needs fresh quotes on every leg."""
         cfg = self.config
         rows = t.structure.rows(chain)
-        if not sel.rows_fresh(chain, rows, now_ns, cfg.max_quote_age_ms * 1_000_000):
+        if not sel.rows_fresh(chain, rows, now_ns, cfg.max_quote_age_ns):
             return ""
         if self.dte_exit_due(t.structure.expiry, now_ns, cfg.exit_dte):
             return "dte"

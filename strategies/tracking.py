@@ -34,6 +34,7 @@ from domain.orders import (
     Side,
 )
 from domain.views import ChainView
+from greeks.calendar import NS_PER_SECOND
 from greeks.occ import parse_occ
 from strategies.structures import Structure, StructureKind, StructureLeg
 
@@ -82,7 +83,7 @@ class Tracked(msgspec.Struct):
         if not self.close_attempts:
             return True
         wait_s = base_s * min(1 << (self.close_attempts - 1), 32)
-        return now_ns - self.last_close_ns >= wait_s * 1_000_000_000
+        return now_ns - self.last_close_ns >= wait_s * NS_PER_SECOND
 
     @property
     def units(self) -> float:
@@ -186,7 +187,7 @@ class StructureTracker:
 
     def new_id(self, underlying: str, now_ns: int) -> str:
         self._seq += 1
-        return f"{self.strategy_id}-{underlying}-{now_ns // 1_000_000_000}-{self._seq}"
+        return f"{self.strategy_id}-{underlying}-{now_ns // NS_PER_SECOND}-{self._seq}"
 
     def recover(self, rec: RecoveredStructure) -> Tracked:
         """Take back a structure held across a restart: its legs from the opening intent, its state from its

@@ -28,8 +28,8 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from domain.orders import IntentDenied, OrderFilled, OrderUpdated
 from domain.views import ChainView
+from greeks.calendar import NS_PER_SECOND
 from strategies import selection as sel
 from strategies.base import (
     Delta,
@@ -39,24 +39,24 @@ from strategies.base import (
     PositiveFloat,
     PositiveInt,
     SessionTimeText,
-    Strategy,
     StrategyConfig,
+    StructureConfig,
+    StructureStrategy,
+    Symbol,
 )
 from strategies.session_time import DaySchedule, Op
 from strategies.sizing import SizingMode, size_structure
 from strategies.structures import Structure, iron_condor, vertical
-from strategies.tracking import RecoveredStructure, StructureStatus, StructureTracker, Tracked
-
-NS_PER_S = 1_000_000_000
+from strategies.tracking import RecoveredStructure, StructureStatus, Tracked
 
 
-class ZeroDteConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    HOT_FIELDS: ClassVar[frozenset[str]] = StrategyConfig.HOT_FIELDS | {
+class ZeroDteConfig(StructureConfig, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    HOT_FIELDS: ClassVar[frozenset[str]] = StructureConfig.HOT_FIELDS | {
         "structure", "short_delta", "short_delta_min", "short_delta_max", "wing_width_pct", "min_credit_ratio",
         "max_spread_pct", "min_open_interest", "entry_start", "entry_end", "cutoff", "max_entries_per_day",
         "entry_interval_s", "take_profit_pct", "stop_loss_multiple", "underlying_stop_pct", "pin_check_from",
         "pin_distance_pct", "risk_per_trade_pct", "max_qty",
-        "sizing", "kelly_multiplier", "open_policy", "close_policy", "close_retry_s",
+        "sizing", "kelly_multiplier",
     }
     TIME_FIELDS: ClassVar[tuple[str, ...]] = (
         *StrategyConfig.TIME_FIELDS, "entry_start", "entry_end", "cutoff", "pin_check_from")
@@ -64,7 +64,7 @@ class ZeroDteConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, kw_
         ("entry_start", "<", "entry_end"), ("entry_end", "<=", "cutoff"), ("pin_check_from", "<=", "cutoff"),
         ("cutoff", "<=", "expiry_flat_by"))
 
-    underlyings: tuple[Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9.]{0,9}$")], ...] = ("SPY", "QQQ")
+    underlyings: tuple[Symbol, ...] = ("SPY", "QQQ")
     structure: Literal["iron_condor", "iron_fly", "put_spread", "call_spread"] = "iron_condor"
     short_delta: Delta = 0.20
     short_delta_min: Delta = 0.10
@@ -105,30 +105,23 @@ class ZeroDteConfig(StrategyConfig, frozen=True, forbid_unknown_fields=True, kw_
             raise ValueError("need short_delta_min <= short_delta <= short_delta_max")
 
 
-class ZeroDte(Strategy[ZeroDteConfig]):
+class ZeroDte(StructureStrategy[ZeroDteConfig]):
     KIND: ClassVar[str] = "zero_dte"
     CONFIG_TYPE = ZeroDteConfig
 
     def __init__(self, strategy_id: str, config: ZeroDteConfig) -> None:
         super().__init__(strategy_id, config)
-        self.tracker = StructureTracker(strategy_id)
         self._day_start_ns = 0
         self._refunded: set[str] = set()
         self.entries_today = 0
         self._last_entry_ns: dict[str, int] = {}
-        self.exits: dict[str, int] = {}
 
     # ------------------------------------------------------------------ hooks
-    def dte_range(self) -> tuple[int, int]:
-        """Expiries this actor may open: today's only."""
-        return 0, 0
+    def trading_day(self, now_ns: int) -> dt.date:
+        return self.schedule(now_ns).day  # resolves a new day's session times first
 
-    def on_book(self, chain: ChainView) -> None:
-        if chain.underlying not in self.config.underlyings:
-            return
-        now = self.ctx.now_ns
+    def on_chain(self, chain: ChainView, now: int) -> None:
         day = self.schedule(now)
-        self.tracker.expire(day.day, now)
         cfg = self.config
         after_cutoff = "cutoff" in day.at and now >= day.at["cutoff"]
         for t in self.tracker.active(chain.underlying):
@@ -142,7 +135,7 @@ class ZeroDte(Strategy[ZeroDteConfig]):
         if self.entries_today >= cfg.max_entries_per_day:
             return
         last = self._last_entry_ns.get(chain.underlying, 0)
-        if last and now - last < cfg.entry_interval_s * NS_PER_S:
+        if last and now - last < cfg.entry_interval_s * NS_PER_SECOND:
             return
         if self.tracker.active(chain.underlying):
             return
@@ -158,23 +151,10 @@ class ZeroDte(Strategy[ZeroDteConfig]):
                 if chain is not None:
                     self._manage(chain, t, now_ns, "cutoff")
 
-    def on_fill(self, fill: OrderFilled) -> None:
-        self.tracker.on_fill(fill)
+    def own_stats(self) -> dict[str, float | int | str]:
+        return {"entries_today": self.entries_today}
 
-    def on_order_update(self, update: OrderUpdated) -> None:
-        self._refund(self.tracker.on_order_update(update))
-
-    def on_denied(self, denied: IntentDenied) -> None:
-        self._refund(self.tracker.on_denied(denied))
-        self.last_action = f"denied {','.join(denied.reasons)}"
-
-    def stats(self) -> dict[str, float | int | str]:
-        return {"open": len(self.tracker.active()), "opened": self.tracker.opened, "closed": self.tracker.closed,
-                "entries_today": self.entries_today, "realized_usd": round(self.tracker.realized_usd, 2),
-                "last_action": self.last_action, **{f"exit_{k}": v for k, v in self.exits.items()},
-                **self.time_stats()}
-
-    def _refund(self, t: Tracked | None) -> None:
+    def on_outcome(self, t: Tracked | None) -> None:
         """An open that ended with nothing filled does not count toward the day's entries."""
         if (t is not None and t.status is StructureStatus.CANCELLED and t.opened_ns >= self._day_start_ns
                 and t.structure_id not in self._refunded):
@@ -210,7 +190,7 @@ class ZeroDte(Strategy[ZeroDteConfig]):
     # ------------------------------------------------------------------ entry
     def select(self, chain: ChainView, now_ns: int, today: dt.date) -> Structure | None:
         cfg = self.config
-        offered = (sel.expiry_mask(chain, today) & sel.offered_mask(chain, now_ns, cfg.max_quote_age_ms * 1_000_000)
+        offered = (sel.expiry_mask(chain, today) & sel.offered_mask(chain, now_ns, cfg.max_quote_age_ns)
                    & sel.liquidity_mask(chain, cfg.max_spread_pct, cfg.min_open_interest))
         held = self.ctx.portfolio.positions()
         usable = offered & sel.priced_mask(chain) & sel.unopposed_mask(chain, held, selling=True)
@@ -263,7 +243,7 @@ class ZeroDte(Strategy[ZeroDteConfig]):
     # ------------------------------------------------------------------ exits
     def exit_reason(self, chain: ChainView, t: Tracked, now_ns: int) -> str:
         cfg = self.config
-        if not sel.rows_fresh(chain, t.structure.rows(chain), now_ns, cfg.max_quote_age_ms * 1_000_000):
+        if not sel.rows_fresh(chain, t.structure.rows(chain), now_ns, cfg.max_quote_age_ns):
             return ""
         spot = chain.spot
         if abs(spot / t.entry_spot - 1.0) >= cfg.underlying_stop_pct:

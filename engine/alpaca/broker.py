@@ -2,7 +2,7 @@
 
 One aiohttp session, keys sent as the ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers and never
 logged or shown in ``repr``. Responses are decoded with msgspec into structs (decimals arrive as
-strings). Errors are typed so the router can tell what happened to an order (alpaca-protocol.md 8.6):
+strings). Errors are typed so the router can tell what happened to an order (docs/alpaca.md §8.6):
 
 * ``BrokerRejected`` (400/403/404/422): the broker answered no; nothing was placed or changed.
 * ``RateLimited`` (429): not processed; ``retry_after_s`` from ``X-RateLimit-Reset``.
@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 MAX_SYMBOLS_PER_REQUEST = 100
-"""Latest quotes and snapshots by symbols take at most 100 symbols per request (alpaca-protocol.md 9)."""
+"""Latest quotes and snapshots by symbols take at most 100 symbols per request (docs/alpaca.md §9)."""
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def decimal_text(value: float) -> str:
 
 
 class OptionContract(msgspec.Struct, kw_only=True):
-    """GET /v2/options/contracts entry (alpaca-protocol.md 8.5)."""
+    """GET /v2/options/contracts entry (docs/alpaca.md §8.5)."""
 
     symbol: str
     id: str = ""
@@ -198,7 +198,7 @@ class SnapshotGreeks(msgspec.Struct, kw_only=True):
 
 
 class OptionSnapshot(msgspec.Struct, kw_only=True):
-    """One contract of /v1beta1/options/snapshots (alpaca-protocol.md 9)."""
+    """One contract of /v1beta1/options/snapshots (docs/alpaca.md §9)."""
 
     latestQuote: SnapshotQuote | None = None
     latestTrade: SnapshotTrade | None = None

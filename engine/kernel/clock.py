@@ -19,9 +19,10 @@ from collections.abc import Callable
 
 import structlog
 
+from greeks.calendar import NS_PER_SECOND
+
 log = structlog.get_logger(__name__)
 
-NS_PER_S = 1_000_000_000
 
 
 class Timer:
@@ -57,7 +58,7 @@ class EventClock:
         return self._now_ns
 
     def now_s(self) -> float:
-        return self._now_ns / NS_PER_S
+        return self._now_ns / NS_PER_SECOND
 
     @property
     def started(self) -> bool:

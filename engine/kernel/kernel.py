@@ -93,7 +93,7 @@ class TradingKernel:
         self.orders = OrderStateMachine()
         self.portfolio = Portfolio()
         self.actors: list[Strategy[Any]] = [build_strategy(name, scfg) for name, scfg in settings.strategies.items()
-                                            if getattr(scfg, "enabled", True)]
+                                            if scfg.enabled]
         self.actors.extend(extra_actors)
         self.router = Router(execution, self.orders, self.market, self.clock, publish, journal=journal,
                              config=RouterConfig(requests_per_minute=settings.orders.requests_per_minute),

@@ -58,10 +58,10 @@ from engine.kernel.orders import OrderStateMachine, OrderTags
 from engine.kernel.request_budget import RequestBudget
 from engine.kernel.router_fallback import ReplaceFallback
 from engine.kernel.router_guards import RouterGuards
+from greeks.calendar import NS_PER_SECOND
 
 log = structlog.get_logger(__name__)
 
-NS_PER_S = 1_000_000_000
 Event = OrderUpdated | OrderFilled | IntentDenied
 
 
@@ -337,18 +337,18 @@ class Router(RouterGuards, ReplaceFallback):
 
     def _schedule_walk(self, wo: WorkingOrder) -> None:
         policy = wo.intent.price_policy
-        deadline = wo.started_ns + int(policy.timeout_s * NS_PER_S)
-        due = min(self.clock.now_ns() + int(policy.walk_every_s * NS_PER_S), deadline)
+        deadline = wo.started_ns + int(policy.timeout_s * NS_PER_SECOND)
+        due = min(self.clock.now_ns() + int(policy.walk_every_s * NS_PER_SECOND), deadline)
         wo.timer = self.clock.call_at(due, lambda now: self._on_walk_due(wo, now), name=f"walk:{wo.client_order_id}")
 
     def _schedule_timeout(self, wo: WorkingOrder) -> None:
-        deadline = wo.started_ns + int(wo.intent.price_policy.timeout_s * NS_PER_S)
+        deadline = wo.started_ns + int(wo.intent.price_policy.timeout_s * NS_PER_SECOND)
         wo.timer = self.clock.call_at(deadline, lambda now: self._on_walk_due(wo, now), name="order_timeout")
 
     def _on_walk_due(self, wo: WorkingOrder, now_ns: int) -> None:
         if wo.done:
             return
-        if now_ns >= wo.started_ns + int(wo.intent.price_policy.timeout_s * NS_PER_S):
+        if now_ns >= wo.started_ns + int(wo.intent.price_policy.timeout_s * NS_PER_SECOND):
             self.counters["timeouts"] += 1
             wo.cancel_requested = True
             if not wo.busy:

@@ -26,12 +26,12 @@ from domain.orders import OrderIntent
 from engine.kernel.clock import EventClock
 from engine.kernel.order_rules import OrdersSection, WorkingLeg, wash_conflicts
 from engine.kernel.orders import OrderStateMachine
+from greeks.calendar import NS_PER_SECOND
 
 if TYPE_CHECKING:
     from engine.kernel.router import WorkingOrder
 
 log = structlog.get_logger("engine.kernel.router")
-NS_PER_S = 1_000_000_000
 
 
 class RouterGuards:
@@ -110,7 +110,7 @@ class RouterGuards:
         now = self.clock.now_ns()
         first = wo.wash_deadline_ns == 0
         if first:
-            wo.wash_deadline_ns = now + int(self.rules.wash_trade_wait_s * NS_PER_S)
+            wo.wash_deadline_ns = now + int(self.rules.wash_trade_wait_s * NS_PER_SECOND)
         if now >= wo.wash_deadline_ns:
             self._deny_wash(wo, conflicts)
             return True

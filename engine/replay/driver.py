@@ -41,11 +41,11 @@ from engine.replay.format import META, OPTIONS, STOCKS, read_records, recording_
 from engine.replay.timeline import Timeline
 from engine.service.config import EngineConfig
 from engine.service.settings import kernel_settings
+from greeks.calendar import NS_PER_SECOND
 
 log = structlog.get_logger(__name__)
 
-NS_PER_S = 1_000_000_000
-ACCOUNT_REFRESH_NS = 15 * NS_PER_S
+ACCOUNT_REFRESH_NS = 15 * NS_PER_SECOND
 
 
 class _Meta(msgspec.Struct):
@@ -115,9 +115,9 @@ class Replay:
         self._books: dict[str, BookUpdated] = {}
         self.recorded = RecordedMarket()
         sim = cfg.sim
-        self.exchange = replay_exchange(self.recorded, initial_cash=float(getattr(sim, "initial_cash", 100_000.0)),
-                                        options_level=int(getattr(sim, "options_approved_level", 3)),
-                                        seed=int(getattr(sim, "seed", 1)))
+        self.exchange = replay_exchange(self.recorded, initial_cash=sim.initial_cash,
+                                        options_level=sim.options_approved_level,
+                                        seed=sim.seed)
         self.broker = ReplayBroker(self.exchange)
         self.kernel = TradingKernel(kernel_settings(cfg), self.broker, publish=self._publish, account=self._account(),
                                     clock=self.clock, quote_clock=self.clock.now_ns, alert=self._alert,
@@ -134,7 +134,7 @@ class Replay:
         self.approved: list[OrderIntent] = []
         self.denials: list[IntentDenied] = []
         self.alerts: list[Any] = []
-        self.timeline = Timeline([a.strategy_id for a in self.actors], int(sample_every_s * NS_PER_S))
+        self.timeline = Timeline([a.strategy_id for a in self.actors], int(sample_every_s * NS_PER_SECOND))
         self.frames = 0
         self.messages = 0
         self.setup_s = 0.0
@@ -162,7 +162,7 @@ class Replay:
                     group_ns = recv_ns
                 if self.speed is not None and recv_ns:
                     pace_ev0 = pace_ev0 or recv_ns
-                    ahead = (recv_ns - pace_ev0) / NS_PER_S / self.speed - (time.monotonic() - pace_wall0)
+                    ahead = (recv_ns - pace_ev0) / NS_PER_SECOND / self.speed - (time.monotonic() - pace_wall0)
                     if ahead > 0.001:
                         await asyncio.sleep(ahead)
                 if stream == META:

@@ -309,7 +309,7 @@ class Engine:
                 self.clock.advance(ts)
         quotes_cap = PLAN_QUOTE_CAPS[self.cfg.alpaca.options_feed]
         if self.cfg.engine.mode == "sim":
-            quotes_cap = min(quotes_cap, int(getattr(self.cfg.sim, "option_symbol_cap", quotes_cap)))
+            quotes_cap = min(quotes_cap, self.cfg.sim.option_symbol_cap)
         kernel = self._kernel()
         feed_cfg = FeedConfig()
         self.option_feed = option_client(
@@ -430,17 +430,13 @@ class Engine:
             self.publisher.publish_alert(alert)
 
     def _apply_config(self, new: EngineConfig, changes: list[ConfigChange]) -> None:
-        """Hot reload: strategy params and risk limits, all or nothing (an exception rejects the reload)."""
+        """Hot reload: strategy params and risk limits, all or nothing (every change is validated before any is
+        applied; a failure raises ConfigError naming the field and rejects the reload)."""
         core = self._kernel().core
-        cfgs = new.strategy_configs()
-        for actor in self.actors:
-            scfg = cfgs.get(actor.strategy_id)
-            if scfg is not None:
-                actor.on_params(scfg)
-        core.gate.set_limits(new.risk)
-        core.breakers.set_limits(new.risk.breakers)
         from engine.service.logging import set_level
+        from engine.service.reload import stage_hot_changes
 
+        stage_hot_changes(new, self.actors, core.gate, core.breakers)()
         set_level(new.engine.log_level)
         self.cfg = new
 

@@ -28,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from engine.kernel.alerts import Alert
+from engine.service.background import BackgroundTask
 from engine.service.publish import backoff
 from engine.service.secrets import Secret
 
@@ -112,7 +113,7 @@ class CommandListener:
         self._verifier = CommandVerifier(secret, max_skew_s) if secret else None
         self._handlers = dict(handlers)
         self._alert = alert
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("redis-commands", self._run)
         self._subscribed = asyncio.Event()
         self.accepted = 0
         self.rejected = 0
@@ -126,9 +127,7 @@ class CommandListener:
         if self._verifier is None:
             log.info("redis_commands_disabled", reason="no command secret configured")
             return None
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="redis-commands")
-        return self._task
+        return self._loop.start()
 
     async def wait_subscribed(self, timeout_s: float) -> bool:
         try:
@@ -138,10 +137,7 @@ class CommandListener:
         return True
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         delays = backoff()

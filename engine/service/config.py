@@ -4,9 +4,9 @@ Every section is a frozen msgspec Struct that rejects unknown fields and carries
 (``Annotated[..., Meta(...)]``); cross-field rules live in :func:`cross_field_issues`. Decoding collects
 *every* error with its dotted path instead of stopping at the first (:func:`decode_config`).
 
-Sections owned elsewhere are composed in, one line each (:data:`SECTION_TYPES`,
-:data:`STRATEGY_CONFIGS`): when the owning module is not importable the table is kept as a plain mapping
-and reported by :func:`unvalidated_sections`, so the file still loads.
+Sections owned elsewhere are their owners' types: ``[sim]`` is the simulator's ``SimConfig``, ``[risk]`` the
+gate's ``RiskLimits``, and ``[strategies.<kind>]`` the config struct of that kind in the strategy registry
+(``strategies.registry``, which discovers the strategy modules): a new strategy needs no line here.
 
 Hot or cold: a field is *hot* when a reload may apply it to a running engine, *cold* when it needs a
 restart. A Struct that declares the project's ``HOT_FIELDS`` ClassVar (domain/params.py) makes exactly those
@@ -17,7 +17,6 @@ removing a whole ``[strategies.<name>]`` table is cold.
 
 from __future__ import annotations
 
-import importlib
 import tomllib
 import types
 import typing
@@ -29,6 +28,10 @@ import msgspec
 from msgspec import Meta
 
 from engine.kernel.order_rules import OrdersSection
+from engine.sim.config import SimConfig
+from risk.limits import RiskLimits
+from strategies.base import StrategyConfig
+from strategies.registry import config_types
 
 Mode = Literal["sim", "paper", "live"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -131,46 +134,19 @@ class RecordSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """zlib level (1 fastest .. 9 smallest)."""
 
 
-def _optional_type(module: str, name: str) -> Any:
-    """The config class ``module.name`` when importable, else a pass-through mapping type."""
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module.startswith(exc.name):
-            return dict[str, Any]
-        raise
-    except AttributeError:
-        return dict[str, Any]
-    return cls
-
-
-# Sections owned by other packages: (module, class). Until the module exists the table passes through.
-SECTION_TYPES: dict[str, tuple[str, str]] = {
-    "sim": ("engine.sim.config", "SimConfig"),
-    "risk": ("risk.limits", "RiskLimits"),
-}
-
-# One line per strategy: [strategies.<name>] -> (module, config class).
-STRATEGY_CONFIGS: dict[str, tuple[str, str]] = {
-    "gamma_scalper": ("strategies.gamma_scalper", "GammaScalperConfig"),
-    "iron_condor": ("strategies.iron_condor", "IronCondorConfig"),
-    "zero_dte": ("strategies.zero_dte", "ZeroDteConfig"),
-}
-
-SimSection: Any = _optional_type(*SECTION_TYPES["sim"])
-RiskSection: Any = _optional_type(*SECTION_TYPES["risk"])
+SimSection = SimConfig
+"""``[sim]``: the simulator's own config (engine/sim/config.py)."""
+RiskSection = RiskLimits
+"""``[risk]``: the gate's limits (risk/limits.py)."""
 
 StrategiesSection: Any = msgspec.defstruct(
     "StrategiesSection",
-    [(name, _optional_type(mod, cls) | None, None) for name, (mod, cls) in STRATEGY_CONFIGS.items()],
+    [(kind, cls | None, None) for kind, cls in config_types().items()],
     frozen=True,
     forbid_unknown_fields=True,
     module=__name__,
 )
-
-
-def _default_of(tp: Any) -> Any:
-    return msgspec.field(default_factory=dict if tp == dict[str, Any] else tp)
+"""``[strategies]``: one optional ``[strategies.<kind>]`` table per kind of the strategy registry."""
 
 
 class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -181,13 +157,13 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     redis: RedisSection = RedisSection()
     record: RecordSection = RecordSection()
     orders: OrdersSection = OrdersSection()
-    sim: SimSection = _default_of(SimSection)
-    risk: RiskSection = _default_of(RiskSection)
+    sim: SimConfig = msgspec.field(default_factory=SimConfig)
+    risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
     strategies: StrategiesSection = msgspec.field(default_factory=StrategiesSection)
 
-    def strategy_configs(self) -> dict[str, Any]:
-        """The configured strategies by name (tables present in the file), in registry order."""
-        return {n: c for n in STRATEGY_CONFIGS if (c := getattr(self.strategies, n)) is not None}
+    def strategy_configs(self) -> dict[str, StrategyConfig]:
+        """The configured strategies by kind (tables present in the file), in registry order."""
+        return {n: c for n in config_types() if (c := getattr(self.strategies, n)) is not None}
 
     def to_builtins(self) -> dict[str, Any]:
         return typing.cast(dict[str, Any], msgspec.to_builtins(self))
@@ -230,10 +206,11 @@ def _collect(value: Any, tp: Any, path: str, issues: list[ConfigIssue]) -> None:
     if struct is not None and isinstance(value, dict):
         fields = {f.encode_name: f for f in msgspec.structs.fields(struct)}
         before = len(issues)
+        unknown = "unknown strategy kind" if struct is StrategiesSection else "unknown field"
         for key in value:
             if key not in fields:
                 known = ", ".join(sorted(fields)) or "none"
-                issues.append(ConfigIssue(_join(path, key), f"unknown field (known: {known})"))
+                issues.append(ConfigIssue(_join(path, key), f"{unknown} (known: {known})"))
         for name, f in fields.items():
             if name in value:
                 _collect(value[name], f.type, _join(path, name), issues)
@@ -312,15 +289,6 @@ def load_config(path: str | Path) -> EngineConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue("", f"cannot read {path}: {exc}")]) from None
     return parse_config_text(text)
-
-
-def unvalidated_sections() -> list[str]:
-    """Sections kept as plain tables because their owning module is not available yet."""
-    out = [name for name, tp in (("sim", SimSection), ("risk", RiskSection)) if tp == dict[str, Any]]
-    for f in msgspec.structs.fields(StrategiesSection):
-        if _struct_in(f.type) is None:
-            out.append(f"strategies.{f.name}")
-    return out
 
 
 def state_path(cfg: EngineConfig, config_path: str | Path | None = None) -> Path:

@@ -25,7 +25,6 @@ from engine.service.config import (
     _struct_in,
     is_hot,
     load_config,
-    unvalidated_sections,
 )
 from engine.service.secrets import SecretError, load_credentials, require_live_confirmation
 
@@ -207,11 +206,6 @@ def main(args: argparse.Namespace) -> int:
             for p in problems:
                 print(f"  {p}", file=sys.stderr)
             return 2
-    for section in unvalidated_sections():
-        print(
-            f"note: [{section}] is passed through unvalidated (its config type is not in this build)",
-            file=sys.stderr,
-        )
     data = cfg.to_builtins()
     data["strategies"] = {k: v for k, v in data["strategies"].items() if v is not None}
     print(json.dumps(data, indent=2, default=str))

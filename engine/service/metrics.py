@@ -10,7 +10,6 @@ serves ``/healthz`` (200 or 503 from the app's health predicate) and ``/status``
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import collections
 import math
@@ -21,6 +20,8 @@ from typing import Any
 import msgspec
 import structlog
 from aiohttp import web
+
+from engine.service.background import BackgroundTask, RunsInBackground, lagged_sleep
 
 log = structlog.get_logger(__name__)
 
@@ -206,31 +207,18 @@ class Metrics:
         return "".join(line for m in self.all() for line in m.render())
 
 
-class LoopLagMonitor:
+class LoopLagMonitor(RunsInBackground):
     """Samples event-loop lag every ``interval_s`` into the metrics (and for health checks)."""
 
     def __init__(self, metrics: Metrics, interval_s: float = 0.25) -> None:
         self.metrics = metrics
         self.interval_s = interval_s
         self.last_lag_s = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> asyncio.Task[None]:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="loop-lag")
-        return self._task
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._loop = BackgroundTask("loop-lag", self._run)
 
     async def _run(self) -> None:
         while True:
-            t0 = time.monotonic()
-            await asyncio.sleep(self.interval_s)
-            self.last_lag_s = max(0.0, time.monotonic() - t0 - self.interval_s)
+            self.last_lag_s = await lagged_sleep(self.interval_s)
             self.metrics.loop_lag_seconds.set(self.last_lag_s)
             self.metrics.loop_lag_hist.observe(self.last_lag_s)
 

@@ -34,6 +34,7 @@ from redis.backoff import NoBackoff
 from domain.orders import OrderFilled, OrderUpdated
 from domain.views import PortfolioGreeks
 from engine.kernel.alerts import Alert
+from engine.service.background import BackgroundTask
 from engine.service.journal import JournalFill
 from engine.service.logging import Redactor
 from engine.service.metrics import Metrics
@@ -190,7 +191,7 @@ class Publisher:
         self._stopping = asyncio.Event()
         self._connected = asyncio.Event()
         self._client: aioredis.Redis | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("redis-publisher", self._run)
         self._closing = False
         self._seq = 0
         self._fill_cursor = 0
@@ -266,9 +267,7 @@ class Publisher:
     # -- life cycle ---------------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="redis-publisher")
-        return self._task
+        return self._loop.start()
 
     async def wait_connected(self, timeout_s: float) -> bool:
         """True once connected (READY=1 waits for this when Redis is enabled)."""
@@ -283,14 +282,9 @@ class Publisher:
         self._closing = True
         self._stopping.set()
         self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-            except TimeoutError:
-                log.warning("redis_publisher_drain_timeout", queued=len(self._queue))
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        if not await self._loop.join(timeout_s):
+            log.warning("redis_publisher_drain_timeout", queued=len(self._queue))
+        await self._loop.stop()
         await self._close_client()
 
     async def _close_client(self) -> None:

@@ -1,11 +1,12 @@
 """Hot reload of ``engine.toml`` on SIGHUP and when the file changes.
 
-decode -> validate -> diff -> apply. Hot changes go to the app in ONE call of ``apply(new_config, changes)``
-(the app hands strategy params and risk limits over inside that call, so the loop never sees half a
-reload); cold changes are reported (alert ``config_restart_required``) and their old values kept. An invalid
-file keeps the running config and raises alert ``config_rejected`` with every error (path: reason).
-Every applied diff is journaled and announced (alert ``config_reloaded``), and systemd hears
-``RELOADING=1`` + ``MONOTONIC_USEC`` before and ``READY=1`` after.
+decode -> validate -> diff -> apply. Hot changes go to the app in ONE call of ``apply(new_config, changes)``;
+the app stages them with :func:`stage_hot_changes`, which validates every change (each actor's new params, the
+gate's and the breakers' limits) before it applies any: one failure applies none and rejects the reload naming
+the field, so the loop never sees half a reload. Cold changes are reported (alert ``config_restart_required``)
+and their old values kept. An invalid file keeps the running config and raises alert ``config_rejected`` with
+every error (path: reason). Every applied diff is journaled and announced (alert ``config_reloaded``), and
+systemd hears ``RELOADING=1`` + ``MONOTONIC_USEC`` before and ``READY=1`` after.
 
 The file is watched by polling its ``stat`` (inode, size, mtime): editors and config managers replace the
 file atomically (write a temp file, rename over), which changes the inode, and a poll sees both that and
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +26,12 @@ import msgspec
 import structlog
 
 from engine.kernel.alerts import Alert
+from engine.service.background import BackgroundTask, RunsInBackground
 from engine.service.config import ConfigError, ConfigIssue, EngineConfig, is_hot, load_config
+from risk.breakers import Breakers
+from risk.gate import RiskGate
+from risk.stress import StressGrid
+from strategies.base import Strategy
 
 log = structlog.get_logger(__name__)
 
@@ -106,6 +112,52 @@ def merge_hot(old: EngineConfig, new: EngineConfig, changes: list[ConfigChange])
         ) from None
 
 
+def _validation_issue(path: str, exc: Exception) -> ConfigIssue:
+    """``exc`` as an issue at ``path``, with msgspec's ``$.field`` location folded into the path."""
+    text = str(exc)
+    cut = text.rfind(" - at `$")
+    if cut < 0:
+        return ConfigIssue(path, text)
+    where = text[cut + len(" - at `$") :].rstrip("`")
+    return ConfigIssue(path + where.replace("[", ".").replace("]", ""), text[:cut])
+
+
+def stage_hot_changes(
+    new: EngineConfig, actors: Sequence[Strategy[Any]], gate: RiskGate, breakers: Breakers
+) -> Callable[[], None]:
+    """Validate every hot change of ``new`` against the running engine and return the function that applies
+    them all; nothing is applied here. Every failure is collected and raised as one :class:`ConfigError`
+    naming the field (``strategies.<id>.<field>``, ``risk.stress``)."""
+    issues: list[ConfigIssue] = []
+    params = new.strategy_configs()
+    staged: list[tuple[Strategy[Any], Any]] = []
+    for actor in actors:
+        scfg = params.get(actor.strategy_id)
+        if scfg is None:
+            continue
+        try:
+            actor.check_params(scfg)
+        except (msgspec.ValidationError, ValueError, TypeError) as exc:
+            issues.append(_validation_issue(f"strategies.{actor.strategy_id}", exc))
+        else:
+            staged.append((actor, scfg))
+    if new.risk.stress != gate.grid.limits:
+        try:
+            StressGrid(new.risk.stress)
+        except (ValueError, TypeError) as exc:
+            issues.append(_validation_issue("risk.stress", exc))
+    if issues:
+        raise ConfigError(issues)
+
+    def apply() -> None:
+        for actor, scfg in staged:
+            actor.on_params(scfg)
+        gate.set_limits(new.risk)
+        breakers.set_limits(new.risk.breakers)
+
+    return apply
+
+
 def _file_signature(path: Path) -> tuple[int, int, int, int] | None:
     try:
         st = os.stat(path)
@@ -114,7 +166,7 @@ def _file_signature(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-class ConfigReloader:
+class ConfigReloader(RunsInBackground):
     """Owns the running config; reloads it on request (SIGHUP, command) or when the file changes."""
 
     def __init__(
@@ -139,7 +191,7 @@ class ConfigReloader:
         self._on_outcome = on_outcome
         self._requested = asyncio.Event()
         self._signature = _file_signature(self.path)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("config-reloader", self._run)
         self._lock = asyncio.Lock()
 
     @property
@@ -156,17 +208,6 @@ class ConfigReloader:
     def install_signal_handler(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Reload on SIGHUP (``systemctl reload`` sends it via ``ExecReload=kill -HUP $MAINPID``)."""
         (loop or asyncio.get_running_loop()).add_signal_handler(signal.SIGHUP, self.request_reload)
-
-    def start(self) -> asyncio.Task[None]:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="config-reloader")
-        return self._task
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
 
     async def _run(self) -> None:
         while True:
@@ -213,6 +254,10 @@ class ConfigReloader:
         if applied:
             try:
                 self._apply(merged, applied)
+            except ConfigError as exc:  # a change the running engine cannot take: none was applied
+                log.error("config_apply_refused", errors=[str(i) for i in exc.issues])
+                self._reject(exc.issues)
+                return None
             except Exception as exc:
                 log.error("config_apply_failed", error=str(exc))
                 self._reject([ConfigIssue("", f"the engine could not apply the change: {exc}")])

@@ -11,13 +11,14 @@ skips the ping, and while it stays blocked nothing is sent at all - so systemd k
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import time
 from collections.abc import Callable, Mapping
 
 import structlog
+
+from engine.service.background import BackgroundTask, RunsInBackground, lagged_sleep
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +94,7 @@ def watchdog_interval_s(env: Mapping[str, str] | None = None) -> float | None:
     return value / 2e6 if value > 0 else None
 
 
-class Watchdog:
+class Watchdog(RunsInBackground):
     """A task on the event loop that pings systemd only while the engine is healthy and the loop is prompt."""
 
     def __init__(
@@ -106,24 +107,11 @@ class Watchdog:
         self.last_lag_s = 0.0
         self.pings = 0
         self.skipped = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> asyncio.Task[None]:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="sd-watchdog")
-        return self._task
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        self._loop = BackgroundTask("sd-watchdog", self._run)
 
     async def _run(self) -> None:
         while True:
-            before = time.monotonic()
-            await asyncio.sleep(self.interval_s)
-            self.last_lag_s = max(0.0, time.monotonic() - before - self.interval_s)
+            self.last_lag_s = await lagged_sleep(self.interval_s)
             if self.last_lag_s <= self.max_lag_s and self._is_healthy():
                 self.notifier.watchdog()
                 self.pings += 1

@@ -12,6 +12,6 @@ def kernel_settings(cfg: EngineConfig) -> KernelSettings:
     return KernelSettings(
         strategies=cfg.strategy_configs(), risk=cfg.risk, orders=cfg.orders,
         client_order_prefix=cfg.engine.client_order_prefix,
-        risk_free_rate=float(getattr(cfg.sim, "risk_free_rate", 0.04)) if sim else 0.04,
-        dividend_yields={u.symbol: u.dividend_yield for u in getattr(cfg.sim, "underlyings", ())} if sim else {},
+        risk_free_rate=cfg.sim.risk_free_rate if sim else 0.04,
+        dividend_yields={u.symbol: u.dividend_yield for u in cfg.sim.underlyings} if sim else {},
     )

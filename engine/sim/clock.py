@@ -12,22 +12,21 @@ import datetime as dt
 from greeks.calendar import NEW_YORK, NS_PER_SECOND, MarketCalendar, market_calendar
 
 NY = NEW_YORK
-NS_PER_S = NS_PER_SECOND
 
 
 def to_ns(moment: dt.datetime) -> int:
     """Nanoseconds since the epoch of an aware datetime."""
-    return int(moment.timestamp()) * NS_PER_S + moment.microsecond * 1000
+    return int(moment.timestamp()) * NS_PER_SECOND + moment.microsecond * 1000
 
 
 def from_ns(ns: int) -> dt.datetime:
     """Aware UTC datetime of nanoseconds since the epoch (microsecond precision)."""
-    return dt.datetime.fromtimestamp(ns // NS_PER_S, dt.UTC).replace(microsecond=(ns % NS_PER_S) // 1000)
+    return dt.datetime.fromtimestamp(ns // NS_PER_SECOND, dt.UTC).replace(microsecond=(ns % NS_PER_SECOND) // 1000)
 
 
 def rfc3339(ns: int) -> str:
     """RFC-3339 text with nanoseconds, as Alpaca writes timestamps (``...T14:30:00.123456789Z``)."""
-    seconds, frac = divmod(ns, NS_PER_S)
+    seconds, frac = divmod(ns, NS_PER_SECOND)
     base = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{frac:09d}Z" if frac else f"{base}Z"
 

@@ -16,7 +16,9 @@ from engine.sim import errors
 from engine.sim.clock import rfc3339
 from engine.sim.pricing import MIN_T_YEARS, years_to
 from engine.sim.rest import SIM_KEY, query_int, query_list
+from engine.sim.streams import stock_quote_fields
 from engine.sim.trading_api import decode_token, encode_token, filter_contracts
+from greeks.calendar import NS_PER_DAY, NS_PER_MINUTE
 
 MAX_SYMBOLS = 100
 
@@ -150,18 +152,7 @@ def _stock_symbols(sim: Any, request: web.Request) -> list[tuple[str, int]]:
 
 
 def stock_quote_json(sim: Any, ui: int) -> dict[str, Any]:
-    bid, ask, bs, asz, bx, ax = sim.market.stock_quote(ui)
-    return {
-        "t": rfc3339(sim.now_ns),
-        "bx": bx,
-        "bp": bid,
-        "bs": bs,
-        "ax": ax,
-        "ap": ask,
-        "as": asz,
-        "c": ["R"],
-        "z": "B",
-    }
+    return {"t": rfc3339(sim.now_ns), **stock_quote_fields(sim.market, ui)}
 
 
 def stock_trade_json(sim: Any, ui: int) -> dict[str, Any] | None:
@@ -197,7 +188,7 @@ async def stock_snapshots(request: web.Request) -> web.Response:
     for symbol, ui in _stock_symbols(sim, request):
         u = sim.market.unds[ui]
         bar = u.bar or [u.spot] * 4 + [0.0, 0.0, 0.0]
-        minute_t = rfc3339(int(max(u.bar_minute, 0)) * 60 * 1_000_000_000)
+        minute_t = rfc3339(int(max(u.bar_minute, 0)) * NS_PER_MINUTE)
         out[symbol] = {
             "latestQuote": stock_quote_json(sim, ui),
             "latestTrade": stock_trade_json(sim, ui),
@@ -222,7 +213,7 @@ async def stock_snapshots(request: web.Request) -> web.Response:
                 "vw": u.spot,
             },
             "prevDailyBar": {
-                "t": rfc3339(sim.market.clock.open_ns - 86_400_000_000_000),
+                "t": rfc3339(sim.market.clock.open_ns - NS_PER_DAY),
                 "o": u.prev_close,
                 "h": u.prev_close,
                 "l": u.prev_close,

@@ -1,7 +1,7 @@
 """Alpaca's error shape: HTTP status plus a JSON body ``{"code": 8 digits, "message": ...}``.
 
 The first three digits of ``code`` match the HTTP status (observed on Alpaca; see
-alpaca-protocol.md 8.6); extra context keys (``buying_power``, ``cost_basis``...) go beside them.
+docs/alpaca.md §8.6); extra context keys (``buying_power``, ``cost_basis``...) go beside them.
 """
 
 from __future__ import annotations

@@ -19,11 +19,12 @@ from statistics import NormalDist
 
 import numpy as np
 
-from engine.sim.clock import NS_PER_S, SimClock
+from engine.sim.clock import SimClock
 from engine.sim.config import SimConfig
 from engine.sim.pricing import PriceCache, VolSurface, years_to
 from engine.sim.ticks import CODE, ceil_grid, floor_grid
 from engine.sim.universe import Universe
+from greeks.calendar import NS_PER_MINUTE
 
 OPTION_EXCHANGES = np.frombuffer(b"ABCDEHIJMNOPQSTUWXZ", dtype="S1")
 STOCK_EXCHANGES = ("V", "Q", "N", "P", "Z", "K")
@@ -207,7 +208,7 @@ class Market:
                 elif spot < u.day_low:
                     u.day_low = spot
                 t_ns = start_ns + (k + 1) * self.tick_ns
-                minute = t_ns // (60 * NS_PER_S)
+                minute = t_ns // NS_PER_MINUTE
                 if minute != u.bar_minute:
                     if u.bar:
                         bars.append(self._close_bar(u))
@@ -224,7 +225,7 @@ class Market:
 
     def _close_bar(self, u: _Underlying) -> StockBar:
         o, h, low, c, v, n, pv = u.bar
-        return StockBar(u.symbol, int(u.bar_minute * 60 * NS_PER_S), o, h, low, c, int(v), int(n), pv / v if v else c)
+        return StockBar(u.symbol, u.bar_minute * NS_PER_MINUTE, o, h, low, c, int(v), int(n), pv / v if v else c)
 
     def at_close(self) -> bool:
         return self.clock.now_ns >= self.clock.close_ns

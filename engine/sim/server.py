@@ -30,7 +30,7 @@ from aiohttp import web
 from websockets.asyncio.server import Server, serve
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 
-from engine.sim.clock import NS_PER_S, SimClock, rfc3339
+from engine.sim.clock import SimClock, rfc3339
 from engine.sim.config import OrderRulesConfig, SimConfig
 from engine.sim.exchange import Exchange
 from engine.sim.faults import REST_FAULT_KINDS, Faults, RestFault
@@ -40,6 +40,7 @@ from engine.sim.rest import build_app
 from engine.sim.state import StateError
 from engine.sim.store import SimStore
 from engine.sim.streams import StreamHub
+from greeks.calendar import NS_PER_SECOND
 
 log = structlog.get_logger("engine.sim")
 
@@ -223,7 +224,7 @@ class Simulator:
         while True:
             if cfg.speed > 0:
                 elapsed = time.monotonic() - self._anchor_wall
-                target = self._anchor_ns + int(elapsed * cfg.speed * NS_PER_S)
+                target = self._anchor_ns + int(elapsed * cfg.speed * NS_PER_SECOND)
                 if target - self.clock.now_ns >= self.market.tick_ns:
                     self._step_to(target)
                     self._save_step()
@@ -272,7 +273,7 @@ class Simulator:
 
     def _publish(self, bars: list[Any], daily: list[dict[str, Any]] | None = None) -> None:
         market = self.market
-        dt_s = max(market.now_ns - market.last_publish_ns, 0) / NS_PER_S
+        dt_s = max(market.now_ns - market.last_publish_ns, 0) / NS_PER_SECOND
         if dt_s <= 0 and not bars and not daily:
             return
         option_trades = market.option_trades(dt_s)
@@ -312,7 +313,7 @@ class Simulator:
         """Move event time forward by ``seconds`` now (through closes); the wall anchor follows."""
         if seconds < 0:
             raise ValueError("the clock only moves forward")
-        self._step_to(self.clock.now_ns + int(seconds * NS_PER_S))
+        self._step_to(self.clock.now_ns + int(seconds * NS_PER_SECOND))
         self._save_step()
         self._anchor_wall = time.monotonic()
         self._anchor_ns = self.clock.now_ns

@@ -56,6 +56,12 @@ def path_kind(path: str) -> str | None:
     return None
 
 
+def stock_quote_fields(market: Any, ui: int) -> dict[str, Any]:
+    """The price fields of a stock quote (``bx bp bs ax ap as c z``), for the stream and the REST latest quote."""
+    bid, ask, bs, asz, bx, ax = market.stock_quote(ui)
+    return {"bx": bx, "bp": bid, "bs": bs, "ax": ax, "ap": ask, "as": asz, "c": ["R"], "z": "B"}
+
+
 def error_message(code: int, msg: str) -> dict[str, Any]:
     return {"T": "error", "code": code, "msg": msg}
 
@@ -487,25 +493,7 @@ class StreamHub:
         h = (np.arange(len(unds)) * 0.618 + market.tick * 0.381966) % 1.0
         for ui, sym in enumerate(unds):
             if h[ui] < p:
-                bid, ask, bs, asz, bx, ax = market.stock_quote(ui)
-                quotes.append(
-                    (
-                        sym,
-                        {
-                            "T": "q",
-                            "S": sym,
-                            "bx": bx,
-                            "bp": bid,
-                            "bs": bs,
-                            "ax": ax,
-                            "ap": ask,
-                            "as": asz,
-                            "c": ["R"],
-                            "z": "B",
-                            "t": now,
-                        },
-                    )
-                )
+                quotes.append((sym, {"T": "q", "S": sym, **stock_quote_fields(market, ui), "t": now}))
         trade_msgs = [
             (
                 unds[ui],

@@ -5,7 +5,7 @@ are not packed map by map: every message of one symbol length has the same msgpa
 numpy structured array with a fixed template (map header, keys, symbol) is filled column-wise with
 the big-endian values and dumped with ``tobytes()``. The result is byte-for-byte what
 ``msgpack.packb`` would give for the same maps with ``t`` as a 64-bit Timestamp (ext type -1,
-Alpaca's wire format; see alpaca-protocol.md section 4). Control messages and the low-rate stock
+Alpaca's wire format; see docs/alpaca.md §4). Control messages and the low-rate stock
 feed use ``msgpack``/``json`` directly.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from engine.sim.clock import NS_PER_S, rfc3339
+from engine.sim.clock import rfc3339
+from greeks.calendar import NS_PER_SECOND
 
 MAX_FIXSTR = 31
 
@@ -86,8 +87,8 @@ def layout(symbol_len: int, kind: str) -> tuple[np.dtype, bytes]:
 def timestamp64(ns: np.ndarray) -> np.ndarray:
     """msgpack Timestamp 64 payloads (nanoseconds << 34 | seconds) of epoch nanoseconds."""
     ns = ns.astype(np.uint64)
-    sec = ns // np.uint64(NS_PER_S)
-    nsec = ns % np.uint64(NS_PER_S)
+    sec = ns // np.uint64(NS_PER_SECOND)
+    nsec = ns % np.uint64(NS_PER_SECOND)
     return (nsec << np.uint64(34)) | sec
 
 
@@ -130,7 +131,7 @@ def control_json(message: dict[str, Any]) -> str:
 
 
 def msgpack_time(ns: int) -> msgpack.Timestamp:
-    return msgpack.Timestamp(ns // NS_PER_S, ns % NS_PER_S)
+    return msgpack.Timestamp(ns // NS_PER_SECOND, ns % NS_PER_SECOND)
 
 
 def encode_messages(messages: list[dict[str, Any]], binary: bool) -> bytes | str:

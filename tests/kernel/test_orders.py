@@ -18,7 +18,7 @@ from engine.kernel.orders import OrderStateMachine, OrderTags
 
 SYM = "SPY260130P00600000"
 
-# An mleg fill shaped like the trade_updates example of Alpaca's docs (alpaca-protocol.md 7.1):
+# An mleg fill shaped like the trade_updates example of Alpaca's docs (docs/alpaca.md §7.1):
 # buy put @1.60 + buy call @0.02 -> net 1.62, with position_qtys and per-leg executions.
 MLEG_FILL = b"""{"stream":"trade_updates","data":{"event":"fill","execution_id":"9ba7a1f6-0000-4000-8000-000000000001",
 "order":{"id":"61e69015-8549-4bfd-b9c3-01e75843f47d","client_order_id":"eb9e2aaa-f71a-4f51-b5b4-52a6c565dad4",

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data under ``<repo>/../shared/data`` (tests skip with a clear message without it)."""
+"""Shared fixtures: the real market data in ``DATA`` (tests skip with a clear message without it)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from engine.replay.importers.lean import import_lean_day
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
+"""Recorded market data kept beside the checkout, not in it (too large for the repository)."""
 LEAN_TIDY = DATA / "lean_minute_options" / "tidy"
 CBOE = DATA / "cboe_spx_eod_2019"
 
@@ -57,7 +58,7 @@ close_policy = {{ walk_every_s = 60.0, walk_step_fraction = 0.5, timeout_s = 600
 
 def need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"real market data not found at {path} (expected <repo>/../shared/data)")
+        pytest.skip(f"real market data not found at {path}")
     return path
 
 

@@ -176,3 +176,65 @@ async def test_strategy_delta_band_is_hot_and_its_underlyings_cold(tmp_path: Pat
     assert [c.path for c in outcome.cold] == ["strategies.gamma_scalper.underlyings"]
     strategy = reloader.config.strategy_configs()["gamma_scalper"]
     assert strategy.hedge_band_shares == 25.0 and tuple(strategy.underlyings) == ("SPY",)
+
+
+def _running_engine_parts(cfg: EngineConfig):
+    from risk.breakers import Breakers
+    from risk.gate import RiskGate
+    from strategies.registry import build_strategy
+
+    actors = [build_strategy(name, scfg) for name, scfg in cfg.strategy_configs().items()]
+    return actors, RiskGate(cfg.risk), Breakers(cfg.risk.breakers)
+
+
+def test_a_reload_with_one_invalid_strategy_change_applies_none():
+    import msgspec
+    import pytest
+
+    from engine.service.config import ConfigError, parse_config_text
+    from engine.service.reload import stage_hot_changes
+
+    old = parse_config_text("[strategies.gamma_scalper]\nqty = 2\n[strategies.zero_dte]\nshort_delta = 0.2\n")
+    actors, gate, breakers = _running_engine_parts(old)
+    gamma, zero = actors
+    before = [a.config for a in actors]
+    # One valid change (gamma qty) and one the running zero_dte cannot take (short_delta above short_delta_max;
+    # built without validation, as a change that only fails against the running actor would be).
+    bad_zero = msgspec.structs.replace(old.strategies.zero_dte)
+    msgspec.structs.force_setattr(bad_zero, "short_delta", 0.45)
+    strategies = msgspec.structs.replace(
+        old.strategies, gamma_scalper=msgspec.structs.replace(old.strategies.gamma_scalper, qty=5), zero_dte=bad_zero
+    )
+    new = msgspec.structs.replace(old, strategies=strategies,
+                                  risk=msgspec.structs.replace(old.risk, max_open_structures=3))
+    with pytest.raises(ConfigError) as info:
+        stage_hot_changes(new, actors, gate, breakers)
+    assert [i.path for i in info.value.issues] == ["strategies.zero_dte"]
+    assert "short_delta_min <= short_delta <= short_delta_max" in info.value.issues[0].reason
+    assert [a.config for a in actors] == before and gamma.config.qty == 2 and zero.config.short_delta == 0.2
+    assert gate.limits is old.risk  # the gate's limits were not touched either
+
+    ok = msgspec.structs.replace(new, strategies=msgspec.structs.replace(strategies, zero_dte=old.strategies.zero_dte))
+    stage_hot_changes(ok, actors, gate, breakers)()
+    assert gamma.config.qty == 5 and gate.limits.max_open_structures == 3
+
+
+def test_a_field_error_from_the_engine_rejects_the_reload_naming_it(tmp_path: Path):
+    from engine.service.config import ConfigError, ConfigIssue
+
+    path = tmp_path / "engine.toml"
+    path.write_text(BASE)
+    alerts: list[Alert] = []
+    original = load_config(path)
+
+    def refuse(cfg: EngineConfig, changes: list[ConfigChange]) -> None:
+        raise ConfigError([ConfigIssue("strategies.zero_dte.short_delta", "Expected `float` < 1.0")])
+
+    reloader = ConfigReloader(path, original, refuse, alerts.append)
+    write_atomically(path, BASE.replace("= 20", "= 9"))
+    assert asyncio.run(reloader.reload()) is None
+    assert reloader.config is original
+    assert alerts[0].code == "config_rejected"
+    assert alerts[0].details["errors"] == [
+        {"path": "strategies.zero_dte.short_delta", "reason": "Expected `float` < 1.0"}
+    ]

@@ -88,6 +88,25 @@ max_spread_pct = -1
     assert got["engine.colour"].startswith("unknown field")
 
 
+def test_a_bad_sim_field_is_reported_with_its_path():
+    with pytest.raises(ConfigError) as info:
+        parse_config_text("[sim]\nspeed = -1\ntick_ms = 0\nwarp = true\n")
+    got = {i.path: i.reason for i in info.value.issues}
+    assert set(got) == {"sim.speed", "sim.tick_ms", "sim.warp"}
+    assert got["sim.speed"] == "Expected `float` >= 0.0; value: -1"
+    assert got["sim.warp"].startswith("unknown field (known: ")
+    cfg = parse_config_text("[sim]\nrisk_free_rate = 0.05\n")
+    assert cfg.sim.risk_free_rate == 0.05  # typed: the simulator's own SimConfig
+
+
+def test_an_unknown_strategy_kind_names_the_known_kinds():
+    with pytest.raises(ConfigError) as info:
+        parse_config_text("[strategies.iron_condr]\nqty = 1\n")
+    assert [str(i) for i in info.value.issues] == [
+        "strategies.iron_condr: unknown strategy kind (known: gamma_scalper, iron_condor, zero_dte)"
+    ]
+
+
 def test_cross_field_rules_are_checked():
     with pytest.raises(ConfigError) as info:
         parse_config_text('[engine]\nmode = "live"\n[redis]\ncommand_secret_env = "CMD_SECRET"\n')

@@ -19,11 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from greeks import black_scholes_greeks, black_scholes_price
-from greeks.calendar import expiry_close_ns_many
+from greeks.calendar import YEAR_NS, expiry_close_ns_many
 from greeks.occ import format_occ
 
 NEW_YORK = ZoneInfo("America/New_York")
-NS_PER_YEAR = 365.0 * 86_400 * 1_000_000_000
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
@@ -114,7 +113,7 @@ class SyntheticChain:
             self.ts_ns = now_ns
         if vol_shift is not None:
             self.vol_shift = vol_shift
-        t = np.maximum((self._close_ns - self.ts_ns) / NS_PER_YEAR, 0.0)
+        t = np.maximum((self._close_ns - self.ts_ns) / YEAR_NS, 0.0)
         fwd = self.spot * np.exp((self.rate - self.dividend_yield) * t)
         k = np.log(self.strike / fwd)
         sm = self.smile

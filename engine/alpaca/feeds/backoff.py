@@ -2,7 +2,7 @@
 
 Delays grow exponentially from ``initial_s`` to ``max_s`` (30 s) with "equal jitter" (half the delay
 fixed, half random) as alpaca-py 0.44 does, so many clients do not reconnect in lock-step. A server
-error says what to do next (alpaca-protocol.md 2.1): bad credentials (402), a feed outside the plan
+error says what to do next (docs/alpaca.md §2.1): bad credentials (402), a feed outside the plan
 (409), a missing scope (411) and the msgpack requirement (412) cannot heal by retrying, so they stop
 the feed with a clear message; the connection limit (406) waits longer before retrying, since a
 stale session of ours may still hold the slot; requests the server refused (400, 405, 410, 413)

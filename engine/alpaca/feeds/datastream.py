@@ -1,18 +1,18 @@
 """The asyncio client of a market-data stream (options or stocks): protocol + reconnects + mute detector.
 
-Each data frame is decoded by the protocol and handed synchronously to ``on_batch`` (the book's apply
-and reprice), so nothing awaits between decode and reprice. The mute-socket detector: if no market
-data arrives for ``mute_timeout_s`` while ``market_open`` says the market trades, the feed publishes
-``FeedStale`` and reconnects (a connected-but-silent socket is a dead feed). After a reconnect, the
-first data frame reports the hole as ``GapDetected`` (from the last data before the drop to the first
-after it); the book's per-row timestamps make sure no quote is applied twice across the gap.
+Each data frame is decoded by the protocol and handed synchronously, with its arrival time, to ``on_batch``
+(the kernel's apply and reprice), so nothing awaits between decode and reprice. The mute-socket detector: if
+no market data arrives for ``mute_timeout_s`` while ``market_open`` says the market trades, the feed publishes
+``FeedStale`` and reconnects (a connected-but-silent socket is a dead feed). After a reconnect, the first data
+frame reports the hole as ``GapDetected`` (from the last data before the drop to the first after it); the
+book's per-row timestamps make sure no quote is applied twice across the gap.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Required, TypedDict
 
 import structlog
 
@@ -30,6 +30,17 @@ from engine.kernel.events import FeedError, FeedName, FeedStale, GapDetected, Su
 from engine.kernel.market_data import DataBatch
 
 log = structlog.get_logger(__name__)
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`MarketDataClient` the per-stream factories pass through."""
+
+    on_batch: Required[Callable[[DataBatch, int], object]]
+    publish: Required[Callable[[Any], None]]
+    config: FeedConfig
+    market_open: Callable[[], bool]
+    on_data_time: Callable[[int], None] | None
+    now_ns: Callable[[], int]
 
 
 class MarketDataClient(FeedConnection):

@@ -1,6 +1,6 @@
 """Sans-I/O protocol of Alpaca's market-data websockets (options and stocks share it).
 
-Bytes in, events and bytes-to-send out; no sockets, no clock, no asyncio (alpaca-protocol.md 2-5):
+Bytes in, events and bytes-to-send out; no sockets, no clock, no asyncio (docs/alpaca.md §2-5):
 
     connect -> [{"T":"success","msg":"connected"}] -> we send {"action":"auth","key","secret"}
             -> [{"T":"success","msg":"authenticated"}] -> we send the full subscription

@@ -1,7 +1,7 @@
 """Compiled single-pass decoder of market-data frames (msgpack) straight into column arrays.
 
 A data frame is a msgpack array of maps, each with ``T`` = ``"q"`` (quote) or ``"t"`` (trade)
-(alpaca-protocol.md sections 3-5). ``scan_frame`` walks the bytes once and writes one row per
+(docs/alpaca.md §3-5). ``scan_frame`` walks the bytes once and writes one row per
 message into preallocated columns, resolving the symbol to an id through ``SymbolIndex``'s table,
 so no Python object is created per message. Anything it does not handle on the fast path - control
 messages (``success``/``error``/``subscription``), an encoding it does not expect, truncated bytes -

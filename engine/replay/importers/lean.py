@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from engine.replay.importers.frames import QuoteFrameWriter
+from greeks.calendar import NS_PER_MINUTE
 from greeks.occ import format_occ
 
 NEW_YORK = ZoneInfo("America/New_York")
-BAR_NS = 60 * 1_000_000_000
+BAR_NS = NS_PER_MINUTE
 # option root -> the underlying symbol the engine books it under
 UNDERLYING_OF_ROOT = {"SPXW": "SPX"}
 

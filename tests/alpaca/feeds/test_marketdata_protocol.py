@@ -37,7 +37,7 @@ def ns(text: str) -> int:
     return t.seconds * 1_000_000_000 + t.nanoseconds
 
 
-# The example messages of alpaca-protocol.md section 3, as msgpack (t as Timestamp ext -1).
+# Option messages shaped as docs/alpaca.md §3 describes, as msgpack (t as Timestamp ext -1).
 DOC_TRADE = {
     "T": "t",
     "S": "AAPL240315C00172500",

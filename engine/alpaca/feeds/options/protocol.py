@@ -1,4 +1,4 @@
-"""Sans-I/O protocol of the options stream (``/v1beta1/{indicative|opra}``, alpaca-protocol.md 3-4).
+"""Sans-I/O protocol of the options stream (``/v1beta1/{indicative|opra}``, docs/alpaca.md §3-4).
 
 msgpack only (without the msgpack Content-Type the server answers 412); channels ``quotes`` and
 ``trades``; ``"*"`` is not allowed for quotes (413); the quote cap is the plan's (200 indicative,

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal, Unpack
 
-from engine.alpaca.feeds.connection import FeedConfig
-from engine.alpaca.feeds.datastream import MarketDataClient
+from engine.alpaca.feeds.datastream import ClientOptions, MarketDataClient
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
-from engine.kernel.market_data import DataBatch
 from engine.kernel.symbols import SymbolIndex
 
 LIVE_BASE = "wss://stream.data.alpaca.markets"
@@ -25,24 +21,7 @@ def stock_client(
     key: str,
     secret: str,
     index: SymbolIndex,
-    *,
-    on_batch: Callable[[DataBatch, int], object],
-    publish: Callable[[Any], None],
-    config: FeedConfig = FeedConfig(),
-    market_open: Callable[[], bool] = lambda: True,
-    on_data_time: Callable[[int], None] | None = None,
-    now_ns: Callable[[], int] = time.time_ns,
+    **options: Unpack[ClientOptions],
 ) -> MarketDataClient:
     """A client for the stock stream at ``url`` decoding symbols through ``index``."""
-    protocol = StockProtocol(key, secret, index)
-    return MarketDataClient(
-        "stocks",
-        url,
-        protocol,
-        on_batch=on_batch,
-        publish=publish,
-        config=config,
-        market_open=market_open,
-        on_data_time=on_data_time,
-        now_ns=now_ns,
-    )
+    return MarketDataClient("stocks", url, StockProtocol(key, secret, index), **options)

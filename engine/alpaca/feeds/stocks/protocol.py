@@ -1,4 +1,4 @@
-"""Sans-I/O protocol of the stock stream (``/v2/{iex|sip|test}``, alpaca-protocol.md 5).
+"""Sans-I/O protocol of the stock stream (``/v2/{iex|sip|test}``, docs/alpaca.md §5).
 
 Same handshake and framing as the options stream; the engine asks for msgpack like alpaca-py does.
 Stock quotes carry ``c`` as an array and a tape ``z``, which the scanner skips. The engine streams

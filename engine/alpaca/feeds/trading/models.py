@@ -3,7 +3,7 @@
 Decimals arrive as strings in Alpaca's JSON (numbers are accepted too), sometimes as ``""`` on mleg
 parents; ``num()`` turns either into a float or None. Timestamps are RFC-3339 with up to nanosecond
 precision; ``rfc3339_to_ns`` keeps all nine digits (``datetime`` would truncate to microseconds).
-See alpaca-protocol.md sections 7.1 and 7.2.
+See docs/alpaca.md §7.1 and §7.2.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class LegExecution(msgspec.Struct, kw_only=True):
 
 
 class TradeUpdate(msgspec.Struct, kw_only=True):
-    """``data`` of a ``trade_updates`` message (alpaca-protocol.md 7.1)."""
+    """``data`` of a ``trade_updates`` message (docs/alpaca.md §7.1)."""
 
     event: str
     order: Order
@@ -135,7 +135,7 @@ class TradeUpdate(msgspec.Struct, kw_only=True):
 
 
 class Position(msgspec.Struct, kw_only=True):
-    """GET /v2/positions entry (alpaca-protocol.md 8.3); ``qty`` is signed."""
+    """GET /v2/positions entry (docs/alpaca.md §8.3); ``qty`` is signed."""
 
     symbol: str
     qty: Decimal
@@ -150,7 +150,7 @@ class Position(msgspec.Struct, kw_only=True):
 
 
 class Account(msgspec.Struct, kw_only=True):
-    """GET /v2/account, the fields the engine reads (alpaca-protocol.md 8.4)."""
+    """GET /v2/account, the fields the engine reads (docs/alpaca.md §8.4)."""
 
     id: str
     account_number: str = ""

@@ -1,4 +1,4 @@
-"""Sans-I/O protocol of the trading stream (``/stream``, ``trade_updates``; alpaca-protocol.md 6-7).
+"""Sans-I/O protocol of the trading stream (``/stream``, ``trade_updates``; docs/alpaca.md §6-7).
 
 No greeting: we authenticate at once, in the current shape ``{"action":"auth","key","secret"}`` or
 the legacy one alpaca-py still sends (``{"action":"authenticate","data":{"key_id","secret_key"}}``).
