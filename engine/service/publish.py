@@ -300,9 +300,11 @@ class Publisher:
         delays = backoff()
         while True:
             if self._client is None:
-                if self._closing:
-                    return  # not connected and stopping: what is left stays journaled / counted
+                # Stopping while disconnected: one more attempt, so a Redis that came back during the back-off
+                # still gets the fills journaled meanwhile; if it is still away they stay journaled / counted.
                 if not await self._connect():
+                    if self._closing:
+                        return
                     self._shed_while_down()
                     await self._sleep_or_stop(next(delays))
                     continue

@@ -82,6 +82,42 @@ async def test_subscriber_receives_fills_and_alerts_and_stream_holds_every_fill(
         await client.aclose()
 
 
+async def test_a_stop_right_after_redis_returns_still_puts_every_journaled_fill_on_the_stream(
+    redis_process: RedisProcess, tmp_path: Path
+):
+    """Found by the service test under load: the engine stopped while the publisher waited out its reconnect
+    back-off after an outage, and the publisher gave up without trying again, so the fills journaled during the
+    outage never reached the (restarted, empty) stream."""
+    prefix = "stop-after-outage"
+    journal = Journal.open(tmp_path)
+    journal.start()
+    pub = Publisher(redis_process.url, prefix, journal=journal)
+    pub.start()
+    try:
+        assert await pub.wait_connected(5)
+        await asyncio.to_thread(redis_process.stop)
+        for i in range(5):
+            fill = make_fill(i)
+            seq = journal.record_fill(fill)
+            assert seq is not None
+            pub.publish_fill(seq, fill)
+        await _wait_for(lambda: _async(not pub.connected))
+        await asyncio.sleep(0.3)  # inside the back-off: the next connect attempt is a while away
+        await asyncio.to_thread(redis_process.start)
+    finally:
+        await pub.stop()
+        await journal.aclose()
+    client = aioredis.Redis.from_url(redis_process.url)
+    try:
+        assert set(await _stream_ids(client, f"{prefix}:stream:fills")) == {f"exec-{i}" for i in range(5)}
+    finally:
+        await client.aclose()
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
 async def test_redis_restart_mid_stream_loses_no_fill_and_buffers_alerts_within_bound(
     redis_process: RedisProcess, tmp_path: Path
 ):
