@@ -11,9 +11,10 @@ client id); reads may be.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Literal, Protocol
 
+from domain.orders import OrderIntent
 from engine.kernel.venue_types import (
     Account,
     Contract,
@@ -36,9 +37,9 @@ from engine.kernel.venue_types import (
 )
 
 __all__ = [
-    "Account", "Contract", "Execution", "ExecutionClient", "LegFill", "Listing", "NotFound", "OrderEvent",
-    "OrderRequest", "OutcomeUnknown", "Position", "Quote", "RateLimited", "ReferenceData", "Rejected", "Settlement",
-    "Snapshot", "Unavailable", "VenueError", "VenueOrder",
+    "Account", "Contract", "Execution", "ExecutionClient", "IntentJournal", "LegFill", "Listing", "NotFound",
+    "OrderEvent", "OrderRequest", "OutcomeUnknown", "Position", "Quote", "RateLimited", "ReferenceData", "Rejected",
+    "Settlement", "Snapshot", "Unavailable", "VenueError", "VenueOrder",
 ]
 
 
@@ -92,3 +93,9 @@ class ReferenceData(Protocol):
         ...
 
     async def stock_quote(self, symbol: str) -> Quote | None: ...
+
+
+class IntentJournal(Protocol):
+    """Where intents are written before they are submitted (the service's journal)."""
+
+    def record_intent(self, intent: OrderIntent, client_order_id: str) -> Awaitable[None]: ...

@@ -21,9 +21,9 @@ from domain.orders import AssetClass, Leg, OrderStatus, Side
 class VenueError(Exception):
     """Root of the venue's errors; ``status`` is the venue's own status code (0 when there was no answer)."""
 
-    def __init__(self, message: str, *, status: int = 0) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, text: str, *, status: int = 0) -> None:
+        super().__init__(text)
+        self.message = text
         self.status = status
 
 
@@ -32,11 +32,12 @@ class Rejected(VenueError):
 
     ``reason`` is machine-readable: ``wash_trade``, ``market_closed``, ``closing_only``, ``insufficient_qty``, or
     ``broker_rejected_<status>``; ``duplicate`` is True when the client id is already taken (an order with that id
-    may exist). ``message`` is the venue's own text."""
+    may exist). ``message`` is the venue's own words (the exception's text also says which request)."""
 
-    def __init__(self, message: str, *, status: int = 0, code: int = 0, reason: str = "",
+    def __init__(self, text: str, *, status: int = 0, code: int = 0, message: str = "", reason: str = "",
                  duplicate: bool = False) -> None:
-        super().__init__(message, status=status)
+        super().__init__(text, status=status)
+        self.message = message or text
         self.code = code
         self.reason = reason or f"broker_rejected_{status}"
         self.duplicate = duplicate
@@ -49,8 +50,8 @@ class NotFound(Rejected):
 class RateLimited(VenueError):
     """Over the request budget; nothing was processed. Retry after ``retry_after`` seconds."""
 
-    def __init__(self, message: str, *, retry_after: float, status: int = 429) -> None:
-        super().__init__(message, status=status)
+    def __init__(self, text: str, *, retry_after: float, status: int = 429) -> None:
+        super().__init__(text, status=status)
         self.retry_after = retry_after
 
 
