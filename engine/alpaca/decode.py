@@ -124,7 +124,7 @@ def position(p: WirePosition) -> Position:
 
 def execution(a: Activity) -> Execution:
     """A FILL activity."""
-    return Execution(id=a.id, order_id=a.order_id or "", symbol=a.symbol or "", side=Side(a.side),
+    return Execution(id=a.id, order_id=a.order_id or "", symbol=a.symbol or "", side=Side(a.side or ""),
                      qty=num(a.qty) or 0.0, price=num(a.price) or 0.0, ts_ns=rfc3339_to_ns(a.transaction_time))
 
 

@@ -1,6 +1,6 @@
 """The ports through which the kernel reaches the execution venue: the calls it makes, typed in
-``engine.kernel.venue_types``. ``engine.alpaca.execution.AlpacaExecution`` implements both over Alpaca's REST API;
-``engine.replay.broker.ReplayBroker`` implements ``ExecutionClient`` over the in-process exchange.
+``engine.kernel.venue_types``. The Alpaca adapter (``AlpacaExecution``) implements both over Alpaca's REST API;
+the replay's ``ReplayBroker`` implements ``ExecutionClient`` over the in-process exchange.
 
 Every call may raise a :class:`VenueError`: :class:`Rejected` (and :class:`NotFound`), :class:`RateLimited`,
 :class:`OutcomeUnknown` (a write that may have taken effect: look the order up by its client id) or

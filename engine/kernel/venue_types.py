@@ -2,7 +2,7 @@
 
 Timestamps are int nanoseconds since the epoch (0 = not given), prices and quantities floats. Prices follow one
 convention: a single-leg order's limit is the (positive) price, a multi-leg order's the signed net per unit
-(+debit, -credit). An adapter (``engine.alpaca``) turns these into its venue's requests and its answers back
+(+debit, -credit). An adapter (Alpaca's) turns these into its venue's requests and its answers back
 into these; ``engine.kernel.ports`` says which calls the kernel makes.
 """
 

@@ -27,6 +27,7 @@ import structlog
 
 from domain.orders import IntentDenied, OrderFilled, OrderIntent, OrderUpdated
 from domain.views import AccountView
+from engine.alpaca.decode import order_event
 from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.protocol import OptionProtocol
 from engine.alpaca.feeds.scan import KIND_QUOTE
@@ -147,7 +148,7 @@ class Replay:
         self.portfolio = Portfolio()
         self.actors: list[Strategy[Any]] = [build_strategy(n, c) for n, c in cfg.strategy_configs().items()
                                             if getattr(c, "enabled", True)]
-        self.router = Router(self.broker, self.orders, self.market, self.clock, publish,  # type: ignore[arg-type]
+        self.router = Router(self.broker, self.orders, self.market, self.clock, publish,
                              budget=RequestBudget(1e12, burst=1e12), client_order_prefix=cfg.engine.client_order_prefix)
         self.core = TradingCore(clock=self.clock, market=self.market, portfolio=self.portfolio, router=self.router,
                                 gate=RiskGate(cfg.risk), breakers=Breakers(cfg.risk.breakers), actors=self.actors,
@@ -306,7 +307,7 @@ class Replay:
                 frame = self.broker.stream.popleft()
                 for ev in self.trading.receive(frame):
                     if isinstance(ev, TradeUpdateReceived):
-                        self.events.extend(self.orders.on_trade_update(ev.update, time.time_ns()))
+                        self.events.extend(self.orders.on_event(order_event(ev.update), time.time_ns()))
                 continue
             return
 

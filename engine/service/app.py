@@ -24,19 +24,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import structlog
 
 from domain.orders import IntentDenied, OrderFilled, OrderUpdated, TradingState
 from domain.views import AccountView
-from engine.alpaca.broker import AlpacaBroker, BrokerError, RateLimited
+from engine.alpaca.broker import AlpacaBroker
+from engine.alpaca.endpoints import Endpoints, alpaca_endpoints
+from engine.alpaca.execution import AlpacaExecution
 from engine.alpaca.feeds.connection import FeedConfig
 from engine.alpaca.feeds.marketdata import DataBatch
 from engine.alpaca.feeds.options.client import option_client
 from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS
 from engine.alpaca.feeds.stocks.client import stock_client
 from engine.alpaca.feeds.trading.client import TradingStreamClient
-from engine.alpaca.feeds.trading.models import TradeUpdate
 from engine.kernel.alerts import Alert
 from engine.kernel.attribution import attribute_broker_fill, is_broker_fill, portfolio_holders
 from engine.kernel.bus import Bus
@@ -54,6 +54,7 @@ from engine.kernel.portfolio import Portfolio
 from engine.kernel.router import Router, RouterConfig
 from engine.kernel.settlements import SettlementPoller
 from engine.kernel.subscriptions import BudgetConfig, ContractCatalog, SubscriptionBudget, SubscriptionManager
+from engine.kernel.venue_types import OrderEvent, RateLimited, VenueError
 from engine.service.commands import CommandListener
 from engine.service.config import EngineConfig, state_path
 from engine.service.journal import BoundAccount, Journal, journal_files
@@ -61,10 +62,10 @@ from engine.service.metrics import LoopLagMonitor, Metrics, MetricsServer
 from engine.service.publish import Publisher
 from engine.service.reconcile import (
     AccountMismatch,
+    BrokerState,
     ReconcilePolicy,
     abandoned_update,
     check_account,
-    decode_broker,
     reconcile,
 )
 from engine.service.recovery import recovered_structures
@@ -87,32 +88,6 @@ SIM_STATE_DIR = "sim"
 
 class StartupError(Exception):
     """The engine cannot start as configured (the message says why and what to do)."""
-
-
-class Endpoints(msgspec.Struct, frozen=True):
-    """Where the engine connects (Alpaca or the simulator); the secret never appears in a repr."""
-
-    trading_url: str
-    data_url: str
-    options_stream_url: str
-    stocks_stream_url: str
-    trading_stream_url: str
-    key: str = msgspec.field(default="")
-    secret: str = msgspec.field(default="")
-
-    def __repr__(self) -> str:
-        return f"Endpoints(trading={self.trading_url}, data={self.data_url}, key=***)"
-
-
-def endpoints_for(cfg: EngineConfig, key: str, secret: str) -> Endpoints:
-    """Alpaca's URLs for ``paper``/``live`` mode from the ``[alpaca]`` section."""
-    a = cfg.alpaca
-    trading = a.live_url if cfg.engine.mode == "live" else a.paper_url
-    stream = a.stream_url.rstrip("/")
-    trading_stream = a.trading_stream_url or (trading.replace("https://", "wss://").replace("http://", "ws://")
-                                              + "/stream")
-    return Endpoints(trading, a.data_url, f"{stream}/v1beta1/{a.options_feed}", f"{stream}/v2/{a.stock_feed}",
-                     trading_stream, key, secret)
 
 
 class Engine:
@@ -148,7 +123,7 @@ class Engine:
         self.sim: Any = None
         self.endpoints: Endpoints | None = None
         self.journal: Journal | None = None
-        self.broker: AlpacaBroker | None = None
+        self.broker: AlpacaExecution | None = None
         self.publisher: Publisher | None = None
         self.core: TradingCore | None = None
         self.router: Router | None = None
@@ -182,7 +157,7 @@ class Engine:
         self.archived_to: Path | None = None
         """Where ``fresh`` moved the previous journal and simulated account."""
         self.broker_account: BoundAccount | None = None
-        """The broker account this run trades (GET /v2/account ``id`` and the mode)."""
+        """The broker account this run trades (the venue's account id and the mode)."""
 
     # ------------------------------------------------------------------------------------ config bits
 
@@ -240,10 +215,10 @@ class Engine:
         self.journal = Journal.open(state_path(cfg, self.config_path))
         self.journal.start()
         self._start_recorder()
-        self.broker = AlpacaBroker(
+        self.broker = AlpacaExecution(AlpacaBroker(
             self.endpoints.trading_url, self.endpoints.data_url, self.endpoints.key, self.endpoints.secret,
             option_feed=cfg.alpaca.options_feed, stock_feed=cfg.alpaca.stock_feed,
-        )
+        ))
         account = await self._startup_call(self._fetch_account)
         self._check_account()
         await self._start_observability()
@@ -337,7 +312,7 @@ class Engine:
         if creds is None:
             raise SystemExit(f"{cfg.engine.mode} mode needs API keys: set ${cfg.alpaca.key_id_env} and "
                              f"${cfg.alpaca.secret_key_env} or [alpaca] credentials_file")
-        return endpoints_for(cfg, creds.key_id.reveal(), creds.secret_key.reveal())
+        return alpaca_endpoints(cfg.alpaca, cfg.engine.mode, creds.key_id.reveal(), creds.secret_key.reveal())
 
     async def _startup_call(self, call: Callable[[], Any], attempts: int = 5) -> Any:
         """A start-up REST call that waits out 429s (a restart must not die on the rate limit it shares with
@@ -349,44 +324,19 @@ class Engine:
             except RateLimited as exc:
                 if attempt == attempts - 1:
                     raise
-                wait = min(max(exc.retry_after_s, 0.5), 65.0)
+                wait = min(max(exc.retry_after, 0.5), 65.0)
                 log.warning("startup_rate_limited", retry_in_s=round(wait, 1), attempt=attempt + 1)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")
-
-    async def _fill_activities(self, page_size: int = 100) -> list[Any]:
-        """Every FILL activity, all pages (Alpaca pages by ``page_token`` = the last id). One page only missed
-        every fill after the 100th: those made while the engine was down were never imported (kill -9 loop)."""
-        out: list[Any] = []
-        params: dict[str, Any] = {"activity_types": "FILL", "direction": "asc", "page_size": page_size}
-        while True:
-            page = await self._startup_get("/v2/account/activities", params)
-            if not isinstance(page, list):
-                return out
-            out.extend(page)
-            if len(page) < page_size or not isinstance(page[-1], dict) or "id" not in page[-1]:
-                return out
-            params = {**params, "page_token": page[-1]["id"]}
-
-    async def _startup_get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        assert self.broker is not None
-        broker = self.broker
-        return await self._startup_call(lambda: broker.get_json(path, params))
 
     async def _fetch_account(self) -> AccountView:
         assert self.broker is not None
         acct = await self.broker.account()
         self.broker_account = BoundAccount(acct.id, self.cfg.engine.mode)
-
-        def num(v: Any, default: float = 0.0) -> float:
-            try:
-                return float(v) if v is not None else default
-            except (TypeError, ValueError):
-                return default
-
-        equity = num(acct.equity)
-        return AccountView(equity, num(acct.cash), num(acct.buying_power), num(acct.options_buying_power, equity),
-                           int(acct.options_trading_level if acct.options_trading_level is not None else 3))
+        equity = acct.equity
+        return AccountView(equity, acct.cash, acct.buying_power,
+                           equity if acct.options_buying_power is None else acct.options_buying_power,
+                           3 if acct.options_level is None else acct.options_level)
 
     async def _start_observability(self) -> None:
         cfg = self.cfg
@@ -435,18 +385,17 @@ class Engine:
         assert self.journal is not None and self.broker is not None and self.router is not None
         state = self.journal.read_state()
         broker = self.broker
-        get = self._startup_get
-        open_orders = await get("/v2/orders", {"status": "open", "nested": True, "limit": 500})
-        recent = await get("/v2/orders", {"status": "all", "nested": True, "limit": 500})
-        positions = await get("/v2/positions")
-        activities = await self._fill_activities()
+        open_orders = await self._startup_call(lambda: broker.orders("open"))
+        recent = await self._startup_call(lambda: broker.orders("all"))
+        positions = await self._startup_call(broker.positions)
+        activities = await self._startup_call(broker.executions)  # every page (one page only missed fills)
         now = time.time_ns()
-        plan = reconcile(state, decode_broker(open_orders, recent, positions, activities),
+        plan = reconcile(state, BrokerState(open_orders, recent, positions, activities),
                          ReconcilePolicy(self.cfg.engine.unknown_order_policy, self.cfg.engine.client_order_prefix),
                          now)
         for cancel in plan.cancel:
-            with contextlib.suppress(BrokerError):
-                await broker.cancel_order(cancel.order_id)
+            with contextlib.suppress(VenueError):
+                await broker.cancel(cancel.order_id)
         journaled: dict[str, list[OrderFilled]] = {}
         for fill in [jf.fill for jf in state.fills] + list(plan.import_fills):  # the imports are journaled below
             journaled.setdefault(fill.parent_order_id or fill.order_id, []).append(fill)
@@ -455,10 +404,10 @@ class Engine:
             self.orders.expect(adopt.client_order_id, OrderTags(adopt.strategy_id, adopt.structure_id,
                                                                 adopt.intent_id))
             self.orders.preload(adopt.order_id, journaled.get(adopt.order_id, ()))
-            with contextlib.suppress(BrokerError):
+            with contextlib.suppress(VenueError):
                 # The order may have filled since the open-orders snapshot: what this read shows is counted by
                 # the state machine now and must be booked, or no later read would ever book it again.
-                self._adoption_events.extend(self.orders.on_order(await broker.get_order(adopt.order_id), now))
+                self._adoption_events.extend(self.orders.on_order(await broker.order(adopt.order_id), now))
         for update in plan.order_updates:
             self.journal.record_order(update)
         for abandon in plan.abandon:
@@ -494,14 +443,14 @@ class Engine:
         assert self.broker is not None
         broker = self.broker
         try:
-            orders = await self._startup_call(lambda: broker.list_orders(status="all", nested=True, limit=500))
-        except BrokerError as exc:
+            orders = await self._startup_call(lambda: broker.orders("all"))
+        except VenueError as exc:
             log.warning("broker_orders_reread_failed", error=str(exc))
             return
         ours = self.cfg.engine.client_order_prefix + "-"
         now = time.time_ns()
         for order in orders:
-            if order.client_order_id.startswith(ours) or not float(order.filled_qty or 0.0) > 0.0:
+            if order.client_id.startswith(ours) or not order.filled_qty > 0.0:
                 continue
             if self.orders.get(order.id) is None:
                 self.orders.preload(order.id, journaled.get(order.id, ()))
@@ -513,11 +462,11 @@ class Engine:
         assert self.broker is not None and self.option_feed is None
         underlyings = sorted({u for a in self.actors for u in a.underlyings})
         for u in underlyings:
-            quote = await self.broker.stock_latest_quote(u)
-            if quote is not None and quote.bp > 0 and quote.ap > 0:
-                ts = _ts_ns(quote.t)
+            quote = await self.broker.stock_quote(u)
+            if quote is not None and quote.bid > 0 and quote.ask > 0:
+                ts = quote.ts_ns or time.time_ns()
                 self.market.book(u)
-                self.market.on_underlying_quote(u, float(quote.bp), float(quote.ap), ts)
+                self.market.on_underlying_quote(u, quote.bid, quote.ask, ts)
                 self.clock.advance(ts)
         quotes_cap = PLAN_QUOTE_CAPS[self.cfg.alpaca.options_feed]
         if self.cfg.engine.mode == "sim":
@@ -550,7 +499,7 @@ class Engine:
                 log.info("expired_contracts_evicted", contracts=dropped, session=today.isoformat())
         try:
             await self.subscriptions.update(today, spots, pinned={s for s in pinned if len(s) > 12})
-        except BrokerError as exc:
+        except VenueError as exc:
             log.warning("subscription_update_failed", error=str(exc))
         if self.recorder is not None:
             self.recorder.note_book(self.market)
@@ -669,8 +618,8 @@ class Engine:
         if self.core is not None:
             self.core.on_feed_recovered("stocks", batch.last_ts_ns)
 
-    def _on_trade_update(self, update: TradeUpdate) -> None:
-        for event in self.orders.on_trade_update(update, time.time_ns()):
+    def _on_trade_update(self, update: OrderEvent) -> None:
+        for event in self.orders.on_event(update, time.time_ns()):
             self.bus.publish(event)
 
     def _market_open(self) -> bool:
@@ -760,7 +709,7 @@ class Engine:
             was_open = is_open
             if mono - last_acct >= 15.0 and self.core is not None:
                 last_acct = mono
-                with contextlib.suppress(BrokerError):
+                with contextlib.suppress(VenueError):
                     self.core.account = await self._fetch_account()
             if self.publisher is not None and mono - last_greeks >= self.cfg.redis.greeks_interval_s:
                 last_greeks = mono
@@ -828,10 +777,10 @@ class Engine:
         if self.router is not None and self.orders.working_orders():
             # A fill can win the race with a cancel and reach the stream after we stop listening: read the
             # orders still working once more over REST so the journal holds every fill the broker made.
-            with contextlib.suppress(BrokerError):
+            with contextlib.suppress(VenueError):
                 await self.router.reconcile_open_orders()
         if self.core is not None and self.broker is not None:
-            with contextlib.suppress(BrokerError):  # the summary's account as the run leaves it
+            with contextlib.suppress(VenueError):  # the summary's account as the run leaves it
                 self.core.account = await self._fetch_account()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.bus.drain(), 2.0)
@@ -915,14 +864,6 @@ class Engine:
         out["reconcile"] = self.reconcile_summary
         out["alerts"] = len(self.alerts)
         return out
-
-
-def _ts_ns(value: Any) -> int:
-    from engine.alpaca.feeds.trading.models import rfc3339_to_ns
-
-    if isinstance(value, int):
-        return value
-    return rfc3339_to_ns(value) or time.time_ns()
 
 
 def _iso(ts_ns: int) -> str:
