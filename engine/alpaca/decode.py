@@ -187,3 +187,9 @@ def executions_from_json(data: Iterable[Any]) -> list[Execution]:
     """The FILL activities among ``data`` (a record without a type counts as one)."""
     fills = [{"activity_type": "FILL", **a} for a in data if a.get("activity_type", "FILL") == "FILL"]
     return [execution(a) for a in msgspec.convert(fills, list[Activity], strict=False)]
+
+
+def settlements_from_json(data: Iterable[Any]) -> list[Settlement]:
+    """The option settlements among ``data`` (account activities of any type)."""
+    records = [a for a in data if a.get("activity_type") in SETTLEMENT_TYPES]
+    return [s for a in msgspec.convert(records, list[Activity], strict=False) if (s := settlement(a)) is not None]

@@ -37,6 +37,11 @@ def order_body(request: VenueRequest) -> OrderRequest:
     )
 
 
+def replace_body(limit: float, client_id: str) -> dict[str, str]:
+    """The PATCH /v2/orders/{id} body that moves an order's limit under a new client id."""
+    return {"limit_price": decimal_text(limit), "client_order_id": client_id}
+
+
 _REASONS = (
     ("wash trade", "wash_trade"),
     ("market is closed", "market_closed"),

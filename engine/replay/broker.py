@@ -21,8 +21,7 @@ from engine.alpaca.broker import BrokerRejected, NotFound
 from engine.alpaca.execution import venue_error
 from engine.alpaca.feeds.trading.models import Account as WireAccount
 from engine.alpaca.feeds.trading.models import Order
-from engine.alpaca.order_requests import order_body
-from engine.alpaca.rest_models import Activity, decimal_text
+from engine.alpaca.order_requests import order_body, replace_body
 from engine.kernel.venue_types import Account, Execution, OrderRequest, Position, Settlement, VenueOrder
 from engine.sim.errors import AlpacaError
 from engine.sim.exchange import Exchange
@@ -57,19 +56,17 @@ class ReplayBroker:
 
     async def submit(self, request: OrderRequest) -> VenueOrder:
         body = msgspec.json.decode(self._encode(order_body(request)))  # the JSON body Alpaca would receive
-        return self._to_order(self._call("POST", "/v2/orders", lambda: self.exchange.submit(body)))
+        return self._to_order(self._call("POST", "submit", lambda: self.exchange.submit(body)))
 
     async def replace(self, order_id: str, *, limit: float, client_id: str) -> VenueOrder:
-        body = {"limit_price": decimal_text(limit), "client_order_id": client_id}
-        return self._to_order(self._call("PATCH", f"/v2/orders/{order_id}",
-                                         lambda: self.exchange.replace(order_id, body)))
+        body = replace_body(limit, client_id)
+        return self._to_order(self._call("PATCH", f"replace {order_id}", lambda: self.exchange.replace(order_id, body)))
 
     async def cancel(self, order_id: str) -> None:
-        self._call("DELETE", f"/v2/orders/{order_id}", lambda: self.exchange.cancel(order_id))
+        self._call("DELETE", f"cancel {order_id}", lambda: self.exchange.cancel(order_id))
 
     async def order(self, order_id: str) -> VenueOrder:
-        path = f"/v2/orders/{order_id}"
-        return self._to_order(self._call("GET", path, lambda: self.exchange.get(order_id).to_json()))
+        return self._to_order(self._call("GET", f"order {order_id}", lambda: self.exchange.get(order_id).to_json()))
 
     async def order_by_client_id(self, client_id: str) -> VenueOrder | None:
         self.requests["GET"] += 1
@@ -103,14 +100,11 @@ class ReplayBroker:
 
     async def executions(self) -> list[Execution]:
         self.requests["GET"] += 1
-        return decode.executions_from_json(a for a in self.exchange.account.activities
-                                           if a["activity_type"] == "FILL")
+        return decode.executions_from_json(self.exchange.account.activities)
 
     async def settlements(self) -> list[Settlement]:
         self.requests["GET"] += 1
-        records = [a for a in self.exchange.account.activities if a["activity_type"] in decode.SETTLEMENT_TYPES]
-        activities = msgspec.convert(records, list[Activity], strict=False)
-        return [s for a in activities if (s := decode.settlement(a)) is not None]
+        return decode.settlements_from_json(self.exchange.account.activities)
 
     async def close(self) -> None:
         return None

@@ -111,9 +111,9 @@ def condor_request() -> OrderRequest:
 
 
 async def test_the_adapter_is_both_ports(venue: AlpacaExecution) -> None:
-    execution: ExecutionClient = venue
+    execution: ExecutionClient = venue  # mypy checks the adapter against both protocols
     reference: ReferenceData = venue
-    assert execution is reference
+    assert execution is venue and reference is venue
 
 
 async def test_an_mleg_request_goes_out_as_alpacas_body_and_the_answer_comes_back_as_a_venue_order(
