@@ -259,11 +259,6 @@ class AlpacaBroker:
         _, data = await self._request(method, self._trading, path, params=params, body=payload)
         return cast(T, decode_response(data, typ, method, path))
 
-    async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """GET a trading-API path and return its JSON as plain data (for callers that keep their own types)."""
-        _, data = await self._request("GET", self._trading, path, params=params)
-        return decode_response(data, Any, "GET", path)
-
     # --- orders ------------------------------------------------------------------------------
 
     async def submit_order(self, request: OrderRequest) -> Order:
