@@ -2,7 +2,8 @@
 
 One aiohttp session, keys sent as the ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers and never
 logged or shown in ``repr``. Responses are decoded with msgspec into structs (decimals arrive as
-strings). Errors are typed so the router can tell what happened to an order (docs/alpaca.md §8.6):
+strings; the structs are in ``engine.alpaca.rest_models``). Errors are typed so the caller can tell what
+happened to an order (docs/alpaca.md §8.6; ``engine.alpaca.execution`` maps them to the kernel's venue errors):
 
 * ``BrokerRejected`` (400/403/404/422): the broker answered no; nothing was placed or changed.
 * ``RateLimited`` (429): not processed; ``retry_after_s`` from ``X-RateLimit-Reset``.
@@ -18,7 +19,6 @@ router's job, through ``client_order_id``). Paginated endpoints are followed to 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, TypeVar, cast
@@ -27,13 +27,40 @@ import aiohttp
 import msgspec
 import structlog
 
-from engine.alpaca.feeds.trading.models import Account, Decimal, Order, Position
+from engine.alpaca.feeds.trading.models import Account, Order, Position
+from engine.alpaca.rest_models import (
+    MAX_SYMBOLS_PER_REQUEST,
+    Activity,
+    CancelResult,
+    ContractsPage,
+    ErrorBody,
+    LegRequest,
+    ListedContract,
+    ListingPage,
+    OptionContract,
+    OptionSnapshot,
+    OrderRequest,
+    QuotesPage,
+    RateLimit,
+    SnapshotQuote,
+    SnapshotsPage,
+    StockQuotePage,
+    StockQuoteRest,
+    StockSnapshot,
+    decimal_text,
+)
+
+__all__ = [
+    "MAX_SYMBOLS_PER_REQUEST", "Activity", "AlpacaBroker", "BrokerError", "BrokerRejected", "BrokerUnavailable",
+    "CancelResult", "LegRequest", "ListedContract", "NotFound", "OptionContract", "OptionSnapshot", "OrderRequest",
+    "OutcomeUnknown", "RateLimit", "RateLimited", "SnapshotQuote", "StockQuoteRest", "StockSnapshot",
+    "decimal_text", "decode_response",
+]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-MAX_SYMBOLS_PER_REQUEST = 100
-"""Latest quotes and snapshots by symbols take at most 100 symbols per request (docs/alpaca.md §9)."""
+P = TypeVar("P", ContractsPage, ListingPage)
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -77,186 +104,6 @@ class OutcomeUnknown(BrokerError):
 
 class BrokerUnavailable(BrokerError):
     """The request did not take effect (could not connect, or a read kept failing); retry later."""
-
-
-class RateLimit(msgspec.Struct, frozen=True):
-    """The ``X-RateLimit-*`` headers of the last response."""
-
-    limit: int
-    remaining: int
-    reset_epoch_s: float
-
-
-# --- request and response structs --------------------------------------------------------------
-
-
-class LegRequest(msgspec.Struct, frozen=True, omit_defaults=True):
-    symbol: str
-    ratio_qty: str
-    side: Literal["buy", "sell"] | None = None
-    position_intent: str | None = None
-
-
-class OrderRequest(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Body of POST /v2/orders (single-leg: ``symbol``+``side``; mleg: ``order_class="mleg"`` + ``legs``).
-
-    Decimals are strings, as in Alpaca's own examples; ``limit_price`` of an mleg order is the net
-    price per unit (+debit, -credit).
-    """
-
-    qty: str
-    type: Literal["market", "limit", "stop", "stop_limit"]
-    time_in_force: Literal["day", "gtc", "ioc", "fok", "opg", "cls"]
-    symbol: str | None = None
-    side: Literal["buy", "sell"] | None = None
-    limit_price: str | None = None
-    stop_price: str | None = None
-    client_order_id: str | None = None
-    order_class: Literal["simple", "mleg"] | None = None
-    position_intent: str | None = None
-    legs: tuple[LegRequest, ...] | None = None
-
-
-def decimal_text(value: float) -> str:
-    """A price or quantity as a decimal string without float noise (1.05 -> "1.05", 2.0 -> "2")."""
-    text = f"{value:.6f}".rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-class OptionContract(msgspec.Struct, kw_only=True):
-    """GET /v2/options/contracts entry (docs/alpaca.md §8.5)."""
-
-    symbol: str
-    id: str = ""
-    name: str = ""
-    status: str = ""
-    tradable: bool = True
-    expiration_date: str = ""
-    root_symbol: str = ""
-    underlying_symbol: str = ""
-    type: str = ""
-    style: str = ""
-    strike_price: Decimal = None
-    multiplier: Decimal = None
-    size: Decimal = None
-    open_interest: Decimal = None
-    close_price: Decimal = None
-
-
-class _Contracts(msgspec.Struct):
-    option_contracts: list[OptionContract] = []
-    next_page_token: str | None = None
-
-
-class ListedContract(msgspec.Struct, kw_only=True):
-    """The fields of a /v2/options/contracts entry the contract catalog keeps. Decoding only these skips the
-    rest of each record without allocating it: a day's listing is thousands of records, and decoding them
-    whole at every session roll left the allocator megabytes it never gave back (the 1-hour soak)."""
-
-    symbol: str
-    underlying_symbol: str = ""
-    expiration_date: dt.date
-    type: str = ""
-    strike_price: Decimal = None
-    open_interest: Decimal = None
-    tradable: bool = True
-    ppind: bool | None = None
-    """Penny program indicator (the contract trades in the penny tick class); None when not given."""
-
-
-class _Listing(msgspec.Struct):
-    option_contracts: list[ListedContract] = []
-    next_page_token: str | None = None
-
-
-P = TypeVar("P", _Contracts, _Listing)
-
-
-class SnapshotQuote(msgspec.Struct, kw_only=True):
-    t: str | None = None
-    bp: float = float("nan")
-    ap: float = float("nan")
-    bs: int = 0
-    as_: int = msgspec.field(name="as", default=0)
-    bx: str = ""
-    ax: str = ""
-
-
-class SnapshotTrade(msgspec.Struct, kw_only=True):
-    t: str | None = None
-    p: float = float("nan")
-    s: int = 0
-    x: str = ""
-
-
-class SnapshotGreeks(msgspec.Struct, kw_only=True):
-    delta: float | None = None
-    gamma: float | None = None
-    rho: float | None = None
-    theta: float | None = None
-    vega: float | None = None
-
-
-class OptionSnapshot(msgspec.Struct, kw_only=True):
-    """One contract of /v1beta1/options/snapshots (docs/alpaca.md §9)."""
-
-    latestQuote: SnapshotQuote | None = None
-    latestTrade: SnapshotTrade | None = None
-    greeks: SnapshotGreeks | None = None
-    impliedVolatility: float | None = None
-
-
-class _Snapshots(msgspec.Struct):
-    snapshots: dict[str, OptionSnapshot] = {}
-    next_page_token: str | None = None
-
-
-class _Quotes(msgspec.Struct):
-    quotes: dict[str, SnapshotQuote] = {}
-
-
-class StockQuoteRest(msgspec.Struct, kw_only=True):
-    t: str | None = None
-    bp: float = float("nan")
-    ap: float = float("nan")
-    bs: int = 0
-    as_: int = msgspec.field(name="as", default=0)
-
-
-class _StockQuote(msgspec.Struct):
-    symbol: str = ""
-    quote: StockQuoteRest | None = None
-
-
-class StockSnapshot(msgspec.Struct, kw_only=True):
-    latestQuote: StockQuoteRest | None = None
-    latestTrade: SnapshotTrade | None = None
-
-
-class Activity(msgspec.Struct, kw_only=True):
-    """An account activity (fills ``FILL``; option assignment/exercise/expiry ``OPASN``/``OPEXC``/``OPEXP``)."""
-
-    id: str
-    activity_type: str
-    transaction_time: str | None = None
-    date: str | None = None
-    symbol: str | None = None
-    side: str | None = None
-    qty: Decimal = None
-    price: Decimal = None
-    net_amount: Decimal = None
-    order_id: str | None = None
-    description: str | None = None
-
-
-class CancelResult(msgspec.Struct, kw_only=True):
-    id: str
-    status: int
-
-
-class _ErrorBody(msgspec.Struct):
-    code: int = 0
-    message: str = ""
 
 
 # --- the client --------------------------------------------------------------------------------
@@ -412,11 +259,6 @@ class AlpacaBroker:
         _, data = await self._request(method, self._trading, path, params=params, body=payload)
         return cast(T, decode_response(data, typ, method, path))
 
-    async def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """GET a trading-API path and return its JSON as plain data (for callers that keep their own types)."""
-        _, data = await self._request("GET", self._trading, path, params=params)
-        return decode_response(data, Any, "GET", path)
-
     # --- orders ------------------------------------------------------------------------------
 
     async def submit_order(self, request: OrderRequest) -> Order:
@@ -564,7 +406,7 @@ class AlpacaBroker:
             "type": type,
             "limit": limit,
         }
-        return [c for page in await self._contract_pages(_Contracts, params) for c in page.option_contracts]
+        return [c for page in await self._contract_pages(ContractsPage, params) for c in page.option_contracts]
 
     async def listed_contracts(
         self, underlyings: Sequence[str], *, expiration_gte: str, expiration_lte: str, limit: int = 10_000
@@ -572,7 +414,7 @@ class AlpacaBroker:
         """Like :meth:`option_contracts` (active contracts in an expiry range), decoded as :class:`ListedContract`."""
         params = {"underlying_symbols": ",".join(underlyings), "status": "active",
                   "expiration_date_gte": expiration_gte, "expiration_date_lte": expiration_lte, "limit": limit}
-        return [c for page in await self._contract_pages(_Listing, params) for c in page.option_contracts]
+        return [c for page in await self._contract_pages(ListingPage, params) for c in page.option_contracts]
 
     async def _contract_pages(self, page_type: type[P], params: dict[str, Any]) -> list[P]:
         pages: list[P] = []
@@ -601,7 +443,7 @@ class AlpacaBroker:
             page = await self._get(
                 self._data,
                 f"/v1beta1/options/snapshots/{underlying}",
-                _Snapshots,
+                SnapshotsPage,
                 {
                     "feed": self.option_feed,
                     "expiration_date_gte": expiration_gte,
@@ -626,7 +468,7 @@ class AlpacaBroker:
                 page = await self._get(
                     self._data,
                     "/v1beta1/options/snapshots",
-                    _Snapshots,
+                    SnapshotsPage,
                     {
                         "symbols": ",".join(chunk),
                         "feed": self.option_feed,
@@ -645,14 +487,15 @@ class AlpacaBroker:
             page = await self._get(
                 self._data,
                 "/v1beta1/options/quotes/latest",
-                _Quotes,
+                QuotesPage,
                 {"symbols": ",".join(chunk), "feed": self.option_feed},
             )
             out.update(page.quotes)
         return out
 
     async def stock_latest_quote(self, symbol: str) -> StockQuoteRest | None:
-        page = await self._get(self._data, f"/v2/stocks/{symbol}/quotes/latest", _StockQuote, {"feed": self.stock_feed})
+        page = await self._get(self._data, f"/v2/stocks/{symbol}/quotes/latest", StockQuotePage,
+                               {"feed": self.stock_feed})
         return page.quote
 
     async def stock_snapshots(self, symbols: Sequence[str]) -> dict[str, StockSnapshot]:
@@ -684,11 +527,11 @@ def decode_response(data: bytes, typ: Any, method: str, path: str) -> Any:
         raise BrokerError(f"undecodable response to {method} {path}: {exc}", method=method, path=path) from None
 
 
-def _error_body(data: bytes) -> _ErrorBody:
+def _error_body(data: bytes) -> ErrorBody:
     try:
-        return msgspec.json.decode(data, type=_ErrorBody)
+        return msgspec.json.decode(data, type=ErrorBody)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        return _ErrorBody(0, data[:200].decode(errors="replace"))
+        return ErrorBody(0, data[:200].decode(errors="replace"))
 
 
 def _json_dict(data: bytes) -> dict[str, Any]:

@@ -4,7 +4,7 @@ It owns the event clock, the market (books and Greeks), the order state machine,
 strategies, the risk gate and breakers, the router and the settlement poller, and talks to the outside
 through ports only: an execution client (orders and account), the quote batches its feeds hand it
 (``on_option_batch`` / ``on_stock_batch``), the order events of the venue's order stream
-(``on_trade_update``), and the journal, publisher and metrics of ``engine.kernel.outputs``.
+(``on_order_event``), and the journal, publisher and metrics of ``engine.kernel.outputs``.
 
 What differs between runs is what the caller plugs in: the live service passes the Alpaca adapter, the
 wall-clock bus and its journal; replay passes the in-process exchange, a deterministic event queue and
@@ -36,9 +36,11 @@ from engine.kernel.order_rules import OrdersSection
 from engine.kernel.orders import OrderStateMachine
 from engine.kernel.outputs import KernelMetrics, OutcomePublisher, TradeJournal
 from engine.kernel.portfolio import Portfolio
+from engine.kernel.ports import ExecutionClient
 from engine.kernel.request_budget import RequestBudget
 from engine.kernel.router import Router, RouterConfig
 from engine.kernel.settlements import SettlementPoller
+from engine.kernel.venue_types import OrderEvent
 from risk.breakers import Breakers
 from risk.gate import RiskGate
 from risk.limits import RiskLimits
@@ -68,7 +70,7 @@ class TradingKernel:
     def __init__(
         self,
         settings: KernelSettings,
-        execution: Any,
+        execution: ExecutionClient,
         *,
         publish: Callable[[Any], None],
         account: AccountView,
@@ -139,10 +141,10 @@ class TradingKernel:
         self.clock.advance(batch.last_ts_ns)
         self.core.on_feed_recovered("stocks", batch.last_ts_ns)
 
-    def on_trade_update(self, update: Any, wall_ns: int = 0) -> None:
+    def on_order_event(self, event: OrderEvent, wall_ns: int = 0) -> None:
         """One event of the venue's order stream, through the order state machine onto the bus."""
-        for event in self.orders.on_trade_update(update, wall_ns or time.time_ns()):
-            self.publish(event)
+        for out in self.orders.on_event(event, wall_ns or time.time_ns()):
+            self.publish(out)
 
     def dispatch(self, event: Any) -> None:
         """An event off the bus, to the core (the only consumer of book, order, fill and denial events)."""

@@ -65,22 +65,15 @@ class DataBatch:
         self.size = cols.size[:n]
 
 
-class MarketDataClient(Protocol):
-    """A quote feed as the kernel's service shell drives it (one per asset class).
+class QuoteFeed(Protocol):
+    """A quote feed as the kernel sees it: it streams what it is subscribed to and hands each frame to the
+    callback it was built with, ``on_batch(batch, arrival_ns)`` (the kernel's ``on_option_batch`` or
+    ``on_stock_batch``), with symbol ids from the kernel's symbol index."""
 
-    The feed calls ``on_batch`` with each frame's ``DataBatch`` (symbol ids from the index it was given)
-    and publishes its connection events (``FeedConnected``, ``FeedStale``, ...) on the bus.
-    """
+    def set_subscription(self, quotes: Iterable[str], trades: Iterable[str] = ()) -> tuple[int, int]:
+        """Replace the subscription; the number of quote and trade symbols now subscribed."""
+        ...
 
-    feed: str
-    """Its name in events and metrics ("options", "stocks")."""
-    frame_arrival_ns: int
-    """Wall time the frame being handed out arrived (0 before the first)."""
-    after_frame: Callable[[], bool] | None
-    """Called after each frame's batch was applied; True lets pending order work run before the next frame."""
 
-    def set_subscription(self, symbols: Iterable[str]) -> None: ...
-
-    async def run(self) -> None: ...
-
-    def stop(self) -> None: ...
+OnBatch = Callable[[DataBatch, int], object]
+"""What a feed calls with each frame's batch and the wall time the frame arrived."""

@@ -1,8 +1,8 @@
 """Net prices of a structure and the router's price walk: start at mid, walk toward natural.
 
-Prices follow Alpaca's mleg sign convention: a positive net price per unit is a debit (we pay), a
-negative one a credit (we receive). ``natural`` is what crossing the spread on every leg costs
-(buy at the ask, sell at the bid); ``mid`` is the sum of leg mids. Since every ask >= its bid,
+Prices follow the venue port's sign convention (``engine.kernel.venue_types``): a positive net price per
+unit is a debit (we pay), a negative one a credit (we receive). ``natural`` is what crossing the spread on
+every leg costs (buy at the ask, sell at the bid); ``mid`` is the sum of leg mids. Since every ask >= its bid,
 natural >= mid for debits and credits alike: conceding always raises the net price (pay more, or
 receive less), and the passive side is always the lower price.
 
@@ -19,8 +19,9 @@ from typing import Literal, NamedTuple
 
 import msgspec
 
-from domain.orders import Leg, PricePolicy, Side
+from domain.orders import Leg, OrderIntent, PricePolicy, Side
 from domain.views import MarketView
+from engine.kernel.venue_types import OrderRequest
 
 PENNY_ALL_PRICES = frozenset({"SPY", "QQQ", "IWM"})
 """Underlyings quoted in pennies at every price (Penny Interval Program, all-penny class)."""
@@ -177,3 +178,22 @@ def cap_to_limit(price: float, policy: PricePolicy, grid: TickGrid | None = None
     if policy.limit_price is None or price <= policy.limit_price:
         return price
     return policy.limit_price if grid is None else grid.round_net(policy.limit_price, "down")
+
+
+def order_limit(intent: OrderIntent, net: float) -> float:
+    """The limit of an order for net price ``net``: multi-leg orders take the signed net, single legs a positive
+    price."""
+    if intent.is_multi_leg:
+        return net
+    return -net if intent.legs[0].side is Side.SELL else net
+
+
+def order_request(intent: OrderIntent, client_id: str, limit: float | None, qty: float | None = None) -> OrderRequest:
+    """The order for ``intent`` at ``limit`` (None = market) for ``qty`` (default: the whole intent; a single leg
+    counts contracts or shares, units x ratio)."""
+    if intent.is_multi_leg:
+        return OrderRequest(client_id=client_id, legs=intent.legs, qty=intent.qty if qty is None else qty,
+                            limit=limit)
+    return OrderRequest(client_id=client_id, legs=intent.legs,
+                        qty=intent.qty * intent.legs[0].ratio if qty is None else qty, limit=limit,
+                        time_in_force="day" if intent.is_stock else intent.time_in_force)

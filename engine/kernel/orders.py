@@ -1,16 +1,16 @@
-"""The order state machine: trade updates and REST responses in, OrderUpdated / OrderFilled out.
+"""The order state machine: the venue's order events and order reads in, OrderUpdated / OrderFilled out.
 
 Exactness under duplicates and reordering rests on two rules, kept per fill account (one per
 single-leg order, one per leg of an mleg order):
 
 * an execution is counted once, by its ``execution_id``;
-* a REST poll (or an mleg update without per-leg executions) whose cumulative ``filled_qty`` exceeds
+* a read of the order (or a multi-leg event without per-leg executions) whose cumulative ``filled_qty`` exceeds
   what executions accounted for books the difference as a reconciliation fill (priced from the
   average fill price); executions that arrive later absorb that quantity first instead of counting
   it twice. Whatever the order of arrival, the total counted equals the broker's total.
 
-Status never regresses: a terminal status is sticky, and an older update (by ``updated_at``, then by
-lifecycle rank) does not overwrite a newer one. mleg fills become one ``OrderFilled`` per leg, each
+Status never regresses: a terminal status is sticky, and an older update (by ``updated_ns``, then by
+lifecycle rank) does not overwrite a newer one. Multi-leg fills become one ``OrderFilled`` per leg, each
 carrying the leg's execution price and the parent's net price.
 """
 
@@ -24,7 +24,7 @@ import msgspec
 import structlog
 
 from domain.orders import AssetClass, OrderFilled, OrderStatus, OrderUpdated, Side
-from engine.alpaca.feeds.trading.models import LegExecution, Order, TradeUpdate, num, rfc3339_to_ns
+from engine.kernel.venue_types import FILL_KINDS, NOTICE_KINDS, LegFill, OrderEvent, VenueOrder
 
 log = structlog.get_logger(__name__)
 
@@ -41,21 +41,7 @@ _RANK: dict[OrderStatus, int] = {
     OrderStatus.PENDING_REPLACE: 4,
     OrderStatus.STOPPED: 4,
 }
-NOTICE_EVENTS = frozenset({"order_cancel_rejected", "order_replace_rejected", "rejected"})
-"""Trade-update events reported as an OrderUpdated with ``reason`` = the event, even without a status change."""
-_STATUS_ALIASES = {"accepted_for_bidding": OrderStatus.ACCEPTED}
 _QTY_EPS = 1e-9
-
-
-def parse_status(text: str) -> OrderStatus:
-    """Alpaca status text as an OrderStatus; unknown text raises ValueError naming it."""
-    alias = _STATUS_ALIASES.get(text)
-    if alias is not None:
-        return alias
-    try:
-        return OrderStatus(text)
-    except ValueError:
-        raise ValueError(f"unknown order status {text!r}") from None
 
 
 class OrderTags(msgspec.Struct, frozen=True):
@@ -91,7 +77,7 @@ class TrackedOrder:
     filled_qty: float
     filled_avg_price: float | None
     limit_price: float | None
-    order_class: str
+    multi_leg: bool
     symbols: tuple[str, ...]
     tags: OrderTags
     updated_ns: int
@@ -142,25 +128,25 @@ class OrderStateMachine:
 
     # --- inputs ------------------------------------------------------------------------------
 
-    def on_trade_update(self, update: TradeUpdate, ts_init_ns: int) -> list[OrderUpdated | OrderFilled]:
-        """Apply one trade update; return the events it causes (none for a pure duplicate)."""
+    def on_event(self, update: OrderEvent, ts_init_ns: int) -> list[OrderUpdated | OrderFilled]:
+        """Apply one event of the venue's order stream; return the events it causes (none for a pure duplicate)."""
         ts_event_ns = update.ts_ns
         tracked, out = self._apply_order(update.order, ts_event_ns, ts_init_ns)
         fills: list[OrderUpdated | OrderFilled] = []
-        if update.event in ("fill", "partial_fill"):
+        if update.kind in FILL_KINDS:
             fills = self._apply_executions(tracked, update, ts_event_ns, ts_init_ns)
-        elif update.event in NOTICE_EVENTS:
+        elif update.kind in NOTICE_KINDS:
             # A refused cancel/replace leaves the status as it was, yet the router must hear of it (once).
-            key = (tracked.order_id, update.event, update.event_id or update.timestamp or "")
+            key = (tracked.order_id, update.kind, update.event_id)
             if key not in self._notices:
                 self._notices.add(key)
-                notice = msgspec.structs.replace(self._updated(tracked, ts_event_ns, ts_init_ns), reason=update.event)
+                notice = msgspec.structs.replace(self._updated(tracked, ts_event_ns, ts_init_ns), reason=update.kind)
                 out = [notice]
         # Fills first: a subscriber seeing "filled" can rely on the position already being booked.
         return fills + out
 
-    def on_order(self, order: Order, ts_init_ns: int) -> list[OrderUpdated | OrderFilled]:
-        """Apply an order from a REST response or poll; book fills the stream never reported."""
+    def on_order(self, order: VenueOrder, ts_init_ns: int) -> list[OrderUpdated | OrderFilled]:
+        """Apply an order as the venue answered a request or a read; book fills the stream never reported."""
         ts_event_ns = order.updated_ns or ts_init_ns
         tracked, out = self._apply_order(order, ts_event_ns, ts_init_ns)
         fills = self._reconcile_fills(tracked, order, ts_event_ns, ts_init_ns)
@@ -169,11 +155,11 @@ class OrderStateMachine:
     # --- internals: order state ----------------------------------------------------------------
 
     def _apply_order(
-        self, order: Order, ts_event_ns: int, ts_init_ns: int
+        self, order: VenueOrder, ts_event_ns: int, ts_init_ns: int
     ) -> tuple[TrackedOrder, list[OrderUpdated | OrderFilled]]:
-        status = parse_status(order.status)
+        status = order.status
         updated_ns = order.updated_ns or ts_event_ns
-        filled_qty = num(order.filled_qty) or 0.0
+        filled_qty = order.filled_qty
         tracked = self._orders.get(order.id)
         if tracked is None:
             tracked = self._track(order, status, updated_ns)
@@ -185,7 +171,7 @@ class OrderStateMachine:
                 tracked.status = status
                 changed = True
             tracked.updated_ns = max(tracked.updated_ns, updated_ns)
-            limit = num(order.limit_price)
+            limit = order.limit
             if limit is not None and limit != tracked.limit_price:
                 tracked.limit_price = limit
                 changed = True
@@ -196,7 +182,7 @@ class OrderStateMachine:
             self.stale_updates_ignored += 1
         if filled_qty > tracked.filled_qty + _QTY_EPS:
             tracked.filled_qty = filled_qty
-            tracked.filled_avg_price = num(order.filled_avg_price)
+            tracked.filled_avg_price = order.avg_price
             changed = True
         if not changed:
             return tracked, []
@@ -213,19 +199,19 @@ class OrderStateMachine:
             return updated_ns > tracked.updated_ns
         return _RANK.get(status, 0) >= _RANK.get(tracked.status, 0)
 
-    def _track(self, order: Order, status: OrderStatus, updated_ns: int) -> TrackedOrder:
-        tags = self._tags_by_client_id.get(order.client_order_id)
+    def _track(self, order: VenueOrder, status: OrderStatus, updated_ns: int) -> TrackedOrder:
+        tags = self._tags_by_client_id.get(order.client_id)
         if tags is None and order.replaces and order.replaces in self._orders:
             tags = self._orders[order.replaces].tags  # a replacement inherits its owner
         tracked = TrackedOrder(
             order_id=order.id,
-            client_order_id=order.client_order_id,
+            client_order_id=order.client_id,
             status=status,
-            qty=num(order.qty) or 0.0,
-            filled_qty=num(order.filled_qty) or 0.0,
-            filled_avg_price=num(order.filled_avg_price),
-            limit_price=num(order.limit_price),
-            order_class=order.order_class or "simple",
+            qty=order.qty,
+            filled_qty=order.filled_qty,
+            filled_avg_price=order.avg_price,
+            limit_price=order.limit,
+            multi_leg=order.multi_leg,
             symbols=(),
             tags=tags or OrderTags(),
             updated_ns=updated_ns,
@@ -233,8 +219,8 @@ class OrderStateMachine:
         )
         self._ensure_accounts(tracked, order)
         self._orders[order.id] = tracked
-        if order.client_order_id:
-            self._by_client_id[order.client_order_id] = order.id
+        if order.client_id:
+            self._by_client_id[order.client_id] = order.id
         return tracked
 
     def preload(self, order_id: str, fills: Iterable[OrderFilled]) -> None:
@@ -243,22 +229,22 @@ class OrderStateMachine:
         beyond them (a fresh state machine took the broker's whole filled quantity for news)."""
         self._preloaded[order_id] = list(fills)
 
-    def _ensure_accounts(self, tracked: TrackedOrder, order: Order) -> None:
+    def _ensure_accounts(self, tracked: TrackedOrder, order: VenueOrder) -> None:
         """Open a fill account per leg (per order when single-leg) once the order shows its legs."""
         if tracked.accounts:
             return
-        if order.order_class == "mleg" and not order.legs:
-            return  # an mleg order listed without its legs (nested=false): wait for a full view
-        for leg_order in order.legs if order.is_mleg and order.legs else (order,):
-            symbol = leg_order.symbol or ""
-            side = _side_of(leg_order)
+        if order.multi_leg and not order.legs:
+            return  # a multi-leg order listed without its legs: wait for a full view
+        for leg_order in order.legs if order.has_legs else (order,):
+            symbol = leg_order.symbol
+            side = leg_order.side
             if not symbol or side is None:
                 log.error("order_leg_unusable", order_id=order.id, leg_id=leg_order.id, symbol=symbol)
                 continue
             tracked.accounts[symbol] = FillAccount(
                 symbol=symbol,
                 side=side,
-                asset_class=AssetClass.EQUITY if leg_order.asset_class == "us_equity" else AssetClass.OPTION,
+                asset_class=leg_order.asset_class,
             )
         tracked.symbols = tuple(tracked.accounts)
         for fill in self._preloaded.pop(tracked.order_id, ()):
@@ -289,14 +275,14 @@ class OrderStateMachine:
     # --- internals: fills --------------------------------------------------------------------
 
     def _apply_executions(
-        self, tracked: TrackedOrder, update: TradeUpdate, ts_event_ns: int, ts_init_ns: int
+        self, tracked: TrackedOrder, update: OrderEvent, ts_event_ns: int, ts_init_ns: int
     ) -> list[OrderUpdated | OrderFilled]:
         order = update.order
         out: list[OrderUpdated | OrderFilled] = []
-        if order.is_mleg:
-            net_price = num(update.price)
-            leg_ids = {leg.symbol or "": leg.id for leg in order.legs or ()}
-            executions: Iterable[LegExecution] = update.legs or ()
+        if order.has_legs:
+            net_price = update.price
+            leg_ids = {leg.symbol: leg.id for leg in order.legs}
+            executions: Iterable[LegFill] = update.legs
             if not update.legs:
                 # No per-leg executions in this message: fall back to the legs' cumulative quantities.
                 return self._reconcile_fills(tracked, order, ts_event_ns, ts_init_ns)
@@ -307,14 +293,14 @@ class OrderStateMachine:
                     continue
                 position_after = None
                 if update.position_qtys is not None and ex.symbol in update.position_qtys:
-                    position_after = num(update.position_qtys[ex.symbol])
+                    position_after = update.position_qtys[ex.symbol]
                 fill = self._count(
                     tracked,
                     account,
                     ex.execution_id,
-                    num(ex.qty) or 0.0,
-                    num(ex.price),
-                    rfc3339_to_ns(ex.timestamp) or ts_event_ns,
+                    ex.qty,
+                    ex.price,
+                    ex.ts_ns or ts_event_ns,
                     ts_init_ns,
                     order_id=ex.order_id or leg_ids.get(ex.symbol, ""),
                     parent_net_price=net_price,
@@ -323,40 +309,40 @@ class OrderStateMachine:
                 if fill is not None:
                     out.append(fill)
             return out
-        account = tracked.accounts.get(order.symbol or "")
+        account = tracked.accounts.get(order.symbol)
         if account is None:
             log.error("fill_for_untracked_order_leg", order_id=order.id, symbol=order.symbol)
             return out
-        execution_id = update.execution_id or f"{order.id}:cum:{num(order.filled_qty)}"
+        execution_id = update.execution_id or f"{order.id}:cum:{order.filled_qty}"
         fill = self._count(
             tracked,
             account,
             execution_id,
-            num(update.qty) or 0.0,
-            num(update.price),
+            update.qty or 0.0,
+            update.price,
             ts_event_ns,
             ts_init_ns,
             order_id=order.id,
             parent_net_price=None,
-            position_after=num(update.position_qty),
+            position_after=update.position_qty,
         )
         if fill is not None:
             out.append(fill)
         return out
 
     def _reconcile_fills(
-        self, tracked: TrackedOrder, order: Order, ts_event_ns: int, ts_init_ns: int
+        self, tracked: TrackedOrder, order: VenueOrder, ts_event_ns: int, ts_init_ns: int
     ) -> list[OrderUpdated | OrderFilled]:
         """Book whatever cumulative fill quantity exceeds what executions already accounted for."""
         out: list[OrderUpdated | OrderFilled] = []
-        legs = order.legs if order.is_mleg else None
+        legs = order.legs if order.has_legs else None
         for leg_order in legs or (order,):
-            account = tracked.accounts.get(leg_order.symbol or "")
-            cum = num(leg_order.filled_qty) or 0.0
+            account = tracked.accounts.get(leg_order.symbol)
+            cum = leg_order.filled_qty
             if account is None or cum <= account.counted_qty + _QTY_EPS:
                 continue
             missing = cum - account.counted_qty
-            avg = num(leg_order.filled_avg_price)
+            avg = leg_order.avg_price
             price = None if avg is None else (avg * cum - account.counted_notional) / missing
             account.unmatched_reconciled_qty += missing
             fill = self._count(
@@ -368,7 +354,7 @@ class OrderStateMachine:
                 ts_event_ns,
                 ts_init_ns,
                 order_id=leg_order.id,
-                parent_net_price=num(order.filled_avg_price) if legs else None,
+                parent_net_price=order.avg_price if legs else None,
                 position_after=None,
                 reconciliation=True,
             )
@@ -426,14 +412,3 @@ class OrderStateMachine:
             position_qty_after=position_after,
         )
 
-
-def _side_of(order: Order) -> Side | None:
-    """Side of an order or leg, from ``side`` or else ``position_intent``; None when neither says."""
-    if order.side in ("buy", "sell"):
-        return Side(order.side)
-    intent = order.position_intent or ""
-    if intent.startswith("buy"):
-        return Side.BUY
-    if intent.startswith("sell"):
-        return Side.SELL
-    return None

@@ -6,14 +6,14 @@ plug in nothing (each is optional) or their own. The kernel only knows these pro
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any, Literal, Protocol
 
 import msgspec
 
-from domain.orders import OrderFilled, OrderIntent, OrderUpdated
+from domain.orders import OrderFilled, OrderUpdated
 from domain.views import PortfolioGreeks
 from engine.kernel.alerts import Alert
+from engine.kernel.ports import IntentJournal
 
 
 class StructureRecord(msgspec.Struct, frozen=True):
@@ -29,10 +29,9 @@ class StructureRecord(msgspec.Struct, frozen=True):
     extra: dict[str, Any] = {}
 
 
-class TradeJournal(Protocol):
-    """Where intents, order states, fills and structures are written (durably, in the service)."""
-
-    def record_intent(self, intent: OrderIntent, client_order_id: str) -> Awaitable[None]: ...
+class TradeJournal(IntentJournal, Protocol):
+    """Where intents (the router writes them before sending), order states, fills and structures are written
+    (durably, in the service)."""
 
     def record_order(self, update: OrderUpdated) -> None: ...
 

@@ -1,27 +1,24 @@
-"""The order router: approved intents become Alpaca orders, worked with a price walk, never sent twice.
+"""The order router: approved intents become venue orders (an ``ExecutionClient``, ``engine.kernel.ports``),
+worked with a price walk, never sent twice.
 
-* ``client_order_id`` is ``<prefix>-<intent id>``, and the intent id names the structure, the action
-  and the attempt (``<structure>-<action>-<n>``); a replacement appends ``.r<k>``. Submitting the
-  same id twice can never create two orders: after a 429 the router waits and resends; after a
-  timeout or 5xx it first asks the broker for that id and adopts the order if it exists; a 422
-  "duplicate client_order_id" is answered the same way.
-* A limit order starts at mid (rounded to the tick) and walks toward natural every
-  ``walk_every_s`` of event time by PATCH replace, within the policy's concession bound and limit
-  price; it is cancelled after ``timeout_s``. A fill racing a replace or a cancel is normal: the
-  broker's answer (422, or the stream's ``fill``) wins and the walk stops.
-* 403/422 rejections become ``IntentDenied`` events (source ``broker``) carrying the broker's message; a
-  wash-trade refusal is reason ``wash_trade``, a closed market ``market_closed``.
-* A replace the broker refuses for anything but the fill/cancel race (Alpaca refuses to replace a closing
+* The client id is ``<prefix>-<intent id>`` (``<structure>-<action>-<n>``; a replacement appends ``.r<k>``).
+  One id never makes two orders: after ``RateLimited`` the router waits and resends; after ``OutcomeUnknown``
+  it first asks the venue for that id and adopts the order if it exists, and so after a duplicate-id refusal.
+* A limit order starts at mid (rounded to the tick) and walks toward natural every ``walk_every_s`` of event
+  time by replace, within the policy's concession bound and limit price; it is cancelled after ``timeout_s``. A
+  fill racing a replace or a cancel is normal: the venue's answer (refusal, or ``fill``) wins; the walk stops.
+* Refusals become ``IntentDenied`` (source ``broker``) with the venue's reason and message.
+* A replace the venue refuses for anything but the fill/cancel race (Alpaca refuses to replace a closing
   spread: its legs are held by the order being replaced) falls back to cancel, a confirmed cancel (the
-  stream's ``canceled`` or a GET), then a new order for what is left at the walked price. The new order is
-  named like a replacement (``.r<k>``, the next k) and journaled before its POST, so restart reconciliation
+  stream's ``canceled`` or a read), then a new order for what is left at the walked price. The new order is
+  named like a replacement (``.r<k>``, the next k) and journaled before it is sent, so restart reconciliation
   adopts it as part of the intent's order chain; two orders of one intent are never live at once.
 * Guards before anything is sent (``engine.kernel.router_guards``): no order outside the regular session (the
   market calendar, event time; denied ``market_closed``), and no single-leg order that could trade
   against the account's own working order on its symbol (wait for it, or cancel it first when it is the
   same structure's; denied ``wash_trade_conflict`` after ``[orders] wash_trade_wait_s``).
 * Single-leg option prices sit on the tick of the contract's class at the price itself (``TickTable``).
-* Every REST call spends a token of the rate budget (Alpaca allows 200 requests per minute).
+* Every venue call spends a token of the rate budget (Alpaca allows 200 requests per minute).
 * ``reconcile_open_orders`` (after any reconnect) re-reads open orders and the working ones the
   engine knows, so a fill the stream missed is still booked exactly once.
 """
@@ -31,33 +28,41 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import structlog
 
 from domain.orders import IntentDenied, OrderFilled, OrderIntent, OrderStatus, OrderUpdated
 from domain.views import MarketView
-from engine.alpaca.broker import (
-    AlpacaBroker,
-    BrokerError,
-    BrokerRejected,
-    BrokerUnavailable,
-    OrderRequest,
-    OutcomeUnknown,
-    RateLimited,
-)
-from engine.alpaca.feeds.trading.models import Order
-from engine.alpaca.order_requests import broker_reason, order_limit, order_request
 from engine.kernel.clock import EventClock, Timer
-from engine.kernel.order_pricing import MLEG_GRID, NetQuote, TickGrid, net_quote, start_price, walked_price
+from engine.kernel.order_pricing import (
+    MLEG_GRID,
+    NetQuote,
+    TickGrid,
+    net_quote,
+    order_limit,
+    order_request,
+    start_price,
+    walked_price,
+)
 from engine.kernel.order_rules import OrdersSection, TickTable, session_open
 from engine.kernel.orders import OrderStateMachine, OrderTags
+from engine.kernel.ports import ExecutionClient, IntentJournal
 from engine.kernel.request_budget import RequestBudget
 from engine.kernel.router_fallback import ReplaceFallback
 from engine.kernel.router_guards import RouterGuards
+from engine.kernel.venue_types import (
+    OrderRequest,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    Unavailable,
+    VenueError,
+    VenueOrder,
+)
 from greeks.calendar import NS_PER_SECOND
 
 log = structlog.get_logger(__name__)
@@ -71,19 +76,13 @@ class RouterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     requests_per_minute: float = 180.0
     """Stay under Alpaca's 200 trading requests per minute per key."""
     submit_attempts: int = 5
-    """POST attempts for one client_order_id before giving up (429s, timeouts and 5xx)."""
+    """Submit attempts for one client id before giving up (rate limits, timeouts and server errors)."""
     retry_backoff_s: float = 0.25
-    """First wait between attempts after a timeout or 5xx (doubles each time)."""
+    """First wait between attempts after an unknown outcome (doubles each time)."""
     max_submit_wait_s: float = 2.0
     """A limit-priced intent that would wait longer than this for the request budget (a 429 pauses every
-    request until the broker's window resets, up to a minute) is denied ``rate_limited`` instead of going out
+    request until the venue's window resets, up to a minute) is denied ``rate_limited`` instead of going out
     later at a price made for a market that has moved; one that waited that long anyway is re-priced."""
-
-
-class IntentJournal(Protocol):
-    """Where intents are written before they are submitted (engine/service/journal.py)."""
-
-    def record_intent(self, intent: OrderIntent, client_order_id: str) -> Awaitable[None]: ...
 
 
 @dataclass(slots=True)
@@ -120,7 +119,7 @@ class Router(RouterGuards, ReplaceFallback):
 
     def __init__(
         self,
-        broker: AlpacaBroker,
+        broker: ExecutionClient,
         orders: OrderStateMachine,
         market: MarketView,
         clock: EventClock,
@@ -259,7 +258,7 @@ class Router(RouterGuards, ReplaceFallback):
         elif not wo.done:
             self._schedule_timeout(wo)
 
-    async def _submit_once(self, wo: WorkingOrder, request: OrderRequest) -> Order | None:
+    async def _submit_once(self, wo: WorkingOrder, request: OrderRequest) -> VenueOrder | None:
         """POST the order so that at most one exists for its client_order_id, whatever the broker answers."""
         cid = wo.client_order_id
         backoff = self.config.retry_backoff_s
@@ -278,12 +277,12 @@ class Router(RouterGuards, ReplaceFallback):
             if self.on_order_written is not None:
                 self.on_order_written(cid, self._wall_ns())
             try:
-                order = await self.broker.submit_order(request)
+                order = await self.broker.submit(request)
                 self.counters["orders_placed"] += 1
                 return order
             except RateLimited as exc:
-                self.budget.on_rate_limited(exc.retry_after_s)
-            except (OutcomeUnknown, BrokerUnavailable) as exc:
+                self.budget.on_rate_limited(exc.retry_after)
+            except (OutcomeUnknown, Unavailable) as exc:
                 log.warning("order_outcome_unknown", client_order_id=cid, attempt=attempt + 1, error=str(exc))
                 found = await self._lookup(cid)
                 if found is not None:
@@ -291,18 +290,17 @@ class Router(RouterGuards, ReplaceFallback):
                     return found
                 await asyncio.sleep(backoff)
                 backoff *= 2
-            except BrokerRejected as exc:
-                if _is_duplicate_client_id(exc):
+            except Rejected as exc:
+                if exc.duplicate:
                     found = await self._lookup(cid)
                     if found is not None:
                         self.counters["adopted_after_unknown"] += 1
                         return found
                 self.counters["rejected"] += 1
-                reason = broker_reason(exc)
-                if reason == "wash_trade":
+                if exc.reason == "wash_trade":
                     self.counters["broker_wash_trade"] += 1
                     log.warning("broker_wash_trade", client_order_id=cid, intent_id=wo.intent.intent_id)
-                self._deny(wo.intent, (reason,), str(exc.body.get("message") or exc))
+                self._deny(wo.intent, (exc.reason,), exc.message)
                 return None
         # Out of attempts: one last look, so an order that did arrive is adopted, not forgotten.
         found = await self._lookup(cid)
@@ -313,19 +311,19 @@ class Router(RouterGuards, ReplaceFallback):
         self._deny(wo.intent, ("broker_unavailable",), f"no answer for {cid} after {self.config.submit_attempts} tries")
         return None
 
-    async def _lookup(self, cid: str) -> Order | None:
+    async def _lookup(self, cid: str) -> VenueOrder | None:
         for _ in range(self.config.submit_attempts):
             await self.budget.acquire()
             try:
-                return await self.broker.get_order_by_client_id(cid)
+                return await self.broker.order_by_client_id(cid)
             except RateLimited as exc:
-                self.budget.on_rate_limited(exc.retry_after_s)
-            except BrokerError as exc:
+                self.budget.on_rate_limited(exc.retry_after)
+            except VenueError as exc:
                 log.warning("order_lookup_failed", client_order_id=cid, error=str(exc))
                 await asyncio.sleep(self.config.retry_backoff_s)
         return None
 
-    def _adopt(self, wo: WorkingOrder, order: Order) -> None:
+    def _adopt(self, wo: WorkingOrder, order: VenueOrder) -> None:
         wo.order_id = order.id
         self._by_order_id[order.id] = wo
         self._publish(self.orders.on_order(order, self.clock.now_ns()))
@@ -387,14 +385,14 @@ class Router(RouterGuards, ReplaceFallback):
             await self.budget.acquire()
             if wo.done or wo.cancel_requested:
                 return
-            order = await self.broker.replace_order(wo.order_id, limit_price=price, client_order_id=new_cid)
+            order = await self.broker.replace(wo.order_id, limit=price, client_id=new_cid)
         except RateLimited as exc:
-            self.budget.on_rate_limited(exc.retry_after_s)
+            self.budget.on_rate_limited(exc.retry_after)
             return
-        except BrokerRejected as exc:
+        except Rejected as exc:
             self.counters["replace_rejected"] += 1
             log.info("replace_rejected", client_order_id=wo.client_order_id, status=exc.status, error=str(exc))
-            if broker_reason(exc) == "wash_trade":
+            if exc.reason == "wash_trade":
                 return  # keep the order as it is: a new one would be refused the same way
             # A fill or a cancel that got there first ends the order (the stream or this read settles it);
             # an order still working was refused for another reason: cancel it and send the rest anew.
@@ -404,7 +402,7 @@ class Router(RouterGuards, ReplaceFallback):
                         and tracked.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED))
             if not fallback:
                 return
-        except (OutcomeUnknown, BrokerUnavailable):
+        except (OutcomeUnknown, Unavailable):
             await self._refresh(wo, replacement_cid=new_cid)
             return
         finally:
@@ -420,11 +418,11 @@ class Router(RouterGuards, ReplaceFallback):
         wo.step += 1
         self._move_to(wo, order)
 
-    def _move_to(self, wo: WorkingOrder, order: Order) -> None:
+    def _move_to(self, wo: WorkingOrder, order: VenueOrder) -> None:
         """The working intent now lives in ``order`` (the result of a replace)."""
         self._by_order_id.pop(wo.order_id, None)
-        wo.client_order_id = order.client_order_id or wo.client_order_id
-        wo.limit_price = _num(order.limit_price)
+        wo.client_order_id = order.client_id or wo.client_order_id
+        wo.limit_price = order.limit
         self._adopt(wo, order)
 
     async def _refresh(self, wo: WorkingOrder, replacement_cid: str | None = None) -> None:
@@ -436,16 +434,16 @@ class Router(RouterGuards, ReplaceFallback):
                 return
         await self.budget.acquire()
         try:
-            order = await self.broker.get_order(wo.order_id)
-        except BrokerError as exc:
+            order = await self.broker.order(wo.order_id)
+        except VenueError as exc:
             log.warning("order_refresh_failed", order_id=wo.order_id, error=str(exc))
             return
         self._publish(self.orders.on_order(order, self.clock.now_ns()))
         if order.replaced_by:
             await self.budget.acquire()
             try:
-                new = await self.broker.get_order(order.replaced_by)
-            except BrokerError:
+                new = await self.broker.order(order.replaced_by)
+            except VenueError:
                 return
             self._move_to(wo, new)
         elif self.orders.get(order.id) is not None and not self.orders.get(order.id).is_working:  # type: ignore[union-attr]
@@ -457,16 +455,16 @@ class Router(RouterGuards, ReplaceFallback):
         wo.busy = True
         try:
             await self.budget.acquire()
-            await self.broker.cancel_order(wo.order_id)
+            await self.broker.cancel(wo.order_id)
             self.counters["cancels"] += 1
         except RateLimited as exc:
-            self.budget.on_rate_limited(exc.retry_after_s)
+            self.budget.on_rate_limited(exc.retry_after)
             wo.busy = False
-            self._spawn(self._cancel_later(wo, exc.retry_after_s))
+            self._spawn(self._cancel_later(wo, exc.retry_after))
             return
-        except BrokerRejected:
-            await self._refresh(wo)  # 422: already filled or cancelled; learn which
-        except (OutcomeUnknown, BrokerUnavailable):
+        except Rejected:
+            await self._refresh(wo)  # not cancelable: already filled or cancelled; learn which
+        except (OutcomeUnknown, Unavailable):
             await self._refresh(wo)
         finally:
             wo.busy = False
@@ -477,9 +475,9 @@ class Router(RouterGuards, ReplaceFallback):
         async def cancel() -> None:
             await self.budget.acquire()
             try:
-                await self.broker.cancel_order(order_id)
+                await self.broker.cancel(order_id)
                 self.counters["cancels"] += 1
-            except BrokerError as exc:
+            except VenueError as exc:
                 log.info("cancel_failed", order_id=order_id, error=str(exc))
 
         self._spawn(cancel())
@@ -509,8 +507,8 @@ class Router(RouterGuards, ReplaceFallback):
         """After a reconnect: re-read open orders and every order the engine thinks is working; return changes."""
         await self.budget.acquire()
         try:
-            open_orders = await self.broker.list_orders(status="open", nested=True)
-        except BrokerError as exc:
+            open_orders = await self.broker.orders("open")
+        except VenueError as exc:
             log.warning("reconcile_open_orders_failed", error=str(exc))
             return 0
         events: list[Event] = []
@@ -523,8 +521,8 @@ class Router(RouterGuards, ReplaceFallback):
                 continue
             await self.budget.acquire()
             try:
-                order = await self.broker.get_order(tracked.order_id)
-            except BrokerError as exc:
+                order = await self.broker.order(tracked.order_id)
+            except VenueError as exc:
                 log.warning("reconcile_order_failed", order_id=tracked.order_id, error=str(exc))
                 continue
             events.extend(self.orders.on_order(order, self.clock.now_ns()))
@@ -599,15 +597,3 @@ class Router(RouterGuards, ReplaceFallback):
 
 class _Unpriceable(Exception):
     """An intent whose legs have no usable quote to price from."""
-
-
-def _is_duplicate_client_id(exc: BrokerRejected) -> bool:
-    message = str(exc.body.get("message", "")).lower()
-    return exc.status == 422 and "client_order_id" in message and ("duplicate" in message or "unique" in message)
-
-
-def _num(value: Any) -> float | None:
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None

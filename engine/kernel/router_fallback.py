@@ -1,7 +1,7 @@
 """The router's fallback when the broker refuses a replace: cancel, a confirmed cancel, then a new order.
 
 A mixin of ``engine.kernel.router.Router``. Alpaca refuses to replace the closing order of a spread (its legs are held
-by the order being replaced: 403 "insufficient qty available"); the walk must go on all the same. The old order
+by the order being replaced: reason ``insufficient_qty``); the walk must go on all the same. The old order
 is cancelled and the new one is sent only once the old one is final (the stream's ``canceled``, or a GET
 saying so), so an intent never has two live orders; if it filled instead, the intent is done. The new order
 carries the next replacement id (``<prefix>-<intent>.r<k>``) and is journaled before its POST like every
@@ -19,23 +19,23 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from domain.orders import OrderFilled, OrderIntent, OrderStatus, OrderUpdated
-from engine.alpaca.broker import (
-    AlpacaBroker,
-    BrokerError,
-    BrokerRejected,
-    BrokerUnavailable,
-    OrderRequest,
-    OutcomeUnknown,
-    RateLimited,
-)
-from engine.alpaca.feeds.trading.models import Order
 from engine.kernel.clock import EventClock
 from engine.kernel.order_rules import OrdersSection
 from engine.kernel.orders import OrderStateMachine, OrderTags, TrackedOrder
+from engine.kernel.ports import ExecutionClient, IntentJournal
 from engine.kernel.request_budget import RequestBudget
+from engine.kernel.venue_types import (
+    OrderRequest,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    Unavailable,
+    VenueError,
+    VenueOrder,
+)
 
 if TYPE_CHECKING:
-    from engine.kernel.router import IntentJournal, WorkingOrder
+    from engine.kernel.router import WorkingOrder
 
 log = structlog.get_logger("engine.kernel.router")
 
@@ -43,7 +43,7 @@ log = structlog.get_logger("engine.kernel.router")
 class ReplaceFallback:
     """Cancel, confirmed cancel, new order (mixin of ``Router``)."""
 
-    broker: AlpacaBroker
+    broker: ExecutionClient
     orders: OrderStateMachine
     clock: EventClock
     rules: OrdersSection
@@ -59,7 +59,7 @@ class ReplaceFallback:
     _request: Callable[..., OrderRequest]
     _limit: Callable[[OrderIntent, float], float]
     _submit_once: Callable[[WorkingOrder, OrderRequest], Any]
-    _adopt: Callable[[WorkingOrder, Order], None]
+    _adopt: Callable[[WorkingOrder, VenueOrder], None]
     _tags: Callable[[OrderIntent], OrderTags]
     _publish: Callable[[Sequence[OrderUpdated | OrderFilled]], None]
 
@@ -125,15 +125,15 @@ class ReplaceFallback:
         while not sent and loop.time() < deadline:
             await self.budget.acquire()
             try:
-                await self.broker.cancel_order(order_id)
+                await self.broker.cancel(order_id)
                 self.counters["cancels"] += 1
                 sent = True
             except RateLimited as exc:
-                self.budget.on_rate_limited(exc.retry_after_s)
-                await asyncio.sleep(min(max(exc.retry_after_s, 0.05), max(deadline - loop.time(), 0)))
-            except (BrokerRejected, OutcomeUnknown, BrokerUnavailable) as exc:
+                self.budget.on_rate_limited(exc.retry_after)
+                await asyncio.sleep(min(max(exc.retry_after, 0.05), max(deadline - loop.time(), 0)))
+            except (Rejected, OutcomeUnknown, Unavailable) as exc:
                 log.info("replace_fallback_cancel_answer", order_id=order_id, error=str(exc))
-                sent = True  # 422 not cancelable (it filled or is gone) or unclear: the order's state tells
+                sent = True  # refused: not cancelable (it filled or is gone) or unclear: the order's state tells
         poll = True  # read it at once: the stream's word may take a while (or, replaying, come only later)
         while True:
             tracked = self.orders.get(order_id)
@@ -146,8 +146,8 @@ class ReplaceFallback:
                 poll = False
                 await self.budget.acquire()
                 try:
-                    self._publish(self.orders.on_order(await self.broker.get_order(order_id), self.clock.now_ns()))
-                except BrokerError as exc:
+                    self._publish(self.orders.on_order(await self.broker.order(order_id), self.clock.now_ns()))
+                except VenueError as exc:
                     log.warning("order_refresh_failed", order_id=order_id, error=str(exc))
                 continue
             assert wo.settled is not None

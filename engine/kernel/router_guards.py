@@ -74,7 +74,7 @@ class RouterGuards:
             tags = tracked.tags
             if tags.intent_id and tags.intent_id == exclude_intent:
                 continue
-            limit = None if tracked.order_class == "mleg" else tracked.limit_price
+            limit = None if tracked.multi_leg else tracked.limit_price
             for account in tracked.accounts.values():
                 out.append(WorkingLeg(tracked.order_id, account.symbol, account.side, limit, tags.strategy_id,
                                       tags.structure_id, tags.intent_id))

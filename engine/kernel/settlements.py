@@ -1,15 +1,15 @@
 """Expiry, exercise and assignment: account activities become fills the portfolio and strategies book.
 
-Alpaca does not send these on the trade_updates stream; they appear as account activities
-(``OPEXP`` expired worthless, ``OPEXC`` exercised, ``OPASN`` assigned, each with the contracts affected in
-``qty``; on paper only the next day). The poller reads them and turns each into settlement fills, booked to
+The venue does not send these on its order stream; they appear as account records (``Settlement``: expired
+worthless, exercised or assigned, each with the contracts affected in ``qty``; on Alpaca's paper accounts only
+the next day). The poller reads them and turns each into settlement fills, booked to
 the structures that held the contract (:func:`settlement_fills`; engine/kernel/attribution.py says which):
 
 * the contracts the activity names are closed at 0 (their value left as cash or as shares); an early or
   partial assignment leaves the rest with its structure;
 * on exercise or assignment, shares move at the strike (+100 per long call exercised, -100 per short
-  call assigned, and the reverse for puts). ``OPTRD`` (the shares' own activity) is not read: the shares
-  follow from the contract.
+  call assigned, and the reverse for puts). The shares' own record is not read: the shares follow from the
+  contract.
 
 Each settlement fill's ``execution_id`` is derived from the activity id, so a repeated poll or a
 restart books it once. Assigned or exercised shares are unwound when the policy says so (``unwind``;
@@ -46,21 +46,20 @@ from domain.orders import (
     PricePolicy,
     Side,
 )
-from engine.alpaca.broker import Activity, AlpacaBroker, BrokerError
-from engine.alpaca.feeds.trading.models import num, rfc3339_to_ns
 from engine.kernel.attribution import Holder, portfolio_holders, take
 from engine.kernel.portfolio import Portfolio, underlying_of
+from engine.kernel.ports import ExecutionClient
+from engine.kernel.venue_types import Settlement, VenueError
 from greeks.calendar import expiry_close_ns
 from greeks.occ import OccSymbolError, parse_occ
 
 log = structlog.get_logger(__name__)
 
-SETTLEMENT_TYPES = ("OPEXP", "OPEXC", "OPASN")
 SETTLEMENT_STRATEGY = "settlement"
 AssignmentPolicy = Literal["unwind", "hold"]
 
 
-def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, event_ns: int = 0,
+def settlement_fills(activity: Settlement, portfolio: Portfolio, ts_init_ns: int, event_ns: int = 0,
                      pending: Sequence[OrderFilled] = ()) -> list[OrderFilled]:
     """The fills one settlement activity implies (none for a contract the portfolio does not hold).
 
@@ -90,8 +89,8 @@ def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, 
     held = sum(h.qty for h in holders)
     if abs(held) < 1e-9:
         return []
-    ts = _ts_ns(activity.transaction_time) or event_ns or ts_init_ns
-    qty = num(activity.qty)
+    ts = activity.ts_ns or event_ns or ts_init_ns
+    qty = activity.qty
     contracts = None if qty is None else abs(qty)
     parts: list[tuple[Holder, float]]
     if contracts is None or (_at_expiry(activity, occ.expiry, ts) and contracts >= abs(held) - 1e-9):
@@ -111,7 +110,7 @@ def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, 
         fills.append(OrderFilled(f"{activity.id}:{symbol}{suffix}", symbol=symbol,
                                  side=Side.SELL if qty > 0 else Side.BUY, qty=abs(qty), price=0.0,
                                  asset_class=AssetClass.OPTION, **base))  # type: ignore[arg-type]
-        if activity.activity_type in ("OPEXC", "OPASN"):
+        if activity.kind != "expired":
             shares = qty * CONTRACT_MULTIPLIER * (1 if occ.is_call else -1)
             fills.append(OrderFilled(f"{activity.id}:{underlying}{suffix}", symbol=underlying,
                                      side=Side.BUY if shares > 0 else Side.SELL, qty=abs(shares), price=occ.strike,
@@ -119,15 +118,12 @@ def settlement_fills(activity: Activity, portfolio: Portfolio, ts_init_ns: int, 
     return fills
 
 
-def _at_expiry(activity: Activity, expiry: dt.date, ts_ns: int) -> bool:
+def _at_expiry(activity: Settlement, expiry: dt.date, ts_ns: int) -> bool:
     """Whether the activity settles the contract at (or after) its expiry rather than early."""
-    if activity.activity_type == "OPEXP":
+    if activity.kind == "expired":
         return True
-    if activity.date:
-        try:
-            return dt.date.fromisoformat(activity.date[:10]) >= expiry
-        except ValueError:
-            pass
+    if activity.date is not None:
+        return activity.date >= expiry
     return ts_ns >= expiry_close_ns(expiry)
 
 
@@ -204,7 +200,7 @@ class SettlementPoller:
 
     def __init__(
         self,
-        broker: AlpacaBroker,
+        broker: ExecutionClient,
         portfolio: Portfolio,
         on_fill: Callable[[OrderFilled], object],
         submit: Callable[[OrderIntent], None],
@@ -266,8 +262,8 @@ class SettlementPoller:
         """Fetch new settlement activities and book them; the number of activities handled."""
         self.last_poll = self.monotonic()
         try:
-            activities = await self.broker.activities(SETTLEMENT_TYPES)
-        except BrokerError as exc:
+            activities = await self.broker.settlements()
+        except VenueError as exc:
             log.warning("settlement_poll_failed", error=str(exc))
             return 0
         self.retry_unwinds()  # before apply: this poll's own unwinds are not working yet
@@ -285,12 +281,12 @@ class SettlementPoller:
                      contracts=sorted({f.symbol for f in fills}))
         return len(fills)
 
-    def apply(self, activities: Iterable[Activity]) -> int:
+    def apply(self, activities: Iterable[Settlement]) -> int:
         handled = 0
         moved: dict[tuple[str, str, str], float] = {}  # (structure, strategy, symbol) -> signed shares
         booked: list[OrderFilled] = []  # published, not yet in the portfolio (the bus delivers later)
         for activity in activities:
-            if activity.id in self.seen or activity.activity_type not in SETTLEMENT_TYPES:
+            if activity.id in self.seen:
                 continue
             self.seen.add(activity.id)
             handled += 1
@@ -300,7 +296,7 @@ class SettlementPoller:
                 if fill.asset_class is AssetClass.EQUITY:
                     key = (fill.structure_id, fill.strategy_id, fill.symbol)
                     moved[key] = moved.get(key, 0.0) + fill.signed_qty
-            log.info("settled", activity_type=activity.activity_type, symbol=activity.symbol, qty=str(activity.qty))
+            log.info("settled", kind=activity.kind, symbol=activity.symbol, qty=activity.qty)
         self.settled += handled
         if self.policy == "unwind" and moved:
             for sid, strategy_id, symbol in moved:
@@ -415,7 +411,3 @@ def _other_half(fill: OrderFilled) -> OrderFilled:
 
 def _underlying_of(portfolio: Portfolio, symbol: str, root: str) -> str:
     return underlying_of(symbol) or root
-
-
-def _ts_ns(text: str | None) -> int:
-    return rfc3339_to_ns(text) if text else 0

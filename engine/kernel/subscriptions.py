@@ -9,26 +9,27 @@ the cap (200 indicative, 1000 opra; the server would answer 405): pinned contrac
 the rest of the cap is split between underlyings. A change goes out as one unsubscribe and one
 subscribe diff (``MarketDataProtocol.set_subscription``).
 
-``ContractCatalog`` discovers contracts through ``/v2/options/contracts`` (all pages) and caches them;
-``SubscriptionManager`` ties catalog, budget, book and stream together and fills new rows from
-``/v1beta1/options/snapshots`` before their quotes stream.
+``ContractCatalog`` discovers contracts through the venue's listing (``ReferenceData.listed_contracts``) and
+caches them; ``SubscriptionManager`` ties catalog, budget, book and stream together and fills new rows from
+snapshots (``ReferenceData.option_snapshots``) before their quotes stream.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple, Protocol
 
 import msgspec
 import structlog
 
-from engine.alpaca.broker import AlpacaBroker, ListedContract, OptionSnapshot
-from engine.alpaca.feeds.trading.models import num, rfc3339_to_ns
 from engine.kernel.market import Market
+from engine.kernel.market_data import QuoteFeed
+from engine.kernel.ports import ReferenceData
+from engine.kernel.venue_types import Contract
+
+__all__ = ["BudgetConfig", "Contract", "ContractCatalog", "SubscriptionBudget", "SubscriptionManager"]
 
 log = structlog.get_logger(__name__)
 
@@ -49,27 +50,6 @@ class BudgetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Re-centre when spot moved more than this fraction of the nearest expiry's window half-width."""
     weights: dict[str, float] = {}
     """Share of the free cap per underlying (default: equal)."""
-
-
-class Contract(NamedTuple):
-    symbol: str
-    underlying: str
-    expiry: dt.date
-    strike: float
-    is_call: bool
-    open_interest: int
-
-
-def contract_from(c: ListedContract) -> Contract:
-    """A catalog entry from the broker's contract record."""
-    return Contract(
-        c.symbol,
-        sys.intern(c.underlying_symbol),
-        c.expiration_date,
-        num(c.strike_price) or 0.0,
-        c.type == "call",
-        int(num(c.open_interest) or 0),
-    )
 
 
 class SubscriptionBudget:
@@ -189,11 +169,11 @@ class SubscriptionBudget:
 
 
 class ContractCatalog:
-    """Option contracts per underlying from the broker, cached for ``ttl_s``."""
+    """Option contracts per underlying from the venue's listing, cached for ``ttl_s``."""
 
     def __init__(
         self,
-        broker: AlpacaBroker,
+        broker: ReferenceData,
         *,
         ttl_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
@@ -216,22 +196,14 @@ class ContractCatalog:
         now = self._clock()
         for old in [k for k, (at, _) in self._cache.items() if k[1] != today or now - at >= self._ttl_s]:
             del self._cache[old]
-        raw = await self._broker.listed_contracts(
-            [underlying],
-            expiration_gte=today.isoformat(),
-            expiration_lte=(today + dt.timedelta(days=max_dte)).isoformat(),
-        )
-        contracts = [contract_from(c) for c in raw if c.tradable]
-        if self._on_ppind is not None and raw:
-            self._on_ppind(underlying, raw[0].ppind)  # the penny program is per class (underlying)
-        del raw
+        listing = await self._broker.listed_contracts(underlying, today, today + dt.timedelta(days=max_dte))
+        contracts = listing.contracts
+        if self._on_ppind is not None and listing.listed:
+            self._on_ppind(underlying, listing.penny)  # the penny program is per class (underlying)
+        del listing
         self._cache[key] = (self._clock(), contracts)
         log.info("contracts_loaded", underlying=underlying, contracts=len(contracts))
         return contracts
-
-
-class Subscriber(Protocol):
-    def set_subscription(self, quotes: Iterable[str], trades: Iterable[str] = ()) -> tuple[int, int]: ...
 
 
 class SubscriptionManager:
@@ -239,9 +211,9 @@ class SubscriptionManager:
 
     def __init__(
         self,
-        broker: AlpacaBroker,
+        broker: ReferenceData,
         market: Market,
-        stream: Subscriber,
+        stream: QuoteFeed,
         underlyings: Iterable[str],
         *,
         budget: SubscriptionBudget | None = None,
@@ -283,22 +255,15 @@ class SubscriptionManager:
         return added, removed
 
     async def _prime(self, symbols: list[str]) -> None:
-        """Fill new rows from REST snapshots so the book is usable before the first streamed quote."""
+        """Fill new rows from snapshots so the book is usable before the first streamed quote."""
         if not symbols:
             return
         snaps = await self._broker.option_snapshots(symbols)
         touched: set[str] = set()
-        for symbol, snap in snaps.items():
-            q = snap.latestQuote
-            if q is None:
-                continue
+        for symbol, q in snaps.items():
             for u, book in self._market.books.items():
                 if book.row_of(symbol) >= 0:
-                    book.load_snapshot(symbol, q.bp, q.ap, q.bs, q.as_, rfc3339_to_ns(q.t), _last(snap))
+                    book.load_snapshot(symbol, q.bid, q.ask, q.bid_size, q.ask_size, q.ts_ns, q.last)
                     touched.add(u)
         for u in touched:
             self._market.snapshot_loaded(u)
-
-
-def _last(snap: OptionSnapshot) -> float:
-    return snap.latestTrade.p if snap.latestTrade is not None else float("nan")

@@ -27,6 +27,7 @@ import structlog
 
 from domain.orders import IntentDenied, OrderFilled, OrderIntent
 from domain.views import AccountView
+from engine.alpaca.decode import order_event
 from engine.alpaca.feeds.options.protocol import OptionProtocol
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
 from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
@@ -278,7 +279,7 @@ class Replay:
                 frame = self.broker.stream.popleft()
                 for ev in self.trading.receive(frame):
                     if isinstance(ev, TradeUpdateReceived):
-                        self.kernel.on_trade_update(ev.update, time.time_ns())
+                        self.kernel.on_order_event(order_event(ev.update), time.time_ns())
                 continue
             return
 

@@ -26,7 +26,9 @@ from typing import Any
 import structlog
 
 from domain.views import AccountView
-from engine.alpaca.broker import AlpacaBroker, BrokerError
+from engine.alpaca.broker import AlpacaBroker
+from engine.alpaca.endpoints import Endpoints
+from engine.alpaca.execution import AlpacaExecution
 from engine.alpaca.feeds.connection import FeedConfig
 from engine.alpaca.feeds.options.client import option_client
 from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS
@@ -43,6 +45,7 @@ from engine.kernel.orders import OrderStateMachine
 from engine.kernel.portfolio import Portfolio
 from engine.kernel.router import Router
 from engine.kernel.subscriptions import BudgetConfig, ContractCatalog, SubscriptionBudget, SubscriptionManager
+from engine.kernel.venue_types import VenueError
 from engine.service.commands import CommandListener
 from engine.service.config import EngineConfig, state_path
 from engine.service.journal import BoundAccount, Journal
@@ -54,12 +57,7 @@ from engine.service.restart import RestartReconciliation, bind_journal, fetch_ac
 from engine.service.sdnotify import Notifier, Watchdog, watchdog_interval_s
 from engine.service.secrets import command_secret
 from engine.service.settings import kernel_settings
-from engine.service.venue import (
-    Endpoints,
-    alpaca_endpoints,
-    archive_for_fresh_start,
-    start_simulator,
-)
+from engine.service.venue import archive_for_fresh_start, live_endpoints, start_simulator
 from engine.service.vitals import run_status, run_summary
 from greeks.calendar import market_calendar, ny_date
 from strategies.base import Strategy
@@ -97,7 +95,7 @@ class Engine:
         self.sim: Any = None
         self.endpoints: Endpoints | None = None
         self.journal: Journal | None = None
-        self.broker: AlpacaBroker | None = None
+        self.broker: AlpacaExecution | None = None
         self.publisher: Publisher | None = None
         self.subscriptions: SubscriptionManager | None = None
         self.option_feed: Any = None
@@ -204,10 +202,10 @@ class Engine:
         self.journal = Journal.open(state_path(cfg, self.config_path))
         self.journal.start()
         self._start_recorder()
-        self.broker = AlpacaBroker(
+        self.broker = AlpacaExecution(AlpacaBroker(
             self.endpoints.trading_url, self.endpoints.data_url, self.endpoints.key, self.endpoints.secret,
             option_feed=cfg.alpaca.options_feed, stock_feed=cfg.alpaca.stock_feed,
-        )
+        ))
         account = await startup_call(self._fetch_account)
         assert self.journal is not None and self.broker_account is not None
         bind_journal(self.journal, self.broker_account)
@@ -259,7 +257,7 @@ class Engine:
         if self.cfg.engine.mode == "sim":
             self.sim, endpoints = await start_simulator(self.cfg, state_path(self.cfg, self.config_path))
             return endpoints
-        return alpaca_endpoints(self.cfg)
+        return live_endpoints(self.cfg)
 
     async def _fetch_account(self) -> AccountView:
         assert self.broker is not None
@@ -301,11 +299,11 @@ class Engine:
         assert self.broker is not None and self.option_feed is None
         underlyings = sorted({u for a in self.actors for u in a.underlyings})
         for u in underlyings:
-            quote = await self.broker.stock_latest_quote(u)
-            if quote is not None and quote.bp > 0 and quote.ap > 0:
-                ts = _ts_ns(quote.t)
+            quote = await self.broker.stock_quote(u)
+            if quote is not None and quote.bid > 0 and quote.ask > 0:
+                ts = quote.ts_ns or time.time_ns()
                 self.market.book(u)
-                self.market.on_underlying_quote(u, float(quote.bp), float(quote.ap), ts)
+                self.market.on_underlying_quote(u, quote.bid, quote.ask, ts)
                 self.clock.advance(ts)
         quotes_cap = PLAN_QUOTE_CAPS[self.cfg.alpaca.options_feed]
         if self.cfg.engine.mode == "sim":
@@ -339,7 +337,7 @@ class Engine:
                 log.info("expired_contracts_evicted", contracts=dropped, session=today.isoformat())
         try:
             await self.subscriptions.update(today, spots, pinned={s for s in pinned if len(s) > 12})
-        except BrokerError as exc:
+        except VenueError as exc:
             log.warning("subscription_update_failed", error=str(exc))
         if self.recorder is not None:
             self.recorder.note_book(self.market)
@@ -353,7 +351,7 @@ class Engine:
                                        market_open=self._market_open)
         self.stock_feed.set_subscription(underlyings)
         self.trading_feed = TradingStreamClient(ep.trading_stream_url, ep.key, ep.secret,
-                                                on_update=self._kernel().on_trade_update, publish=self.bus.publish)
+                                                on_update=self._kernel().on_order_event, publish=self.bus.publish)
         if self.recorder is not None:
             from engine.replay.format import OPTIONS, STOCKS, TRADING
 
@@ -464,7 +462,7 @@ class Engine:
             was_open = is_open
             if mono - last_acct >= 15.0 and self.core is not None:
                 last_acct = mono
-                with contextlib.suppress(BrokerError):
+                with contextlib.suppress(VenueError):
                     self.core.account = await self._fetch_account()
             if self.publisher is not None and mono - last_greeks >= self.cfg.redis.greeks_interval_s:
                 last_greeks = mono
@@ -533,10 +531,10 @@ class Engine:
         if self.router is not None and self.orders.working_orders():
             # A fill can win the race with a cancel and reach the stream after we stop listening: read the
             # orders still working once more over REST so the journal holds every fill the broker made.
-            with contextlib.suppress(BrokerError):
+            with contextlib.suppress(VenueError):
                 await self.router.reconcile_open_orders()
         if self.core is not None and self.broker is not None:
-            with contextlib.suppress(BrokerError):  # the summary's account as the run leaves it
+            with contextlib.suppress(VenueError):  # the summary's account as the run leaves it
                 self.core.account = await self._fetch_account()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.bus.drain(), 2.0)
@@ -593,11 +591,3 @@ class Engine:
     def summary(self) -> dict[str, Any]:
         """Per strategy: structures opened and closed, fills, P&L, max |delta|, gate denials by reason."""
         return run_summary(self)
-
-
-def _ts_ns(value: Any) -> int:
-    from engine.alpaca.feeds.trading.models import rfc3339_to_ns
-
-    if isinstance(value, int):
-        return value
-    return rfc3339_to_ns(value) or time.time_ns()

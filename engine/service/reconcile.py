@@ -1,8 +1,8 @@
 """Restart reconciliation, as pure logic: journal state + broker truth -> a plan of actions and alerts.
 
 Inputs are what the journal committed (engine/service/journal.py) and what the broker reports: open orders, recent
-(closed) orders, positions and FILL account activities, decoded straight from Alpaca's JSON with
-:func:`decode_broker` (decimal strings become floats). The output :class:`ReconcilePlan` says what to do:
+(closed) orders, positions and the fills on the account's record, in the kernel's venue types (``BrokerState``;
+:func:`decode_broker` builds one from Alpaca's JSON). The output :class:`ReconcilePlan` says what to do:
 
 * orders at the broker whose ``client_order_id`` the journal knows are adopted (the engine resumes managing
   them); unknown open orders are cancelled or adopted by policy, with an alert either way;
@@ -23,81 +23,39 @@ from __future__ import annotations
 import collections
 import re
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 
-from domain.orders import AssetClass, OrderFilled, OrderStatus, OrderUpdated, Side
+from domain.orders import AssetClass, OrderFilled, OrderStatus, OrderUpdated
+from engine.alpaca import decode
 from engine.kernel.alerts import Alert
 from engine.kernel.attribution import Holder, attribute_broker_fill, is_broker_fill, with_unexplained
 from engine.kernel.portfolio import underlying_of
+from engine.kernel.venue_types import Execution, Position, VenueOrder
 from engine.service.journal import BoundAccount, JournalOrder, JournalState, JournalStructure
 
 _EPS = 1e-9
 _REPLACEMENT = re.compile(r"(.+)\.r[0-9]+")
 
 
-class BrokerLeg(msgspec.Struct, frozen=True):
-    id: str
-    symbol: str
-    side: str = ""
-    ratio_qty: float | None = None
-    filled_qty: float = 0.0
-    status: str = ""
-
-
-class BrokerOrder(msgspec.Struct, frozen=True):
-    """The fields of Alpaca's Order object reconciliation reads (others are ignored)."""
-
-    id: str
-    client_order_id: str
-    status: str
-    symbol: str = ""
-    side: str = ""
-    qty: float | None = None
-    filled_qty: float = 0.0
-    filled_avg_price: float | None = None
-    limit_price: float | None = None
-    order_class: str = ""
-    asset_class: str = ""
-    legs: list[BrokerLeg] | None = None
-
-
-class BrokerPosition(msgspec.Struct, frozen=True):
-    symbol: str
-    qty: float
-    asset_class: str = "us_option"
-
-
-class BrokerFillActivity(msgspec.Struct, frozen=True):
-    """An account activity of type FILL (GET /v2/account/activities/FILL)."""
-
-    id: str
-    order_id: str
-    symbol: str
-    side: str
-    qty: float
-    price: float
-    transaction_time: str = ""
-    activity_type: str = "FILL"
-
-
 class BrokerState(msgspec.Struct, frozen=True):
-    open_orders: list[BrokerOrder]
-    recent_orders: list[BrokerOrder]
-    positions: list[BrokerPosition]
-    activities: list[BrokerFillActivity]
+    """What the venue reports, in the kernel's venue types."""
+
+    open_orders: list[VenueOrder]
+    recent_orders: list[VenueOrder]
+    positions: list[Position]
+    activities: list[Execution]
 
 
 def decode_broker(open_orders: Any, recent_orders: Any, positions: Any, activities: Any) -> BrokerState:
-    """Alpaca JSON (lists of dicts, as the REST API returns them) -> typed broker state."""
-    fills = [a for a in activities if a.get("activity_type", "FILL") == "FILL"]
+    """Alpaca JSON (lists of dicts, as the REST API returns them) -> broker state, through the Alpaca adapter's
+    decoder (the one every Alpaca order passes)."""
     return BrokerState(
-        msgspec.convert(open_orders, list[BrokerOrder], strict=False),
-        msgspec.convert(recent_orders, list[BrokerOrder], strict=False),
-        msgspec.convert(positions, list[BrokerPosition], strict=False),
-        msgspec.convert(fills, list[BrokerFillActivity], strict=False),
+        decode.orders_from_json(open_orders),
+        decode.orders_from_json(recent_orders),
+        decode.positions_from_json(positions),
+        decode.executions_from_json(activities),
     )
 
 
@@ -178,14 +136,7 @@ def check_account(bound: BoundAccount | None, broker: BoundAccount, journal_has_
     return False
 
 
-def _status(s: str) -> OrderStatus:
-    try:
-        return OrderStatus(s)
-    except ValueError:
-        return OrderStatus.NEW  # statuses the engine does not act on (e.g. accepted_for_bidding) are working
-
-
-def _leg_filled(order: BrokerOrder) -> dict[str, float]:
+def _leg_filled(order: VenueOrder) -> dict[str, float]:
     """Filled quantity per symbol of a broker order (legs for mleg)."""
     if order.legs:
         out: dict[str, float] = collections.defaultdict(float)
@@ -194,12 +145,6 @@ def _leg_filled(order: BrokerOrder) -> dict[str, float]:
         return dict(out)
     return {order.symbol: order.filled_qty} if order.symbol else {}
 
-
-def _ts_ns(iso: str, default: int) -> int:
-    try:
-        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1e9)
-    except ValueError:
-        return default
 
 
 def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy, now_ns: int) -> ReconcilePlan:
@@ -210,13 +155,13 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
         alerts.append(Alert(code, severity, message, details, ts_ns=now_ns))
 
     intents_by_coid = {i.client_order_id: i for i in state.intents.values()}
-    broker_by_coid: dict[str, BrokerOrder] = {o.client_order_id: o for o in broker.recent_orders}
-    broker_by_coid.update({o.client_order_id: o for o in broker.open_orders})
+    broker_by_coid: dict[str, VenueOrder] = {o.client_id: o for o in broker.recent_orders}
+    broker_by_coid.update({o.client_id: o for o in broker.open_orders})
     coid_of_order_id: dict[str, str] = {}
     for o in broker_by_coid.values():
-        coid_of_order_id[o.id] = o.client_order_id
-        for leg in o.legs or ():
-            coid_of_order_id[leg.id] = o.client_order_id
+        coid_of_order_id[o.id] = o.client_id
+        for leg in o.legs:
+            coid_of_order_id[leg.id] = o.client_id
 
     def journal_coid(coid: str) -> str | None:
         """The journaled client_order_id ``coid`` belongs to: itself, or for a replacement ``<id>.r<k>``
@@ -240,7 +185,7 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
     adopt: list[AdoptOrder] = []
     cancel: list[CancelOrder] = []
     for o in broker.open_orders:
-        coid = o.client_order_id
+        coid = o.client_id
         known = journal_coid(coid) is not None
         strategy_id, structure_id, intent_id = journal_context(coid)
         if known:
@@ -248,7 +193,7 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
                 AdoptOrder(
                     o.id,
                     coid,
-                    _status(o.status),
+                    o.status,
                     o.qty or 0.0,
                     o.filled_qty,
                     True,
@@ -275,7 +220,7 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
                 symbol=o.symbol,
             )
         else:
-            adopt.append(AdoptOrder(o.id, coid, _status(o.status), o.qty or 0.0, o.filled_qty, False))
+            adopt.append(AdoptOrder(o.id, coid, o.status, o.qty or 0.0, o.filled_qty, False))
             alert(
                 "unknown_order_adopted",
                 "warning",
@@ -286,7 +231,7 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
             )
 
     # 2. journal orders still working when we stopped: take the broker's word for how they ended
-    open_coids = {o.client_order_id for o in broker.open_orders}
+    open_coids = {o.client_id for o in broker.open_orders}
     updates: list[OrderUpdated] = []
     for j in state.orders.values():
         if j.status.is_terminal or j.client_order_id in open_coids:
@@ -350,11 +295,11 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
     return ReconcilePlan(adopt, cancel, updates, abandon, imported, structures, broker_pos, alerts)
 
 
-def _update_from_broker(j: JournalOrder, b: BrokerOrder, now_ns: int) -> OrderUpdated:
+def _update_from_broker(j: JournalOrder, b: VenueOrder, now_ns: int) -> OrderUpdated:
     return OrderUpdated(
         b.id,
         j.client_order_id,
-        _status(b.status),
+        b.status,
         b.filled_qty,
         b.qty or j.qty,
         now_ns,
@@ -362,8 +307,8 @@ def _update_from_broker(j: JournalOrder, b: BrokerOrder, now_ns: int) -> OrderUp
         j.strategy_id,
         j.structure_id,
         j.intent_id,
-        b.filled_avg_price,
-        b.limit_price,
+        b.avg_price,
+        b.limit,
         reason="reconciled",
     )
 
@@ -377,7 +322,7 @@ def _replacement_base(coid: str) -> str | None:
 def _import_fills(
     state: JournalState,
     broker: BrokerState,
-    broker_by_coid: dict[str, BrokerOrder],
+    broker_by_coid: dict[str, VenueOrder],
     coid_of_order_id: dict[str, str],
     journal_coid: Callable[[str], str | None],
     journal_context: Any,
@@ -390,8 +335,8 @@ def _import_fills(
     for f in state.fills:
         journal_qty[(f.fill.client_order_id, f.fill.symbol)] += f.fill.qty
         journal_execs.add(f.fill.execution_id)
-    acts: dict[tuple[str, str], list[BrokerFillActivity]] = collections.defaultdict(list)
-    for a in sorted(broker.activities, key=lambda a: (a.transaction_time, a.id)):
+    acts: dict[tuple[str, str], list[Execution]] = collections.defaultdict(list)
+    for a in sorted(broker.activities, key=lambda a: (a.ts_ns, a.id)):
         coid = coid_of_order_id.get(a.order_id)
         if coid is None:
             known = any(f.fill.order_id == a.order_id for f in state.fills)
@@ -443,10 +388,10 @@ def _import_fills(
                         a.order_id,
                         coid,
                         symbol,
-                        Side(a.side),
+                        a.side,
                         qty,
                         a.price,
-                        _ts_ns(a.transaction_time, now_ns),
+                        a.ts_ns or now_ns,
                         now_ns,
                         AssetClass.OPTION if len(symbol) > 6 else AssetClass.EQUITY,
                         strategy_id,

@@ -12,24 +12,25 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from domain.orders import OrderFilled, OrderUpdated
 from domain.views import AccountView
-from engine.alpaca.broker import AlpacaBroker, BrokerError, RateLimited
 from engine.kernel.alerts import Alert
 from engine.kernel.kernel import TradingKernel
 from engine.kernel.orders import OrderTags
 from engine.kernel.outputs import OutcomePublisher
+from engine.kernel.ports import ExecutionClient
+from engine.kernel.venue_types import RateLimited, VenueError
 from engine.service.journal import BoundAccount, Journal
 from engine.service.reconcile import (
     AccountMismatch,
+    BrokerState,
     ReconcilePolicy,
     abandoned_update,
     check_account,
-    decode_broker,
     reconcile,
 )
 from engine.service.recovery import recovered_structures
@@ -51,44 +52,19 @@ async def startup_call(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T
         except RateLimited as exc:
             if attempt == attempts - 1:
                 raise
-            wait = min(max(exc.retry_after_s, 0.5), 65.0)
+            wait = min(max(exc.retry_after, 0.5), 65.0)
             log.warning("startup_rate_limited", retry_in_s=round(wait, 1), attempt=attempt + 1)
             await asyncio.sleep(wait)
     raise AssertionError("unreachable")
 
 
-async def startup_get(broker: AlpacaBroker, path: str, params: dict[str, Any] | None = None) -> Any:
-    return await startup_call(lambda: broker.get_json(path, params))
-
-
-async def fill_activities(broker: AlpacaBroker, page_size: int = 100) -> list[Any]:
-    """Every FILL activity, all pages (Alpaca pages by ``page_token`` = the last id). One page only missed
-    every fill after the 100th: those made while the engine was down were never imported (kill -9 loop)."""
-    out: list[Any] = []
-    params: dict[str, Any] = {"activity_types": "FILL", "direction": "asc", "page_size": page_size}
-    while True:
-        page = await startup_get(broker, "/v2/account/activities", params)
-        if not isinstance(page, list):
-            return out
-        out.extend(page)
-        if len(page) < page_size or not isinstance(page[-1], dict) or "id" not in page[-1]:
-            return out
-        params = {**params, "page_token": page[-1]["id"]}
-
-
-async def fetch_account(broker: AlpacaBroker, mode: str) -> tuple[AccountView, BoundAccount]:
+async def fetch_account(venue: ExecutionClient, mode: str) -> tuple[AccountView, BoundAccount]:
     """The account as the gate sees it, and its identity for the journal."""
-    acct = await broker.account()
-
-    def num(v: Any, default: float = 0.0) -> float:
-        try:
-            return float(v) if v is not None else default
-        except (TypeError, ValueError):
-            return default
-
-    equity = num(acct.equity)
-    view = AccountView(equity, num(acct.cash), num(acct.buying_power), num(acct.options_buying_power, equity),
-                       int(acct.options_trading_level if acct.options_trading_level is not None else 3))
+    acct = await venue.account()
+    equity = acct.equity
+    view = AccountView(equity, acct.cash, acct.buying_power,
+                       equity if acct.options_buying_power is None else acct.options_buying_power,
+                       3 if acct.options_level is None else acct.options_level)
     return view, BoundAccount(acct.id, mode)
 
 
@@ -106,7 +82,7 @@ def bind_journal(journal: Journal, account: BoundAccount) -> None:
 class RestartReconciliation:
     """Journal vs broker after a restart, carried out on the kernel before it starts."""
 
-    def __init__(self, kernel: TradingKernel, journal: Journal, broker: AlpacaBroker, policy: ReconcilePolicy,
+    def __init__(self, kernel: TradingKernel, journal: Journal, broker: ExecutionClient, policy: ReconcilePolicy,
                  *, publisher: OutcomePublisher | None, alert: Callable[[Alert], None]) -> None:
         self.kernel = kernel
         self.journal = journal
@@ -126,15 +102,15 @@ class RestartReconciliation:
         """Adopt, cancel, import; rebuild the portfolio from fills and each strategy's structures."""
         kernel, journal, broker = self.kernel, self.journal, self.broker
         state = journal.read_state()
-        open_orders = await startup_get(broker, "/v2/orders", {"status": "open", "nested": True, "limit": 500})
-        recent = await startup_get(broker, "/v2/orders", {"status": "all", "nested": True, "limit": 500})
-        positions = await startup_get(broker, "/v2/positions")
-        activities = await fill_activities(broker)
+        open_orders = await startup_call(lambda: broker.orders("open"))
+        recent = await startup_call(lambda: broker.orders("all"))
+        positions = await startup_call(broker.positions)
+        executions = await startup_call(broker.executions)  # every page (one page only missed fills)
         now = time.time_ns()
-        plan = reconcile(state, decode_broker(open_orders, recent, positions, activities), self.policy, now)
+        plan = reconcile(state, BrokerState(open_orders, recent, positions, executions), self.policy, now)
         for cancel in plan.cancel:
-            with contextlib.suppress(BrokerError):
-                await broker.cancel_order(cancel.order_id)
+            with contextlib.suppress(VenueError):
+                await broker.cancel(cancel.order_id)
         journaled: dict[str, list[OrderFilled]] = {}
         for fill in [jf.fill for jf in state.fills] + list(plan.import_fills):  # the imports are journaled below
             journaled.setdefault(fill.parent_order_id or fill.order_id, []).append(fill)
@@ -143,10 +119,10 @@ class RestartReconciliation:
             kernel.orders.expect(adopt.client_order_id, OrderTags(adopt.strategy_id, adopt.structure_id,
                                                                   adopt.intent_id))
             kernel.orders.preload(adopt.order_id, journaled.get(adopt.order_id, ()))
-            with contextlib.suppress(BrokerError):
+            with contextlib.suppress(VenueError):
                 # The order may have filled since the open-orders snapshot: what this read shows is counted by
                 # the state machine now and must be booked, or no later read would ever book it again.
-                self.adoption_events.extend(kernel.orders.on_order(await broker.get_order(adopt.order_id), now))
+                self.adoption_events.extend(kernel.orders.on_order(await broker.order(adopt.order_id), now))
         for update in plan.order_updates:
             journal.record_order(update)
         for abandon in plan.abandon:
@@ -181,14 +157,14 @@ class RestartReconciliation:
         journaled, self._journaled = self._journaled, {}
         broker, orders = self.broker, self.kernel.orders
         try:
-            recent = await startup_call(lambda: broker.list_orders(status="all", nested=True, limit=500))
-        except BrokerError as exc:
+            recent = await startup_call(lambda: broker.orders("all"))
+        except VenueError as exc:
             log.warning("broker_orders_reread_failed", error=str(exc))
             return
         ours = self.policy.client_order_prefix + "-"
         now = time.time_ns()
         for order in recent:
-            if order.client_order_id.startswith(ours) or not float(order.filled_qty or 0.0) > 0.0:
+            if order.client_id.startswith(ours) or not order.filled_qty > 0.0:
                 continue
             if orders.get(order.id) is None:
                 orders.preload(order.id, journaled.get(order.id, ()))

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import structlog
 
+from engine.alpaca.endpoints import Endpoints, alpaca_endpoints
 from engine.service.config import EngineConfig
 from engine.service.journal import journal_files
 from engine.service.secrets import load_credentials
@@ -26,39 +26,13 @@ class StartupError(Exception):
     """The engine cannot start as configured (the message says why and what to do)."""
 
 
-class Endpoints(msgspec.Struct, frozen=True):
-    """Where the engine connects (Alpaca or the simulator); the secret never appears in a repr."""
-
-    trading_url: str
-    data_url: str
-    options_stream_url: str
-    stocks_stream_url: str
-    trading_stream_url: str
-    key: str = msgspec.field(default="")
-    secret: str = msgspec.field(default="")
-
-    def __repr__(self) -> str:
-        return f"Endpoints(trading={self.trading_url}, data={self.data_url}, key=***)"
-
-
-def endpoints_for(cfg: EngineConfig, key: str, secret: str) -> Endpoints:
-    """Alpaca's URLs for ``paper``/``live`` mode from the ``[alpaca]`` section."""
-    a = cfg.alpaca
-    trading = a.live_url if cfg.engine.mode == "live" else a.paper_url
-    stream = a.stream_url.rstrip("/")
-    trading_stream = a.trading_stream_url or (trading.replace("https://", "wss://").replace("http://", "ws://")
-                                              + "/stream")
-    return Endpoints(trading, a.data_url, f"{stream}/v1beta1/{a.options_feed}", f"{stream}/v2/{a.stock_feed}",
-                     trading_stream, key, secret)
-
-
-def alpaca_endpoints(cfg: EngineConfig) -> Endpoints:
+def live_endpoints(cfg: EngineConfig) -> Endpoints:
     """Alpaca's endpoints with the keys from the environment or the credentials file (never from the repo)."""
     creds = load_credentials(cfg)
     if creds is None:
         raise SystemExit(f"{cfg.engine.mode} mode needs API keys: set ${cfg.alpaca.key_id_env} and "
                          f"${cfg.alpaca.secret_key_env} or [alpaca] credentials_file")
-    return endpoints_for(cfg, creds.key_id.reveal(), creds.secret_key.reveal())
+    return alpaca_endpoints(cfg.alpaca, cfg.engine.mode, creds.key_id.reveal(), creds.secret_key.reveal())
 
 
 async def start_simulator(cfg: EngineConfig, state_dir: Path) -> tuple[Any, Endpoints]:

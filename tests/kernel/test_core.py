@@ -12,6 +12,7 @@ from typing import Any
 from domain.orders import AssetClass, OrderFilled, OrderIntent, Side
 from domain.views import AccountView
 from engine.alpaca.broker import AlpacaBroker
+from engine.alpaca.execution import AlpacaExecution
 from engine.kernel.clock import EventClock
 from engine.kernel.core import TradingCore
 from engine.kernel.events import BookUpdated
@@ -75,7 +76,7 @@ def make_core() -> tuple[TradingCore, HedgingActor, EventClock]:
     clock = EventClock(T0)
     market = Market()
     market.book("SPY")
-    broker = AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s")  # never called
+    broker = AlpacaExecution(AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s"))  # never called
     router = Router(broker, OrderStateMachine(), market, clock, lambda e: None)
     actor = HedgingActor()
     core = TradingCore(clock=clock, market=market, portfolio=Portfolio(), router=router, gate=RiskGate(RiskLimits()),

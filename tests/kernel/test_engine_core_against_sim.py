@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from engine.alpaca.broker import AlpacaBroker, BrokerRejected, LegRequest, OrderRequest, OutcomeUnknown, RateLimited
+from engine.alpaca.execution import AlpacaExecution
 from engine.alpaca.feeds.backoff import BackoffConfig
 from engine.alpaca.feeds.connection import FeedConfig
 from engine.alpaca.feeds.datastream import MarketDataClient
@@ -76,6 +77,7 @@ class Engine:
             publish=self.events.append, rate=SIM.risk_free_rate, div_yields={"SPY": SIM.underlyings[0].dividend_yield}
         )
         self.broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, option_feed="opra")
+        self.venue = AlpacaExecution(self.broker)
         self.options: MarketDataClient = option_client(
             urls.options_stream_url,
             urls.key,
@@ -97,7 +99,7 @@ class Engine:
         )
         self.stocks.set_subscription(["SPY"])
         self.manager = SubscriptionManager(
-            self.broker,
+            self.venue,
             self.market,
             self.options,
             ["SPY"],
@@ -114,7 +116,7 @@ class Engine:
         )
 
     def on_update(self, update: Any) -> None:
-        self.events.extend(self.orders.on_trade_update(update, 0))
+        self.events.extend(self.orders.on_event(update, 0))
 
     def of(self, kind: type) -> list[Any]:
         return [e for e in self.events if isinstance(e, kind)]
@@ -264,7 +266,7 @@ async def test_duplicate_and_reordered_trade_updates_leave_positions_exact() -> 
         await asyncio.sleep(0.3)
         # The reorder fault holds the last update back until another one follows: reconcile over REST,
         # as the router does, then let a new order flush the held (already reconciled) update.
-        for order in await eng.broker.list_orders(status="all"):
+        for order in await eng.venue.orders("all"):
             eng.events.extend(eng.orders.on_order(order, 0))
         assert eng.orders.positions() == sim_positions()
         await eng.broker.submit_order(
@@ -274,7 +276,7 @@ async def test_duplicate_and_reordered_trade_updates_leave_positions_exact() -> 
         )
         await until(lambda: calls[3] in sim_positions())
         await asyncio.sleep(0.3)
-        for order in await eng.broker.list_orders(status="all"):
+        for order in await eng.venue.orders("all"):
             eng.events.extend(eng.orders.on_order(order, 0))
         assert eng.orders.positions() == sim_positions()
         assert eng.orders.duplicates_ignored > 0 and eng.sim.faults.injected

@@ -1,4 +1,5 @@
-"""Order state machine: trade updates and REST orders in, exact fills and monotone states out."""
+"""Order state machine: trade updates and REST orders (through Alpaca's decoder) in, exact fills and monotone
+states out."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.orders import OrderFilled, OrderStatus, OrderUpdated, Side
-from engine.alpaca.feeds.trading.models import Order, TradeUpdate
+from engine.alpaca.decode import order_event, venue_order
+from engine.alpaca.feeds.trading.models import Order
 from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
 from engine.kernel.orders import OrderStateMachine, OrderTags
+from engine.kernel.venue_types import OrderEvent
 
 SYM = "SPY260130P00600000"
 
@@ -85,11 +88,11 @@ def update_frame(event: str, o: dict[str, object], **extra: object) -> bytes:
     return json.dumps({"stream": "trade_updates", "data": {"event": event, "order": o, **extra}}).encode()
 
 
-def decode(frame: bytes) -> TradeUpdate:
+def decode(frame: bytes) -> OrderEvent:
     proto = TradingProtocol("k", "s")
     (ev,) = proto.receive(frame)
     assert isinstance(ev, TradeUpdateReceived)
-    return ev.update
+    return order_event(ev.update)
 
 
 def partial_fills(n: int = 5) -> list[bytes]:
@@ -116,7 +119,7 @@ def run(frames: list[bytes], osm: OrderStateMachine | None = None) -> tuple[Orde
     osm = osm or OrderStateMachine()
     events: list[object] = []
     for f in frames:
-        events += osm.on_trade_update(decode(f), ts_init_ns=1)
+        events += osm.on_event(decode(f), ts_init_ns=1)
     return osm, events
 
 
@@ -207,7 +210,7 @@ def test_rest_poll_books_fills_the_stream_missed_and_late_updates_do_not_double_
     frames = partial_fills()
     osm, _ = run(frames[:2])  # new + first execution seen on the stream
     assert osm.positions() == {SYM: 1}
-    polled = msgspec.json.decode(json.dumps(order("partially_filled", 3, updated_s=9, avg=1.02)), type=Order)
+    polled = venue_order(msgspec.convert(order("partially_filled", 3, updated_s=9, avg=1.02), Order))
     events = osm.on_order(polled, ts_init_ns=2)
     recon = [e for e in events if isinstance(e, OrderFilled)]
     assert len(recon) == 1 and recon[0].qty == 2
@@ -261,9 +264,9 @@ def test_mleg_listed_without_legs_books_nothing_until_its_legs_are_known() -> No
     data = json.loads(MLEG_FILL)["data"]
     bare = dict(data["order"], legs=None)
     osm = OrderStateMachine()
-    events = osm.on_order(msgspec.json.decode(json.dumps(bare), type=Order), ts_init_ns=1)
+    events = osm.on_order(venue_order(msgspec.json.decode(json.dumps(bare), type=Order)), ts_init_ns=1)
     assert not [e for e in events if isinstance(e, OrderFilled)] and osm.positions() == {}
-    osm.on_order(msgspec.json.decode(json.dumps(data["order"]), type=Order), ts_init_ns=2)
+    osm.on_order(venue_order(msgspec.json.decode(json.dumps(data["order"]), type=Order)), ts_init_ns=2)
     assert osm.positions() == {"AAPL240816P00215000": 1, "AAPL240816C00240000": 1}
     run([MLEG_FILL], osm)  # the stream's executions arrive late: absorbed, not double counted
     assert osm.positions() == {"AAPL240816P00215000": 1, "AAPL240816C00240000": 1}
@@ -277,17 +280,17 @@ def test_an_adopted_order_books_only_what_the_broker_filled_beyond_the_journal()
     osm = OrderStateMachine()
     osm.expect("coid-1", OrderTags("gamma", "st-1", "in-1"))
     osm.preload("o-1", journaled)
-    events = osm.on_order(msgspec.convert(order("filled", 5, avg=1.05), Order), 10)
+    events = osm.on_order(venue_order(msgspec.convert(order("filled", 5, avg=1.05), Order)), 10)
     fills = [e for e in events if isinstance(e, OrderFilled)]
     assert [(f.qty, f.structure_id) for f in fills] == [(3.0, "st-1")]
     assert math.isclose(fills[0].price, (1.05 * 5 - 1.01 - 1.02) / 3)
     # a journaled execution the stream repeats is still a duplicate
-    assert osm.on_trade_update(decode(update_frame("partial_fill", order("filled", 5), execution_id="x1",
+    assert osm.on_event(decode(update_frame("partial_fill", order("filled", 5), execution_id="x1",
                                                    qty="1", price="1.01")), 11) == []
 
     fresh = OrderStateMachine()
     fresh.expect("coid-1", OrderTags("gamma", "st-1", "in-1"))
-    events = fresh.on_order(msgspec.convert(order("filled", 5, avg=1.05), Order), 10)
+    events = fresh.on_order(venue_order(msgspec.convert(order("filled", 5, avg=1.05), Order)), 10)
     assert [e.qty for e in events if isinstance(e, OrderFilled)] == [5.0]  # what the journal would double
 
 
@@ -299,5 +302,5 @@ def test_a_fill_preloaded_twice_is_counted_once() -> None:
     osm = OrderStateMachine()
     osm.expect("coid-1", OrderTags("gamma", "st-1", "in-1"))
     osm.preload("o-1", journaled + journaled[:1])
-    events = osm.on_order(msgspec.convert(order("filled", 5, avg=1.05), Order), 10)
+    events = osm.on_order(venue_order(msgspec.convert(order("filled", 5, avg=1.05), Order)), 10)
     assert [(e.qty, e.structure_id) for e in events if isinstance(e, OrderFilled)] == [(3.0, "st-1")]

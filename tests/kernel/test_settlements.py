@@ -16,6 +16,7 @@ import pytest
 
 from domain.orders import AssetClass, IntentAction, OrderFilled, OrderIntent, Side
 from engine.alpaca.broker import AlpacaBroker
+from engine.alpaca.execution import AlpacaExecution
 from engine.kernel.portfolio import Portfolio
 from engine.kernel.settlements import POLL_INTERVAL_S, SettlementPoller
 from engine.sim.config import ExpirationConfig, SimConfig
@@ -57,7 +58,7 @@ async def test_assignment_exercise_and_expiry_become_fills_and_an_unwind(sim: Si
 
     urls = sim.urls
     assert urls is not None
-    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
     fills: list[OrderFilled] = []
     unwinds: list[OrderIntent] = []
 
@@ -91,7 +92,7 @@ async def test_assignment_exercise_and_expiry_become_fills_and_an_unwind(sim: Si
 
 
 async def _settle(sim: Simulator, legs: list[tuple[str, Side, int]], structure_id: str = "s1"
-                  ) -> tuple[Portfolio, AlpacaBroker]:
+                  ) -> tuple[Portfolio, AlpacaExecution]:
     portfolio = Portfolio()
     for symbol, side, qty in legs:
         sim.exchange.submit({"symbol": symbol, "qty": qty, "side": side.value, "type": "market",
@@ -100,7 +101,8 @@ async def _settle(sim: Simulator, legs: list[tuple[str, Side, int]], structure_i
     assert 590 < sim.market.spot("SPY") < 610
     urls = sim.urls
     assert urls is not None
-    return portfolio, AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    return portfolio, AlpacaExecution(broker)
 
 
 async def test_an_exercise_and_an_assignment_in_one_structure_are_unwound_as_their_net(sim: Simulator) -> None:
@@ -209,7 +211,7 @@ async def test_hold_policy_books_the_shares_without_an_order(sim: Simulator) -> 
         _book(portfolio, symbol, side, 1, "s2")
     urls = sim.urls
     assert urls is not None
-    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
     unwinds: list[OrderIntent] = []
     poller = SettlementPoller(broker, portfolio, portfolio.on_fill, unwinds.append, policy="hold")
     try:
@@ -235,7 +237,7 @@ async def test_structures_holding_one_contract_on_both_sides_are_each_settled(si
     _book(portfolio, otm_put, Side.BUY, 1, "b")
     urls = sim.urls
     assert urls is not None
-    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
     fills: list[OrderFilled] = []
     unwinds: list[OrderIntent] = []
 
@@ -268,7 +270,7 @@ async def test_opposite_legs_the_broker_nets_to_nothing_are_closed_against_each_
     _book(portfolio, itm_call, Side.SELL, 2, "b")  # the account holds none: the broker will settle nothing
     urls = sim.urls
     assert urls is not None
-    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
     fills: list[OrderFilled] = []
 
     def on_fill(fill: OrderFilled) -> None:
@@ -314,7 +316,7 @@ def test_opposite_settled_shares_are_moved_between_structures_and_only_the_net_i
         booked.append(fill)
         portfolio.on_fill(fill)
 
-    broker = AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s")  # never called
+    broker = AlpacaExecution(AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s"))  # never called
     poller = SettlementPoller(broker, portfolio, on_fill, unwinds.append, spot=lambda symbol: 601.5)
     poller.resume(settled, [])
     poller.retry_unwinds()
@@ -333,7 +335,7 @@ def test_a_transfer_a_crash_journaled_only_half_of_is_completed_at_restart() -> 
     portfolio = Portfolio()
     settled = [_settled_shares(portfolio, sid, q) for sid, q in (("a", 300), ("b", -100))]
     journal: list[OrderFilled] = []
-    broker = AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s")  # never called
+    broker = AlpacaExecution(AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s"))  # never called
     poller = SettlementPoller(broker, portfolio, journal.append, lambda i: None, spot=lambda symbol: 600.0)
     poller.resume(settled, [])
     half = poller.offset_settled_shares()
@@ -358,7 +360,7 @@ async def _poll_once(sim: Simulator, portfolio: Portfolio, *, deferred: bool = F
     """One poll; with ``deferred`` the fills reach the portfolio only after it (the bus delivers them later)."""
     urls = sim.urls
     assert urls is not None
-    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
+    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
     fills: list[OrderFilled] = []
     unwinds: list[OrderIntent] = []
 

@@ -99,25 +99,20 @@ def test_cap_is_shared_between_underlyings() -> None:
 async def test_the_contract_catalog_keeps_only_the_current_day() -> None:
     """Found by the soak: a cache entry per trading day, never evicted, grew the engine by a day's listings
     at every session roll (+4-5 MiB per simulated day). Only today's windows stay; yesterday's are dropped."""
-    from types import SimpleNamespace
-    from typing import Any
-
     from engine.kernel.subscriptions import ContractCatalog
+    from engine.kernel.venue_types import Listing
 
     calls: list[str] = []
     held_while_fetching: list[int] = []
 
-    class Broker:
-        async def listed_contracts(self, underlyings: list[str], **kw: Any) -> list[Any]:
-            calls.append(kw["expiration_gte"])
+    class Reference:  # the part of ReferenceData the catalog uses
+        async def listed_contracts(self, underlying: str, first: dt.date, last: dt.date) -> Listing:
+            calls.append(first.isoformat())
             held_while_fetching.append(len(catalog._cache))
-            exp = dt.date.fromisoformat(kw["expiration_gte"])
-            return [SimpleNamespace(symbol=format_occ("SPY", exp, True, 600.0 + i), underlying_symbol="SPY",
-                                    expiration_date=exp, strike_price=str(600 + i), type="call",
-                                    open_interest="1",
-                                    tradable=True) for i in range(3)]
+            return Listing(contracts=[Contract(format_occ("SPY", first, True, 600.0 + i), "SPY", first, 600.0 + i, True,
+                                               1) for i in range(3)], listed=3)
 
-    catalog = ContractCatalog(Broker())  # type: ignore[arg-type]
+    catalog = ContractCatalog(Reference())  # type: ignore[arg-type]
     day1, day2 = dt.date(2026, 11, 23), dt.date(2026, 11, 24)
     first = await catalog.contracts("SPY", day1, 30)
     assert await catalog.contracts("SPY", day1, 30) is first and len(calls) == 1  # cached within the day

@@ -53,7 +53,7 @@ async def test_engine_start_waits_out_a_rate_limit_instead_of_exiting() -> None:
     on GET /v2/account at start-up made ``options-engine run`` exit 1 (and a service restart loop worse)."""
     import pytest
 
-    from engine.alpaca.broker import BrokerRejected, RateLimited
+    from engine.kernel.venue_types import RateLimited, Rejected
     from engine.service.restart import startup_call
 
     calls: list[int] = []
@@ -61,15 +61,15 @@ async def test_engine_start_waits_out_a_rate_limit_instead_of_exiting() -> None:
     async def account() -> str:
         calls.append(1)
         if len(calls) < 3:
-            raise RateLimited("GET /v2/account: rate limited", retry_after_s=0.01, limit=None)
+            raise RateLimited("account: rate limited", retry_after=0.01)
         return "account"
 
     assert await startup_call(account) == "account" and len(calls) == 3
 
     async def rejected() -> str:
-        raise BrokerRejected("GET /v2/account: forbidden", status=403, body={})
+        raise Rejected("account: forbidden", status=403)
 
-    with pytest.raises(BrokerRejected):
+    with pytest.raises(Rejected):
         await startup_call(rejected)
 
 
@@ -77,19 +77,19 @@ async def test_restart_reconciliation_reads_every_page_of_fill_activities() -> N
     """Found by the kill -9 loop: reconciliation read one page (100) of FILL activities, so after the 100th
     fill of an account the fills made while the engine was down were never imported (journal short 4 fills)."""
     from engine.alpaca.broker import AlpacaBroker
-    from engine.service.restart import fill_activities
+    from engine.alpaca.execution import AlpacaExecution
     from engine.sim.config import SimConfig
     from engine.sim.server import Simulator
 
     sim = Simulator(SimConfig(speed=0.0))
     urls = await sim.start()
-    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret)
+    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret))
     try:
         for i in range(250):
             sim.exchange.account.record("FILL", sim.now_ns + i * 1000, symbol="SPY", qty="1", side="buy",
                                         price="600", order_id=f"order-{i}", cum_qty="1", leaves_qty="0")
-        activities = await fill_activities(broker)
-        assert [a["order_id"] for a in activities] == [f"order-{i}" for i in range(250)]
+        activities = await broker.executions()  # what the engine's restart reconciliation reads
+        assert [a.order_id for a in activities] == [f"order-{i}" for i in range(250)]
     finally:
         await broker.close()
         await sim.stop()
@@ -101,6 +101,7 @@ def test_underlying_moves_do_not_clear_a_stale_options_feed() -> None:
     ``options_socket_mute`` under load: the gate flapped HALTED/ACTIVE and was seen HALTED 1.7 s late."""
     from domain.views import AccountView
     from engine.alpaca.broker import AlpacaBroker
+    from engine.alpaca.execution import AlpacaExecution
     from engine.kernel.clock import EventClock
     from engine.kernel.core import TradingCore
     from engine.kernel.events import BookUpdated, FeedStale
@@ -115,7 +116,7 @@ def test_underlying_moves_do_not_clear_a_stale_options_feed() -> None:
     clock = EventClock(t0)
     market = Market()
     market.book("SPY")
-    broker = AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s")  # never called
+    broker = AlpacaExecution(AlpacaBroker("http://127.0.0.1:9", "http://127.0.0.1:9", "k", "s"))  # never called
     router = Router(broker, OrderStateMachine(), market, clock, lambda e: None)
     core = TradingCore(clock=clock, market=market, portfolio=Portfolio(), router=router, gate=RiskGate(RiskLimits()),
                        breakers=Breakers(BreakerLimits(stale_data_after_ms=1000)), actors=(),
@@ -141,10 +142,9 @@ async def test_an_order_adopted_at_restart_that_filled_since_the_snapshot_is_boo
     and the engine's positions missed a filled 0DTE condor for good)."""
     import os
 
-    from domain.orders import AssetClass, IntentAction, Leg, OrderIntent, OrderUpdated, PricePolicy, Side
+    from domain.orders import AssetClass, IntentAction, Leg, OrderIntent, OrderStatus, OrderUpdated, PricePolicy, Side
     from engine.alpaca.broker import AlpacaBroker
     from engine.alpaca.feeds.trading.models import Order
-    from engine.kernel.orders import parse_status
     from engine.service.app import Engine
     from engine.service.config import parse_config_text
     from engine.service.journal import Journal
@@ -180,7 +180,7 @@ enabled = false
     intent = OrderIntent("s1-open-1", "manual", "s1", "SPY", IntentAction.OPEN,
                          (Leg("SPY", Side.BUY, 1, None, AssetClass.EQUITY),), 10, PricePolicy(kind="limit"))
     await journal.record_intent(intent, cid)
-    journal.record_order(OrderUpdated(placed["id"], cid, parse_status("new"), 0.0, 10.0, 1, 1, "manual", "s1",
+    journal.record_order(OrderUpdated(placed["id"], cid, OrderStatus.NEW, 0.0, 10.0, 1, 1, "manual", "s1",
                                       "s1-open-1"))
     await journal.aclose()
 

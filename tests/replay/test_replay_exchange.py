@@ -1,13 +1,15 @@
-"""The in-process exchange of a replay: the simulator's fill rules against recorded quotes, via the broker API."""
+"""The in-process exchange of a replay: the simulator's fill rules against recorded quotes, via the kernel's port."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.alpaca.broker import BrokerRejected, LegRequest, NotFound, OrderRequest
+from domain.orders import AssetClass, Leg, OrderStatus, PositionIntent, Side
 from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
 from engine.kernel.market_data import KIND_QUOTE, BatchColumns, DataBatch
+from engine.kernel.ports import ExecutionClient
+from engine.kernel.venue_types import NotFound, OrderRequest, Rejected
 from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import RecordedMarket, replay_exchange
 
@@ -34,11 +36,10 @@ def venue() -> tuple[RecordedMarket, ReplayBroker]:
     return market, ReplayBroker(replay_exchange(market))
 
 
-def _condor(limit: str, cid: str) -> OrderRequest:
-    legs = (LegRequest(P590, "1", "buy", "buy_to_open"), LegRequest(P600, "1", "sell", "sell_to_open"),
-            LegRequest(C610, "1", "sell", "sell_to_open"), LegRequest(C620, "1", "buy", "buy_to_open"))
-    return OrderRequest(qty="2", type="limit", time_in_force="day", order_class="mleg", legs=legs,
-                        limit_price=limit, client_order_id=cid)
+def _condor(limit: float, cid: str) -> OrderRequest:
+    legs = (Leg(P590, Side.BUY, 1, PositionIntent.BUY_TO_OPEN), Leg(P600, Side.SELL, 1, PositionIntent.SELL_TO_OPEN),
+            Leg(C610, Side.SELL, 1, PositionIntent.SELL_TO_OPEN), Leg(C620, Side.BUY, 1, PositionIntent.BUY_TO_OPEN))
+    return OrderRequest(client_id=cid, legs=legs, qty=2, limit=limit)
 
 
 def _updates(broker: ReplayBroker) -> list[tuple[str, str]]:
@@ -56,8 +57,8 @@ async def test_an_mleg_order_fills_only_at_the_net_natural_of_its_recorded_legs(
     market, broker = venue
     # natural credit: sell P600 at 3.00 + sell C610 at 2.50 - buy P590 at 1.60 - buy C620 at 1.10 = 2.80
     market.on_option_batch(_batch([1.50, 3.00, 2.50, 1.00], [1.60, 3.20, 2.70, 1.10]))
-    order = await broker.submit_order(_condor("-3.00", "c1"))  # asks for a 3.00 credit: better than natural
-    assert order.status == "pending_new"
+    order = await broker.submit(_condor(-3.00, "c1"))  # asks for a 3.00 credit: better than natural
+    assert order.status is OrderStatus.PENDING_NEW
     assert [e for e, _ in _updates(broker)] == ["pending_new", "new"]
     broker.exchange.on_step()
     assert _updates(broker) == []  # still working
@@ -65,30 +66,34 @@ async def test_an_mleg_order_fills_only_at_the_net_natural_of_its_recorded_legs(
     market.on_option_batch(_batch([1.40, 3.20, 2.65, 0.95], [1.45, 3.40, 2.80, 1.00]))
     broker.exchange.on_step()
     assert _updates(broker) == [("fill", "-3.4")]  # filled at the legs' quotes (net natural), all 2 units
-    filled = await broker.get_order(order.id)
-    assert filled.status == "filled" and filled.filled_qty is not None and float(filled.filled_qty) == 2
+    filled = await broker.order(order.id)
+    assert filled.status is OrderStatus.FILLED and filled.filled_qty == 2 and filled.avg_price == -3.4
+    assert {leg.symbol: leg.filled_qty for leg in filled.legs} == dict.fromkeys(SYMBOLS, 2.0)
     assert broker.exchange.account.positions[P600].qty == -2
 
 
-async def test_refusals_come_back_as_the_brokers_errors(venue: tuple[RecordedMarket, ReplayBroker]) -> None:
-    market, broker = venue
+async def test_refusals_come_back_as_the_venue_errors(venue: tuple[RecordedMarket, ReplayBroker]) -> None:
+    market, replay = venue
+    broker: ExecutionClient = replay  # the router's port, no cast
     market.on_option_batch(_batch([1.50, 3.00, 2.50, 1.00], [1.60, 3.20, 2.70, 1.10]))
     with pytest.raises(NotFound):
-        await broker.get_order("no-such-order")
-    assert await broker.get_order_by_client_id("nobody") is None
-    naked = OrderRequest(qty="1", type="limit", time_in_force="day", symbol=C610, side="sell", limit_price="2.50",
-                         client_order_id="n1", position_intent="sell_to_open")
-    with pytest.raises(BrokerRejected) as exc:
-        await broker.submit_order(naked)
-    assert exc.value.status == 403 and "uncovered" in str(exc.value.body.get("message"))
-    order = await broker.submit_order(_condor("-3.00", "c2"))
-    with pytest.raises(BrokerRejected) as dup:
-        await broker.submit_order(_condor("-3.00", "c2"))
-    assert dup.value.status == 422 and "client_order_id" in str(dup.value.body.get("message"))
-    replaced = await broker.replace_order(order.id, limit_price=-2.9, client_order_id="c2.r1")
-    assert replaced.client_order_id == "c2.r1" and float(replaced.limit_price or 0) == -2.9
-    await broker.cancel_order(replaced.id)
-    with pytest.raises(BrokerRejected):
-        await broker.cancel_order(replaced.id)  # 422: already canceled
-    assert [o.client_order_id for o in await broker.list_orders(status="open")] == []
-    assert {o.client_order_id for o in await broker.list_orders(status="all")} == {"c2", "c2.r1"}
+        await broker.order("no-such-order")
+    assert await broker.order_by_client_id("nobody") is None
+    naked = OrderRequest(client_id="n1", legs=(Leg(C610, Side.SELL, 1, PositionIntent.SELL_TO_OPEN,
+                                                   AssetClass.OPTION),), qty=1, limit=2.50)
+    with pytest.raises(Rejected) as exc:
+        await broker.submit(naked)
+    assert exc.value.status == 403 and "uncovered" in exc.value.message and not exc.value.duplicate
+    order = await broker.submit(_condor(-3.00, "c2"))
+    with pytest.raises(Rejected) as dup:
+        await broker.submit(_condor(-3.00, "c2"))
+    assert dup.value.status == 422 and dup.value.duplicate and "client_order_id" in dup.value.message
+    replaced = await broker.replace(order.id, limit=-2.9, client_id="c2.r1")
+    assert replaced.client_id == "c2.r1" and replaced.limit == -2.9 and replaced.replaces == order.id
+    await broker.cancel(replaced.id)
+    with pytest.raises(Rejected):
+        await broker.cancel(replaced.id)  # already canceled
+    assert [o.client_id for o in await broker.orders("open")] == []
+    assert {o.client_id for o in await broker.orders("all")} == {"c2", "c2.r1"}
+    assert (await broker.account()).cash > 0 and await broker.positions() == []
+    assert await broker.executions() == [] and await broker.settlements() == []

@@ -27,7 +27,7 @@ from engine.alpaca.feeds.marketdata import (
     SubscriptionAck,
 )
 from engine.kernel.events import FeedError, FeedName, FeedStale, GapDetected, SubscriptionChanged
-from engine.kernel.market_data import DataBatch
+from engine.kernel.market_data import DataBatch, OnBatch
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 class ClientOptions(TypedDict, total=False):
     """The keyword arguments of :class:`MarketDataClient` the per-stream factories pass through."""
 
-    on_batch: Required[Callable[[DataBatch, int], object]]
+    on_batch: Required[OnBatch]
     publish: Required[Callable[[Any], None]]
     config: FeedConfig
     market_open: Callable[[], bool]
@@ -52,7 +52,7 @@ class MarketDataClient(FeedConnection):
         url: str,
         protocol: MarketDataProtocol,
         *,
-        on_batch: Callable[[DataBatch, int], object],
+        on_batch: OnBatch,
         publish: Callable[[Any], None],
         config: FeedConfig = FeedConfig(),
         market_open: Callable[[], bool] = lambda: True,

@@ -16,7 +16,6 @@ from engine.alpaca.feeds.connection import FeedConfig
 from engine.alpaca.feeds.datastream import MarketDataClient
 from engine.alpaca.feeds.options.client import option_client
 from engine.alpaca.feeds.trading.client import TradingStreamClient
-from engine.alpaca.feeds.trading.models import TradeUpdate
 from engine.kernel.book import C_DUPLICATES, C_QUOTES
 from engine.kernel.bus import Bus
 from engine.kernel.clock import EventClock
@@ -33,6 +32,7 @@ from engine.kernel.events import (
 )
 from engine.kernel.market import Market
 from engine.kernel.market_data import DataBatch
+from engine.kernel.venue_types import OrderEvent
 
 FAST = FeedConfig(
     mute_timeout_s=0.3,
@@ -228,7 +228,7 @@ async def test_trading_stream_listens_delivers_updates_and_reports_gap_after_rec
     }
     trading_server.script.updates = [upd, upd]
     trading_server.script.drop_after = {0: 1}
-    got: list[TradeUpdate] = []
+    got: list[OrderEvent] = []
     events: list[Any] = []
     client = TradingStreamClient(
         trading_server.url,
@@ -250,7 +250,7 @@ async def test_trading_stream_listens_delivers_updates_and_reports_gap_after_rec
         "data": {"key_id": "KEY", "secret_key": "SECRET"},
     }
     assert trading_server.received[0][1] == {"action": "listen", "data": {"streams": ["trade_updates"]}}
-    assert [g.order.id for g in got] == ["o1"] * 3
+    assert [g.order.id for g in got] == ["o1"] * 3 and all(isinstance(g, OrderEvent) for g in got)  # translated
     assert len([e for e in events if isinstance(e, GapDetected) and e.feed == "trading"]) == 1
 
 
@@ -331,7 +331,7 @@ async def test_trade_update_the_engine_cannot_apply_asks_for_reconciliation_and_
     got: list[str] = []
     events: list[Any] = []
 
-    def on_update(u: TradeUpdate) -> None:
+    def on_update(u: OrderEvent) -> None:
         if u.order.id == "bad":
             raise KeyError("engine bug")
         got.append(u.order.id)

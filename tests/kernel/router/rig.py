@@ -24,6 +24,7 @@ from domain.orders import (
     Side,
 )
 from engine.alpaca.broker import AlpacaBroker
+from engine.alpaca.execution import AlpacaExecution
 from engine.alpaca.feeds.connection import FeedConfig
 from engine.alpaca.feeds.options.client import option_client
 from engine.alpaca.feeds.trading.client import TradingStreamClient
@@ -67,8 +68,8 @@ class RouterRig:
         """Order updates the router took as its own business (a cancel its replace fallback redoes)."""
         self.clock = EventClock(sim.now_ns)
         self.market = Market(rate=0.04, div_yields={u: 0.013 for u in underlyings})
-        self.broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, option_feed="opra",
-                                   timeout_s=2.0)
+        self.broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret,
+                                                   option_feed="opra", timeout_s=2.0))
         self.orders = OrderStateMachine()
         self.router = Router(self.broker, self.orders, self.market, self.clock, self.on_event,
                              config=RouterConfig(retry_backoff_s=0.05), rules=rules)
@@ -88,10 +89,10 @@ class RouterRig:
 
     async def start(self) -> None:
         for u in self.underlyings:
-            quote = await self.broker.stock_latest_quote(u)
+            quote = await self.broker.stock_quote(u)
             assert quote is not None
             self.market.book(u)
-            self.market.on_underlying_quote(u, quote.bp, quote.ap, self.sim.now_ns)
+            self.market.on_underlying_quote(u, quote.bid, quote.ask, self.sim.now_ns)
         manager = SubscriptionManager(self.broker, self.market, self._stream, list(self.underlyings),
                                       budget=SubscriptionBudget(BudgetConfig(cap=60, dte_ranges=((0, 10),))),
                                       catalog=ContractCatalog(self.broker, on_ppind=self.router.ticks.observe))
@@ -109,7 +110,7 @@ class RouterRig:
 
     # ---- event plumbing, as the engine core does it
     def on_update(self, update: Any) -> None:
-        for event in self.orders.on_trade_update(update, 0):
+        for event in self.orders.on_event(update, 0):
             self.on_event(event)
 
     def on_event(self, event: Any) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from domain.orders import OrderStatus
 from engine.alpaca.broker import BrokerRejected
-from engine.alpaca.order_requests import broker_reason
+from engine.alpaca.execution import venue_error
 from engine.kernel.order_rules import OrdersSection, TickTable
+from engine.kernel.venue_types import Rejected
 from engine.service.journal import Journal
 from engine.service.reconcile import ReconcilePolicy, decode_broker, reconcile
 from tests.service.helpers import CALL, make_intent, make_update
@@ -70,8 +71,10 @@ async def test_a_restart_sends_nothing_for_a_fallback_whose_new_order_never_left
 
 def test_broker_refusals_become_machine_readable_reasons() -> None:
     def reason(status: int, message: str) -> str:
-        return broker_reason(BrokerRejected(message, body={"code": status * 100000, "message": message},
-                                            status=status))
+        exc = venue_error(BrokerRejected(message, body={"code": status * 100000, "message": message},
+                                         status=status))
+        assert isinstance(exc, Rejected) and exc.message == message
+        return exc.reason
 
     assert reason(403, "potential wash trade detected. use complex orders") == "wash_trade"
     assert reason(403, "market is closed: orders are not accepted ...") == "market_closed"

@@ -1,4 +1,5 @@
-"""The trading-stream client: ``trade_updates`` kept alive, each update handed to ``on_update``.
+"""The trading-stream client: ``trade_updates`` kept alive, each update handed to ``on_update`` as the kernel's
+``OrderEvent`` (translated by ``engine.alpaca.decode``).
 
 Trade updates are few, so there is no mute detector; liveness comes from websocket pings. After a
 reconnect, updates sent while we were away are lost on this channel: the client publishes
@@ -14,8 +15,8 @@ from typing import Any
 
 import structlog
 
+from engine.alpaca.decode import order_event
 from engine.alpaca.feeds.connection import FatalFeedError, FeedConfig, FeedConnection, Reconnect
-from engine.alpaca.feeds.trading.models import TradeUpdate
 from engine.alpaca.feeds.trading.protocol import (
     Authorized,
     AuthShape,
@@ -27,6 +28,7 @@ from engine.alpaca.feeds.trading.protocol import (
     Unauthorized,
 )
 from engine.kernel.events import FeedError, GapDetected
+from engine.kernel.venue_types import OrderEvent
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +47,7 @@ class TradingStreamClient(FeedConnection):
         key: str,
         secret: str,
         *,
-        on_update: Callable[[TradeUpdate], None],
+        on_update: Callable[[OrderEvent], None],
         publish: Callable[[Any], None],
         auth_shape: AuthShape = "auth",
         config: FeedConfig = FeedConfig(mute_timeout_s=None),
@@ -84,7 +86,7 @@ class TradingStreamClient(FeedConnection):
             if isinstance(ev, TradeUpdateReceived):
                 self.updates += 1
                 try:
-                    self._on_update(ev.update)
+                    self._on_update(order_event(ev.update))
                 except Exception as exc:
                     # One update the engine could not apply must not cost the stream; reconcile instead.
                     log.exception("trade_update_not_applied", order_id=ev.update.order.id, update_event=ev.update.event)

@@ -1,0 +1,148 @@
+"""Alpaca as the kernel's execution venue: ``ExecutionClient`` and ``ReferenceData`` over ``AlpacaBroker``.
+
+Requests go out as Alpaca's bodies (``engine.alpaca.order_requests``), answers come back through the one
+decoder (``engine.alpaca.decode``), and the REST client's errors become the kernel's venue errors:
+
+* 400/403/404/422 -> ``Rejected`` (404: ``NotFound``) with the reason read off Alpaca's body (``wash_trade`` for
+  403 "potential wash trade detected", ...) and ``duplicate`` for a 422 on a client_order_id already taken;
+* 429 -> ``RateLimited`` with the seconds until the window resets;
+* a write's 5xx, timeout or dropped connection -> ``OutcomeUnknown``; no connection, or a read that kept failing
+  -> ``Unavailable``; an answer that is not what Alpaca documents -> ``VenueError``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Literal, NoReturn
+
+from engine.alpaca import broker as rest
+from engine.alpaca import decode
+from engine.alpaca.order_requests import broker_reason, is_duplicate_client_id, order_body
+from engine.kernel import venue_types as port
+
+FILL_PAGES = 10_000
+"""Pages of FILL activities read at most (100 each): every fill of the account's history."""
+
+
+def venue_error(exc: rest.BrokerError) -> port.VenueError:
+    """The kernel's error for an error of the REST client."""
+    text = str(exc)
+    if isinstance(exc, rest.RateLimited):
+        return port.RateLimited(text, retry_after=exc.retry_after_s, status=exc.status or 429)
+    if isinstance(exc, rest.BrokerRejected):
+        cls = port.NotFound if isinstance(exc, rest.NotFound) else port.Rejected
+        return cls(text, status=exc.status, code=exc.code, message=str(exc.body.get("message") or text),
+                   reason=broker_reason(exc.status, exc.body), duplicate=is_duplicate_client_id(exc.status, exc.body))
+    if isinstance(exc, rest.OutcomeUnknown):
+        return port.OutcomeUnknown(text, status=exc.status)
+    if isinstance(exc, rest.BrokerUnavailable):
+        return port.Unavailable(text, status=exc.status)
+    return port.VenueError(text, status=exc.status)
+
+
+def _raise(exc: rest.BrokerError) -> NoReturn:
+    raise venue_error(exc) from exc
+
+
+class AlpacaExecution:
+    """The kernel's ports over one ``AlpacaBroker`` (its session is this adapter's: ``close`` closes it)."""
+
+    def __init__(self, client: rest.AlpacaBroker) -> None:
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"AlpacaExecution({self.client!r})"
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # --- orders -------------------------------------------------------------------------------------------
+
+    async def submit(self, request: port.OrderRequest) -> port.VenueOrder:
+        try:
+            return decode.venue_order(await self.client.submit_order(order_body(request)))
+        except rest.BrokerError as exc:
+            _raise(exc)
+
+    async def replace(self, order_id: str, *, limit: float, client_id: str) -> port.VenueOrder:
+        try:
+            return decode.venue_order(await self.client.replace_order(order_id, limit_price=limit,
+                                                                      client_order_id=client_id))
+        except rest.BrokerError as exc:
+            _raise(exc)
+
+    async def cancel(self, order_id: str) -> None:
+        try:
+            await self.client.cancel_order(order_id)
+        except rest.BrokerError as exc:
+            _raise(exc)
+
+    async def order(self, order_id: str) -> port.VenueOrder:
+        try:
+            return decode.venue_order(await self.client.get_order(order_id))
+        except rest.BrokerError as exc:
+            _raise(exc)
+
+    async def order_by_client_id(self, client_id: str) -> port.VenueOrder | None:
+        try:
+            order = await self.client.get_order_by_client_id(client_id)
+        except rest.BrokerError as exc:
+            _raise(exc)
+        return None if order is None else decode.venue_order(order)
+
+    async def orders(self, status: Literal["open", "all"] = "open") -> list[port.VenueOrder]:
+        try:
+            return [decode.venue_order(o) for o in await self.client.list_orders(status=status, nested=True)]
+        except rest.BrokerError as exc:
+            _raise(exc)
+
+    # --- account ------------------------------------------------------------------------------------------
+
+    async def account(self) -> port.Account:
+        try:
+            return decode.account(await self.client.account())
+        except rest.BrokerError as exc:
+            _raise(exc)
+
+    async def positions(self) -> list[port.Position]:
+        try:
+            return [decode.position(p) for p in await self.client.positions()]
+        except rest.BrokerError as exc:
+            _raise(exc)
+
+    async def executions(self) -> list[port.Execution]:
+        try:
+            activities = await self.client.activities(("FILL",), max_pages=FILL_PAGES)
+        except rest.BrokerError as exc:
+            _raise(exc)
+        return [decode.execution(a) for a in activities if a.activity_type == "FILL"]
+
+    async def settlements(self) -> list[port.Settlement]:
+        try:
+            activities = await self.client.activities(tuple(decode.SETTLEMENT_TYPES))
+        except rest.BrokerError as exc:
+            _raise(exc)
+        return [s for a in activities if (s := decode.settlement(a)) is not None]
+
+    # --- reference data -----------------------------------------------------------------------------------
+
+    async def listed_contracts(self, underlying: str, first: dt.date, last: dt.date) -> port.Listing:
+        try:
+            records = await self.client.listed_contracts([underlying], expiration_gte=first.isoformat(),
+                                                         expiration_lte=last.isoformat())
+        except rest.BrokerError as exc:
+            _raise(exc)
+        return decode.listing(records)
+
+    async def option_snapshots(self, symbols: Sequence[str]) -> dict[str, port.Snapshot]:
+        try:
+            return decode.snapshots(await self.client.option_snapshots(symbols))
+        except rest.BrokerError as exc:
+            _raise(exc)
+
+    async def stock_quote(self, symbol: str) -> port.Quote | None:
+        try:
+            return decode.quote(await self.client.stock_latest_quote(symbol))
+        except rest.BrokerError as exc:
+            _raise(exc)

@@ -1,0 +1,216 @@
+"""The kernel's router and order state machine against an in-memory venue written here: the port
+(``engine.kernel.ports.ExecutionClient``) is all they need. No venue's wire types take part."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from typing import Any, Literal
+
+import msgspec
+
+from domain.orders import (
+    IntentAction,
+    IntentDenied,
+    Leg,
+    OrderFilled,
+    OrderIntent,
+    OrderStatus,
+    OrderUpdated,
+    PositionIntent,
+    PricePolicy,
+    Side,
+)
+from engine.kernel.clock import EventClock
+from engine.kernel.market import Market
+from engine.kernel.orders import OrderStateMachine
+from engine.kernel.ports import ExecutionClient
+from engine.kernel.router import Router
+from engine.kernel.venue_types import (
+    Account,
+    Execution,
+    LegFill,
+    OrderEvent,
+    OrderRequest,
+    OutcomeUnknown,
+    Position,
+    Rejected,
+    Settlement,
+    VenueOrder,
+)
+
+NS = 1_000_000_000
+T0 = 1_795_446_000 * NS  # a Monday, 2026-11-23 14:40 UTC (the session is open)
+CALL = "SPY261231C00610000"
+PUT, PUT2 = "SPY261231P00600000", "SPY261231P00590000"
+
+
+class MemoryVenue:
+    """Orders kept in a dict; every change goes to ``stream`` as the venue's order events."""
+
+    def __init__(self, now: EventClock) -> None:
+        self.now = now
+        self.orders_by_id: dict[str, VenueOrder] = {}
+        self.requests: list[OrderRequest] = []
+        self.stream: list[OrderEvent] = []
+        self.fail_next: list[Exception] = []
+        """Raised by the next submits, in order (an ``OutcomeUnknown`` after the order was placed)."""
+        self.refuse_next: list[Rejected] = []
+        """Raised by the next submits before anything is placed."""
+        self._ids = itertools.count(1)
+
+    def _set(self, order: VenueOrder, kind: str, **fill: Any) -> VenueOrder:
+        order = msgspec.structs.replace(order, updated_ns=self.now.now_ns() + next(self._ids))
+        self.orders_by_id[order.id] = order
+        self.stream.append(OrderEvent(kind=kind, order=order, ts_ns=order.updated_ns, **fill))
+        return order
+
+    async def submit(self, request: OrderRequest) -> VenueOrder:
+        self.requests.append(request)
+        if self.refuse_next:
+            raise self.refuse_next.pop(0)
+        legs = tuple(VenueOrder(id=f"leg-{next(self._ids)}", symbol=leg.symbol, side=leg.side,
+                                qty=request.qty * leg.ratio) for leg in request.legs) if request.is_multi_leg else ()
+        order = self._set(VenueOrder(id=f"ord-{next(self._ids)}", client_id=request.client_id,
+                                     symbol="" if legs else request.legs[0].symbol,
+                                     side=None if legs else request.legs[0].side, qty=request.qty,
+                                     limit=request.limit, multi_leg=bool(legs), legs=legs), "new")
+        if self.fail_next:
+            raise self.fail_next.pop(0)  # the order exists, but the answer was lost
+        return order
+
+    async def replace(self, order_id: str, *, limit: float, client_id: str) -> VenueOrder:
+        old = self.orders_by_id[order_id]
+        if old.status.is_terminal:
+            raise Rejected("not replaceable", status=422)
+        new_id = f"ord-{next(self._ids)}"
+        self._set(msgspec.structs.replace(old, status=OrderStatus.REPLACED, replaced_by=new_id), "replaced")
+        return self._set(msgspec.structs.replace(old, id=new_id, client_id=client_id, limit=limit, replaces=order_id),
+                         "new")
+
+    async def cancel(self, order_id: str) -> None:
+        order = self.orders_by_id[order_id]
+        if order.status.is_terminal:
+            raise Rejected("not cancelable", status=422)
+        self._set(msgspec.structs.replace(order, status=OrderStatus.CANCELED), "canceled")
+
+    async def order(self, order_id: str) -> VenueOrder:
+        return self.orders_by_id[order_id]
+
+    async def order_by_client_id(self, client_id: str) -> VenueOrder | None:
+        return next((o for o in self.orders_by_id.values() if o.client_id == client_id), None)
+
+    async def orders(self, status: Literal["open", "all"] = "open") -> list[VenueOrder]:
+        return [o for o in self.orders_by_id.values() if status == "all" or not o.status.is_terminal]
+
+    async def account(self) -> Account:
+        return Account(id="memory", equity=1e5, cash=1e5, buying_power=1e5)
+
+    async def positions(self) -> list[Position]:
+        return []
+
+    async def executions(self) -> list[Execution]:
+        return []
+
+    async def settlements(self) -> list[Settlement]:
+        return []
+
+    def fill(self, order_id: str, price: float) -> None:
+        """The whole order fills at ``price`` (a multi-leg order: each leg at ``price`` per unit of net)."""
+        order = self.orders_by_id[order_id]
+        legs = tuple(msgspec.structs.replace(leg, filled_qty=leg.qty, avg_price=price) for leg in order.legs)
+        filled = msgspec.structs.replace(order, status=OrderStatus.FILLED, filled_qty=order.qty, avg_price=price,
+                                         legs=legs)
+        executions = tuple(LegFill(execution_id=f"x-{leg.id}", symbol=leg.symbol, qty=leg.qty, price=price,
+                                   order_id=leg.id) for leg in legs)
+        self._set(filled, "fill", execution_id=f"x-{order_id}", price=price, qty=order.qty, legs=executions)
+
+
+class Rig:
+    def __init__(self) -> None:
+        self.clock = EventClock(T0)
+        self.market = Market(rate=0.04)
+        self.market.book("SPY")
+        self.market.on_underlying_quote("SPY", 604.99, 605.01, T0)
+        self.market.add_contracts("SPY", [CALL, PUT, PUT2], [0, 0, 0])
+        book = self.market.books["SPY"]
+        for symbol, bid, ask in ((CALL, 1.00, 1.20), (PUT, 3.00, 3.20), (PUT2, 1.50, 1.60)):
+            book.load_snapshot(symbol, bid, ask, 10, 10, T0, math.nan)
+        self.market.snapshot_loaded("SPY")
+        self.venue = MemoryVenue(self.clock)
+        self.orders = OrderStateMachine()
+        self.events: list[Any] = []
+        port: ExecutionClient = self.venue  # typed to the port: no cast, no ignore
+        self.router = Router(port, self.orders, self.market, self.clock, self.events.append,
+                             market_open=lambda ns: True)
+
+    async def settle(self) -> None:
+        """Let the router's tasks run and deliver the venue's events, as the engine's bus does."""
+        for _ in range(50):
+            await asyncio.sleep(0)
+            while self.venue.stream:
+                for event in self.orders.on_event(self.venue.stream.pop(0), 0):
+                    self.events.append(event)
+                    if isinstance(event, OrderUpdated):
+                        self.router.on_order_update(event)
+        await self.router.drain(1.0)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def intent(intent_id: str, legs: tuple[Leg, ...], qty: int = 2, **policy: Any) -> OrderIntent:
+    return OrderIntent(intent_id, "memory", intent_id.split("-")[0], "SPY", IntentAction.OPEN, legs, qty,
+                       PricePolicy(**policy))
+
+
+async def test_a_limit_order_walks_by_replace_and_its_fill_is_booked_to_its_structure() -> None:
+    rig = Rig()
+    rig.router.submit(intent("s1-open-1", (Leg(CALL, Side.BUY, 1, PositionIntent.BUY_TO_OPEN),),
+                             walk_every_s=5.0, walk_step_fraction=0.5, timeout_s=60.0))
+    await rig.settle()
+    (first,) = rig.venue.requests
+    assert (first.client_id, first.qty, first.limit, first.time_in_force) == ("oe-s1-open-1", 2, 1.10, "day")
+    rig.clock.advance(T0 + 5 * NS)  # the walk is due: one step toward the ask
+    await rig.settle()
+    working = rig.router.working["s1-open-1"]
+    assert working.client_order_id == "oe-s1-open-1.r1" and working.limit_price is not None
+    assert 1.10 < working.limit_price <= 1.20
+    rig.venue.fill(working.order_id, working.limit_price)
+    await rig.settle()
+    (fill,) = rig.of(OrderFilled)
+    assert (fill.symbol, fill.side, fill.qty, fill.price, fill.structure_id, fill.intent_id) == (
+        CALL, Side.BUY, 2.0, working.limit_price, "s1", "s1-open-1")
+    assert rig.orders.positions() == {CALL: 2.0} and not rig.router.working
+    assert rig.router.counters["replaces"] == 1
+
+
+async def test_a_lost_answer_is_looked_up_by_client_id_and_never_sent_twice() -> None:
+    rig = Rig()
+    rig.venue.fail_next.append(OutcomeUnknown("timed out after sending"))
+    spread = (Leg(PUT, Side.SELL, 1, PositionIntent.SELL_TO_OPEN), Leg(PUT2, Side.BUY, 1, PositionIntent.BUY_TO_OPEN))
+    rig.router.submit(intent("s2-open-1", spread, kind="market"))
+    await rig.settle()
+    assert len(rig.venue.requests) == 1 and len(rig.venue.orders_by_id) == 1  # adopted, not resent
+    assert rig.venue.requests[0].limit is None and rig.venue.requests[0].is_multi_leg
+    assert rig.router.counters["adopted_after_unknown"] == 1
+    (order_id,) = rig.venue.orders_by_id
+    rig.venue.fill(order_id, -1.5)
+    await rig.settle()
+    fills = {f.symbol: f for f in rig.of(OrderFilled)}
+    assert {s: (f.side, f.qty, f.parent_net_price) for s, f in fills.items()} == {
+        PUT: (Side.SELL, 2.0, -1.5), PUT2: (Side.BUY, 2.0, -1.5)}
+    assert all(f.structure_id == "s2" for f in fills.values())
+    assert rig.orders.positions() == {PUT: -2.0, PUT2: 2.0}
+
+
+async def test_a_refusal_denies_the_intent_with_the_venues_reason() -> None:
+    rig = Rig()
+    rig.venue.refuse_next.append(Rejected("POST refused", status=403, message="potential wash trade",
+                                          reason="wash_trade"))
+    rig.router.submit(intent("s3-open-1", (Leg(CALL, Side.SELL, 1, PositionIntent.SELL_TO_OPEN),)))
+    await rig.settle()
+    (denied,) = rig.of(IntentDenied)
+    assert (denied.reasons, denied.detail, denied.source) == (("wash_trade",), "potential wash trade", "broker")
+    assert rig.router.counters["broker_wash_trade"] == 1 and not rig.router.working and not rig.venue.orders_by_id
