@@ -53,13 +53,13 @@ from benchlib import print_result
 import engine.service.app as app_mod
 from domain.orders import IntentAction, IntentDenied, Leg, OrderIntent, PositionIntent, PricePolicy, Side
 from domain.views import ChainView
+from engine.alpaca.endpoints import Endpoints
 from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS
 from engine.kernel.events import BookUpdated
 from engine.kernel.request_budget import RequestBudget
 from engine.kernel.subscriptions import BudgetConfig, SubscriptionBudget
 from engine.service.app import Engine
 from engine.service.config import parse_config_text
-from engine.service.venue import Endpoints
 from strategies.base import Strategy, StrategyConfig
 
 CONTRACTS = 5_000
@@ -314,8 +314,9 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[s
 
     core.on_intent_approved = approved
     # The same session settings as the broker's own, plus the socket-write trace.
-    old = broker._http()
-    broker._session = aiohttp.ClientSession(headers=old.headers, timeout=old.timeout, trace_configs=[_trace(written)])
+    rest = broker.client  # the adapter's REST client under the execution port
+    old = rest._http()
+    rest._session = aiohttp.ClientSession(headers=old.headers, timeout=old.timeout, trace_configs=[_trace(written)])
     await old.close()
     gate = core.gate
     check = gate.check
