@@ -22,7 +22,7 @@ hook (the engine's ``tick_to_order_seconds`` metric); the last stage to the sock
 
     .venv/bin/python bench/latency.py [--json] [--seconds 30] [--every 10]
 
-The bench lifts Alpaca's OPRA plan cap of 1,000 quote symbols (``PLAN_QUOTE_CAPS``) to 5,000 for the run
+The bench lifts Alpaca's OPRA plan cap of 1,000 quote symbols to 5,000 for the run (``Engine.quote_cap``)
 and the order-rate limits (gate, router budget, simulator) so that triggers are frequent; nothing else is
 changed.
 """
@@ -50,10 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib import print_result
 
-import engine.service.app as app_mod
 from domain.orders import IntentAction, IntentDenied, Leg, OrderIntent, PositionIntent, PricePolicy, Side
 from domain.views import ChainView
-from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS
 from engine.kernel.events import BookUpdated
 from engine.kernel.request_budget import RequestBudget
 from engine.kernel.subscriptions import BudgetConfig, SubscriptionBudget
@@ -223,6 +221,7 @@ class BenchEngine(Engine):
 
     def __init__(self, cfg: Any, urls: dict[str, Any], actor: TriggerActor) -> None:
         super().__init__(cfg)
+        self.quote_cap = CONTRACTS  # beyond the OPRA plan's 1,000 (the simulator's cap is CONTRACTS too)
         self._urls = urls
         self._actor = actor
         self.apply_ns: list[int] = []
@@ -299,13 +298,10 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[s
     trigger: dict[str, int] = {}
     gate_ns: list[int] = []
     quotes = [0]
-    setattr(app_mod, "PLAN_QUOTE_CAPS", {**PLAN_QUOTE_CAPS, "opra": CONTRACTS})  # noqa: B010
-    try:
-        await eng.start()
-    finally:
-        setattr(app_mod, "PLAN_QUOTE_CAPS", PLAN_QUOTE_CAPS)  # noqa: B010
-    core, broker, kernel = eng.core, eng.broker, eng.kernel
-    assert core is not None and broker is not None and kernel is not None
+    await eng.start()
+    core, kernel = eng.core, eng.kernel
+    assert core is not None and eng.venue is not None and kernel is not None
+    broker = eng.venue.execution.client  # type: ignore[attr-defined]  # the Alpaca venue's REST client
     prefix = cfg.engine.client_order_prefix
 
     def approved(intent: OrderIntent, trigger_ns: int) -> None:
