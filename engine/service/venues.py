@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from engine.service.config import EngineConfig
 
 VENUE_MODULE = "venue"
-"""The module of ``engine/<name>/`` that makes the package a venue (when it defines ``OPEN``)."""
+"""The module of ``engine/<name>/`` that makes the package a venue (when it defines ``open_venue``)."""
 OPEN = "open_venue"
 """The factory a venue module defines."""
 
