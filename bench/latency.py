@@ -22,7 +22,7 @@ hook (the engine's ``tick_to_order_seconds`` metric); the last stage to the sock
 
     .venv/bin/python bench/latency.py [--json] [--seconds 30] [--every 10]
 
-The bench lifts Alpaca's OPRA plan cap of 1,000 quote symbols (``PLAN_QUOTE_CAPS``) to 5,000 for the run
+The bench lifts Alpaca's OPRA plan cap of 1,000 quote symbols to 5,000 for the run (``Engine.quote_cap``)
 and the order-rate limits (gate, router budget, simulator) so that triggers are frequent; nothing else is
 changed.
 """
@@ -50,16 +50,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib import print_result
 
-import engine.service.app as app_mod
 from domain.orders import IntentAction, IntentDenied, Leg, OrderIntent, PositionIntent, PricePolicy, Side
 from domain.views import ChainView
-from engine.alpaca.endpoints import Endpoints
-from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS
 from engine.kernel.events import BookUpdated
 from engine.kernel.request_budget import RequestBudget
 from engine.kernel.subscriptions import BudgetConfig, SubscriptionBudget
 from engine.service.app import Engine
 from engine.service.config import parse_config_text
+from engine.service.venue import Endpoints
 from strategies.base import Strategy, StrategyConfig
 
 CONTRACTS = 5_000
@@ -223,6 +221,7 @@ class BenchEngine(Engine):
 
     def __init__(self, cfg: Any, urls: dict[str, Any], actor: TriggerActor) -> None:
         super().__init__(cfg)
+        self.quote_cap = CONTRACTS  # beyond the OPRA plan's 1,000 (the simulator's cap is CONTRACTS too)
         self._urls = urls
         self._actor = actor
         self.apply_ns: list[int] = []
@@ -299,13 +298,10 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[s
     trigger: dict[str, int] = {}
     gate_ns: list[int] = []
     quotes = [0]
-    setattr(app_mod, "PLAN_QUOTE_CAPS", {**PLAN_QUOTE_CAPS, "opra": CONTRACTS})  # noqa: B010
-    try:
-        await eng.start()
-    finally:
-        setattr(app_mod, "PLAN_QUOTE_CAPS", PLAN_QUOTE_CAPS)  # noqa: B010
-    core, broker, kernel = eng.core, eng.broker, eng.kernel
-    assert core is not None and broker is not None and kernel is not None
+    await eng.start()
+    core, kernel = eng.core, eng.kernel
+    assert core is not None and eng.venue is not None and kernel is not None
+    broker = eng.venue.execution.client  # type: ignore[attr-defined]  # the Alpaca venue's REST client
     prefix = cfg.engine.client_order_prefix
 
     def approved(intent: OrderIntent, trigger_ns: int) -> None:
@@ -314,9 +310,8 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[s
 
     core.on_intent_approved = approved
     # The same session settings as the broker's own, plus the socket-write trace.
-    rest = broker.client  # the adapter's REST client under the execution port
-    old = rest._http()
-    rest._session = aiohttp.ClientSession(headers=old.headers, timeout=old.timeout, trace_configs=[_trace(written)])
+    old = broker._http()
+    broker._session = aiohttp.ClientSession(headers=old.headers, timeout=old.timeout, trace_configs=[_trace(written)])
     await old.close()
     gate = core.gate
     check = gate.check
@@ -366,7 +361,7 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[s
     setattr(journal, "record_intent", staged_record)  # noqa: B010
     router.on_order_written = staged_hook
     contracts = sum(len(b) for b in eng.market.books.values())
-    feed = eng.option_feed
+    feed: Any = eng.option_feed  # the Alpaca client: its protocol counts the messages
     await asyncio.sleep(2.0)  # warm-up: JIT paths, first reprices, connection pool
     for xs in (eng.apply_ns, eng.core_ns, gate_ns):
         xs.clear()

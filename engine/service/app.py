@@ -1,12 +1,12 @@
 """The running engine: every part wired together, started in order and stopped in reverse.
 
 Start-up: endpoints (in ``mode = "sim"`` the built-in simulator starts on loopback, continuing the
-account it keeps under ``<state_dir>/sim``, and the engine reaches it through the same REST and
-websocket clients it uses for Alpaca) -> journal -> broker and account (a journal bound to another
-account stops the start) -> metrics, Redis -> restart reconciliation against the journal -> underlying
-quotes and the option book primed from snapshots within the subscription budget -> feeds -> strategies
--> READY. ``fresh=True`` (``run --fresh``, sim mode) first moves the journal and the simulator's state
-into ``<state_dir>/archive-<time>`` and so starts a new account.
+account it keeps under ``<state_dir>/sim``, and the engine reaches it through the Alpaca venue as it would
+Alpaca) -> the venue ``[engine] venue`` selects (``engine.service.venues``: execution client, streams) ->
+journal -> account (a journal bound to another account stops the start) -> metrics, Redis -> restart
+reconciliation against the journal -> underlying quotes and the option book primed from snapshots within the
+subscription budget -> feeds -> strategies -> READY. ``fresh=True`` (``run --fresh``, sim mode) first moves the
+journal and the simulator's state into ``<state_dir>/archive-<time>`` and so starts a new account.
 Shutdown (SIGTERM, SIGINT or ``--duration``): STOPPING, stop intake, cancel working orders (by
 policy), drain, flush the journal and Redis, exit 0 within the configured bound.
 """
@@ -26,14 +26,6 @@ from typing import Any
 import structlog
 
 from domain.views import AccountView
-from engine.alpaca.broker import AlpacaBroker
-from engine.alpaca.endpoints import Endpoints
-from engine.alpaca.execution import AlpacaExecution
-from engine.alpaca.feeds.connection import FeedConfig
-from engine.alpaca.feeds.options.client import option_client
-from engine.alpaca.feeds.options.protocol import PLAN_QUOTE_CAPS
-from engine.alpaca.feeds.stocks.client import stock_client
-from engine.alpaca.feeds.trading.client import TradingStreamClient
 from engine.kernel.alerts import Alert
 from engine.kernel.bus import Bus
 from engine.kernel.clock import EventClock
@@ -57,7 +49,8 @@ from engine.service.restart import RestartReconciliation, bind_journal, fetch_ac
 from engine.service.sdnotify import Notifier, Watchdog, watchdog_interval_s
 from engine.service.secrets import command_secret
 from engine.service.settings import kernel_settings
-from engine.service.venue import archive_for_fresh_start, live_endpoints, start_simulator
+from engine.service.venue import Endpoints, archive_for_fresh_start, start_simulator
+from engine.service.venues import DataStream, Stream, Venue, VenueClient, open_venue
 from engine.service.vitals import run_status, run_summary
 from greeks.calendar import market_calendar, ny_date
 from strategies.base import Strategy
@@ -94,13 +87,19 @@ class Engine:
         """Built once the broker and the account are known (``_build_kernel``)."""
         self.sim: Any = None
         self.endpoints: Endpoints | None = None
+        """Where the venue connects when the engine chose: the simulator's in sim mode (else None)."""
+        self.venue: Venue | None = None
+        """The venue ``[engine] venue`` selects (engine.service.venues)."""
+        self.broker: VenueClient | None = None
+        """The venue's execution client, as the kernel uses it."""
+        self.quote_cap: int | None = None
+        """Option quote symbols streamed at most; None: the venue's plan cap (a benchmark may lift it)."""
         self.journal: Journal | None = None
-        self.broker: AlpacaExecution | None = None
         self.publisher: Publisher | None = None
         self.subscriptions: SubscriptionManager | None = None
-        self.option_feed: Any = None
-        self.stock_feed: Any = None
-        self.trading_feed: TradingStreamClient | None = None
+        self.option_feed: DataStream | None = None
+        self.stock_feed: DataStream | None = None
+        self.trading_feed: Stream | None = None
         self.reloader: ConfigReloader | None = None
         self.commands: CommandListener | None = None
         self.metrics_server: MetricsServer | None = None
@@ -199,13 +198,11 @@ class Engine:
         if self.fresh:
             self.archived_to = archive_for_fresh_start(cfg, state_path(cfg, self.config_path))
         self.endpoints = await self._endpoints()
+        self.venue = open_venue(cfg, endpoints=self.endpoints)
+        self.broker = self.venue.execution
         self.journal = Journal.open(state_path(cfg, self.config_path))
         self.journal.start()
         self._start_recorder()
-        self.broker = AlpacaExecution(AlpacaBroker(
-            self.endpoints.trading_url, self.endpoints.data_url, self.endpoints.key, self.endpoints.secret,
-            option_feed=cfg.alpaca.options_feed, stock_feed=cfg.alpaca.stock_feed,
-        ))
         account = await startup_call(self._fetch_account)
         assert self.journal is not None and self.broker_account is not None
         bind_journal(self.journal, self.broker_account)
@@ -252,12 +249,13 @@ class Engine:
         if self.recorder is not None:
             self.recorder.start()
 
-    async def _endpoints(self) -> Endpoints:
-        """Alpaca's (keys from the environment or the credentials file), or the built-in simulator's."""
+    async def _endpoints(self) -> Endpoints | None:
+        """The built-in simulator's in sim mode; None in paper/live (the venue connects where its config says,
+        with the keys from the environment or the credentials file)."""
         if self.cfg.engine.mode == "sim":
             self.sim, endpoints = await start_simulator(self.cfg, state_path(self.cfg, self.config_path))
             return endpoints
-        return live_endpoints(self.cfg)
+        return None
 
     async def _fetch_account(self) -> AccountView:
         assert self.broker is not None
@@ -296,7 +294,7 @@ class Engine:
 
     async def _prime_market(self) -> None:
         """Underlying quotes first (the clock starts at their time), then the option book within budget."""
-        assert self.broker is not None and self.option_feed is None
+        assert self.venue is not None and self.broker is not None and self.option_feed is None
         underlyings = sorted({u for a in self.actors for u in a.underlyings})
         for u in underlyings:
             quote = await self.broker.stock_quote(u)
@@ -305,17 +303,13 @@ class Engine:
                 self.market.book(u)
                 self.market.on_underlying_quote(u, quote.bid, quote.ask, ts)
                 self.clock.advance(ts)
-        quotes_cap = PLAN_QUOTE_CAPS[self.cfg.alpaca.options_feed]
+        quotes_cap = self.venue.quote_cap if self.quote_cap is None else self.quote_cap
         if self.cfg.engine.mode == "sim":
             quotes_cap = min(quotes_cap, self.cfg.sim.option_symbol_cap)
         kernel = self._kernel()
-        feed_cfg = FeedConfig()
-        self.option_feed = option_client(
-            self.endpoints.options_stream_url if self.endpoints else "", self.endpoints.key if self.endpoints else "",
-            self.endpoints.secret if self.endpoints else "", self.market.option_index,
-            on_batch=kernel.on_option_batch, publish=self.bus.publish, max_quotes=quotes_cap, config=feed_cfg,
-            market_open=self._market_open,
-        )
+        self.option_feed = self.venue.option_stream(self.market.option_index, on_batch=kernel.on_option_batch,
+                                                    publish=self.bus.publish, market_open=self._market_open,
+                                                    max_quotes=quotes_cap)
         ranges = tuple(sorted({a.dte_range() for a in self.actors})) or ((0, 45),)
         budget = SubscriptionBudget(BudgetConfig(cap=quotes_cap, dte_ranges=ranges))
         catalog = ContractCatalog(self.broker, on_ppind=kernel.router.ticks.observe)
@@ -342,29 +336,29 @@ class Engine:
         if self.recorder is not None:
             self.recorder.note_book(self.market)
 
+    def _streams(self) -> tuple[DataStream, DataStream, Stream]:
+        assert self.option_feed is not None and self.stock_feed is not None and self.trading_feed is not None
+        return self.option_feed, self.stock_feed, self.trading_feed
+
     def _start_feeds(self) -> None:
-        assert self.endpoints is not None
-        ep = self.endpoints
-        underlyings = sorted(self.market.books)
-        self.stock_feed = stock_client(ep.stocks_stream_url, ep.key, ep.secret, self.market.stock_index,
-                                       on_batch=self._kernel().on_stock_batch, publish=self.bus.publish,
-                                       market_open=self._market_open)
-        self.stock_feed.set_subscription(underlyings)
-        self.trading_feed = TradingStreamClient(ep.trading_stream_url, ep.key, ep.secret,
-                                                on_update=self._kernel().on_order_event, publish=self.bus.publish)
+        assert self.venue is not None and self.option_feed is not None
+        kernel = self._kernel()
+        self.stock_feed = self.venue.stock_stream(self.market.stock_index, on_batch=kernel.on_stock_batch,
+                                                  publish=self.bus.publish, market_open=self._market_open)
+        self.stock_feed.set_subscription(sorted(self.market.books))
+        self.trading_feed = self.venue.order_stream(on_event=kernel.on_order_event, publish=self.bus.publish)
         if self.recorder is not None:
             from engine.replay.format import OPTIONS, STOCKS, TRADING
 
-            for stream, feed in ((OPTIONS, self.option_feed), (STOCKS, self.stock_feed), (TRADING, self.trading_feed)):
+            for stream, feed in zip((OPTIONS, STOCKS, TRADING), self._streams(), strict=True):
                 feed.on_raw_frame = self.recorder.tap(stream)
-        self.option_feed.after_frame = self.stock_feed.after_frame = self._kernel().order_started
-        for name, feed in (("options", self.option_feed), ("stocks", self.stock_feed),
-                           ("trading", self.trading_feed)):
+        self.option_feed.after_frame = self.stock_feed.after_frame = kernel.order_started
+        for name, feed in zip(("options", "stocks", "trading"), self._streams(), strict=True):
             self._tasks.append(asyncio.create_task(feed.run(), name=f"feed-{name}"))
 
     async def _wait_feeds(self) -> None:
         """Until every feed has finished its handshake (READY=1 must not come before); logs while waiting."""
-        feeds = [self.option_feed, self.stock_feed, self.trading_feed]
+        feeds = self._streams()
         while True:
             pending = [f.feed for f in feeds if not f.connected.is_set()]
             if not pending:
@@ -487,6 +481,8 @@ class Engine:
         if self.core is None or not self._market_open():
             return
         for feed in (self.option_feed, self.stock_feed):
+            if feed is None:
+                continue
             last = feed.last_data_mono
             if last and (mono - last) * 1000.0 > stale_ms:
                 now = self.clock.now_ns()
@@ -555,8 +551,8 @@ class Engine:
             await self.publisher.stop()
         if self.journal is not None:
             await self.journal.aclose()
-        if self.broker is not None:
-            await self.broker.close()
+        if self.venue is not None:
+            await self.venue.close()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         if self.loop_lag is not None:

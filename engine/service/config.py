@@ -28,6 +28,7 @@ import msgspec
 from msgspec import Meta
 
 from engine.kernel.order_rules import OrdersSection
+from engine.service.venues import unknown_venue_reason
 from engine.sim.config import SimConfig
 from risk.limits import RiskLimits
 from strategies.base import StrategyConfig
@@ -38,6 +39,9 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 Port = Annotated[int, Meta(ge=1, le=65535)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
 EnvName = Annotated[str, Meta(pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", max_length=128)]
+
+SIM_VENUE = "alpaca"
+"""The venue whose wire the built-in simulator speaks: ``mode = "sim"`` trades through it."""
 
 LIVE_CONFIRM_ENV = "OPTIONS_ENGINE_LIVE"
 """Environment variable that must be ``1`` for ``mode = "live"`` to start."""
@@ -75,6 +79,7 @@ class EngineSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     )
 
     mode: Mode = "sim"
+    venue: Annotated[str, Meta(pattern=r"^[a-z_][a-z0-9_]*$")] = "alpaca"
     state_dir: Annotated[str, Meta(min_length=1)] = "state"
     log_level: LogLevel = "info"
     metrics_host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
@@ -238,6 +243,12 @@ def cross_field_issues(cfg: EngineConfig) -> list[ConfigIssue]:
     """Rules that span sections."""
     issues: list[ConfigIssue] = []
     a = cfg.alpaca
+    unknown = unknown_venue_reason(cfg.engine.venue)
+    if unknown is not None:
+        issues.append(ConfigIssue("engine.venue", unknown))
+    elif cfg.engine.mode == "sim" and cfg.engine.venue != SIM_VENUE:
+        issues.append(ConfigIssue("engine.venue", f"mode = 'sim' trades the built-in simulator, which speaks "
+                                                  f"{SIM_VENUE!r}: venue must be {SIM_VENUE!r}"))
     if cfg.engine.mode in ("paper", "live") and not a.credentials_file and not (a.key_id_env and a.secret_key_env):
         issues.append(
             ConfigIssue(

@@ -1,7 +1,8 @@
-"""Where the engine connects: Alpaca's endpoints for ``paper``/``live``, or the built-in simulator for ``sim``.
+"""The built-in simulator for ``mode = "sim"``: started on loopback, its endpoints for the Alpaca venue (it speaks
+Alpaca's protocol); in paper/live the venue connects where its own config says (``engine.service.venues``).
 
-In sim mode the simulator starts on loopback, continuing the account it keeps under
-``<state_dir>/sim``; ``--fresh`` first moves the journal and that account aside (never deleted).
+The simulator continues the account it keeps under ``<state_dir>/sim``; ``--fresh`` first moves the journal
+and that account aside (never deleted).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from typing import Any
 
 import structlog
 
-from engine.alpaca.endpoints import Endpoints, alpaca_endpoints
+from engine.alpaca.endpoints import Endpoints
 from engine.service.config import EngineConfig
 from engine.service.journal import journal_files
-from engine.service.secrets import load_credentials
+
+__all__ = ["SIM_STATE_DIR", "Endpoints", "StartupError", "archive_for_fresh_start", "start_simulator"]
 
 log = structlog.get_logger(__name__)
 
@@ -24,15 +26,6 @@ SIM_STATE_DIR = "sim"
 
 class StartupError(Exception):
     """The engine cannot start as configured (the message says why and what to do)."""
-
-
-def live_endpoints(cfg: EngineConfig) -> Endpoints:
-    """Alpaca's endpoints with the keys from the environment or the credentials file (never from the repo)."""
-    creds = load_credentials(cfg)
-    if creds is None:
-        raise SystemExit(f"{cfg.engine.mode} mode needs API keys: set ${cfg.alpaca.key_id_env} and "
-                         f"${cfg.alpaca.secret_key_env} or [alpaca] credentials_file")
-    return alpaca_endpoints(cfg.alpaca, cfg.engine.mode, creds.key_id.reveal(), creds.secret_key.reveal())
 
 
 async def start_simulator(cfg: EngineConfig, state_dir: Path) -> tuple[Any, Endpoints]:

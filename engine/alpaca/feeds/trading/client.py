@@ -27,7 +27,7 @@ from engine.alpaca.feeds.trading.protocol import (
     TradingProtocol,
     Unauthorized,
 )
-from engine.kernel.events import FeedError, GapDetected
+from engine.kernel.events import FeedError, FeedName, GapDetected
 from engine.kernel.venue_types import OrderEvent
 
 log = structlog.get_logger(__name__)
@@ -39,7 +39,7 @@ LIVE_URL = "wss://api.alpaca.markets/stream"
 class TradingStreamClient(FeedConnection):
     """One ``trade_updates`` websocket kept alive."""
 
-    feed = "trading"
+    feed: FeedName = "trading"
 
     def __init__(
         self,
