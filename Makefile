@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/options-engine run -c engine.toml $(if $(filter-out 0,$(DURATION)),--duration $(DURATION))
 
+# asyncio's debug mode is on in the tests (any non-empty PYTHONASYNCIODEBUG turns it on; this line read "=0"
+# for a long time and meant the same): it reports calls from the wrong thread and never-awaited coroutines.
 test: $(STAMP)
-	PYTHONASYNCIODEBUG=0 $(PY) -m pytest -q
+	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
