@@ -152,16 +152,13 @@ class JournalFill(msgspec.Struct, frozen=True):
     greeks_after: PortfolioGreeks | None = None
 
 
-JournalStructure = StructureRecord
-
-
 class JournalState(msgspec.Struct, frozen=True):
     """Everything reconciliation needs, as of the last commit."""
 
     intents: dict[str, JournalIntent]
     orders: dict[str, JournalOrder]
     fills: list[JournalFill]
-    structures: dict[str, JournalStructure]
+    structures: dict[str, StructureRecord]
 
     def positions(self) -> dict[str, float]:
         """Signed quantity per symbol implied by the journaled fills (zeros dropped)."""
@@ -435,7 +432,7 @@ class Journal:
     def has_execution(self, execution_id: str) -> bool:
         return execution_id in self._executions
 
-    def record_structure(self, structure: JournalStructure) -> None:
+    def record_structure(self, structure: StructureRecord) -> None:
         """Upsert a structure (opened, legs changed, closed)."""
         row = (
             structure.structure_id,
@@ -510,7 +507,7 @@ class Journal:
             }
             fills = _read_fills(conn, "ORDER BY seq", ())
             structures = {
-                r[0]: JournalStructure(
+                r[0]: StructureRecord(
                     r[0],
                     r[1],
                     r[2],

@@ -31,9 +31,10 @@ from domain.orders import AssetClass, OrderFilled, OrderStatus, OrderUpdated
 from engine.alpaca import decode
 from engine.kernel.alerts import Alert
 from engine.kernel.attribution import Holder, attribute_broker_fill, is_broker_fill, with_unexplained
+from engine.kernel.outputs import StructureRecord
 from engine.kernel.portfolio import underlying_of
 from engine.kernel.venue_types import Execution, Position, VenueOrder
-from engine.service.journal import BoundAccount, JournalOrder, JournalState, JournalStructure
+from engine.service.journal import BoundAccount, JournalOrder, JournalState
 
 _EPS = 1e-9
 _REPLACEMENT = re.compile(r"(.+)\.r[0-9]+")
@@ -95,7 +96,7 @@ class ReconcilePlan(msgspec.Struct, frozen=True):
     order_updates: list[OrderUpdated]
     abandon: list[AbandonIntent]
     import_fills: list[OrderFilled]
-    structures: list[JournalStructure]
+    structures: list[StructureRecord]
     positions: dict[str, float]
     alerts: list[Alert]
 
@@ -468,7 +469,7 @@ def _attribute_broker_fills(state: JournalState, imported: list[OrderFilled]) ->
     return out
 
 
-def open_structures(state: JournalState, imported: Iterable[OrderFilled] = ()) -> list[JournalStructure]:
+def open_structures(state: JournalState, imported: Iterable[OrderFilled] = ()) -> list[StructureRecord]:
     """The structures the journaled (and imported) fills leave holding something. Fills carry their structure,
     so they are the record the portfolio itself is rebuilt from; the structures table only adds what a strategy
     needs to take a structure back (``structure_records``)."""
@@ -478,18 +479,18 @@ def open_structures(state: JournalState, imported: Iterable[OrderFilled] = ()) -
         if fill.structure_id:
             legs[fill.structure_id][fill.symbol] += fill.signed_qty
             owner.setdefault(fill.structure_id, fill)
-    out: list[JournalStructure] = []
+    out: list[StructureRecord] = []
     for sid, by_symbol in legs.items():
         held = {sym: q for sym, q in by_symbol.items() if abs(q) > _EPS}
         if not held:
             continue
         first = owner[sid]
-        out.append(JournalStructure(sid, first.strategy_id, underlying_of(first.symbol, first.asset_class), "open",
+        out.append(StructureRecord(sid, first.strategy_id, underlying_of(first.symbol, first.asset_class), "open",
                                     held, first.ts_event_ns))
     return out
 
 
-def _check_structures(structures: Sequence[JournalStructure], broker_pos: dict[str, float], alert: Any) -> None:
+def _check_structures(structures: Sequence[StructureRecord], broker_pos: dict[str, float], alert: Any) -> None:
     wanted: dict[str, float] = collections.defaultdict(float)
     for s in structures:
         if s.state == "pending":

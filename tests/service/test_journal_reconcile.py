@@ -10,7 +10,8 @@ import pytest
 
 from domain.orders import OrderStatus, Side
 from domain.views import PortfolioGreeks
-from engine.service.journal import Journal, JournalState, JournalStructure
+from engine.kernel.outputs import StructureRecord
+from engine.service.journal import Journal, JournalState
 from engine.service.reconcile import ReconcilePolicy, abandoned_update, decode_broker, reconcile
 from tests.service.helpers import CALL, PUT, make_fill, make_intent, make_update
 
@@ -33,7 +34,7 @@ async def test_journal_round_trip_survives_reopen(journal: Journal, tmp_path: Pa
     assert journal.record_fill(make_fill(1, CALL, Side.SELL)) is None  # same execution_id: ignored
     assert journal.record_fill(make_fill(2, PUT, Side.SELL)) == 2
     journal.record_structure(
-        JournalStructure("st-1", "iron_condor", "SPY", "open", {CALL: -1.0, PUT: -1.0}, time.time_ns(), {"credit": 1.1})
+        StructureRecord("st-1", "iron_condor", "SPY", "open", {CALL: -1.0, PUT: -1.0}, time.time_ns(), {"credit": 1.1})
     )
     journal.record_config_diff([{"path": "risk.max_spread_pct", "old": 0.3, "new": 0.2}], [])
     await journal.aclose()
@@ -165,7 +166,7 @@ async def test_position_mismatch_is_reported_and_no_fill_is_invented(tmp_path: P
         tmp_path,
         orders=[make_update("oe-1", "ord-1", OrderStatus.FILLED, filled=1.0)],
         fills=[make_fill(1, CALL, Side.SELL, coid="oe-1", order_id="ord-1")],
-        structures=[JournalStructure("st-1", "iron_condor", "SPY", "open", {CALL: -1.0}, NOW)],
+        structures=[StructureRecord("st-1", "iron_condor", "SPY", "open", {CALL: -1.0}, NOW)],
     )
     positions = [{"symbol": CALL, "qty": "-3", "asset_class": "us_option", "side": "short"}]
     broker = decode_broker([], [_order("oe-1", "ord-1", "filled", filled="1")], positions, [])

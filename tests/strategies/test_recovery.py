@@ -12,7 +12,8 @@ from strategy_harness import Harness
 from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
 from domain.orders import IntentAction
-from engine.service.journal import JournalFill, JournalIntent, JournalState, JournalStructure
+from engine.kernel.outputs import StructureRecord
+from engine.service.journal import JournalFill, JournalIntent, JournalState
 from engine.service.recovery import recovered_structures
 from strategies.tracking import StructureStatus
 from strategies.zero_dte import ZeroDte, ZeroDteConfig
@@ -29,7 +30,7 @@ def _journal_of(h: Harness) -> JournalState:
     """What the engine's journal holds after ``h``'s run: intents, fills and the structure records."""
     intents = {i.intent_id: JournalIntent(i, f"oe-{i.intent_id}") for i in h.approved}
     fills = [JournalFill(n, f, "engine") for n, f in enumerate(h.fills)]
-    structures = {i.structure_id: JournalStructure(i.structure_id, i.strategy_id, i.underlying, "open",
+    structures = {i.structure_id: StructureRecord(i.structure_id, i.strategy_id, i.underlying, "open",
                                                    dict(i.leg_quantities()), i.ts_event_ns,
                                                    h.strategy.structure_record(i.structure_id))
                   for i in h.approved if i.action is IntentAction.OPEN}
