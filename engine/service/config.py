@@ -28,7 +28,7 @@ import msgspec
 from msgspec import Meta
 
 from engine.kernel.order_rules import OrdersSection
-from engine.service.venues import unknown_venue_reason
+from engine.service.venues import settings_type, unknown_venue_reason
 from engine.sim.config import SimConfig
 from risk.limits import RiskLimits
 from strategies.base import StrategyConfig
@@ -165,6 +165,15 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
     strategies: StrategiesSection = msgspec.field(default_factory=StrategiesSection)
+    venues: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """``[venues.<name>]``: the settings of a venue package that declares a ``SETTINGS`` struct (validated
+    against it; Alpaca's settings are ``[alpaca]``)."""
+
+    def venue_settings(self) -> Any:
+        """The selected venue's ``[venues.<name>]`` table as its ``SETTINGS`` struct (defaults when absent), or
+        None when the venue declares none."""
+        declared = settings_type(self.engine.venue)
+        return None if declared is None else msgspec.convert(self.venues.get(self.engine.venue, {}), declared)
 
     def strategy_configs(self) -> dict[str, StrategyConfig]:
         """The configured strategies by kind (tables present in the file), in registry order."""
@@ -249,6 +258,13 @@ def cross_field_issues(cfg: EngineConfig) -> list[ConfigIssue]:
     elif cfg.engine.mode == "sim" and cfg.engine.venue != SIM_VENUE:
         issues.append(ConfigIssue("engine.venue", f"mode = 'sim' trades the built-in simulator, which speaks "
                                                   f"{SIM_VENUE!r}: venue must be {SIM_VENUE!r}"))
+    for name, table in cfg.venues.items():
+        declared = settings_type(name)
+        if declared is None:
+            reason = unknown_venue_reason(name) or f"venue {name!r} declares no settings (SETTINGS)"
+            issues.append(ConfigIssue(f"venues.{name}", reason))
+        else:
+            _collect(table, declared, f"venues.{name}", issues)
     if cfg.engine.mode in ("paper", "live") and not a.credentials_file and not (a.key_id_env and a.secret_key_env):
         issues.append(
             ConfigIssue(

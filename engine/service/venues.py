@@ -24,6 +24,8 @@ import pkgutil
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
+
 import engine
 from engine.kernel.events import FeedName
 from engine.kernel.market_data import OnBatch
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 VENUE_MODULE = "venue"
 """The module of ``engine/<name>/`` that makes the package a venue (when it defines ``open_venue``)."""
 OPEN = "open_venue"
+SETTINGS = "SETTINGS"
 """The factory a venue module defines."""
 
 Publish = Callable[[Any], None]
@@ -140,6 +143,14 @@ def venue_factory(name: str) -> Callable[..., Venue] | None:
     module = importlib.import_module(f"engine.{name}.{VENUE_MODULE}")
     factory = getattr(module, OPEN, None)
     return factory if callable(factory) else None
+
+
+def settings_type(name: str) -> type[Any] | None:
+    """The settings struct ``engine.<name>.venue`` declares as ``SETTINGS`` (its ``[venues.<name>]`` table), if any."""
+    if venue_factory(name) is None:
+        return None
+    declared = getattr(importlib.import_module(f"engine.{name}.{VENUE_MODULE}"), SETTINGS, None)
+    return declared if isinstance(declared, type) and issubclass(declared, msgspec.Struct) else None
 
 
 def known_venues() -> list[str]:

@@ -28,9 +28,20 @@ FAKE_VENUE = '''
 
 import asyncio
 
+import msgspec
+
 from engine.kernel import venue_types as v
 
 OPENED = []
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The venue's own [venues.fakevenue] table."""
+
+    account_id: str = "fake-account"
+    quote_cap: int = 7
+
+SETTINGS = Settings
 
 
 class Stream:
@@ -60,8 +71,11 @@ class Stream:
 
 
 class Execution:
+    def __init__(self, account_id):
+        self.account_id = account_id
+
     async def account(self):
-        return v.Account(id="fake-account", equity=50_000.0, cash=50_000.0, buying_power=50_000.0)
+        return v.Account(id=self.account_id, equity=50_000.0, cash=50_000.0, buying_power=50_000.0)
 
     async def orders(self, status="open"):
         return []
@@ -102,11 +116,12 @@ class Execution:
 
 class FakeVenue:
     name = "fakevenue"
-    quote_cap = 7
 
     def __init__(self, cfg, endpoints, credentials):
         self.cfg, self.endpoints, self.credentials = cfg, endpoints, credentials
-        self.execution = Execution()
+        self.settings = cfg.venue_settings()
+        self.quote_cap = self.settings.quote_cap
+        self.execution = Execution(self.settings.account_id)
         self.streams = {}
         self.max_quotes = None
         self.closed = False
@@ -198,6 +213,20 @@ def test_a_venue_package_is_picked_up_by_config_alone(fake_venue: str) -> None:
     assert venue.endpoints is None  # paper: the venue connects on its own
     with pytest.raises(ConfigError, match="simulator"):  # the built-in simulator speaks Alpaca only
         parse_config_text(f'[engine]\nmode = "sim"\nvenue = "{fake_venue}"\n')
+
+
+def test_a_venue_package_brings_its_own_settings_table(fake_venue: str) -> None:
+    cfg = parse_config_text(f'[engine]\nmode = "paper"\nvenue = "{fake_venue}"\n'
+                            f'[venues.{fake_venue}]\naccount_id = "acct-9"\nquote_cap = 3\n')
+    venue = venues.open_venue(cfg, credentials=lambda: None)
+    assert (venue.settings.account_id, venue.quote_cap) == ("acct-9", 3)
+    with pytest.raises(ConfigError) as err:  # checked against the venue's SETTINGS like any section
+        parse_config_text(f'[engine]\nmode = "paper"\nvenue = "{fake_venue}"\n'
+                          f'[venues.{fake_venue}]\nquote_cap = "many"\nsurprise = 1\n')
+    assert sorted(i.path for i in err.value.issues) == [f"venues.{fake_venue}.quote_cap",
+                                                       f"venues.{fake_venue}.surprise"]
+    with pytest.raises(ConfigError, match="unknown venue 'nasdaq'"):
+        parse_config_text('[venues.nasdaq]\nurl = "x"\n')
 
 
 async def test_the_engine_runs_on_a_venue_it_has_never_heard_of(fake_venue: str, tmp_path: Path) -> None:
