@@ -123,6 +123,13 @@ class RestartReconciliation:
                 # The order may have filled since the open-orders snapshot: what this read shows is counted by
                 # the state machine now and must be booked, or no later read would ever book it again.
                 self.adoption_events.extend(kernel.orders.on_order(await broker.order(adopt.order_id), now))
+        adopted = {a.order_id for a in plan.adopt}
+        for order in recent:
+            # Any recent order can be read again later (a re-read of open orders, a late stream event) and the
+            # fresh state machine would take its whole filled quantity for news: the journal's fills count first.
+            held = journaled.get(order.id)
+            if held and order.id not in adopted:
+                kernel.orders.preload(order.id, held)
         for update in plan.order_updates:
             journal.record_order(update)
         for abandon in plan.abandon:
