@@ -200,12 +200,10 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
     a, c, d = ba, bc_, bd_
     b = c / s
     rho = d / c if c > 0.0 else 0.0
-    if has_prev:
+    if has_prev:  # prev holds the previous expiry's total variance on ``grid``
         short = 0.0
         for i in range(grid.shape[0]):
-            gap = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - svi_total_variance(
-                grid[i], a, b, rho, m, s
-            )
+            gap = prev[i] - svi_total_variance(grid[i], a, b, rho, m, s)
             if gap > short:
                 short = gap
         a += short
@@ -299,6 +297,10 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
 def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, prev: FloatArray, has_prev: bool,
                 check_grid: FloatArray, out: FloatArray) -> tuple[int, float, int]:  # fmt: skip
     """Fit one expiry; ``out`` gets (a, b, rho, m, sigma); returns (status, objective, evaluations)."""
+    prev_w = np.empty(grid.shape[0])
+    if has_prev:
+        for i in range(grid.shape[0]):
+            prev_w[i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
     n = k.shape[0]
     kmin = k.min()
     kmax = k.max()
@@ -316,19 +318,19 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
     total = 0
     for m0 in (k[imin], 0.5 * (kmin + kmax)):
         for frac in (0.1,):
-            m1, l1, f1, ne = _nelder_mead(m0, math.log(frac * span), 0.1 * span, 0.7, k, v, wt, amax, grid, prev,
+            m1, l1, f1, ne = _nelder_mead(m0, math.log(frac * span), 0.1 * span, 0.7, k, v, wt, amax, grid, prev_w,
                                           has_prev, n_scale, 150, 1e-7)  # fmt: skip
             total += ne
             if f1 < best_f:
                 best_f, bm, bl = f1, m1, l1
     # polish from the best
-    m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, grid, prev, has_prev, n_scale, 100,
+    m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, grid, prev_w, has_prev, n_scale, 100,
                                   1e-9)  # fmt: skip
     total += ne
     if f1 < best_f:
         best_f, bm, bl = f1, m1, l1
     s = math.exp(bl)
-    obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, grid, prev, has_prev)
+    obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, grid, prev_w, has_prev)
     if has_prev:  # the search held w >= w_prev on its coarse grid; close the gaps between its points
         short = 0.0
         for i in range(check_grid.shape[0]):
