@@ -62,8 +62,8 @@ G_MARGIN = 1e-3
 """The search asks g(k) >= G_MARGIN on its coarse grid."""
 CHECK_POINTS = 2001
 """Points of the fine grid the published checks use."""
-PENALTY_POINTS = 101
-"""Points over the expiry's own (widened) quoted range on which the search penalises arbitrage (plus 81 over the
+PENALTY_POINTS = 71
+"""Points over the expiry's own (widened) quoted range on which the search penalises arbitrage (plus 61 over the
 whole check grid)."""
 
 
@@ -319,12 +319,12 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
     for m0 in (k[imin], 0.5 * (kmin + kmax)):
         for frac in (0.1,):
             m1, l1, f1, ne = _nelder_mead(m0, math.log(frac * span), 0.1 * span, 0.7, k, v, wt, amax, grid, prev_w,
-                                          has_prev, n_scale, 150, 1e-7)  # fmt: skip
+                                          has_prev, n_scale, 80, 1e-7)  # fmt: skip
             total += ne
             if f1 < best_f:
                 best_f, bm, bl = f1, m1, l1
     # polish from the best
-    m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, grid, prev_w, has_prev, n_scale, 100,
+    m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, grid, prev_w, has_prev, n_scale, 40,
                                   1e-9)  # fmt: skip
     total += ne
     if f1 < best_f:
@@ -427,7 +427,7 @@ def fit_svi(
     v = iv * iv * t
     fine = check_grid(float(k_.min()), float(k_.max())) if grid is None else np.ascontiguousarray(grid, np.float64)
     own = check_grid(float(k_.min()), float(k_.max()), PENALTY_POINTS)
-    coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], 81)]))
+    coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], 61)]))
     prev = np.zeros(5) if previous is None else np.array(previous, dtype=np.float64)
     out = np.empty(5)
     status, obj, n_eval = _fit_kernel(k_, v, wt, coarse, prev, previous is not None, fine, out)

@@ -6,6 +6,9 @@ two-sided quote: RMSE of fitted vs mid IV per expiry, median over expiries and s
 fitted IV inside the bid/ask IV band on >= 85 % of those strikes, pooled over both sets; zero butterfly and
 calendar violations of the published smiles on the 2001-point check grid. Expiries with no published fit are counted
 (they must be few) and excluded from the fit statistics.
+Measured on this sample: SPX median RMSE 0.055 vol pts, 86.7 % in band; SPXW 0.159, 79.4 %; pooled 86.5 %; 0
+violations; 0 unpublished. Over all 20 SPX days the in-band share is 80.5 % (median RMSE 0.056, 8 of 694
+expiries unpublished), so the 85 % holds on this sample but not over the whole month.
 """
 
 from __future__ import annotations
@@ -61,13 +64,6 @@ def test_fit_quality_and_arbitrage_free(scores: dict[str, tuple[list[float], int
     assert float(np.median(rmse)) <= 0.25
     assert float(np.median(scores["spx"][0])) <= 0.25
     assert float(np.median(scores["spxw"][0])) <= 0.25
-    assert inside / total >= 0.80  # the acceptance's 85 % is not met yet: see the xfail below
+    assert inside / total >= 0.85
     assert scores["spx"][4] == 0 and scores["spxw"][4] == 0
     assert scores["spx"][3] + scores["spxw"][3] <= 0.02 * len(rmse)
-
-
-@pytest.mark.xfail(strict=True, reason="acceptance not met yet: pooled in-band 82-84 % (SPX 84 %, SPXW 0/1/2 DTE 79 %)")
-def test_in_band_share_acceptance(scores: dict[str, tuple[list[float], int, int, int, int]]) -> None:
-    inside = scores["spx"][1] + scores["spxw"][1]
-    total = scores["spx"][2] + scores["spxw"][2]
-    assert inside / total >= 0.85
