@@ -1,0 +1,455 @@
+"""Per-expiry raw-SVI smile fit, quasi-explicit, with butterfly and calendar constraints and their checks.
+
+Raw SVI in total variance w = sigma_iv^2 T against log-moneyness k = ln(K / F):
+``w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + s^2))``.
+
+Why quasi-explicit (Zeliade, De Marco & Martini 2009): with y = (k - m) / s the model is linear in
+(a, d = rho b s, c = b s): ``w = a + d y + c sqrt(y^2 + 1)``. For fixed (m, s) the best (a, c, d) is a
+3-variable least-squares problem over the box |a| <= max w times the diamond |d| <= c <= 2 s - |d| (Lee's bound: wing slopes b (1 +- rho) <= 2), solved
+exactly here from ten weighted moments (interior solution, else the 4 edges, for a free or at either bound),
+so the only nonlinear search is a 2-D Nelder-Mead over (m, log s) from a few starts. That is deterministic,
+needs no derivatives and no start for (a, b, rho), and costs O(n) per step: far cheaper and more robust than
+a 5-D Levenberg-Marquardt on raw SVI.
+
+Why calendar-constrained SVI rather than SSVI: SSVI is arbitrage-free by construction but ties every expiry to
+one skew shape phi(theta), which fits the steep, short SPX weeklies poorly; fitting each expiry in its own
+5-parameter family and imposing w_T(k) >= w_{T_prev}(k) keeps the per-expiry quality. The calendar constraint
+is hard on the check grid: after the inner solve, ``a`` is raised by the largest shortfall below the previous
+expiry's total variance (this keeps d and c and so the wings), and the outer search sees the cost of that
+shift. Butterfly freedom (Gatheral's g(k) >= 0, and min w > 0; Zeliade's a >= 0 is replaced by the latter, since
+short SPX smiles want a < 0) enters the outer search as a penalty, and both
+conditions are checked after every fit on a fine grid (``check_butterfly``, ``check_calendar``); a fit failing
+them carries a non-OK status and must not be published (``greeks.surface`` keeps the last good one).
+
+Weights: each strike's residual is scaled by its bid/ask IV half-band (floored), i.e. the fit minimises
+sum(((w_fit - w_mid) / (2 sigma_mid T half_band))^2), the band being the tolerance of each quote.
+
+American names: ``european_equivalent_iv`` gives the European-equivalent IV of an American price by the
+de-Americanisation step the book recipe uses (European IV of the price less the early-exercise premium at that
+IV), iterated twice; fit the smile on those.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+FloatArray = npt.NDArray[np.float64]
+
+FIT_OK = 0
+"""The fit passed the butterfly and calendar checks."""
+FIT_BUTTERFLY = 1
+"""Gatheral's g(k) < 0 (or w <= 0) somewhere on the check grid."""
+FIT_CALENDAR = 2
+"""Total variance below the previous expiry's somewhere on the check grid."""
+FIT_TOO_FEW = 3
+"""Fewer than ``MIN_POINTS`` usable quotes."""
+FIT_BAD_INPUT = 4
+"""Non-finite or non-positive inputs."""
+FIT_STATUS_NAMES = {FIT_OK: "ok", FIT_BUTTERFLY: "butterfly", FIT_CALENDAR: "calendar", FIT_TOO_FEW: "too_few",
+                    FIT_BAD_INPUT: "bad_input"}  # fmt: skip
+
+MIN_POINTS = 5
+BAND_FLOOR = 0.0003
+"""Smallest IV half-band used as a tolerance (0.03 vol point), so one tight quote cannot dominate."""
+G_TOL = 1e-9
+"""Slack on g(k) >= 0 and on the calendar inequality in the checks (total-variance units)."""
+G_MARGIN = 1e-3
+"""The search asks g(k) >= G_MARGIN on its coarse grid."""
+CHECK_POINTS = 2001
+"""Points of the fine grid the published checks use."""
+PENALTY_POINTS = 71
+"""Points over the expiry's own (widened) quoted range on which the search penalises arbitrage (plus 61 over the
+whole check grid)."""
+
+
+class SviParams(NamedTuple):
+    """Raw SVI parameters of total variance: w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2))."""
+
+    a: float
+    b: float
+    rho: float
+    m: float
+    sigma: float
+
+
+class SviFit(NamedTuple):
+    """One expiry's fit: parameters, status (``FIT_*``), weighted objective, evaluations used."""
+
+    params: SviParams
+    status: int
+    objective: float
+    evaluations: int
+
+
+# --- scalar kernels ------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def svi_total_variance(k: float, a: float, b: float, rho: float, m: float, s: float) -> float:
+    """Raw-SVI total variance at log-moneyness ``k``."""
+    x = k - m
+    return a + b * (rho * x + math.sqrt(x * x + s * s))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def svi_g(k: float, a: float, b: float, rho: float, m: float, s: float) -> tuple[float, float]:
+    """(g(k), w(k)): Gatheral's butterfly density factor, >= 0 where the smile is free of butterfly arbitrage."""
+    x = k - m
+    r = math.sqrt(x * x + s * s)
+    w = a + b * (rho * x + r)
+    w1 = b * (rho + x / r)
+    w2 = b * s * s / (r * r * r)
+    if w <= 0.0:
+        return -1.0, w
+    u = 1.0 - k * w1 / (2.0 * w)
+    return u * u - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2, w
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _min_g(grid: FloatArray, a: float, b: float, rho: float, m: float, s: float) -> float:
+    worst = math.inf
+    for i in range(grid.shape[0]):
+        g, _ = svi_g(grid[i], a, b, rho, m, s)
+        if g < worst:
+            worst = g
+    return worst
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _quad1(p0c: float, p0d: float, ec: float, ed: float, acc: float, acd: float, add: float, bc: float,
+           bd: float) -> tuple[float, float, float]:  # fmt: skip
+    """Minimise q(c, d) = [c d] A [c d]' - 2 b'[c d] on the segment p0 + t e, t in [0, 1]: (c, d, q)."""
+    # q(t) = q0 + 2 t (e' A p0 - b' e) + t^2 e' A e
+    aee = ec * (acc * ec + acd * ed) + ed * (acd * ec + add * ed)
+    lin = ec * (acc * p0c + acd * p0d) + ed * (acd * p0c + add * p0d) - (bc * ec + bd * ed)
+    t = 0.0
+    if aee > 0.0:
+        t = min(1.0, max(0.0, -lin / aee))
+    elif lin < 0.0:
+        t = 1.0
+    c = p0c + t * ec
+    d = p0d + t * ed
+    q = c * (acc * c + acd * d) + d * (acd * c + add * d) - 2.0 * (bc * c + bd * d)
+    return c, d, q
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _qp_diamond(acc: float, acd: float, add: float, bc: float, bd: float, s: float) -> tuple[float, float, float]:
+    """Minimise [c d] A [c d]' - 2 b'[c d] over |d| <= c <= 2 s - |d|: (c, d, q) (q without the constant)."""
+    det = acc * add - acd * acd
+    if det > 1e-300 * (abs(acc * add) + 1e-300):
+        c = (add * bc - acd * bd) / det
+        d = (acc * bd - acd * bc) / det
+        if abs(d) <= c and c + abs(d) <= 2.0 * s:
+            q = c * (acc * c + acd * d) + d * (acd * c + add * d) - 2.0 * (bc * c + bd * d)
+            return c, d, q
+    h = s
+    best_c, best_d, best_q = _quad1(0.0, 0.0, h, h, acc, acd, add, bc, bd)
+    c, d, q = _quad1(h, h, h, -h, acc, acd, add, bc, bd)
+    if q < best_q:
+        best_c, best_d, best_q = c, d, q
+    c, d, q = _quad1(2.0 * h, 0.0, -h, -h, acc, acd, add, bc, bd)
+    if q < best_q:
+        best_c, best_d, best_q = c, d, q
+    c, d, q = _quad1(h, -h, -h, h, acc, acd, add, bc, bd)
+    if q < best_q:
+        best_c, best_d, best_q = c, d, q
+    return best_c, best_d, best_q
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, grid: FloatArray,
+           prev: FloatArray, has_prev: bool) -> tuple[float, float, float, float, float]:  # fmt: skip
+    """Best (a, c, d) for fixed (m, s), then the calendar shift and the butterfly penalty: (obj, a, c, d, viol)."""
+    s1 = sy = sz = syy = szz = syz = sv = svy = svz = svv = 0.0
+    for i in range(k.shape[0]):
+        y = (k[i] - m) / s
+        z = math.sqrt(y * y + 1.0)
+        w = wt[i]
+        vi = v[i]
+        s1 += w
+        sy += w * y
+        sz += w * z
+        syy += w * y * y
+        szz += w * z * z
+        syz += w * y * z
+        sv += w * vi
+        svy += w * vi * y
+        svz += w * vi * z
+        svv += w * vi * vi
+    # a free: substitute a* = (sv - d sy - c sz) / s1 (Schur complement)
+    best = math.inf
+    ba = bc_ = bd_ = 0.0
+    c, d, q = _qp_diamond(szz - sz * sz / s1, syz - sy * sz / s1, syy - sy * sy / s1,
+                          svz - sv * sz / s1, svy - sv * sy / s1, s)  # fmt: skip
+    a = (sv - d * sy - c * sz) / s1
+    if -amax <= a <= amax:
+        best = q - sv * sv / s1
+        ba, bc_, bd_ = a, c, d
+    for a in (-amax, amax):
+        c, d, q = _qp_diamond(szz, syz, syy, svz - a * sz, svy - a * sy, s)
+        q += a * a * s1 - 2.0 * a * sv
+        if q < best:
+            best = q
+            ba, bc_, bd_ = a, c, d
+    a, c, d = ba, bc_, bd_
+    b = c / s
+    rho = d / c if c > 0.0 else 0.0
+    if has_prev:  # prev holds the previous expiry's total variance on ``grid``
+        short = 0.0
+        for i in range(grid.shape[0]):
+            gap = prev[i] - svi_total_variance(grid[i], a, b, rho, m, s)
+            if gap > short:
+                short = gap
+        a += short
+    obj = (a * a * s1 + d * d * syy + c * c * szz + 2.0 * a * d * sy + 2.0 * a * c * sz + 2.0 * d * c * syz
+           - 2.0 * (a * sv + d * svy + c * svz) + svv)  # fmt: skip
+    viol = G_MARGIN - _min_g(grid, a, b, rho, m, s)  # a margin, so g stays >= 0 between the search's points
+    w_min = a + math.sqrt(max(c * c - d * d, 0.0))  # the minimum of w over all k
+    if w_min <= 0.0:
+        viol = max(viol, 0.0) + 1.0 - w_min
+    return max(obj, 0.0), a, c, d, max(viol, 0.0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _outer_obj(x0: float, x1: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, grid: FloatArray,
+               prev: FloatArray, has_prev: bool, n_scale: float) -> float:  # fmt: skip
+    s = math.exp(x1)
+    if s < 1e-5 or s > 5.0:
+        return math.inf
+    obj, _, _, _, viol = _inner(x0, s, k, v, wt, amax, grid, prev, has_prev)
+    if viol > 0.0:
+        obj += n_scale * (1.0 + 1e4 * viol)
+    return obj
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArray, v: FloatArray, wt: FloatArray,
+                 amax: float, grid: FloatArray, prev: FloatArray, has_prev: bool, n_scale: float,
+                 max_eval: int, ftol: float) -> tuple[float, float, float, int]:  # fmt: skip
+    """2-D Nelder-Mead over (m, log s): (m, log s, objective, evaluations)."""
+    px = np.empty(3)
+    py = np.empty(3)
+    pf = np.empty(3)
+    px[0], py[0] = m0, l0
+    px[1], py[1] = m0 + step_m, l0
+    px[2], py[2] = m0, l0 + step_l
+    for j in range(3):
+        pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, grid, prev, has_prev, n_scale)
+    n_eval = 3
+    while n_eval < max_eval:
+        # order: 0 best, 2 worst
+        for i in range(2):
+            for j in range(2 - i):
+                if pf[j + 1] < pf[j]:
+                    pf[j], pf[j + 1] = pf[j + 1], pf[j]
+                    px[j], px[j + 1] = px[j + 1], px[j]
+                    py[j], py[j + 1] = py[j + 1], py[j]
+        if abs(pf[2] - pf[0]) <= ftol * (abs(pf[0]) + 1e-12) and n_eval > 20:
+            break
+        cx = 0.5 * (px[0] + px[1])
+        cy = 0.5 * (py[0] + py[1])
+        rx = cx + (cx - px[2])
+        ry = cy + (cy - py[2])
+        fr = _outer_obj(rx, ry, k, v, wt, amax, grid, prev, has_prev, n_scale)
+        n_eval += 1
+        if fr < pf[0]:
+            ex = cx + 2.0 * (cx - px[2])
+            ey = cy + 2.0 * (cy - py[2])
+            fe = _outer_obj(ex, ey, k, v, wt, amax, grid, prev, has_prev, n_scale)
+            n_eval += 1
+            if fe < fr:
+                px[2], py[2], pf[2] = ex, ey, fe
+            else:
+                px[2], py[2], pf[2] = rx, ry, fr
+        elif fr < pf[1]:
+            px[2], py[2], pf[2] = rx, ry, fr
+        else:
+            if fr < pf[2]:
+                hx = cx + 0.5 * (rx - cx)
+                hy = cy + 0.5 * (ry - cy)
+            else:
+                hx = cx + 0.5 * (px[2] - cx)
+                hy = cy + 0.5 * (py[2] - cy)
+            fh = _outer_obj(hx, hy, k, v, wt, amax, grid, prev, has_prev, n_scale)
+            n_eval += 1
+            if fh < min(fr, pf[2]):
+                px[2], py[2], pf[2] = hx, hy, fh
+            else:
+                for j in (1, 2):
+                    px[j] = px[0] + 0.5 * (px[j] - px[0])
+                    py[j] = py[0] + 0.5 * (py[j] - py[0])
+                    pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, grid, prev, has_prev, n_scale)
+                n_eval += 2
+    j = 0
+    for i in range(1, 3):
+        if pf[i] < pf[j]:
+            j = i
+    return px[j], py[j], pf[j], n_eval
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, prev: FloatArray, has_prev: bool,
+                check_grid: FloatArray, out: FloatArray) -> tuple[int, float, int]:  # fmt: skip
+    """Fit one expiry; ``out`` gets (a, b, rho, m, sigma); returns (status, objective, evaluations)."""
+    prev_w = np.empty(grid.shape[0])
+    if has_prev:
+        for i in range(grid.shape[0]):
+            prev_w[i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
+    n = k.shape[0]
+    kmin = k.min()
+    kmax = k.max()
+    span = max(kmax - kmin, 1e-3)
+    amax = v.max()
+    n_scale = float(n) * 100.0
+    # starts: m at the lowest quoted variance and at the middle of the range; s a fraction of the range
+    imin = 0
+    for i in range(n):
+        if v[i] < v[imin]:
+            imin = i
+    best_f = math.inf
+    bm = k[imin]
+    bl = math.log(0.1 * span)
+    total = 0
+    for m0 in (k[imin], 0.5 * (kmin + kmax)):
+        for frac in (0.1,):
+            m1, l1, f1, ne = _nelder_mead(m0, math.log(frac * span), 0.1 * span, 0.7, k, v, wt, amax, grid, prev_w,
+                                          has_prev, n_scale, 80, 1e-7)  # fmt: skip
+            total += ne
+            if f1 < best_f:
+                best_f, bm, bl = f1, m1, l1
+    # polish from the best
+    m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, grid, prev_w, has_prev, n_scale, 40,
+                                  1e-9)  # fmt: skip
+    total += ne
+    if f1 < best_f:
+        best_f, bm, bl = f1, m1, l1
+    s = math.exp(bl)
+    obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, grid, prev_w, has_prev)
+    if has_prev:  # the search held w >= w_prev on its coarse grid; close the gaps between its points
+        short = 0.0
+        for i in range(check_grid.shape[0]):
+            gap = svi_total_variance(check_grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - svi_total_variance(
+                check_grid[i], a, c / s, d / c if c > 0.0 else 0.0, bm, s
+            )
+            if gap > short:
+                short = gap
+        a += short
+    out[0] = a
+    out[1] = c / s
+    out[2] = d / c if c > 0.0 else 0.0
+    out[3] = bm
+    out[4] = s
+    status = _check_kernel(out, prev, has_prev, check_grid)
+    return status, obj, total
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _check_kernel(p: FloatArray, prev: FloatArray, has_prev: bool, grid: FloatArray) -> int:
+    if _min_g(grid, p[0], p[1], p[2], p[3], p[4]) < -G_TOL:
+        return FIT_BUTTERFLY
+    if has_prev:
+        for i in range(grid.shape[0]):
+            w_prev = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
+            if svi_total_variance(grid[i], p[0], p[1], p[2], p[3], p[4]) < w_prev - G_TOL:
+                return FIT_CALENDAR
+    return FIT_OK
+
+
+# --- public API ----------------------------------------------------------------------------------------------
+
+
+def check_grid(k_lo: float, k_hi: float, n: int = CHECK_POINTS) -> FloatArray:
+    """The grid the checks use: [k_lo, k_hi] widened by half its span on each side."""
+    span = max(k_hi - k_lo, 1e-3)
+    return np.linspace(k_lo - 0.5 * span, k_hi + 0.5 * span, n)
+
+
+def total_variance(params: SviParams, k: npt.ArrayLike) -> FloatArray:
+    """w(k) for raw SVI ``params``."""
+    x = np.asarray(k, dtype=np.float64) - params.m
+    return params.a + params.b * (params.rho * x + np.sqrt(x * x + params.sigma * params.sigma))
+
+
+def implied_vol_from_svi(params: SviParams, k: npt.ArrayLike, t: float) -> FloatArray:
+    """Black implied volatility sqrt(w(k) / t)."""
+    return np.sqrt(np.maximum(total_variance(params, k), 0.0) / t)
+
+
+def check_butterfly(params: SviParams, grid: FloatArray) -> bool:
+    """True when g(k) >= 0 and w(k) > 0 at every grid point."""
+    return bool(_min_g(np.ascontiguousarray(grid, dtype=np.float64), *params) >= -G_TOL)
+
+
+def check_calendar(earlier: SviParams, later: SviParams, grid: FloatArray) -> bool:
+    """True when the later expiry's total variance is nowhere below the earlier one's on the grid."""
+    return bool(np.all(total_variance(later, grid) >= total_variance(earlier, grid) - G_TOL))
+
+
+def fit_weights(iv_mid: FloatArray, iv_bid: FloatArray, iv_ask: FloatArray, t: float) -> FloatArray:
+    """Least-squares weights in total variance: 1 / (2 sigma_mid t half_band)^2, the half-band floored."""
+    half = np.maximum(0.5 * (iv_ask - iv_bid), BAND_FLOOR)
+    half = np.where(np.isfinite(half), half, 1.0)
+    dw = 2.0 * iv_mid * t * half
+    return np.asarray(1.0 / (dw * dw), dtype=np.float64)
+
+
+def fit_svi(
+    k: npt.ArrayLike,
+    iv_mid: npt.ArrayLike,
+    t: float,
+    weights: npt.ArrayLike | None = None,
+    previous: SviParams | None = None,
+    grid: FloatArray | None = None,
+) -> SviFit:
+    """Fit raw SVI to one expiry's implied vols (``k`` = ln(K/F)), optionally above a previous (shorter) expiry.
+
+    ``weights`` are total-variance least-squares weights (``fit_weights`` from the bid/ask IV band); default
+    equal. ``previous``: the earlier expiry's parameters, imposed as w >= w_previous on ``grid`` (default
+    ``check_grid`` over the quoted range). The result's status is ``FIT_OK`` only if the butterfly check (and
+    the calendar check against ``previous``) pass on the fine grid; any other status must not be published.
+    """
+    k_ = np.ascontiguousarray(k, dtype=np.float64)
+    iv = np.ascontiguousarray(iv_mid, dtype=np.float64)
+    wt = np.ones_like(k_) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    nan_params = SviParams(math.nan, math.nan, math.nan, math.nan, math.nan)
+    ok = np.isfinite(k_) & np.isfinite(iv) & (iv > 0.0) & np.isfinite(wt) & (wt > 0.0)
+    if not (t > 0.0 and math.isfinite(t)):
+        return SviFit(nan_params, FIT_BAD_INPUT, math.nan, 0)
+    if int(ok.sum()) < MIN_POINTS:
+        return SviFit(nan_params, FIT_TOO_FEW, math.nan, 0)
+    k_, iv, wt = k_[ok], iv[ok], wt[ok]
+    v = iv * iv * t
+    fine = check_grid(float(k_.min()), float(k_.max())) if grid is None else np.ascontiguousarray(grid, np.float64)
+    own = check_grid(float(k_.min()), float(k_.max()), PENALTY_POINTS)
+    coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], 61)]))
+    prev = np.zeros(5) if previous is None else np.array(previous, dtype=np.float64)
+    out = np.empty(5)
+    status, obj, n_eval = _fit_kernel(k_, v, wt, coarse, prev, previous is not None, fine, out)
+    return SviFit(SviParams(*(float(x) for x in out)), int(status), float(obj), int(n_eval))
+
+
+def european_equivalent_iv(
+    price: npt.ArrayLike,
+    spot: npt.ArrayLike,
+    strike: npt.ArrayLike,
+    t: npt.ArrayLike,
+    r: npt.ArrayLike,
+    q: npt.ArrayLike,
+    is_call: npt.ArrayLike,
+) -> FloatArray:
+    """European-equivalent IV of American prices: the European IV of (price - EEP at that IV), two passes."""
+    from greeks.american import early_exercise_premium
+    from greeks.black import implied_vol
+
+    p = np.asarray(price, dtype=np.float64)
+    sigma = implied_vol(p, spot, strike, t, r, q, is_call)[0]
+    for _ in range(2):
+        eep = early_exercise_premium(spot, strike, t, r, q, np.where(np.isfinite(sigma), sigma, 0.2), is_call)
+        sigma = implied_vol(p - np.nan_to_num(eep), spot, strike, t, r, q, is_call)[0]
+    return np.asarray(sigma, dtype=np.float64)

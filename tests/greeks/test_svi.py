@@ -1,0 +1,104 @@
+"""SVI smile fit and surface: parameter recovery, arbitrage checks, the calendar constraint, last-good state."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from greeks.black import black_scholes_price
+from greeks.surface import ExpiryQuotes, SmileInputs, SurfaceFitter, surface_arbitrage_free
+from greeks.svi import (
+    FIT_OK,
+    FIT_TOO_FEW,
+    SviParams,
+    check_butterfly,
+    check_calendar,
+    check_grid,
+    european_equivalent_iv,
+    fit_svi,
+    implied_vol_from_svi,
+    total_variance,
+)
+
+TRUE = SviParams(0.01, 0.1, -0.6, 0.02, 0.08)
+
+
+def test_recovers_known_parameters() -> None:
+    k = np.linspace(-0.4, 0.2, 100)
+    fit = fit_svi(k, implied_vol_from_svi(TRUE, k, 0.25), 0.25)
+    assert fit.status == FIT_OK
+    assert np.allclose(fit.params, TRUE, atol=1e-5)
+
+
+def test_recovers_from_noisy_quotes_within_the_band() -> None:
+    rng = np.random.default_rng(7)
+    k = np.linspace(-0.3, 0.15, 60)
+    iv = implied_vol_from_svi(TRUE, k, 0.25) + rng.normal(0.0, 0.0005, k.shape)
+    fit = fit_svi(k, iv, 0.25)
+    assert fit.status == FIT_OK
+    assert np.max(np.abs(implied_vol_from_svi(fit.params, k, 0.25) - implied_vol_from_svi(TRUE, k, 0.25))) < 0.001
+
+
+def test_checks_flag_arbitrage() -> None:
+    grid = check_grid(-0.5, 0.5)
+    assert check_butterfly(TRUE, grid)
+    steep = SviParams(-0.01, 1.5, 0.9, 0.0, 0.02)  # right wing slope 2.85 > 2: g < 0
+    assert not check_butterfly(steep, grid)
+    lower = TRUE._replace(a=TRUE.a - 0.005)
+    assert check_calendar(lower, TRUE, grid)
+    assert not check_calendar(TRUE, lower, grid)
+    crossing = TRUE._replace(rho=0.0)
+    assert not (check_calendar(TRUE, crossing, grid) and check_calendar(crossing, TRUE, grid))
+
+
+def test_arbitrageable_smile_is_fitted_arbitrage_free() -> None:
+    """Quotes from a butterfly-arbitrageable smile: the fit stays free of arbitrage (g >= 0) and says so."""
+    k = np.linspace(-0.3, 0.3, 50)
+    steep = SviParams(-0.01, 1.5, 0.9, 0.0, 0.02)
+    iv = np.sqrt(total_variance(steep, k) / 0.5)
+    fit = fit_svi(k, iv, 0.5)
+    if fit.status == FIT_OK:
+        assert check_butterfly(fit.params, check_grid(-0.3, 0.3))
+
+
+def test_calendar_constraint_holds_against_previous_expiry() -> None:
+    k = np.linspace(-0.3, 0.2, 60)
+    grid = check_grid(-0.3, 0.2)
+    short = SviParams(0.004, 0.05, -0.7, 0.0, 0.05)
+    later = SviParams(0.001, 0.05, 0.3, 0.05, 0.1)  # crosses below `short` on the left
+    assert not check_calendar(short, later, grid)
+    fit = fit_svi(k, implied_vol_from_svi(later, k, 0.1), 0.1, previous=short, grid=grid)
+    assert fit.status == FIT_OK
+    assert check_calendar(short, fit.params, grid)
+    assert check_butterfly(fit.params, grid)
+
+
+def test_too_few_points_is_not_published_and_last_good_stays() -> None:
+    k = np.linspace(-0.2, 0.1, 30)
+
+    def quotes(params: SviParams, t: float, n: int) -> ExpiryQuotes:
+        iv = implied_vol_from_svi(params, k[:n], t)
+        inp = SmileInputs(k[:n], iv, iv - 0.002, iv + 0.002, np.ones(n), np.full(n, 0.5))
+        return ExpiryQuotes(f"T{t}", t, inp)
+
+    near, far = SviParams(0.002, 0.04, -0.5, 0.0, 0.05), SviParams(0.01, 0.06, -0.5, 0.0, 0.08)
+    fitter = SurfaceFitter()
+    first = fitter.fit([quotes(near, 0.05, 30), quotes(far, 0.2, 30)], now=100.0)
+    assert [p.status for p in first] == [FIT_OK, FIT_OK]
+    second = fitter.fit([quotes(near, 0.05, 30), quotes(far, 0.2, 3)], now=160.0)
+    assert second[1].status == FIT_TOO_FEW
+    assert second[1].params == first[1].params and second[1].age == 60.0
+    assert second[0].age == 0.0
+    assert surface_arbitrage_free(second, fitter.grid) == (0, 0)
+
+
+def test_european_equivalent_iv_of_american_put() -> None:
+    spot, strike, t, r, q, sigma = 100.0, np.array([90.0, 100.0, 110.0]), 0.5, 0.05, 0.0, 0.25
+    from greeks.american import american_price
+
+    amer = american_price(spot, strike, t, r, q, sigma, False)
+    euro_iv = european_equivalent_iv(amer, spot, strike, t, r, q, False)
+    assert np.allclose(euro_iv, sigma, atol=2e-4)
+    naive = black_scholes_price(spot, strike, t, r, q, sigma, False)
+    assert np.all(amer > naive) and not math.isnan(float(euro_iv.sum()))
