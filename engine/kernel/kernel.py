@@ -113,6 +113,7 @@ class TradingKernel:
         self.tick_to_order_ns: collections.deque[int] = collections.deque(maxlen=100_000)
         """Frame arrival to order written, per order a book update triggered (wall ns)."""
         self._intents_seen = 0
+        self._rereads: set[asyncio.Task[int]] = set()
 
     # ------------------------------------------------------------------------------------ life cycle
 
@@ -165,7 +166,9 @@ class TradingKernel:
             core.on_feed_stale(event)
         elif isinstance(event, FeedConnected) and event.feed == "trading" and event.attempt > 1:
             # the order stream does not replay what it missed while down: read working orders over REST
-            asyncio.get_running_loop().create_task(self.router.reconcile_open_orders())
+            task = asyncio.get_running_loop().create_task(self.router.reconcile_open_orders())
+            self._rereads.add(task)  # held until done (the loop keeps only a weak reference)
+            task.add_done_callback(self._rereads.discard)
 
     def _attribute(self, fill: OrderFilled) -> list[OrderFilled]:
         """A fill of an order the engine did not place, booked to the structures it closed. The order state
