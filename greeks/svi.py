@@ -14,9 +14,10 @@ a 5-D Levenberg-Marquardt on raw SVI.
 Why calendar-constrained SVI rather than SSVI: SSVI is arbitrage-free by construction but ties every expiry to
 one skew shape phi(theta), which fits the steep, short SPX weeklies poorly; fitting each expiry in its own
 5-parameter family and imposing w_T(k) >= w_{T_prev}(k) keeps the per-expiry quality. The calendar constraint
-is hard on the check grid: after the inner solve, ``a`` is raised by the largest shortfall below the previous
-expiry's total variance (this keeps d and c and so the wings), and the outer search sees the cost of that
-shift. Butterfly freedom (Gatheral's g(k) >= 0, and min w > 0; Zeliade's a >= 0 is replaced by the latter, since
+is hard on the check grid: where the inner solution dips below the previous expiry's total variance, heavy
+pseudo-quotes at that variance are added and (a, c, d) solved again (the wings bend up), then ``a`` is raised by
+any shortfall left; the outer search sees the cost. Lifting the whole smile by its largest shortfall instead
+wrecked every expiry behind a short one whose wing ran above it far from the quotes. Butterfly freedom (Gatheral's g(k) >= 0, and min w > 0; Zeliade's a >= 0 is replaced by the latter, since
 short SPX smiles want a < 0) enters the outer search as a penalty, and both
 conditions are checked after every fit on a fine grid (``check_butterfly``, ``check_calendar``); a fit failing
 them carries a non-OK status and must not be published (``greeks.surface`` keeps the last good one).
@@ -62,6 +63,8 @@ G_MARGIN = 1e-3
 """The search asks g(k) >= G_MARGIN on its coarse grid."""
 CHECK_POINTS = 2001
 """Points of the fine grid the published checks use."""
+CAL_WEIGHT = 100.0
+"""Weight of a calendar pseudo-quote, in mean quote weights."""
 PENALTY_POINTS = 71
 """Points over the expiry's own (widened) quoted range on which the search penalises arbitrage (plus 61 over the
 whole check grid)."""
@@ -163,6 +166,48 @@ def _qp_diamond(acc: float, acd: float, add: float, bc: float, bd: float, s: flo
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _solve_acd(s1: float, sy: float, sz: float, syy: float, szz: float, syz: float, sv: float, svy: float,
+               svz: float, s: float, amax: float) -> tuple[float, float, float]:  # fmt: skip
+    """Weighted least-squares (a, c, d) from the moments, |a| <= amax, (c, d) in the Lee diamond."""
+    # a free: substitute a* = (sv - d sy - c sz) / s1 (Schur complement)
+    best = math.inf
+    ba = bc_ = bd_ = 0.0
+    c, d, q = _qp_diamond(szz - sz * sz / s1, syz - sy * sz / s1, syy - sy * sy / s1,
+                          svz - sv * sz / s1, svy - sv * sy / s1, s)  # fmt: skip
+    a = (sv - d * sy - c * sz) / s1
+    if -amax <= a <= amax:
+        best = q - sv * sv / s1
+        ba, bc_, bd_ = a, c, d
+    for a in (-amax, amax):
+        c, d, q = _qp_diamond(szz, syz, syy, svz - a * sz, svy - a * sy, s)
+        q += a * a * s1 - 2.0 * a * sv
+        if q < best:
+            best = q
+            ba, bc_, bd_ = a, c, d
+    return ba, bc_, bd_
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _shortfall(grid: FloatArray, prev: FloatArray, a: float, c: float, d: float, m: float, s: float) -> float:
+    """Largest amount by which the smile (a, c, d, m, s) lies below ``prev`` on ``grid`` (0 if nowhere)."""
+    b = c / s
+    rho = d / c if c > 0.0 else 0.0
+    short = 0.0
+    for i in range(grid.shape[0]):
+        gap = prev[i] - svi_total_variance(grid[i], a, b, rho, m, s)
+        if gap > short:
+            short = gap
+    return short
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _quad_obj(a: float, c: float, d: float, s1: float, sy: float, sz: float, syy: float, szz: float, syz: float,
+              sv: float, svy: float, svz: float, svv: float) -> float:  # fmt: skip
+    return (a * a * s1 + d * d * syy + c * c * szz + 2.0 * a * d * sy + 2.0 * a * c * sz + 2.0 * d * c * syz
+            - 2.0 * (a * sv + d * svy + c * svz) + svv)  # fmt: skip
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, grid: FloatArray,
            prev: FloatArray, has_prev: bool) -> tuple[float, float, float, float, float]:  # fmt: skip
     """Best (a, c, d) for fixed (m, s), then the calendar shift and the butterfly penalty: (obj, a, c, d, viol)."""
@@ -182,33 +227,35 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
         svy += w * vi * y
         svz += w * vi * z
         svv += w * vi * vi
-    # a free: substitute a* = (sv - d sy - c sz) / s1 (Schur complement)
-    best = math.inf
-    ba = bc_ = bd_ = 0.0
-    c, d, q = _qp_diamond(szz - sz * sz / s1, syz - sy * sz / s1, syy - sy * sy / s1,
-                          svz - sv * sz / s1, svy - sv * sy / s1, s)  # fmt: skip
-    a = (sv - d * sy - c * sz) / s1
-    if -amax <= a <= amax:
-        best = q - sv * sv / s1
-        ba, bc_, bd_ = a, c, d
-    for a in (-amax, amax):
-        c, d, q = _qp_diamond(szz, syz, syy, svz - a * sz, svy - a * sy, s)
-        q += a * a * s1 - 2.0 * a * sv
-        if q < best:
-            best = q
-            ba, bc_, bd_ = a, c, d
-    a, c, d = ba, bc_, bd_
+    a, c, d = _solve_acd(s1, sy, sz, syy, szz, syz, sv, svy, svz, s, amax)
+    if has_prev:  # prev holds the previous expiry's total variance on ``grid``
+        # where the free solution dips below the previous expiry, pin it there by heavy pseudo-quotes at the
+        # previous total variance and solve again, then lift it by what is left: the wings bend up instead of
+        # the whole smile being lifted by its largest shortfall (which wrecked the fit behind a steep short wing)
+        big = CAL_WEIGHT * s1 / k.shape[0]
+        p1 = py = pz = pyy = pzz = pyz = pv = pvy = pvz = 0.0
+        short = _shortfall(grid, prev, a, c, d, m, s)
+        if short > 0.0:
+            for i in range(grid.shape[0]):
+                if prev[i] > svi_total_variance(grid[i], a, c / s, d / c if c > 0.0 else 0.0, m, s):
+                    y = (grid[i] - m) / s
+                    z = math.sqrt(y * y + 1.0)
+                    vi = prev[i]
+                    p1 += big
+                    py += big * y
+                    pz += big * z
+                    pyy += big * y * y
+                    pzz += big * z * z
+                    pyz += big * y * z
+                    pv += big * vi
+                    pvy += big * vi * y
+                    pvz += big * vi * z
+            a, c, d = _solve_acd(s1 + p1, sy + py, sz + pz, syy + pyy, szz + pzz, syz + pyz, sv + pv, svy + pvy,
+                                 svz + pvz, s, amax)  # fmt: skip
+            a += _shortfall(grid, prev, a, c, d, m, s)
     b = c / s
     rho = d / c if c > 0.0 else 0.0
-    if has_prev:  # prev holds the previous expiry's total variance on ``grid``
-        short = 0.0
-        for i in range(grid.shape[0]):
-            gap = prev[i] - svi_total_variance(grid[i], a, b, rho, m, s)
-            if gap > short:
-                short = gap
-        a += short
-    obj = (a * a * s1 + d * d * syy + c * c * szz + 2.0 * a * d * sy + 2.0 * a * c * sz + 2.0 * d * c * syz
-           - 2.0 * (a * sv + d * svy + c * svz) + svv)  # fmt: skip
+    obj = _quad_obj(a, c, d, s1, sy, sz, syy, szz, syz, sv, svy, svz, svv)
     viol = G_MARGIN - _min_g(grid, a, b, rho, m, s)  # a margin, so g stays >= 0 between the search's points
     w_min = a + math.sqrt(max(c * c - d * d, 0.0))  # the minimum of w over all k
     if w_min <= 0.0:
