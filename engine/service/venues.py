@@ -21,14 +21,14 @@ import importlib
 import importlib.machinery
 import os
 import pkgutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 import engine
 from engine.kernel.events import FeedName
-from engine.kernel.market_data import OnBatch
+from engine.kernel.market_data import OnBatch, QuoteFeed
 from engine.kernel.ports import ExecutionClient, ReferenceData
 from engine.kernel.symbols import SymbolIndex
 from engine.kernel.venue_types import OrderEvent
@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 VENUE_MODULE = "venue"
 """The module of ``engine/<name>/`` that makes the package a venue (when it defines ``open_venue``)."""
 OPEN = "open_venue"
-SETTINGS = "SETTINGS"
 """The factory a venue module defines."""
+SETTINGS = "SETTINGS"
+"""The msgspec struct a venue module may declare for its ``[venues.<name>]`` table."""
 
 Publish = Callable[[Any], None]
 """Where a stream publishes its connection events (``FeedConnected``, ``FeedStale``, ``GapDetected``, ...)."""
@@ -72,8 +73,8 @@ class Stream(Protocol):
     def stop(self) -> None: ...
 
 
-class DataStream(Stream, Protocol):
-    """A quote feed (``engine.kernel.market_data.QuoteFeed``) the shell runs and watches."""
+class DataStream(Stream, QuoteFeed, Protocol):
+    """A quote feed (the kernel's ``QuoteFeed``) the shell runs and watches."""
 
     after_frame: Callable[[], bool] | None
     """Called after each frame is handed over; True lets an order out before the next frame is read."""
@@ -87,8 +88,6 @@ class DataStream(Stream, Protocol):
     def last_data_mono(self) -> float:
         """Monotonic time of the latest data message (0: none yet); the stale-data watch reads it."""
         ...
-
-    def set_subscription(self, quotes: Iterable[str], trades: Iterable[str] = ()) -> tuple[int, int]: ...
 
 
 class VenueClient(ExecutionClient, ReferenceData, Protocol):
