@@ -208,7 +208,7 @@ class Engine:
         bind_journal(self.journal, self.broker_account)
         await self._start_observability()
         kernel = self._build_kernel(account)
-        assert self.journal is not None and self.broker is not None
+        assert self.broker is not None
         self.restart = RestartReconciliation(
             kernel, self.journal, self.broker,
             ReconcilePolicy(cfg.engine.unknown_order_policy, cfg.engine.client_order_prefix),

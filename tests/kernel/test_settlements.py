@@ -9,7 +9,7 @@ never executed is sent again (state, not the event, decides), also after a resta
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -39,6 +39,23 @@ async def sim() -> AsyncIterator[Simulator]:
     await s.stop()
 
 
+def _venue(sim: Simulator) -> AlpacaExecution:
+    """The Alpaca adapter's execution client on the simulator."""
+    urls = sim.urls
+    assert urls is not None
+    return AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
+
+
+def _booking(portfolio: Portfolio, fills: list[OrderFilled]) -> Callable[[OrderFilled], None]:
+    """An ``on_fill`` that keeps each fill and books it in ``portfolio`` at once."""
+
+    def on_fill(fill: OrderFilled) -> None:
+        fills.append(fill)
+        portfolio.on_fill(fill)
+
+    return on_fill
+
+
 def _book(portfolio: Portfolio, symbol: str, side: Side, qty: int, structure_id: str) -> None:
     portfolio.on_fill(OrderFilled(f"x-{symbol}-{structure_id}", f"o-{symbol}", f"c-{symbol}", symbol, side, qty,
                                   1.0, 1, 1, AssetClass.OPTION, "condor", structure_id))
@@ -56,16 +73,11 @@ async def test_assignment_exercise_and_expiry_become_fills_and_an_unwind(sim: Si
     spot = sim.market.spot("SPY")
     assert 590 < spot < 610, spot  # the test's strikes assume SPY near 600 at the fixed seed
 
-    urls = sim.urls
-    assert urls is not None
-    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
+    broker = _venue(sim)
     fills: list[OrderFilled] = []
     unwinds: list[OrderIntent] = []
 
-    def on_fill(fill: OrderFilled) -> None:
-        fills.append(fill)
-        portfolio.on_fill(fill)
-
+    on_fill = _booking(portfolio, fills)
     poller = SettlementPoller(broker, portfolio, on_fill, unwinds.append, now_ns=lambda: sim.now_ns)
     try:
         assert await poller.poll() == 0  # nothing settles before the close
@@ -99,10 +111,7 @@ async def _settle(sim: Simulator, legs: list[tuple[str, Side, int]], structure_i
                              "time_in_force": "day"})
         _book(portfolio, symbol, side, qty, structure_id)
     assert 590 < sim.market.spot("SPY") < 610
-    urls = sim.urls
-    assert urls is not None
-    broker = AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0)
-    return portfolio, AlpacaExecution(broker)
+    return portfolio, _venue(sim)
 
 
 async def test_an_exercise_and_an_assignment_in_one_structure_are_unwound_as_their_net(sim: Simulator) -> None:
@@ -169,10 +178,7 @@ async def test_after_a_restart_shares_left_by_a_settlement_are_unwound_under_a_f
     fills: list[OrderFilled] = []
     first: list[OrderIntent] = []
 
-    def on_fill(fill: OrderFilled) -> None:
-        fills.append(fill)
-        portfolio.on_fill(fill)
-
+    on_fill = _booking(portfolio, fills)
     try:
         sim.advance(6 * 60)
         assert await SettlementPoller(broker, portfolio, on_fill, first.append).poll() == 2
@@ -209,9 +215,7 @@ async def test_hold_policy_books_the_shares_without_an_order(sim: Simulator) -> 
     for symbol, side in ((cover, Side.BUY), (short_put, Side.SELL)):
         ex.submit({"symbol": symbol, "qty": 1, "side": side.value, "type": "market", "time_in_force": "day"})
         _book(portfolio, symbol, side, 1, "s2")
-    urls = sim.urls
-    assert urls is not None
-    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
+    broker = _venue(sim)
     unwinds: list[OrderIntent] = []
     poller = SettlementPoller(broker, portfolio, portfolio.on_fill, unwinds.append, policy="hold")
     try:
@@ -235,16 +239,11 @@ async def test_structures_holding_one_contract_on_both_sides_are_each_settled(si
     _book(portfolio, itm_put, Side.BUY, 3, "a")
     _book(portfolio, itm_put, Side.SELL, 1, "b")
     _book(portfolio, otm_put, Side.BUY, 1, "b")
-    urls = sim.urls
-    assert urls is not None
-    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
+    broker = _venue(sim)
     fills: list[OrderFilled] = []
     unwinds: list[OrderIntent] = []
 
-    def on_fill(fill: OrderFilled) -> None:
-        fills.append(fill)
-        portfolio.on_fill(fill)
-
+    on_fill = _booking(portfolio, fills)
     poller = SettlementPoller(broker, portfolio, on_fill, unwinds.append, now_ns=lambda: sim.now_ns)
     try:
         sim.advance(6 * 60)
@@ -268,15 +267,10 @@ async def test_opposite_legs_the_broker_nets_to_nothing_are_closed_against_each_
     portfolio = Portfolio()
     _book(portfolio, itm_call, Side.BUY, 2, "a")
     _book(portfolio, itm_call, Side.SELL, 2, "b")  # the account holds none: the broker will settle nothing
-    urls = sim.urls
-    assert urls is not None
-    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
+    broker = _venue(sim)
     fills: list[OrderFilled] = []
 
-    def on_fill(fill: OrderFilled) -> None:
-        fills.append(fill)
-        portfolio.on_fill(fill)
-
+    on_fill = _booking(portfolio, fills)
     poller = SettlementPoller(broker, portfolio, on_fill, lambda intent: None, now_ns=lambda: sim.now_ns,
                               spot=sim.market.spot)
     try:
@@ -358,9 +352,7 @@ WEEK_OUT = dt.date(2026, 12, 11)
 async def _poll_once(sim: Simulator, portfolio: Portfolio, *, deferred: bool = False
                      ) -> tuple[list[OrderFilled], list[OrderIntent]]:
     """One poll; with ``deferred`` the fills reach the portfolio only after it (the bus delivers them later)."""
-    urls = sim.urls
-    assert urls is not None
-    broker = AlpacaExecution(AlpacaBroker(urls.trading_url, urls.data_url, urls.key, urls.secret, timeout_s=5.0))
+    broker = _venue(sim)
     fills: list[OrderFilled] = []
     unwinds: list[OrderIntent] = []
 

@@ -71,3 +71,26 @@ def make_update(
         structure_id=structure_id,
         intent_id=intent_id,
     )
+
+
+SIM_TRADING_DAY = """
+[sim]
+speed = 600.0
+start = "2026-11-23T09:50:00"
+option_quote_rate = 0.2
+seed = 7
+
+[strategies.gamma_scalper]
+open_policy = { walk_every_s = 30.0, timeout_s = 600.0 }
+
+[strategies.iron_condor]
+take_profit_pct = 0.05
+open_policy = { walk_every_s = 30.0, timeout_s = 600.0 }
+close_policy = { walk_every_s = 30.0, walk_step_fraction = 0.5, timeout_s = 600.0 }
+
+[strategies.zero_dte]
+open_policy = { walk_every_s = 30.0, timeout_s = 600.0 }
+close_policy = { walk_every_s = 20.0, walk_step_fraction = 0.5, timeout_s = 300.0 }
+"""
+"""``[sim]`` and all three strategies, tuned so a few seconds at 600x open, hedge and close structures (appended to
+an ``[engine]`` table by the sim engine tests)."""

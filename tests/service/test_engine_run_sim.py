@@ -17,6 +17,7 @@ import pytest
 from domain.orders import OrderIntent
 from engine.service.app import Engine
 from engine.service.config import parse_config_text
+from tests.service.helpers import SIM_TRADING_DAY
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -26,28 +27,11 @@ mode = "sim"
 state_dir = "{state}"
 metrics_port = 0
 
-[sim]
-speed = 600.0
-start = "2026-11-23T09:50:00"
-option_quote_rate = 0.2
-seed = 7
-
-[strategies.gamma_scalper]
-open_policy = {{ walk_every_s = 30.0, timeout_s = 600.0 }}
-
-[strategies.iron_condor]
-take_profit_pct = 0.05
-open_policy = {{ walk_every_s = 30.0, timeout_s = 600.0 }}
-close_policy = {{ walk_every_s = 30.0, walk_step_fraction = 0.5, timeout_s = 600.0 }}
-
-[strategies.zero_dte]
-open_policy = {{ walk_every_s = 30.0, timeout_s = 600.0 }}
-close_policy = {{ walk_every_s = 20.0, walk_step_fraction = 0.5, timeout_s = 300.0 }}
 """
 
 
 async def test_all_strategies_trade_hedge_and_exit_through_the_gate(tmp_path: Path) -> None:
-    cfg = parse_config_text(CONFIG.format(state=tmp_path / "state"))
+    cfg = parse_config_text(CONFIG.format(state=tmp_path / "state") + SIM_TRADING_DAY)
     engine = Engine(cfg, duration_s=40.0)
     approved: set[str] = set()
 

@@ -25,8 +25,10 @@ import msgspec
 import pytest
 
 from engine.service.config import load_config
+from tests.service.helpers import SIM_TRADING_DAY
 
 ROOT = Path(__file__).resolve().parents[2]
+
 pytestmark = pytest.mark.timeout(240)
 
 CONFIG = """
@@ -36,23 +38,6 @@ state_dir = "state"
 metrics_port = 0
 shutdown_timeout_s = 15.0
 
-[sim]
-speed = 600.0
-start = "2026-11-23T09:50:00"
-option_quote_rate = 0.2
-seed = 7
-
-[strategies.gamma_scalper]
-open_policy = {{ walk_every_s = 30.0, timeout_s = 600.0 }}
-
-[strategies.iron_condor]
-take_profit_pct = 0.05
-open_policy = {{ walk_every_s = 30.0, timeout_s = 600.0 }}
-close_policy = {{ walk_every_s = 30.0, walk_step_fraction = 0.5, timeout_s = 600.0 }}
-
-[strategies.zero_dte]
-open_policy = {{ walk_every_s = 30.0, timeout_s = 600.0 }}
-close_policy = {{ walk_every_s = 20.0, walk_step_fraction = 0.5, timeout_s = 300.0 }}
 """
 
 PHANTOMS = ("position_mismatch", "structure_incomplete", "unattributed_position", "fills_missing",
@@ -112,7 +97,7 @@ def saved_account(workdir: Path) -> dict[str, Any]:
 
 
 def _workdir(tmp_path: Path) -> Path:
-    (tmp_path / "engine.toml").write_text(CONFIG.format())
+    (tmp_path / "engine.toml").write_text(CONFIG + SIM_TRADING_DAY)
     return tmp_path
 
 

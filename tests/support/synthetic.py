@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -21,6 +22,10 @@ import numpy.typing as npt
 from greeks import black_scholes_greeks, black_scholes_price
 from greeks.calendar import YEAR_NS, expiry_close_ns_many
 from greeks.occ import format_occ
+
+C = TypeVar("C")
+"""A chain type with ``underlying``, ``spot`` and ``spot_ts_ns``."""
+
 
 NEW_YORK = ZoneInfo("America/New_York")
 F64 = npt.NDArray[np.float64]
@@ -141,13 +146,13 @@ class SyntheticChain:
             getattr(self, name)[:] = np.where(live, arr, 0.0)
 
 
-class SyntheticMarket:
-    """A ``MarketView`` over ``SyntheticChain``s."""
+class ChainsMarket(Generic[C]):
+    """A ``MarketView`` over chains held by underlying (each with ``spot`` and ``spot_ts_ns``)."""
 
-    def __init__(self, *chains: SyntheticChain) -> None:
+    def __init__(self, *chains: C) -> None:
         self.chains = {c.underlying: c for c in chains}
 
-    def chain(self, underlying: str) -> SyntheticChain | None:
+    def chain(self, underlying: str) -> C | None:
         return self.chains.get(underlying)
 
     def spot(self, underlying: str) -> float:
@@ -157,6 +162,10 @@ class SyntheticMarket:
     def spot_ts_ns(self, underlying: str) -> int:
         c = self.chains.get(underlying)
         return c.spot_ts_ns if c is not None else 0
+
+
+class SyntheticMarket(ChainsMarket["SyntheticChain"]):
+    """A ``MarketView`` over ``SyntheticChain``s."""
 
 
 def standard_expiries(today: dt.date, days: Sequence[int] = (0, 1, 2, 7, 14, 21, 30, 37, 44, 60, 90)) -> list[dt.date]:
@@ -226,19 +235,5 @@ class ArrayChain:
         return len(self.symbols)
 
 
-class ArrayMarket:
+class ArrayMarket(ChainsMarket["ArrayChain"]):
     """A ``MarketView`` over ``ArrayChain``s."""
-
-    def __init__(self, *chains: ArrayChain) -> None:
-        self.chains = {c.underlying: c for c in chains}
-
-    def chain(self, underlying: str) -> ArrayChain | None:
-        return self.chains.get(underlying)
-
-    def spot(self, underlying: str) -> float:
-        c = self.chains.get(underlying)
-        return c.spot if c is not None else math.nan
-
-    def spot_ts_ns(self, underlying: str) -> int:
-        c = self.chains.get(underlying)
-        return c.spot_ts_ns if c is not None else 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -205,3 +206,21 @@ class RouterRig:
 
     def denials(self) -> list[IntentDenied]:
         return self.of(IntentDenied)
+
+
+async def running_rig(books: tuple[str, ...] = ("SPY",), **overrides: Any) -> AsyncIterator[RouterRig]:
+    """A simulator with ``overrides`` and a router rig started against it, stopped after use."""
+    sim = Simulator(sim_config(**overrides))
+    await sim.start()
+    rig = RouterRig(sim, books)
+    try:
+        await rig.start()
+        yield rig
+    finally:
+        await rig.stop()
+        await sim.stop()
+
+
+def filled(rig: RouterRig, intent_id: str) -> float:
+    """Quantity booked for ``intent_id`` (all its legs' fills)."""
+    return float(sum(f.qty for f in rig.of(OrderFilled) if f.intent_id == intent_id))

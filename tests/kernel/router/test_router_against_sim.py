@@ -8,7 +8,6 @@ is at most one order at the broker, and the positions our fills add up to equal 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -24,45 +23,10 @@ from domain.orders import (
     PricePolicy,
     Side,
 )
-from engine.sim.server import Simulator
 
-from .rig import RouterRig, sim_config
+from .rig import RouterRig, filled
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def _rig(**overrides: object) -> AsyncIterator[RouterRig]:
-    sim = Simulator(sim_config(**overrides))
-    await sim.start()
-    rig = RouterRig(sim)
-    try:
-        await rig.start()
-        yield rig
-    finally:
-        await rig.stop()
-        await sim.stop()
-
-
-@pytest.fixture
-async def rig() -> AsyncIterator[RouterRig]:
-    async for r in _rig():
-        yield r
-
-
-@pytest.fixture
-async def partial_rig() -> AsyncIterator[RouterRig]:
-    async for r in _rig(partial_fill_probability=1.0):
-        yield r
-
-
-@pytest.fixture
-async def latent_rig() -> AsyncIterator[RouterRig]:
-    async for r in _rig(fill_latency_ms=2_000):
-        yield r
-
-
-def _filled(rig: RouterRig, intent_id: str) -> float:
-    return sum(f.qty for f in rig.of(OrderFilled) if f.intent_id == intent_id)
 
 
 async def test_a_straddle_walks_from_mid_to_a_fill(rig: RouterRig) -> None:
@@ -71,7 +35,7 @@ async def test_a_straddle_walks_from_mid_to_a_fill(rig: RouterRig) -> None:
     await rig.settle()
     await rig.advance(30, steps=6)
     assert rig.router.counters["replaces"] >= 1  # started at mid, not at the ask
-    assert _filled(rig, intent.intent_id) == 4  # two contracts on each leg
+    assert filled(rig, intent.intent_id) == 4  # two contracts on each leg
     assert not rig.router.working
     rig.assert_exact()
 
@@ -83,7 +47,7 @@ async def test_429_burst_is_waited_out_and_the_order_placed_once(rig: RouterRig)
     await rig.settle(limit_s=20)
     assert rig.router.budget.throttled >= 1
     assert rig.sim_orders_by_client_id() == {f"oe-{intent.intent_id}": 1}
-    assert _filled(rig, intent.intent_id) == 1
+    assert filled(rig, intent.intent_id) == 1
     rig.assert_exact()
 
 
@@ -107,7 +71,7 @@ async def test_5xx_before_the_broker_acts_leads_to_one_order(rig: RouterRig, kin
     rig.router.submit(intent)
     await rig.settle()
     assert rig.sim_orders_by_client_id() == {f"oe-{intent.intent_id}": 1}
-    assert _filled(rig, intent.intent_id) == 1
+    assert filled(rig, intent.intent_id) == 1
     rig.assert_exact()
 
 
@@ -118,7 +82,7 @@ async def test_timeout_after_the_order_reached_the_broker_is_adopted_not_resent(
     await rig.settle(limit_s=20)
     assert rig.sim_orders_by_client_id() == {f"oe-{intent.intent_id}": 1}
     assert rig.router.counters["adopted_after_unknown"] == 1
-    assert _filled(rig, intent.intent_id) == 1
+    assert filled(rig, intent.intent_id) == 1
     rig.assert_exact()
 
 
@@ -159,7 +123,7 @@ async def test_a_fill_racing_a_replace_is_counted_once(latent_rig: RouterRig) ->
     rig.sim.move_underlying("SPY", -0.01)  # the call cheapens: the resting mid order becomes marketable
     await rig.advance(1.0, steps=2)
     await rig.advance(3.0, steps=3)
-    assert _filled(rig, intent.intent_id) == 1
+    assert filled(rig, intent.intent_id) == 1
     updates = [u for u in rig.of(OrderUpdated) if u.intent_id == intent.intent_id]
     assert any(u.status is OrderStatus.FILLED for u in updates)
     assert not rig.router.working
@@ -197,7 +161,7 @@ async def test_reconcile_after_reconnect_books_a_fill_the_stream_missed(rig: Rou
     await rig.settle()
     await rig.router.reconcile_open_orders()
     await rig.settle()
-    assert _filled(rig, intent.intent_id) == 1
+    assert filled(rig, intent.intent_id) == 1
     rig.assert_exact()
 
 
@@ -234,7 +198,7 @@ async def test_a_single_leg_sell_walking_toward_a_zero_bid_never_asks_less_than_
                       (Leg(symbol, Side.BUY, 1, PositionIntent.BUY_TO_OPEN),), 1, PricePolicy(kind="market"))
     rig.router.submit(buy)
     await rig.settle()
-    assert _filled(rig, buy.intent_id) == 1
+    assert filled(rig, buy.intent_id) == 1
     sell = OrderIntent("t-SPY-11-close-1", "test", "t-SPY-11", "SPY", IntentAction.CLOSE,
                        (Leg(symbol, Side.SELL, 1, PositionIntent.SELL_TO_CLOSE),), 1,
                        PricePolicy(walk_every_s=1, walk_step_fraction=0.5, timeout_s=6))

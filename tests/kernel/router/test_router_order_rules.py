@@ -15,7 +15,6 @@ from domain.orders import (
     AssetClass,
     IntentAction,
     Leg,
-    OrderFilled,
     OrderIntent,
     OrderStatus,
     OrderUpdated,
@@ -24,39 +23,10 @@ from domain.orders import (
     Side,
 )
 from engine.sim.config import UnderlyingConfig
-from engine.sim.server import Simulator
 
-from .rig import NS, RouterRig, sim_config
+from .rig import NS, RouterRig, filled, running_rig
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def _rig(books: tuple[str, ...] = ("SPY",), **overrides: object) -> AsyncIterator[RouterRig]:
-    sim = Simulator(sim_config(**overrides))
-    await sim.start()
-    rig = RouterRig(sim, books)
-    try:
-        await rig.start()
-        yield rig
-    finally:
-        await rig.stop()
-        await sim.stop()
-
-
-@pytest.fixture
-async def rig() -> AsyncIterator[RouterRig]:
-    async for r in _rig():
-        yield r
-
-
-@pytest.fixture
-async def latent_rig() -> AsyncIterator[RouterRig]:
-    async for r in _rig(fill_latency_ms=2_000):
-        yield r
-
-
-def _filled(rig: RouterRig, intent_id: str) -> float:
-    return float(sum(f.qty for f in rig.of(OrderFilled) if f.intent_id == intent_id))
 
 
 def _ends(rig: RouterRig, intent_id: str) -> list[OrderStatus]:
@@ -75,7 +45,7 @@ async def _open_straddle(rig: RouterRig, qty: int = 2) -> OrderIntent:
     rig.router.submit(opening)
     await rig.settle()
     await rig.advance(30, steps=6)
-    assert _filled(rig, opening.intent_id) == 2 * qty
+    assert filled(rig, opening.intent_id) == 2 * qty
     return opening
 
 
@@ -94,7 +64,7 @@ async def test_a_walking_closing_spread_completes_by_cancel_and_new_when_its_rep
 
     counters = rig.router.counters
     assert counters["replace_fallbacks"] >= 1 and counters["fallback_orders"] >= 1, counters
-    assert _filled(rig, close.intent_id) == 4  # both legs, two each
+    assert filled(rig, close.intent_id) == 4  # both legs, two each
     assert rig.max_live[f"oe-{close.intent_id}"] == 1  # at no instant two live orders for the intent
     sent = _submitted(rig, close.intent_id)
     assert len(sent) == 1 + counters["fallback_orders"] and set(sent.values()) == {1}
@@ -126,7 +96,7 @@ async def test_an_order_that_fills_while_its_cancel_is_pending_ends_the_fallback
     rig.clock.advance(rig.sim.now_ns)
     await rig.settle()
     assert rig.router.counters["replace_fallbacks"] == 1 and rig.router.counters["fallback_orders"] == 0
-    assert _filled(rig, close.intent_id) == 2
+    assert filled(rig, close.intent_id) == 2
     assert list(_submitted(rig, close.intent_id)) == [f"oe-{close.intent_id}"]
     assert _ends(rig, close.intent_id) == [OrderStatus.FILLED] and not rig.absorbed
     assert not rig.router.working
@@ -169,7 +139,7 @@ async def test_a_hedge_waits_for_the_working_unwind_on_its_stock_and_nothing_is_
     assert _submitted(rig, hedge.intent_id) == {}  # held back while the unwind works
     await rig.advance(4, steps=2)  # the unwind fills: the hedge goes
     await rig.advance(4, steps=2)
-    assert _filled(rig, unwind.intent_id) == 10 and _filled(rig, hedge.intent_id) == 5
+    assert filled(rig, unwind.intent_id) == 10 and filled(rig, hedge.intent_id) == 5
     assert _submitted(rig, hedge.intent_id) == {f"oe-{hedge.intent_id}": 1}
     assert not rig.denials() and not rig.refusals
     rig.assert_exact()
@@ -205,7 +175,7 @@ async def test_an_order_that_would_meet_a_working_one_waits_for_it(rig: RouterRi
     assert rig.router.counters["wash_waits"] == 1 and _submitted(rig, sell.intent_id) == {}
     await rig.advance(25, steps=5)  # the buy fills or times out; the sale goes then
     assert _submitted(rig, sell.intent_id) == {f"oe-{sell.intent_id}": 1}
-    assert _filled(rig, sell.intent_id) == 1
+    assert filled(rig, sell.intent_id) == 1
     assert not rig.refusals and not rig.denials()
     rig.assert_exact()
 
@@ -236,7 +206,7 @@ async def test_the_same_structures_working_order_is_cancelled_first(rig: RouterR
     await rig.advance(1, steps=2)
     assert rig.router.counters["wash_cancels"] == 1
     assert _ends(rig, resting.intent_id) == [OrderStatus.CANCELED]
-    assert _filled(rig, newer.intent_id) == 1
+    assert filled(rig, newer.intent_id) == 1
     assert not rig.denials() and not rig.refusals
     rig.assert_exact()
 
@@ -266,7 +236,7 @@ async def classes_rig() -> AsyncIterator[RouterRig]:
         UnderlyingConfig(symbol="BBB", spot=60.0, atm_vol=0.3, tick_class="non_penny", weekly_expiry_weeks=1,
                          monthly_expiry_months=1),
     )
-    async for r in _rig(("SPY", "AAA", "BBB"), underlyings=unds):
+    async for r in running_rig(("SPY", "AAA", "BBB"), underlyings=unds):
         yield r
 
 
@@ -316,7 +286,7 @@ async def test_a_single_leg_walk_across_three_dollars_uses_the_tick_of_each_pric
 # ---- d. no order outside the session ----------------------------------------------------------------------
 @pytest.fixture
 async def half_day_rig() -> AsyncIterator[RouterRig]:
-    async for r in _rig(start=dt.datetime(2026, 11, 27, 12, 30)):  # closes at 13:00
+    async for r in running_rig(start=dt.datetime(2026, 11, 27, 12, 30)):  # closes at 13:00
         yield r
 
 
