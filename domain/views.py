@@ -138,6 +138,34 @@ class MarketView(Protocol):
 
     def spot_ts_ns(self, underlying: str) -> int: ...
 
+    def vol_stats(self, underlying: str) -> VolStats | None:
+        """The underlying's volatility term structure, skew and IV rank from its surface (None before a fit)."""
+        ...
+
+
+class VolStats(msgspec.Struct, frozen=True):
+    """One underlying's implied-volatility summary from its fitted surface (vols as fractions, 0.20 = 20 %).
+
+    ``iv_rank`` (0-100: where today's 30-day ATM IV sits between the look-back's low and high) and
+    ``iv_percentile`` (0-100: share of look-back days with a lower value) are NaN while ``history_days`` is
+    below the configured minimum (``rank_ready`` False: "insufficient history").
+    """
+
+    underlying: str
+    ts_ns: int
+    atm_iv_30d: float
+    """30-day constant-maturity ATM (forward) implied vol, interpolated in total variance."""
+    rr25: float
+    """25-delta risk reversal at 30 days: IV(25-delta call) - IV(25-delta put)."""
+    bf25: float
+    """25-delta butterfly at 30 days: mean of the 25-delta wings' IV less the ATM IV."""
+    term_slope: float
+    """ATM IV at 90 days less ATM IV at 30 days (positive: contango)."""
+    iv_rank: float = float("nan")
+    iv_percentile: float = float("nan")
+    history_days: int = 0
+    rank_ready: bool = False
+
 
 class PortfolioGreeks(msgspec.Struct, frozen=True):
     """Greeks of a set of positions in trader units (see module docstring)."""

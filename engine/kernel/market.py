@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from domain.views import VolStats
 from engine.kernel.book import OptionBook
 from engine.kernel.events import BookUpdated, StockQuote
 from engine.kernel.market_data import KIND_QUOTE, KIND_TRADE, DataBatch
@@ -49,6 +50,8 @@ class Market:
         self.gid_book = np.zeros(0, dtype=np.int32)
         self.gid_row = np.zeros(0, dtype=np.int32)
         self._touched = np.zeros(0, dtype=np.int64)
+        self.vol: dict[str, VolStats] = {}
+        """Per underlying, the latest ``VolStats`` of its surface (written by the surface refits)."""
 
     # --- MarketView --------------------------------------------------------------------------
 
@@ -62,6 +65,9 @@ class Market:
     def spot_ts_ns(self, underlying: str) -> int:
         book = self.books.get(underlying)
         return 0 if book is None else book.spot_ts_ns
+
+    def vol_stats(self, underlying: str) -> VolStats | None:
+        return self.vol.get(underlying)
 
     # --- set-up ------------------------------------------------------------------------------
 
