@@ -100,6 +100,11 @@ class ChainView(Protocol):
     def iv(self) -> F64: ...
 
     @property
+    def surface_iv(self) -> F64:
+        """Each row's IV on the fitted volatility surface (NaN where the underlying has none yet)."""
+        ...
+
+    @property
     def delta(self) -> F64: ...
 
     @property

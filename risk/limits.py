@@ -39,6 +39,10 @@ class StressLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     spot_shock_pct: Fraction = 0.05
     """Spot moves +-this (and half of it) are combined with each vol shock."""
     vol_shock_vol_pts: NonNegFloat = 5.0
+    """Parallel shift of the whole volatility surface, both ways."""
+    skew_shock_vol_pts: NonNegFloat = 2.0
+    """Skew shock, both ways: vol points added per 10 % of log-moneyness below the forward and taken off above
+    (a steeper, then a flatter put skew); 0 turns the two skew scenarios off."""
     to_close_spot_shock_pct: Fraction = 0.01
     """For books holding same-day expiries: spot +-this at today's close, same-day legs at intrinsic."""
     max_loss_usd: PositiveFloat = 25_000.0

@@ -1,15 +1,15 @@
 """Scenario stress of a book of options and shares on one underlying, repriced with ``greeks``.
 
-The grid: spot moved by +-x and +-x/2 (and 0) combined with implied vol moved by -y, 0 and +y
-points, all at the current time; plus, when the book holds same-day expiries, "to the close"
-scenarios: spot +-x0 (and 0) with every leg aged to today's close, so same-day legs are worth their
-intrinsic value. Each scenario's P&L is against the same model's price today, so quoted spreads do
-not show up as losses.
+The grid: spot moved by +-x and +-x/2 (and 0) combined with the volatility surface moved in parallel by -y, 0 and +y
+points and its skew steepened and flattened (``StressGrid``), all at the current time; plus, when the book holds
+same-day expiries, "to the close" scenarios: spot +-x0 (and 0) with every leg aged to today's close, so same-day
+legs are worth their intrinsic value. Each scenario's P&L is against the same model's price today, so quoted spreads
+do not show up as losses.
 
-Prices come from ``greeks.black.price_row`` (Black-Scholes-Merton) on each row's forward, so carry
-is whatever the book's forward says. One Numba call computes the whole grid for a set of rows, with no
-Python objects per leg or scenario. Scenario P&L is additive over positions, so the gate prices the
-held book once (``HeldStressCache``) and each intent's own legs per check.
+Prices come from ``greeks.black.price_row`` (Black-Scholes-Merton) on each row's forward, so carry is whatever the
+book's forward says. One Numba call computes the whole grid for a set of rows, with no Python objects per leg or
+scenario. Scenario P&L is additive over positions, so the gate prices the held book once (``HeldStressCache``) and
+each intent's own legs per check.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def _leg_price(fwd: float, strike: float, t: float, sigma: float, is_call: bool,
 def _stress_kernel(
     fwd_all: F64, strike_all: F64, t_all: F64, sigma_all: F64, is_call_all: npt.NDArray[np.bool_],
     rows: npt.NDArray[np.int64], qty: F64, spot: float, shares: float, r: float,
-    spot_moves: F64, vol_moves: F64, close_moves: F64, to_close: float, multiplier: float, out: F64,
+    spot_moves: F64, vol_moves: F64, skew_moves: F64, close_moves: F64, to_close: float, multiplier: float,
+    out: F64,
 ) -> None:
     n_vol = vol_moves.shape[0]
     n_grid = spot_moves.shape[0] * n_vol
@@ -62,10 +63,11 @@ def _stress_kernel(
             fwd = spot * math.exp(r * t)
         base = _leg_price(fwd, strike_all[k], t, sigma, is_call_all[k], r)
         q = qty[i] * multiplier
+        tenths = math.log(strike_all[k] / fwd) / 0.1  # log-moneyness in tenths, for the skew shock
         for j in range(n_out):
             if j < n_grid:
                 s = 1.0 + spot_moves[j // n_vol]
-                v = max(sigma + vol_moves[j % n_vol], MIN_SIGMA)
+                v = max(sigma + vol_moves[j % n_vol] - skew_moves[j % n_vol] * tenths, MIN_SIGMA)
                 tt = t
             else:
                 s = 1.0 + close_moves[j - n_grid]
@@ -75,22 +77,36 @@ def _stress_kernel(
 
 
 class StressGrid:
-    """The scenario moves of a ``StressLimits``, as arrays built once (not per check)."""
+    """The scenario moves of a ``StressLimits``, as arrays built once (not per check).
 
-    __slots__ = ("close_moves", "limits", "n_grid", "n_max", "spot_moves", "vol_moves")
+    Each vol scenario shifts the whole surface: a parallel move (``vol_moves``, vol points as fractions) plus a
+    skew move (``skew_moves``: vol added per tenth of log-moneyness below the forward and taken off above, so a
+    positive move steepens a put skew). With a skew shock the vol scenarios are: parallel -y, 0, +y, then skew
+    +z and -z at no parallel move.
+    """
+
+    __slots__ = ("close_moves", "limits", "n_grid", "n_max", "skew_moves", "spot_moves", "vol_moves")
 
     def __init__(self, limits: StressLimits) -> None:
         x, y, x0 = limits.spot_shock_pct, limits.vol_shock_vol_pts / 100.0, limits.to_close_spot_shock_pct
+        z = limits.skew_shock_vol_pts / 100.0
         self.limits = limits
         self.spot_moves: F64 = np.array([-x, -x / 2, 0.0, x / 2, x])
-        self.vol_moves: F64 = np.array([-y, 0.0, y]) if y > 0 else np.array([0.0])
+        par = [-y, 0.0, y] if y > 0 else [0.0]
+        skew = [0.0] * len(par)
+        if z > 0:
+            par, skew = [*par, 0.0, 0.0], [*skew, z, -z]
+        self.vol_moves: F64 = np.array(par)
+        self.skew_moves: F64 = np.array(skew)
         self.close_moves: F64 = np.array([-x0, 0.0, x0])
         self.n_grid = self.spot_moves.shape[0] * self.vol_moves.shape[0]
         self.n_max = self.n_grid + self.close_moves.shape[0]
 
     def labels(self, with_close: bool) -> list[str]:
         """Human names of the scenarios, in output order (for denial details)."""
-        out = [f"spot{100 * s:+.1f}%/vol{100 * v:+.1f}pt" for s in self.spot_moves for v in self.vol_moves]
+        vols = [f"vol{100 * v:+.1f}pt" + (f"/skew{100 * z:+.1f}pt" if z else "")
+                for v, z in zip(self.vol_moves, self.skew_moves, strict=True)]
+        out = [f"spot{100 * s:+.1f}%/{v}" for s in self.spot_moves for v in vols]
         if with_close:
             out += [f"to_close/spot{100 * s:+.1f}%" for s in self.close_moves]
         return out
@@ -110,7 +126,7 @@ def scenario_pnl(
     """
     out = np.empty(grid.n_max)
     _stress_kernel(fwd, strike, t, sigma, is_call, rows, qty, spot, shares, grid.limits.rate, grid.spot_moves,
-                   grid.vol_moves, grid.close_moves, to_close, float(CONTRACT_MULTIPLIER), out)
+                   grid.vol_moves, grid.skew_moves, grid.close_moves, to_close, float(CONTRACT_MULTIPLIER), out)
     return out
 
 
@@ -192,6 +208,7 @@ class HeldStressCache:
     def held_pnl(self, chain: ChainView, held: Mapping[str, float], u: str, spot: float, to_close: float,
                  grid: StressGrid, revision: int | None) -> tuple[npt.NDArray[np.float64], bool]:
         e = self._entries.get(u)
+        # usable_iv takes the surface's IVs: the cache watches those (a refit moves them)
         generation = getattr(chain, "generation", 0)  # rows removed from the book: cached row numbers are void
         if (e is not None and revision is not None and e.revision == revision and e.chain_id == id(chain)
                 and e.generation == generation and e.grid_id == id(grid)
@@ -204,13 +221,19 @@ class HeldStressCache:
         idx, pnl, same_day = held_pnl(chain, held, u, spot, to_close, grid)
         if revision is not None:
             self._entries[u] = _HeldEntry(revision, id(chain), generation, id(grid), spot, chain.ts_ns, idx,
-                                          chain.iv[idx], pnl, same_day)
+                                          usable_iv(chain, idx)[idx], pnl, same_day)
         return pnl, same_day
 
 
     def _ivs_unchanged(self, chain: ChainView, e: _HeldEntry) -> bool:
-        iv, tol = chain.iv, self.IV_TOL
-        return all(abs(iv.item(r) - v0) <= tol for r, v0 in e.ivs)  # a NaN IV compares False: recompute
+        iv, siv, tol = chain.iv, chain.surface_iv, self.IV_TOL
+        for r, v0 in e.ivs:
+            v = siv.item(r)
+            if not math.isfinite(v):
+                v = iv.item(r)
+            if not abs(v - v0) <= tol:  # a NaN IV compares False: recompute
+                return False
+        return True
 
 
 class _HeldEntry:
@@ -227,9 +250,15 @@ class _HeldEntry:
 
 
 def usable_iv(chain: ChainView, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-    """The chain's IVs, with any of ``rows`` lacking one (a one-sided or empty quote) borrowing the IV of the
-    nearest strike of the same expiry; the chain's own array when nothing needs filling (no copy)."""
+    """The IVs the stress shifts: each of ``rows`` at its IV on the fitted surface where the chain has one (the
+    scenarios then move one smooth surface, not each leg's own noisy IV), else its own IV, else (a one-sided or
+    empty quote) the IV of the nearest strike of the same expiry. The chain's own array when nothing needs
+    replacing (no copy)."""
     iv = chain.iv
+    on_surface = rows[np.isfinite(chain.surface_iv[rows])]
+    if on_surface.size:
+        iv = iv.copy()
+        iv[on_surface] = chain.surface_iv[on_surface]
     if rows.size == 0 or bool(np.isfinite(iv[rows]).all()):
         return iv
     out = iv.copy()

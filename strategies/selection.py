@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, ChainView
+from greeks.black import greeks_at_vol
 
 Mask = npt.NDArray[np.bool_]
 
@@ -98,9 +99,23 @@ def liquidity_mask(chain: ChainView, max_spread_pct: float, min_open_interest: i
     return mask
 
 
+def selection_deltas(chain: ChainView) -> npt.NDArray[np.float64]:
+    """The deltas strikes are picked by: forward deltas at the surface IV where the chain has one (smooth across
+    strikes, so one wide or stale quote does not move the pick), else the row's own delta."""
+    siv = chain.surface_iv
+    have = np.isfinite(siv) & (siv > 0) & (chain.t_years > 0) & (chain.forward > 0)
+    if not have.any():
+        return chain.delta
+    g = greeks_at_vol(chain.forward, chain.strike, chain.t_years, 0.0, 0.0, np.where(have, siv, 0.2), chain.is_call,
+                      mask=have)
+    out: npt.NDArray[np.float64] = np.where(have & np.isfinite(g.delta), g.delta, chain.delta)
+    return out
+
+
 def by_delta(chain: ChainView, mask: Mask, is_call: bool, target: float, lo: float = 0.0, hi: float = 1.0) -> int:
-    """Row with |delta| closest to ``target`` among ``mask`` rows of the right with lo <= |delta| <= hi."""
-    ad = np.abs(chain.delta)
+    """Row with |delta| closest to ``target`` among ``mask`` rows of the right with lo <= |delta| <= hi (deltas on
+    the surface: ``selection_deltas``)."""
+    ad = np.abs(selection_deltas(chain))
     sel = mask & (chain.is_call == is_call) & (ad >= lo) & (ad <= hi)
     if not sel.any():
         return -1

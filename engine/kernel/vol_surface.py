@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -46,6 +46,9 @@ from greeks.surface import ExpiryQuotes, PublishedSmile, SmileInputs, SurfaceFit
 from greeks.svi import FIT_STATUS_NAMES, implied_vol_from_svi
 
 log = structlog.get_logger(__name__)
+
+SLICE_NS = 1_000_000
+"""A deferred refit gives the loop back after this much wall time (about one expiry's inputs or fit)."""
 
 F64 = npt.NDArray[np.float64]
 BAD_QUOTE = FLAG_STALE | FLAG_ONE_SIDED | FLAG_CROSSED | FLAG_NO_QUOTE
@@ -78,37 +81,42 @@ def _is_european(underlying: str) -> bool:
 
 def expiry_quotes(book: OptionBook) -> list[ExpiryQuotes]:
     """Fit inputs of every expiry of ``book`` with a time to expiry: OTM two-sided quotes not stale or crossed."""
-    n = len(book)
-    if n == 0 or not (book.spot > 0.0):
-        return []
-    usable = ((book.flags & BAD_QUOTE) == 0) & (book.t_years > 0.0)
-    bid = np.where(usable, book.bid, np.nan)
-    ask = np.where(usable, book.ask, np.nan)
+    return [e for e in iter_expiry_quotes(book) if e is not None]
+
+
+def iter_expiry_quotes(book: OptionBook) -> Iterator[ExpiryQuotes | None]:
+    """``expiry_quotes`` one expiry per step (None for an expiry with nothing to fit). The book must not gain or
+    lose rows between steps (the caller checks ``len`` and ``generation``)."""
+    if len(book) == 0 or not (book.spot > 0.0):
+        return
     american = not _is_european(book.underlying)
-    out: list[ExpiryQuotes] = []
     expiries, inverse = np.unique(book.expiry, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(expiries.shape[0] + 1))
     for e_no, expiry in enumerate(expiries):
-        rows = np.flatnonzero(inverse == e_no)
-        t = float(np.max(book.t_years[rows]))
-        if not (t > 0.0):
-            continue
-        fwd = float(book.forward[rows[0]])
-        r = float(book.rate_arr[rows[0]])
-        q = float(book.div_arr[rows[0]])
-        if not (fwd > 0.0):
-            continue
-        strikes, pos = np.unique(book.strike[rows], return_inverse=True)
-        m = strikes.shape[0]
-        cb, ca, pb, pa = (np.full(m, np.nan) for _ in range(4))
-        calls = book.is_call[rows]
-        cb[pos[calls]], ca[pos[calls]] = bid[rows[calls]], ask[rows[calls]]
-        pb[pos[~calls]], pa[pos[~calls]] = bid[rows[~calls]], ask[rows[~calls]]
-        if american:
-            cb, ca, pb, pa = _take_off_premium(strikes, cb, ca, pb, pa, fwd, book.spot, t, r, q)
-        inputs = smile_inputs(strikes, cb, ca, pb, pa, fwd, math.exp(-r * t), t)
-        if inputs.k.shape[0]:
-            out.append(ExpiryQuotes(str(expiry), t, inputs))
-    return out
+        rows = order[bounds[e_no]:bounds[e_no + 1]]
+        yield _expiry_inputs(book, str(expiry), rows, american)
+
+
+def _expiry_inputs(book: OptionBook, expiry: str, rows: npt.NDArray[np.intp], american: bool) -> ExpiryQuotes | None:
+    t = float(np.max(book.t_years[rows]))
+    fwd = float(book.forward[rows[0]])
+    if not (t > 0.0) or not (fwd > 0.0):
+        return None
+    r, q = float(book.rate_arr[rows[0]]), float(book.div_arr[rows[0]])
+    usable = ((book.flags[rows] & BAD_QUOTE) == 0)
+    bid = np.where(usable, book.bid[rows], np.nan)
+    ask = np.where(usable, book.ask[rows], np.nan)
+    strikes, pos = np.unique(book.strike[rows], return_inverse=True)
+    m = strikes.shape[0]
+    cb, ca, pb, pa = (np.full(m, np.nan) for _ in range(4))
+    calls = book.is_call[rows]
+    cb[pos[calls]], ca[pos[calls]] = bid[calls], ask[calls]
+    pb[pos[~calls]], pa[pos[~calls]] = bid[~calls], ask[~calls]
+    if american:
+        cb, ca, pb, pa = _take_off_premium(strikes, cb, ca, pb, pa, fwd, book.spot, t, r, q)
+    inputs = smile_inputs(strikes, cb, ca, pb, pa, fwd, math.exp(-r * t), t)
+    return ExpiryQuotes(expiry, t, inputs) if inputs.k.shape[0] else None
 
 
 def _take_off_premium(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: float, spot: float, t: float, r: float,
@@ -119,6 +127,8 @@ def _take_off_premium(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: flo
     use_call = strikes >= fwd
     mid = np.where(use_call, 0.5 * (cb + ca), 0.5 * (pb + pa))
     ok = np.isfinite(mid) & (mid > 0.0)
+    if q <= 0.0:  # a call on a name paying nothing is never exercised early: its premium is zero
+        ok &= ~use_call
     if not ok.any():
         return cb, ca, pb, pa
     sig = implied_vol(mid[ok], spot, strikes[ok], t, r, q, use_call[ok])[0]
@@ -230,6 +240,8 @@ class VolSurfaces:
         self._timer: Timer | None = None
         self.refits = 0
         self.fit_ns_total = 0
+        """Compute time of all completed refits (wall ns, excluding the loop's other work between slices)."""
+        self.last_event: SurfaceFitted | None = None
 
     def start(self) -> None:
         if self.settings.enabled and self._timer is None:
@@ -288,40 +300,73 @@ class VolSurfaces:
         if self.defer is None:
             self.refit(underlying)
         else:
-            self.defer(lambda: self._deferred_refit(underlying))
+            self._step(underlying, self._round(underlying))
 
-    def _deferred_refit(self, underlying: str) -> None:
-        self.refit(underlying)
+    def _step(self, underlying: str, steps: Iterator[None]) -> None:
+        """Run a deferred round for up to ``SLICE_NS`` of wall time, then hand the rest back to the loop."""
+        until = time.perf_counter_ns() + SLICE_NS
+        for _ in steps:
+            if time.perf_counter_ns() >= until:
+                assert self.defer is not None
+                self.defer(lambda: self._step(underlying, steps))
+                return
 
     # ------------------------------------------------------------------------------ the refit
 
     def refit(self, underlying: str) -> SurfaceFitted | None:
         """Fit ``underlying``'s surface now, write the book's surface IVs and surface Greeks, publish the event."""
+        for _ in self._round(underlying):
+            pass
+        return self.last_event
+
+    def _round(self, underlying: str) -> Iterator[None]:
+        """One refit, yielding after each expiry's inputs and each expiry's fit. A round the book outgrew (rows
+        added or removed between steps) is abandoned and the next frame makes a new one due."""
         st = self.state(underlying)
-        st.pending = False
+        self.last_event = None
         book = self.market.books.get(underlying)
         if book is None or not (book.spot > 0.0):
-            return None
+            st.pending = False
+            return
+        elapsed = 0
         started = time.perf_counter_ns()
-        now_ns = book.ts_ns
-        quotes = expiry_quotes(book)
-        st.published = st.fitter.fit(quotes, now_ns / NS_PER_SECOND) if quotes else []
-        self._write_surface_iv(book, st.published)
+        now_ns, n_rows, generation = book.ts_ns, len(book), book.generation
+        quotes: list[ExpiryQuotes] = []
+        for e in iter_expiry_quotes(book):
+            if e is not None:
+                quotes.append(e)
+            elapsed += time.perf_counter_ns() - started
+            yield
+            started = time.perf_counter_ns()
+            if len(book) != n_rows or book.generation != generation:
+                st.pending = False
+                return
+        published: list[PublishedSmile] = []
+        for p in st.fitter.fit_steps(quotes, now_ns / NS_PER_SECOND):
+            published.append(p)
+            elapsed += time.perf_counter_ns() - started
+            yield
+            started = time.perf_counter_ns()
+        if len(book) != n_rows or book.generation != generation:
+            st.pending = False
+            return
+        st.published = published
+        self._write_surface_iv(book, published)
         book.has_surface = bool(np.isfinite(book.surface_iv).any())
         apply_surface_greeks(book, needs_surface(book))
+        st.pending = False
         st.fit_ts_ns, st.fit_spot, st.changed = now_ns, book.spot, 0
         st.generation, st.rows_at_fit = book.generation, len(book)
-        stats = self.vol_stats(underlying, st.published, st.history, now_ns) if self.vol_stats else None
+        stats = self.vol_stats(underlying, published, st.history, now_ns) if self.vol_stats else None
         if stats is not None:
             self.market.vol[underlying] = stats
-        elapsed = time.perf_counter_ns() - started
+        elapsed += time.perf_counter_ns() - started
         self.refits += 1
         self.fit_ns_total += elapsed
-        event = SurfaceFitted(
-            underlying=underlying, spot=book.spot, smiles=tuple(_smile_record(p, quotes) for p in st.published),
+        self.last_event = SurfaceFitted(
+            underlying=underlying, spot=book.spot, smiles=tuple(_smile_record(p, quotes) for p in published),
             stats=stats, fit_us=elapsed // 1000, ts_event_ns=now_ns, ts_init_ns=time.time_ns())
-        self.publish(event)
-        return event
+        self.publish(self.last_event)
 
     @staticmethod
     def _write_surface_iv(book: OptionBook, published: list[PublishedSmile]) -> None:
@@ -331,9 +376,8 @@ class VolSurfaces:
         by_expiry = {p.expiry: p for p in published if p.params is not None}
         if not by_expiry:
             return
-        expiry_str = book.expiry.astype(str)
         for expiry, p in by_expiry.items():
-            rows = np.flatnonzero(expiry_str == expiry)
+            rows = np.flatnonzero(book.expiry == np.datetime64(expiry, "D"))
             fwd = book.forward[rows]
             ok = fwd > 0.0
             rows, fwd = rows[ok], fwd[ok]

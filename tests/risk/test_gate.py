@@ -549,8 +549,9 @@ def test_stress_uses_the_payoff_range_bound_only_when_it_proves_the_limit_holds(
     rows = np.array([env.chain.row_of(leg.symbol) for leg in it.legs], dtype=np.int64)
     qty = np.array([leg.side.sign * 2.0 for leg in it.legs])
     c = env.chain
-    exact = float(scenario_pnl(StressGrid(env.limits.stress), c.forward, c.strike, c.t_years, c.iv, c.is_call, rows,
-                               qty, c.spot)[:15].min())
+    grid = StressGrid(env.limits.stress)
+    exact = float(scenario_pnl(grid, c.forward, c.strike, c.t_years, c.iv, c.is_call, rows, qty,
+                               c.spot)[:grid.n_grid].min())
     v = env.check(it)
     assert isinstance(v, Approved)
     # The bound: 10-wide wings x 2 units, widened for discounting; never above the exact worst.

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.synthetic import SyntheticChain, ny_ns
 
 from greeks import black_scholes_price
 from risk.limits import StressLimits
 from risk.payoff import PayoffLeg, payoff_usd, summarize, uncovered_short_contracts
-from risk.stress import StressGrid, stress_pnl
+from risk.stress import StressGrid, scenario_pnl, stress_pnl
 
 legs_strategy = st.lists(
     st.tuples(st.integers(-3, 3).filter(bool), st.sampled_from([80.0, 90.0, 95.0, 100.0, 105.0, 120.0]),
@@ -66,17 +68,42 @@ def test_stress_grid_matches_direct_pricing() -> None:
     qty = np.array([2.0, -1.0, 3.0])
     rows = np.arange(3, dtype=np.int64)
     _, pnl = stress_pnl(grid, fwd, strike, t, sigma, is_call, rows, np.zeros(3), qty, 100.0, 0.0, -50.0)
-    assert pnl.shape == (15,)
+    assert pnl.shape == (25,)  # 5 spot moves x (3 parallel + 2 skew) surface moves
     j = 0
-    for ds in grid.spot_moves:
-        for dv in grid.vol_moves:
+    for ds in (-0.05, -0.025, 0.0, 0.025, 0.05):
+        for dv, dz in ((-0.05, 0.0), (0.0, 0.0), (0.05, 0.0), (0.0, 0.02), (0.0, -0.02)):
             s0 = fwd * np.exp(-lim.rate * t)
             base = black_scholes_price(s0, strike, t, lim.rate, 0.0, sigma, is_call)
-            shocked = black_scholes_price(s0 * (1 + ds), strike, t, lim.rate, 0.0, np.maximum(sigma + dv, 0.01),
-                                          is_call)
+            # the skew move: +dz per 10 % of log-moneyness below the forward, -dz per 10 % above
+            shocked_vol = np.maximum(sigma + dv - dz * np.log(strike / fwd) / 0.1, 0.01)
+            shocked = black_scholes_price(s0 * (1 + ds), strike, t, lim.rate, 0.0, shocked_vol, is_call)
             expected = float(np.sum(qty * (shocked - base) * 100)) - 50.0 * 100.0 * ds
             assert pnl[j] == pytest.approx(expected, rel=1e-10, abs=1e-8)
             j += 1
+
+
+def test_a_steeper_skew_hurts_a_short_otm_put_and_helps_a_short_otm_call() -> None:
+    grid = StressGrid(StressLimits(spot_shock_pct=0.05, vol_shock_vol_pts=5.0, skew_shock_vol_pts=2.0))
+    labels = grid.labels(False)
+    steeper, flatter = labels.index("spot+0.0%/vol+0.0pt/skew+2.0pt"), labels.index("spot+0.0%/vol+0.0pt/skew-2.0pt")
+    fwd, t, sigma = np.array([100.0]), np.array([0.1]), np.array([0.2])
+    rows, short = np.array([0], dtype=np.int64), np.array([-1.0])
+    put = scenario_pnl(grid, fwd, np.array([90.0]), t, sigma, np.array([False]), rows, short, 100.0)
+    call = scenario_pnl(grid, fwd, np.array([110.0]), t, sigma, np.array([True]), rows, short, 100.0)
+    assert put[steeper] < 0 < put[flatter]
+    assert call[steeper] > 0 > call[flatter]
+
+
+def test_the_stress_shifts_the_surface_not_the_legs_own_ivs() -> None:
+    from risk.stress import usable_iv
+
+    chain = SyntheticChain("SPY", 500.0, ny_ns(2026, 11, 16, 11, 0), [dt.date(2026, 12, 18)], [490.0, 500.0])
+    rows = np.array([0, 1], dtype=np.int64)
+    assert usable_iv(chain, rows) is chain.iv  # no surface: the legs' own IVs, no copy
+    chain.surface_iv[:] = 0.31
+    chain.surface_iv[1] = np.nan
+    got = usable_iv(chain, rows)
+    assert got[0] == 0.31 and got[1] == chain.iv[1]
 
 
 def test_stress_adds_to_the_close_scenarios_only_for_same_day_legs() -> None:

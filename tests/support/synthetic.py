@@ -78,6 +78,8 @@ class SyntheticChain:
         self.volume: I64 = np.full(n, volume, dtype=np.int64)
         self.forward: F64 = np.zeros(n)
         self.iv: F64 = np.zeros(n)
+        self.surface_iv: F64 = np.full(n, np.nan)
+        """No surface by default; a test sets it to put the chain on a fitted surface."""
         self.delta: F64 = np.zeros(n)
         self.gamma: F64 = np.zeros(n)
         self.vega: F64 = np.zeros(n)
@@ -211,6 +213,7 @@ class ArrayChain:
         self.t_years: F64 = np.asarray(t_years, dtype=np.float64)
         live = self.t_years > 0
         self.iv: F64 = np.where(live, np.asarray(iv, dtype=np.float64), np.nan)
+        self.surface_iv: F64 = np.full(self.iv.shape[0], np.nan)
         self.forward: F64 = spot * np.exp((rate - dividend_yield) * self.t_years)
         g = black_scholes_greeks(spot, self.strike, np.where(live, self.t_years, 1.0), rate, dividend_yield,
                                  np.where(live, self.iv, 0.2), self.is_call)
