@@ -140,7 +140,7 @@ class RecordSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class VolHistorySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``[vol_history]``: the daily IV history IV rank and percentile are computed over (engine/service/vol_history.py)."""
+    """``[vol_history]``: the daily IV history that IV rank and percentile rank in (engine/service/vol_history.py)."""
 
     lookback_days: Annotated[int, Meta(ge=2, le=5040)] = 252
     """Sessions of history read at start (252: about a year)."""
