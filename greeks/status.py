@@ -24,6 +24,10 @@ BAD_INPUT: Final = 5
 NOT_COMPUTED: Final = 6
 """Row excluded by the caller's mask in a freshly allocated output (masked rows of ``out`` are left untouched)."""
 
+FROM_SURFACE: Final = 7
+"""IV and Greeks come from the fitted volatility surface: the row's own quote is stale, one-sided, crossed or
+unsolvable (set by the engine's book, never by a kernel)."""
+
 STATUS_DTYPE: Final = np.int8
 
 STATUS_NAMES: Final[dict[int, str]] = {
@@ -34,4 +38,5 @@ STATUS_NAMES: Final[dict[int, str]] = {
     EXPIRED: "EXPIRED",
     BAD_INPUT: "BAD_INPUT",
     NOT_COMPUTED: "NOT_COMPUTED",
+    FROM_SURFACE: "FROM_SURFACE",
 }

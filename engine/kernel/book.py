@@ -27,16 +27,17 @@ from numba import njit
 from domain.views import FLAG_CROSSED, FLAG_LOCKED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE
 from engine.kernel.market_data import DataBatch
 from greeks import Greeks, IvGreeks, greeks_at_vol
-from greeks.black import iv_greeks_kernel
+from greeks.black import greeks_row, iv_greeks_kernel
 from greeks.calendar import YEAR_NS, expiry_close_ns
 from greeks.occ import parse_occ
-from greeks.status import NOT_COMPUTED
+from greeks.status import FROM_SURFACE, NOT_COMPUTED
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 # Counters kept by the apply kernel (index into OptionBook.counters).
 C_QUOTES, C_TRADES, C_OUT_OF_ORDER, C_DUPLICATES = 0, 1, 2, 3
+_BAD_QUOTE = FLAG_STALE | FLAG_ONE_SIDED | FLAG_CROSSED | FLAG_NO_QUOTE
 HALF_TICK = 0.005
 """Minimum time value for an IV (half the option tick): below it the quote carries no vol information."""
 
@@ -140,6 +141,26 @@ def _apply_kernel(
     return changed, newest
 
 
+@njit(cache=True, nogil=True)
+def _surface_fallback(dirty: npt.NDArray[np.bool_], flags: npt.NDArray[np.int8], surface_iv: F64, spot: F64,
+                      strike: F64, t: F64, r: F64, q: F64, is_call: npt.NDArray[np.bool_], iv: F64,
+                      status: npt.NDArray[np.int8], delta: F64, gamma: F64, vega: F64, theta: F64, rho: F64) -> None:
+    """Repriced rows whose quote is one-sided, crossed, empty or stale, or whose IV did not solve: IV and Greeks
+    at the surface IV instead (status FROM_SURFACE), where the surface has one."""
+    for i in range(dirty.shape[0]):
+        if not dirty[i]:
+            continue
+        if status[i] == 0 and (flags[i] & _BAD_QUOTE) == 0:
+            continue
+        s = surface_iv[i]
+        if not (s > 0.0) or not (t[i] > 0.0):
+            continue
+        d, g, v, th, rh = greeks_row(spot[i], strike[i], t[i], r[i], q[i], s, is_call[i])
+        if math.isfinite(d):
+            iv[i], delta[i], gamma[i], vega[i], theta[i], rho[i] = s, d, g, v, th, rh
+            status[i] = FROM_SURFACE
+
+
 class OptionBook:
     """One underlying's chain as arrays (``domain.views.ChainView``); rows are appended, never moved.
 
@@ -159,6 +180,8 @@ class OptionBook:
         self._rows: dict[str, int] = {}
         self.counters = np.zeros(4, dtype=np.int64)
         self.generation = 0
+        self.has_surface = False
+        """Some row has a surface IV: repriced rows without a usable quote then take it (``_surface_fallback``)."""
         """Bumped when rows are removed (row numbers change): a cache of row numbers is void after it."""
         self._alloc(0)
 
@@ -170,6 +193,9 @@ class OptionBook:
         self.forward, self.mid, self.spot_arr = f(), f(), f(self.spot)
         self.rate_arr, self.div_arr = f(self.rate), f(self.div_yield)
         self.iv, self.delta, self.gamma, self.vega, self.theta, self.rho = f(), f(), f(), f(), f(), f()
+        self.surface_iv = f()
+        """Each row's IV on the fitted volatility surface (NaN where there is none); written by each refit
+        (engine/kernel/vol_surface.py), held between refits."""
         self.expiry = np.zeros(n, dtype="datetime64[D]")
         self.close_ns = np.zeros(n, dtype=np.int64)
         self.is_call = np.zeros(n, dtype=np.bool_)
@@ -292,6 +318,9 @@ class OptionBook:
         # wrapper's broadcasting and checks cost about as much as repricing 100 rows).
         iv_greeks_kernel(self.mid, self.spot_arr, self.strike, self.t_years, self.rate_arr, self.div_arr, self.is_call,
                          self.dirty, True, HALF_TICK, True, *self._iv_out)
+        if self.has_surface:
+            _surface_fallback(self.dirty, self.flags, self.surface_iv, self.spot_arr, self.strike, self.t_years,
+                              self.rate_arr, self.div_arr, self.is_call, *self._iv_out)
         self.dirty[:] = False
 
     def set_spot(self, spot: float, ts_ns: int) -> int:
@@ -392,6 +421,7 @@ _ROW_ARRAYS = (
     "rate_arr",
     "div_arr",
     "iv",
+    "surface_iv",
     "delta",
     "gamma",
     "vega",

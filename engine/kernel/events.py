@@ -25,6 +25,7 @@ from domain.orders import (
     OrderUpdated,
     Side,
 )
+from domain.views import VolStats
 
 __all__ = [
     "TOPIC_OF",
@@ -46,6 +47,8 @@ __all__ = [
     "StockQuote",
     "SubscriberFailed",
     "SubscriptionChanged",
+    "SurfaceFitted",
+    "SurfaceSmile",
     "Topic",
     "conflation_key",
     "register",
@@ -62,6 +65,7 @@ class Topic(enum.StrEnum):
     """Bus topics; the delivery mode of each is fixed in ``DELIVERY``."""
 
     BOOK = "book"
+    SURFACE = "surface"
     STOCK_QUOTES = "stock_quotes"
     ORDERS = "orders"
     FILLS = "fills"
@@ -78,6 +82,7 @@ class Topic(enum.StrEnum):
 
 DELIVERY: dict[Topic, Delivery] = {
     Topic.BOOK: Delivery.CONFLATED,
+    Topic.SURFACE: Delivery.CONFLATED,
     Topic.STOCK_QUOTES: Delivery.CONFLATED,
     Topic.ORDERS: Delivery.LOSSLESS,
     Topic.FILLS: Delivery.LOSSLESS,
@@ -107,6 +112,35 @@ class BookUpdated(msgspec.Struct, frozen=True):
     rows_repriced: int
     spot: float
     reason: Literal["quotes", "trades", "spot", "snapshot", "clock"]
+    ts_event_ns: int
+    ts_init_ns: int
+
+
+class SurfaceSmile(msgspec.Struct, frozen=True):
+    """One expiry of a fitted surface: raw SVI parameters of total variance against k = ln(K / F) (empty when
+    no fit has passed its checks), this round's status, and the market points it was fitted on."""
+
+    expiry: str
+    t: float
+    status: str
+    age_s: float
+    """Event-time seconds since ``params`` were fitted (0 when fitted this round; -1 without params)."""
+    params: tuple[float, ...]
+    """(a, b, rho, m, sigma), or empty."""
+    k: tuple[float, ...]
+    iv_mid: tuple[float, ...]
+    iv_bid: tuple[float, ...]
+    iv_ask: tuple[float, ...]
+
+
+class SurfaceFitted(msgspec.Struct, frozen=True):
+    """The volatility surface of ``underlying`` was refitted (conflated per underlying: the newest is what counts)."""
+
+    underlying: str
+    spot: float
+    smiles: tuple[SurfaceSmile, ...]
+    stats: VolStats | None
+    fit_us: int
     ts_event_ns: int
     ts_init_ns: int
 
@@ -216,6 +250,7 @@ class SubscriberFailed(msgspec.Struct, frozen=True):
 
 Event = (
     BookUpdated
+    | SurfaceFitted
     | StockQuote
     | FeedConnected
     | FeedDisconnected
@@ -233,6 +268,7 @@ Event = (
 # The one place where a type is bound to its topic.
 TOPIC_OF: dict[type, Topic] = {
     BookUpdated: Topic.BOOK,
+    SurfaceFitted: Topic.SURFACE,
     StockQuote: Topic.STOCK_QUOTES,
     OrderUpdated: Topic.ORDERS,
     OrderFilled: Topic.FILLS,
@@ -268,7 +304,7 @@ def topic_of(event: object) -> Topic:
 
 def conflation_key(event: object) -> str:
     """Key under which a conflated event replaces its predecessor (underlying or symbol)."""
-    if isinstance(event, BookUpdated):
+    if isinstance(event, (BookUpdated, SurfaceFitted)):
         return event.underlying
     if isinstance(event, StockQuote):
         return event.symbol

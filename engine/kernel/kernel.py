@@ -35,12 +35,14 @@ from engine.kernel.market_data import DataBatch
 from engine.kernel.order_rules import OrdersSection
 from engine.kernel.orders import OrderStateMachine
 from engine.kernel.outputs import KernelMetrics, OutcomePublisher, TradeJournal
-from engine.kernel.portfolio import Portfolio
+from engine.kernel.portfolio import MarkPolicy, Portfolio
 from engine.kernel.ports import ExecutionClient
 from engine.kernel.request_budget import RequestBudget
 from engine.kernel.router import Router, RouterConfig
 from engine.kernel.settlements import SettlementPoller
 from engine.kernel.venue_types import OrderEvent
+from engine.kernel.vol_stats import VolStatsMaker
+from engine.kernel.vol_surface import SurfaceSettings, VolSurfaces
 from risk.breakers import Breakers
 from risk.gate import RiskGate
 from risk.limits import RiskLimits
@@ -62,6 +64,9 @@ class KernelSettings:
     client_order_prefix: str = "oe"
     risk_free_rate: float = 0.04
     dividend_yields: Mapping[str, float] = field(default_factory=dict)
+    surface: SurfaceSettings = field(default_factory=SurfaceSettings)
+    iv_rank_min_days: int = 20
+    """Sessions of IV history below which IV rank and percentile are "insufficient history" (``VolStats``)."""
 
 
 class TradingKernel:
@@ -83,9 +88,12 @@ class TradingKernel:
         request_budget: RequestBudget | None = None,
         settlements: bool = True,
         extra_actors: Sequence[Strategy[Any]] = (),
+        defer: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         """``publish`` puts an event on the bus the kernel's ``dispatch`` listens to (the live ``Bus`` or a
-        replay queue); ``quote_clock`` is the time the market judges quote staleness by."""
+        replay queue); ``quote_clock`` is the time the market judges quote staleness by; ``defer`` runs work
+        that a frame made due after that frame (live: the loop's ``call_soon``; None runs it inline, as replay
+        does, so a replay stays deterministic)."""
         self.settings = settings
         self.execution = execution
         self.clock = clock or EventClock()
@@ -93,7 +101,10 @@ class TradingKernel:
         self.market = Market(publish=publish, now_ns=quote_clock, rate=settings.risk_free_rate,
                              div_yields=dict(settings.dividend_yields))
         self.orders = OrderStateMachine()
-        self.portfolio = Portfolio()
+        self.surfaces = VolSurfaces(self.market, self.clock, publish, settings.surface, defer=defer,
+                                    vol_stats=VolStatsMaker(settings.iv_rank_min_days))
+        self.portfolio = Portfolio(marks=MarkPolicy(settings.surface.max_mark_spread_pct,
+                                                    settings.surface.max_mark_spread_usd))
         self.actors: list[Strategy[Any]] = [build_strategy(name, scfg) for name, scfg in settings.strategies.items()
                                             if scfg.enabled]
         self.actors.extend(extra_actors)
@@ -121,6 +132,7 @@ class TradingKernel:
         """Start the strategies, then hand each the structures it held when the engine stopped (before any
         book update, so each manages what it held from the first tick on)."""
         self.core.start()
+        self.surfaces.start()
         for actor in self.actors:
             held = recovered.get(actor.strategy_id)
             if held:
@@ -129,6 +141,7 @@ class TradingKernel:
     def stop(self) -> None:
         """No actor decides anything new; fills and updates are still booked (see ``TradingCore.stop``)."""
         self.core.stop()
+        self.surfaces.stop()
 
     # ------------------------------------------------------------------------------------ inputs
 
@@ -152,6 +165,7 @@ class TradingKernel:
         core = self.core
         if isinstance(event, BookUpdated):
             core.on_book(event)
+            self.surfaces.on_book(event)
         elif isinstance(event, OrderFilled):
             if is_broker_fill(event):  # an order the engine did not place: a broker liquidation, an operator
                 for part in self._attribute(event):
@@ -230,6 +244,14 @@ class TradingKernel:
                 "stats": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in actor.stats().items()},
             }
         return out
+
+    def surface_summary(self) -> dict[str, Any]:
+        """Surface refits and their mean cost, and which marks came from the surface (re-marks since start, and
+        the held contracts marked from it now)."""
+        s = self.surfaces
+        return {"refits": s.refits, "fit_ms_mean": round(s.fit_ns_total / s.refits / 1e6, 3) if s.refits else 0.0,
+                "surface_marks": self.portfolio.surface_marks,
+                "surface_marked_legs": self.portfolio.surface_marked()}
 
     def _order_written(self, intent_id: str, wall_ns: int) -> None:
         latency = self.core.on_order_written(intent_id, wall_ns)

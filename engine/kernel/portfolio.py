@@ -23,13 +23,16 @@ from types import MappingProxyType
 import msgspec
 
 from domain.orders import CONTRACT_MULTIPLIER, AssetClass, OrderFilled
-from domain.views import ChainView, PortfolioGreeks
+from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE, ChainView, PortfolioGreeks
+from engine.kernel.book import OptionBook
+from engine.kernel.vol_surface import theo_price
 from greeks.calendar import ny_date, ny_instant_ns
 from greeks.occ import OccSymbolError, parse_occ
 from risk.payoff import PayoffLeg, summarize
 
 ROOT_ALIASES: dict[str, str] = {"SPXW": "SPX", "NDXP": "NDX", "RUTW": "RUT", "VIXW": "VIX"}
 _EPS = 1e-9
+_BAD_QUOTE = FLAG_STALE | FLAG_ONE_SIDED | FLAG_CROSSED | FLAG_NO_QUOTE
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
@@ -45,10 +48,34 @@ class Mark(msgspec.Struct):
     strike: float = math.nan
     is_call: bool = False
     expiry_ord: int = 0
+    theo: float = math.nan
+    """The surface value, when the quote is not good enough to mark at (NaN otherwise)."""
 
     @property
     def mid(self) -> float:
         return 0.5 * (self.bid + self.ask)
+
+    @property
+    def from_surface(self) -> bool:
+        return not math.isnan(self.theo)
+
+    @property
+    def value(self) -> float:
+        """The mark: the quote mid, or the surface value when the quote was stale, one-sided, crossed or wide."""
+        return self.theo if not math.isnan(self.theo) else self.mid
+
+
+class MarkPolicy(msgspec.Struct, frozen=True):
+    """When a leg is marked at its quote mid: fresh, two-sided, not crossed, and no wider than
+    ``max(max_spread_usd, max_spread_pct * mid)``; otherwise at the surface value where there is one."""
+
+    max_spread_pct: float = 0.5
+    max_spread_usd: float = 0.10
+
+    def quote_ok(self, bid: float, ask: float, flags: int) -> bool:
+        if flags & _BAD_QUOTE or not (bid > 0.0 and ask >= bid):
+            return False
+        return ask - bid <= max(self.max_spread_usd, self.max_spread_pct * 0.5 * (bid + ask))
 
 
 class LegPosition(msgspec.Struct):
@@ -147,7 +174,10 @@ def underlying_of(symbol: str, asset_class: AssetClass = AssetClass.OPTION) -> s
 class Portfolio:
     """Positions, P&L and Greeks (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, marks: MarkPolicy | None = None) -> None:
+        self.mark_policy = marks or MarkPolicy()
+        self.surface_marks = 0
+        """Leg re-marks that took the surface value (the quote was not good enough), since start."""
         self._legs: dict[str, LegPosition] = {}
         self._by_underlying: dict[str, dict[str, LegPosition]] = {}
         self._held: dict[str, dict[str, float]] = {}
@@ -231,9 +261,14 @@ class Portfolio:
             return math.nan
         if natural:
             return m.bid if qty > 0 else m.ask
-        return m.mid
+        return m.value
 
     # ------------------------------------------------------------------ structures
+    def surface_marked(self) -> list[str]:
+        """Held contracts whose current mark is the surface value, not their quote."""
+        return [sym for sym, p in self._legs.items() if abs(p.qty) > _EPS and (m := self._marks.get(sym)) is not None
+                and m.from_surface]
+
     def has_booked(self, execution_id: str) -> bool:
         """Whether the fill with ``execution_id`` is already in the positions."""
         return execution_id in self._seen_exec
@@ -403,6 +438,10 @@ class Portfolio:
                 m = Mark(strike=float(chain.strike[row]), is_call=bool(chain.is_call[row]))
                 self._marks[sym] = m
             m.bid, m.ask = float(chain.bid[row]), float(chain.ask[row])
+            m.theo = math.nan
+            if not self.mark_policy.quote_ok(m.bid, m.ask, int(chain.flags[row])) and isinstance(chain, OptionBook):
+                m.theo = theo_price(chain, row)
+                self.surface_marks += not math.isnan(m.theo)
             # A row whose IV cannot be solved this frame (say a quote below intrinsic) keeps its last good
             # Greeks: dropping it to zero would hide real exposure from the gate and the hedger.
             m.delta, m.gamma = _finite(chain.delta[row], m.delta), _finite(chain.gamma[row], m.gamma)

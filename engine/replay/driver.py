@@ -335,6 +335,7 @@ class Replay:
         out["alerts"] = len(self.alerts)
         out["frames"], out["messages"] = self.frames, self.messages
         out["malformed_frames"] = self.options.malformed_frames + self.stocks.malformed_frames
+        out["surface"] = self.kernel.surface_summary()
         return out
 
     def session_data(self, *, title: str) -> Any:

@@ -28,6 +28,7 @@ import msgspec
 from msgspec import Meta
 
 from engine.kernel.order_rules import OrdersSection
+from engine.kernel.vol_surface import SurfaceSettings
 from engine.service.venues import settings_type, unknown_venue_reason
 from engine.sim.config import SimConfig
 from risk.limits import RiskLimits
@@ -176,6 +177,7 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     record: RecordSection = RecordSection()
     orders: OrdersSection = OrdersSection()
     vol_history: VolHistorySection = VolHistorySection()
+    surface: SurfaceSettings = SurfaceSettings()
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     risk: RiskLimits = msgspec.field(default_factory=RiskLimits)
     strategies: StrategiesSection = msgspec.field(default_factory=StrategiesSection)

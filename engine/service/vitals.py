@@ -59,6 +59,7 @@ def run_summary(engine: Engine) -> dict[str, Any]:
                            "wall_s": round(time.monotonic() - started, 1) if started else 0}
     if kernel is not None:
         out["router"] = dict(kernel.router.counters)
+        out["surface"] = kernel.surface_summary()
     out["trading_state"] = kernel.core.breakers.state.name if kernel else "STARTING"
     if engine.broker_account is not None:
         out["account"] = {"id": engine.broker_account.account_id, "mode": engine.broker_account.mode,
