@@ -39,6 +39,7 @@ from domain.params import apply_hot, diff_params
 from domain.views import AccountView, ChainView, MarketView, PortfolioView
 from greeks.calendar import NEW_YORK, NS_PER_MS, ny_date, ny_datetime, ny_instant_ns
 from strategies.expiry_flat import carry_shortfall, expiring_legs, expiry_day
+from strategies.iv_gate import iv_block_reason
 from strategies.session_time import DaySchedule, Op, SessionTimeText, session_on, validate_times
 from strategies.tracking import RecoveredStructure, StructureStatus, StructureTracker, Tracked
 
@@ -64,6 +65,7 @@ __all__ = [
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
+IvRankBound = Annotated[float, msgspec.Meta(ge=0, le=100)]
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Dte = Annotated[int, msgspec.Meta(ge=0, le=800)]
@@ -121,7 +123,7 @@ class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     """Fields every strategy has. Subclasses add theirs and extend ``HOT_FIELDS``."""
 
     HOT_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"entries_enabled", "max_quote_age_ms", "expiry_flat_by", "carry_expiring"})
+        {"entries_enabled", "max_quote_age_ms", "expiry_flat_by", "carry_expiring", "min_iv_rank", "max_iv_rank"})
     TIME_FIELDS: ClassVar[tuple[str, ...]] = ("expiry_flat_by",)
     """The fields holding session times (``strategies.session_time``), resolved each trading day."""
     TIME_RULES: ClassVar[tuple[tuple[str, Op, str], ...]] = ()
@@ -143,9 +145,17 @@ class StrategyConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     """Keep same-day legs past expiry_flat_by while the account can carry them as if all ended in the money: cash
     and buying power cover the strikes of short puts and long calls, shares held cover short calls and long puts
     (portfolio-wide, no leg offsetting another)."""
+    min_iv_rank: IvRankBound | None = None
+    """Hot: open only while the underlying's IV rank (0-100, ``VolStats.iv_rank``) is at least this; None: no
+    floor. With either bound set, an underlying without a fitted surface or with too little IV history gets no
+    entries (``strategies.iv_gate``); exits are never gated."""
+    max_iv_rank: IvRankBound | None = None
+    """Hot: open only while the underlying's IV rank is at most this; None: no ceiling."""
 
     def __post_init__(self) -> None:
         validate_times({name: getattr(self, name) for name in self.TIME_FIELDS}, self.TIME_RULES)
+        if self.min_iv_rank is not None and self.max_iv_rank is not None and self.min_iv_rank > self.max_iv_rank:
+            raise ValueError(f"min_iv_rank ({self.min_iv_rank:g}) must not exceed max_iv_rank ({self.max_iv_rank:g})")
 
     @property
     def max_quote_age_ns(self) -> int:
@@ -197,6 +207,8 @@ class Strategy(Generic[C]):
         self.time_notes = 0
         """Session times moved or clamped on some day (each reported once per field and day)."""
         self.last_time_note = ""
+        self.iv_skips: dict[str, int] = {}
+        """Entry attempts the IV-rank bounds blocked, by reason (``strategies.iv_gate``)."""
 
     @property
     def ctx(self) -> StrategyContext:
@@ -321,10 +333,26 @@ class Strategy(Generic[C]):
         at = s.at.get("expiry_flat_by")
         return at is None or now_ns < at or expiry_day(expiry) != s.day or self.config.carry_expiring
 
+    def iv_allows_entry(self, underlying: str) -> bool:
+        """True when the IV-rank bounds let an entry on ``underlying`` go ahead; a block is counted by reason."""
+        cfg = self.config
+        if cfg.min_iv_rank is None and cfg.max_iv_rank is None:
+            return True
+        reason = iv_block_reason(self.ctx.market.vol_stats(underlying), cfg.min_iv_rank, cfg.max_iv_rank)
+        if not reason:
+            return True
+        self.iv_skips[reason] = self.iv_skips.get(reason, 0) + 1
+        self.last_action = f"skip {underlying}: iv {reason}"
+        return False
+
     # ---- reporting
     def stats(self) -> dict[str, float | int | str]:
         """Counters for the live table and the run summary."""
-        return {"last_action": self.last_action, **self.time_stats()}
+        return {"last_action": self.last_action, **self.time_stats(), **self.iv_stats()}
+
+    def iv_stats(self) -> dict[str, float | int | str]:
+        """Entries the IV-rank bounds blocked, one ``iv_skip_<reason>`` counter per reason seen."""
+        return {f"iv_skip_{k}": v for k, v in self.iv_skips.items()}
 
     def time_stats(self) -> dict[str, float | int | str]:
         """The session-time adjustments reported (none: empty)."""
@@ -463,7 +491,7 @@ class StructureStrategy(Strategy[SC]):
         return {"open": len(self.tracker.active()), "opened": self.tracker.opened, "closed": self.tracker.closed,
                 **self.own_stats(), "realized_usd": round(self.tracker.realized_usd, 2),
                 "last_action": self.last_action, **{f"exit_{k}": v for k, v in self.exits.items()},
-                **self.time_stats()}
+                **self.time_stats(), **self.iv_stats()}
 
     def own_stats(self) -> dict[str, float | int | str]:
         """The subclass's counters, listed after the structure counts."""

@@ -94,7 +94,8 @@ class GammaScalper(StructureStrategy[GammaScalperConfig]):
         self._last_book_ns[u] = now
         if not active and self.config.entries_enabled and now >= self._next_entry_ns.get(u, 0):
             self._next_entry_ns[u] = now + 10 * NS_PER_SECOND
-            self._try_enter(chain, now)
+            if self.iv_allows_entry(u):
+                self._try_enter(chain, now)
 
     def on_fill(self, fill: OrderFilled) -> None:
         t = self.tracker.on_fill(fill)

@@ -89,7 +89,8 @@ class IronCondor(StructureStrategy[IronCondorConfig]):
         if now < self._next_entry_ns.get(chain.underlying, 0):
             return
         self._next_entry_ns[chain.underlying] = now + int(cfg.entry_interval_s * NS_PER_SECOND)
-        if len(self.tracker.active(chain.underlying)) < cfg.max_open_per_underlying:
+        if len(self.tracker.active(chain.underlying)) < cfg.max_open_per_underlying and self.iv_allows_entry(
+                chain.underlying):
             self._try_enter(chain, now)
 
     # ------------------------------------------------------------------ entry

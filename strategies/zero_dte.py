@@ -137,7 +137,7 @@ class ZeroDte(StructureStrategy[ZeroDteConfig]):
         last = self._last_entry_ns.get(chain.underlying, 0)
         if last and now - last < cfg.entry_interval_s * NS_PER_SECOND:
             return
-        if self.tracker.active(chain.underlying):
+        if self.tracker.active(chain.underlying) or not self.iv_allows_entry(chain.underlying):
             return
         self._try_enter(chain, now, day.day)
 

@@ -41,6 +41,7 @@ from engine.kernel.request_budget import RequestBudget
 from engine.kernel.router import Router, RouterConfig
 from engine.kernel.settlements import SettlementPoller
 from engine.kernel.venue_types import OrderEvent
+from engine.kernel.vol_stats import VolStatsMaker
 from engine.kernel.vol_surface import SurfaceSettings, VolSurfaces
 from risk.breakers import Breakers
 from risk.gate import RiskGate
@@ -64,6 +65,8 @@ class KernelSettings:
     risk_free_rate: float = 0.04
     dividend_yields: Mapping[str, float] = field(default_factory=dict)
     surface: SurfaceSettings = field(default_factory=SurfaceSettings)
+    iv_rank_min_days: int = 20
+    """Sessions of IV history below which IV rank and percentile are "insufficient history" (``VolStats``)."""
 
 
 class TradingKernel:
@@ -98,7 +101,8 @@ class TradingKernel:
         self.market = Market(publish=publish, now_ns=quote_clock, rate=settings.risk_free_rate,
                              div_yields=dict(settings.dividend_yields))
         self.orders = OrderStateMachine()
-        self.surfaces = VolSurfaces(self.market, self.clock, publish, settings.surface, defer=defer)
+        self.surfaces = VolSurfaces(self.market, self.clock, publish, settings.surface, defer=defer,
+                                    vol_stats=VolStatsMaker(settings.iv_rank_min_days))
         self.portfolio = Portfolio(marks=MarkPolicy(settings.surface.max_mark_spread_pct,
                                                     settings.surface.max_mark_spread_usd))
         self.actors: list[Strategy[Any]] = [build_strategy(name, scfg) for name, scfg in settings.strategies.items()

@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("engine.service.config_cli", "validate engine.toml and print the effective config"),
     "replay": ("engine.service.replay_cli", "replay a recording through the engine"),
     "status": ("engine.service.status_cli", "ask a running engine for its status"),
+    "iv-history": ("engine.service.iv_history_cli", "back-fill the daily IV history from recordings, or show it"),
+    "scan": ("engine.service.scan_cli", "ATM IV, IV rank, skew, term slope and fit quality per underlying"),
 }
 
 

@@ -140,6 +140,19 @@ class RecordSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """zlib level (1 fastest .. 9 smallest)."""
 
 
+class VolHistorySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[vol_history]``: the daily IV history that IV rank and percentile rank in (engine/service/vol_history.py)."""
+
+    lookback_days: Annotated[int, Meta(ge=2, le=5040)] = 252
+    """Sessions of history read at start (252: about a year)."""
+    min_days: Annotated[int, Meta(ge=1, le=5040)] = 20
+    """Below this many sessions of history IV rank and percentile are "insufficient history" (NaN)."""
+
+    def __post_init__(self) -> None:
+        if self.min_days > self.lookback_days:
+            raise ValueError(f"min_days ({self.min_days}) must not exceed lookback_days ({self.lookback_days})")
+
+
 SimSection = SimConfig
 """``[sim]``: the simulator's own config (engine/sim/config.py)."""
 RiskSection = RiskLimits
@@ -163,6 +176,7 @@ class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     redis: RedisSection = RedisSection()
     record: RecordSection = RecordSection()
     orders: OrdersSection = OrdersSection()
+    vol_history: VolHistorySection = VolHistorySection()
     surface: SurfaceSettings = SurfaceSettings()
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
     risk: RiskLimits = msgspec.field(default_factory=RiskLimits)

@@ -2,6 +2,7 @@
 
 It records intents (before submission), orders and their events, fills (unique on ``execution_id``),
 structures and applied config diffs, and reads them back for restart reconciliation (engine/service/reconcile.py).
+It also keeps the daily IV history (``iv_history``, engine/service/vol_history.py).
 
 Writes never block the event loop: one writer thread owns the write connection, drains a queue and commits
 each batch in one transaction. ``record_*`` calls return at once; :meth:`Journal.record_intent` returns an
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import queue
 import sqlite3
@@ -46,6 +48,8 @@ import structlog
 from domain.orders import OrderFilled, OrderIntent, OrderStatus, OrderUpdated
 from domain.views import PortfolioGreeks
 from engine.kernel.outputs import StructureRecord
+from engine.service import vol_history
+from engine.service.vol_history import IvHistoryRow
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -188,7 +192,7 @@ class Journal:
         self._intent_rows: list[tuple[Any, ...]] = []
         conn = self._connect()
         try:
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + vol_history.SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.commit()
             self._executions = {r[0] for r in conn.execute("SELECT execution_id FROM fills")}
@@ -449,6 +453,29 @@ class Journal:
         """Journal one applied reload: the hot changes applied and the cold ones kept."""
         row = (ts_ns or time.time_ns(), _enc.encode(list(applied)), _enc.encode(list(cold)))
         self._submit(lambda c: c.execute("INSERT INTO config_diffs (ts_ns, applied, cold) VALUES (?,?,?)", row))
+
+    def record_iv_history(self, rows: list[IvHistoryRow]) -> None:
+        """Upsert daily IV history rows (by underlying and session date) on the writer thread."""
+        if rows:
+            self._submit(lambda c: vol_history.upsert_rows(c, rows))
+
+    def write_iv_history(self, rows: Iterable[IvHistoryRow]) -> int:
+        """Upsert IV history rows now, on a connection of its own (no writer thread: back-fill); rows written."""
+        conn = self._connect()
+        try:
+            with conn:
+                return vol_history.upsert_rows(conn, rows)
+        finally:
+            conn.close()
+
+    def read_iv_history(self, underlying: str, *, before: dt.date | None = None,
+                        limit: int = 1_000_000) -> list[IvHistoryRow]:
+        """The last ``limit`` sessions of ``underlying``'s IV history before ``before``, oldest first."""
+        conn = self._connect()
+        try:
+            return vol_history.read_rows(conn, underlying, before=before, limit=limit)
+        finally:
+            conn.close()
 
     def set_meta(self, key: str, value: str) -> None:
         self._submit(lambda c: c.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value)))

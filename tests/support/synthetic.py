@@ -19,6 +19,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from domain.views import VolStats
 from greeks import black_scholes_greeks, black_scholes_price
 from greeks.calendar import YEAR_NS, expiry_close_ns_many
 from greeks.occ import format_occ
@@ -153,6 +154,8 @@ class ChainsMarket(Generic[C]):
 
     def __init__(self, *chains: C) -> None:
         self.chains = {c.underlying: c for c in chains}
+        self.vol: dict[str, VolStats] = {}
+        """What ``vol_stats`` answers per underlying (a test sets it)."""
 
     def chain(self, underlying: str) -> C | None:
         return self.chains.get(underlying)
@@ -164,6 +167,9 @@ class ChainsMarket(Generic[C]):
     def spot_ts_ns(self, underlying: str) -> int:
         c = self.chains.get(underlying)
         return c.spot_ts_ns if c is not None else 0
+
+    def vol_stats(self, underlying: str) -> VolStats | None:
+        return self.vol.get(underlying)
 
 
 class SyntheticMarket(ChainsMarket["SyntheticChain"]):
