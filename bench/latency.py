@@ -122,6 +122,9 @@ max_open_structures = 1000
 max_open_structures_per_underlying = 1000
 max_underlying_risk_pct = 1.0
 max_options_allocation_pct = 1.0
+
+[surface]
+enabled = {surface}
 """
 
 
@@ -289,9 +292,9 @@ def us(xs: list[int], q: float) -> float:
     return round(pct(xs, q) / 1e3, 1)
 
 
-async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[str, Any]:
+async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: bool = True) -> dict[str, Any]:
     state = tempfile.mkdtemp(prefix="bench-latency-")
-    cfg = parse_config_text(ENGINE_CONFIG.format(state=state, cap=CONTRACTS))
+    cfg = parse_config_text(ENGINE_CONFIG.format(state=state, cap=CONTRACTS, surface=str(surface).lower()))
     actor = TriggerActor(TriggerConfig(underlyings=("SPY", "QQQ"), every=every))
     eng = BenchEngine(cfg, urls, actor)
     written: dict[str, int] = {}
@@ -426,6 +429,7 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int) -> dict[s
         "apply": apply_ns,
         "core": list(eng.core_ns),
         "gate": gate_ns,
+        "surface": kernel.surface_summary(),
     }
     eng.request_stop()
     await eng.shutdown()
@@ -439,6 +443,9 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=10, help="trigger on every n-th SPY book update")
     ap.add_argument("--publish-ms", type=float, default=5.0, help="simulator publish interval (frame cadence)")
     ap.add_argument("--diag", action="store_true", help="also time each gate check a second time, warm")
+    ap.add_argument("--surface", choices=("on", "off", "both"), default="on",
+                    help="the volatility surface's refits on (the default config), off, or both in turn against the "
+                         "same simulator (off first), printing the on/off ratios")
     args = ap.parse_args()
     global DIAG
     DIAG = args.diag
@@ -451,7 +458,10 @@ def main() -> int:
         if not parent.poll(60):
             raise SystemExit("simulator did not start")
         urls = parent.recv()
-        r = asyncio.run(run_engine(urls, args.seconds, args.every))
+        off = None
+        if args.surface == "both":
+            off = asyncio.run(run_engine(urls, args.seconds, args.every, surface=False))
+        r = asyncio.run(run_engine(urls, args.seconds, args.every, surface=args.surface != "off"))
     finally:
         stop.set()
         proc.join(10)
@@ -488,9 +498,16 @@ def main() -> int:
         "engine_cpu_pct": r["engine_cpu_pct"],
         "involuntary_switches_per_s": r["involuntary_switches_per_s"],
         "load_average_1m": r["load_average_1m"],
+        "surface": r["surface"],
         "targets": TARGETS,
     }
     result["met"] = {k: bool(result[k] <= v) for k, v in TARGETS.items()}
+    if off is not None:
+        keys = {"tick_to_order_p50_us": off["samples"], "tick_to_order_p99_us": off["samples"],
+                "baseline_frame_apply_p99_us": off["core"], "frame_handled_p99_us": off["apply"]}
+        result["surface_off"] = {k: us(v, 99 if k.endswith("p99_us") else 50) for k, v in keys.items()}
+        result["ratio_surface_on_vs_off"] = {k: round(result[k] / v, 3) if v else None
+                                             for k, v in result["surface_off"].items()}
     return print_result(result, args.json)
 
 

@@ -105,6 +105,11 @@ class ChainView(Protocol):
         ...
 
     @property
+    def surface_fwd(self) -> F64:
+        """The forward each row's ``surface_iv`` is measured against (its log-moneyness is ln(K / surface_fwd))."""
+        ...
+
+    @property
     def delta(self) -> F64: ...
 
     @property

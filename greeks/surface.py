@@ -12,7 +12,6 @@ volatilities.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -114,12 +113,7 @@ class SurfaceFitter:
         return None if got is None else (got[0], got[2])
 
     def fit(self, expiries: list[ExpiryQuotes], now: float) -> list[PublishedSmile]:
-        """Fit every expiry (shortest first), publish those that pass, keep the last good one for the others
-        (``fit_steps`` run to the end)."""
-        return list(self.fit_steps(expiries, now))
-
-    def fit_steps(self, expiries: list[ExpiryQuotes], now: float) -> Iterator[PublishedSmile]:
-        """``fit`` one expiry per step, shortest first (a caller on an event loop can interleave other work).
+        """Fit every expiry (shortest first), publish those that pass, keep the last good one for the others.
 
         Only strikes whose call delta (at the mid IV) lies in ``delta_range`` enter the fit: the far wings' quotes
         are mostly one tick wide and would dominate a fit that must stay arbitrage-free. The calendar constraint ties each expiry to the one published just before it; the checks run on one grid
@@ -133,9 +127,10 @@ class SurfaceFitter:
             order.append(e._replace(inputs=SmileInputs(*(x[sel] for x in i))))
         ks = [e.inputs.k for e in order if e.inputs.k.shape[0] > 0]
         if not ks:
-            return
+            return []
         grid = check_grid(min(float(k.min()) for k in ks), max(float(k.max()) for k in ks), self.check_points)
         self.grid = grid
+        out: list[PublishedSmile] = []
         prev: SviParams | None = None
         for e in order:
             inp = e.inputs
@@ -149,11 +144,12 @@ class SurfaceFitter:
                 kept = None
                 status = FIT_CALENDAR
             if kept is None:
-                yield PublishedSmile(e.expiry, e.t, None, status, math.nan, math.inf)
+                out.append(PublishedSmile(e.expiry, e.t, None, status, math.nan, math.inf))
                 continue
             params, _, fitted_at = kept
             prev = params
-            yield PublishedSmile(e.expiry, e.t, params, status, fitted_at, now - fitted_at)
+            out.append(PublishedSmile(e.expiry, e.t, params, status, fitted_at, now - fitted_at))
+        return out
 
 
 def surface_arbitrage_free(published: list[PublishedSmile], grid: FloatArray) -> tuple[int, int]:

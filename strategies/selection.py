@@ -102,12 +102,12 @@ def liquidity_mask(chain: ChainView, max_spread_pct: float, min_open_interest: i
 def selection_deltas(chain: ChainView) -> npt.NDArray[np.float64]:
     """The deltas strikes are picked by: forward deltas at the surface IV where the chain has one (smooth across
     strikes, so one wide or stale quote does not move the pick), else the row's own delta."""
-    siv = chain.surface_iv
-    have = np.isfinite(siv) & (siv > 0) & (chain.t_years > 0) & (chain.forward > 0)
+    siv, fwd = chain.surface_iv, chain.surface_fwd
+    have = np.isfinite(siv) & (siv > 0) & (chain.t_years > 0) & (fwd > 0)
     if not have.any():
         return chain.delta
-    g = greeks_at_vol(chain.forward, chain.strike, chain.t_years, 0.0, 0.0, np.where(have, siv, 0.2), chain.is_call,
-                      mask=have)
+    g = greeks_at_vol(np.where(have, fwd, 1.0), chain.strike, chain.t_years, 0.0, 0.0, np.where(have, siv, 0.2),
+                      chain.is_call, mask=have)
     out: npt.NDArray[np.float64] = np.where(have & np.isfinite(g.delta), g.delta, chain.delta)
     return out
 

@@ -142,8 +142,26 @@ def _apply_kernel(
 
 
 @njit(cache=True, nogil=True)
-def _surface_fallback(dirty: npt.NDArray[np.bool_], flags: npt.NDArray[np.int8], surface_iv: F64, spot: F64,
-                      strike: F64, t: F64, r: F64, q: F64, is_call: npt.NDArray[np.bool_], iv: F64,
+def surface_greeks_at(i: int, surface_iv: F64, surface_fwd: F64, spot_move: float, strike: F64, t: F64, r: F64,
+                      is_call: npt.NDArray[np.bool_], iv: F64, status: npt.NDArray[np.int8], delta: F64, gamma: F64,
+                      vega: F64, theta: F64, rho: F64) -> bool:
+    """Row ``i``'s IV and Greeks at its surface IV on the surface's forward moved with spot (status FROM_SURFACE);
+    False (row untouched) where the surface has no value."""
+    s = surface_iv[i]
+    f = surface_fwd[i] * spot_move
+    if not (s > 0.0) or not (t[i] > 0.0) or not (f > 0.0):
+        return False
+    d, g, v, th, rh = greeks_row(f * math.exp(-r[i] * t[i]), strike[i], t[i], r[i], 0.0, s, is_call[i])
+    if not math.isfinite(d):
+        return False
+    iv[i], delta[i], gamma[i], vega[i], theta[i], rho[i] = s, d, g, v, th, rh
+    status[i] = FROM_SURFACE
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _surface_fallback(dirty: npt.NDArray[np.bool_], flags: npt.NDArray[np.int8], surface_iv: F64, surface_fwd: F64,
+                      spot_move: float, strike: F64, t: F64, r: F64, is_call: npt.NDArray[np.bool_], iv: F64,
                       status: npt.NDArray[np.int8], delta: F64, gamma: F64, vega: F64, theta: F64, rho: F64) -> None:
     """Repriced rows whose quote is one-sided, crossed, empty or stale, or whose IV did not solve: IV and Greeks
     at the surface IV instead (status FROM_SURFACE), where the surface has one."""
@@ -152,13 +170,8 @@ def _surface_fallback(dirty: npt.NDArray[np.bool_], flags: npt.NDArray[np.int8],
             continue
         if status[i] == 0 and (flags[i] & _BAD_QUOTE) == 0:
             continue
-        s = surface_iv[i]
-        if not (s > 0.0) or not (t[i] > 0.0):
-            continue
-        d, g, v, th, rh = greeks_row(spot[i], strike[i], t[i], r[i], q[i], s, is_call[i])
-        if math.isfinite(d):
-            iv[i], delta[i], gamma[i], vega[i], theta[i], rho[i] = s, d, g, v, th, rh
-            status[i] = FROM_SURFACE
+        surface_greeks_at(i, surface_iv, surface_fwd, spot_move, strike, t, r, is_call, iv, status, delta, gamma,
+                          vega, theta, rho)
 
 
 class OptionBook:
@@ -181,6 +194,8 @@ class OptionBook:
         self.counters = np.zeros(4, dtype=np.int64)
         self.generation = 0
         self.has_surface = False
+        self.surface_spot = math.nan
+        """Spot at the last surface refit (``surface_fwd`` moves with spot / surface_spot)."""
         """Some row has a surface IV: repriced rows without a usable quote then take it (``_surface_fallback``)."""
         """Bumped when rows are removed (row numbers change): a cache of row numbers is void after it."""
         self._alloc(0)
@@ -196,6 +211,9 @@ class OptionBook:
         self.surface_iv = f()
         """Each row's IV on the fitted volatility surface (NaN where there is none); written by each refit
         (engine/kernel/vol_surface.py), held between refits."""
+        self.surface_fwd = f()
+        """The forward of each row's expiry the surface was fitted against (put-call parity at the refit, at
+        spot ``surface_spot``); surface values and Greeks scale it with spot."""
         self.expiry = np.zeros(n, dtype="datetime64[D]")
         self.close_ns = np.zeros(n, dtype=np.int64)
         self.is_call = np.zeros(n, dtype=np.bool_)
@@ -319,9 +337,14 @@ class OptionBook:
         iv_greeks_kernel(self.mid, self.spot_arr, self.strike, self.t_years, self.rate_arr, self.div_arr, self.is_call,
                          self.dirty, True, HALF_TICK, True, *self._iv_out)
         if self.has_surface:
-            _surface_fallback(self.dirty, self.flags, self.surface_iv, self.spot_arr, self.strike, self.t_years,
-                              self.rate_arr, self.div_arr, self.is_call, *self._iv_out)
+            _surface_fallback(self.dirty, self.flags, self.surface_iv, self.surface_fwd, self.surface_spot_move(),
+                              self.strike, self.t_years, self.rate_arr, self.is_call, *self._iv_out)
         self.dirty[:] = False
+
+    def surface_spot_move(self) -> float:
+        """Spot now over spot at the last refit: the factor the surface's forwards have moved by."""
+        m = self.spot / self.surface_spot
+        return m if m > 0.0 else 1.0
 
     def set_spot(self, spot: float, ts_ns: int) -> int:
         """Move the underlying: Greeks-only pass at held IVs over the whole chain; return rows repriced.
@@ -422,6 +445,7 @@ _ROW_ARRAYS = (
     "div_arr",
     "iv",
     "surface_iv",
+    "surface_fwd",
     "delta",
     "gamma",
     "vega",

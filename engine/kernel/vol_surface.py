@@ -10,9 +10,11 @@ What it feeds (all through the option book's ``surface_iv`` column, one surface 
 * the gate's stress scenarios shift the surface (parallel and skew shocks) instead of each leg's own IV.
 
 When: every ``refit_seconds`` of event time, and sooner (not more often than ``min_refit_seconds``) once spot has
-moved ``spot_move_bp`` or a ``quote_share`` of the chain's rows has new quotes since the last fit. A refit is
-a few milliseconds per underlying, so live it is deferred to run after the frame that made it due (``defer``,
-the event loop's ``call_soon``); replay runs it inline at the same event time, which keeps replays deterministic.
+moved ``spot_move_bp`` or a ``quote_share`` of the chain's rows has new quotes since the last fit. A refit costs
+tens of milliseconds for a chain of a few thousand contracts, so live it runs on a worker thread
+(``ThreadOffload``) on a copy of the book (``BookSnapshot``) and is put in force on the loop when it is done
+(a fit the book outgrew meanwhile is dropped); replay runs it inline at the event time that made it due, which
+keeps replays deterministic.
 
 Inputs are the out-of-the-money two-sided mids with their bid/ask bands (``greeks.surface.smile_inputs``) in the
 book's convention (Black-Scholes on the forward). For American names the early-exercise premium at the
@@ -22,10 +24,13 @@ back at the surface IV (``theo_price``). Index roots (``EUROPEAN_ROOTS``) are Eu
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -34,21 +39,20 @@ import structlog
 from numba import njit
 
 from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE, VolStats
-from engine.kernel.book import OptionBook
+from engine.kernel.book import OptionBook, surface_greeks_at
 from engine.kernel.clock import EventClock, Timer
 from engine.kernel.events import BookUpdated, SurfaceFitted, SurfaceSmile
 from engine.kernel.market import Market
 from greeks.american import early_exercise_premium
 from greeks.black import greeks_row, price_row
 from greeks.calendar import NS_PER_SECOND
+from greeks.forward import parity_forward
 from greeks.status import FROM_SURFACE, OK
 from greeks.surface import ExpiryQuotes, PublishedSmile, SmileInputs, SurfaceFitter, smile_inputs
 from greeks.svi import FIT_STATUS_NAMES, implied_vol_from_svi
 
 log = structlog.get_logger(__name__)
 
-SLICE_NS = 1_000_000
-"""A deferred refit gives the loop back after this much wall time (about one expiry's inputs or fit)."""
 
 F64 = npt.NDArray[np.float64]
 BAD_QUOTE = FLAG_STALE | FLAG_ONE_SIDED | FLAG_CROSSED | FLAG_NO_QUOTE
@@ -79,15 +83,51 @@ def _is_european(underlying: str) -> bool:
     return underlying in EUROPEAN_ROOTS
 
 
-def expiry_quotes(book: OptionBook) -> list[ExpiryQuotes]:
-    """Fit inputs of every expiry of ``book`` with a time to expiry: OTM two-sided quotes not stale or crossed."""
-    return [e for e in iter_expiry_quotes(book) if e is not None]
+class FittedExpiry(NamedTuple):
+    """``ExpiryQuotes`` plus the forward its log-moneyness is measured against (put-call parity near the money)."""
+
+    expiry: str
+    t: float
+    inputs: SmileInputs
+    forward: float
 
 
-def iter_expiry_quotes(book: OptionBook) -> Iterator[ExpiryQuotes | None]:
-    """``expiry_quotes`` one expiry per step (None for an expiry with nothing to fit). The book must not gain or
-    lose rows between steps (the caller checks ``len`` and ``generation``)."""
-    if len(book) == 0 or not (book.spot > 0.0):
+class BookSnapshot(NamedTuple):
+    """What a refit reads of a book, copied on the loop so the fit can run on another thread."""
+
+    underlying: str
+    spot: float
+    ts_ns: int
+    generation: int
+    rows: int
+    expiry: npt.NDArray[np.datetime64]
+    strike: F64
+    is_call: npt.NDArray[np.bool_]
+    bid: F64
+    ask: F64
+    flags: npt.NDArray[np.int8]
+    t_years: F64
+    rate_arr: F64
+    div_arr: F64
+    forward: F64
+
+    @classmethod
+    def of(cls, book: OptionBook) -> BookSnapshot:
+        return cls(book.underlying, book.spot, book.ts_ns, book.generation, len(book), book.expiry.copy(),
+                   book.strike.copy(), book.is_call.copy(), book.bid.copy(), book.ask.copy(), book.flags.copy(),
+                   book.t_years.copy(), book.rate_arr.copy(), book.div_arr.copy(), book.forward.copy())
+
+
+def expiry_quotes(book: OptionBook | BookSnapshot) -> list[FittedExpiry]:
+    """Fit inputs of every expiry of ``book`` with a time to expiry: OTM two-sided quotes not stale or crossed,
+    against each expiry's put-call-parity forward for an index (the book's own forwards carry an assumed rate and
+    yield), the carry forward for an American name."""
+    snap = book if isinstance(book, BookSnapshot) else BookSnapshot.of(book)
+    return [e for e in _iter_expiry_quotes(snap) if e is not None]
+
+
+def _iter_expiry_quotes(book: BookSnapshot) -> Iterator[FittedExpiry | None]:
+    if book.rows == 0 or not (book.spot > 0.0):
         return
     american = not _is_european(book.underlying)
     expiries, inverse = np.unique(book.expiry, return_inverse=True)
@@ -98,10 +138,9 @@ def iter_expiry_quotes(book: OptionBook) -> Iterator[ExpiryQuotes | None]:
         yield _expiry_inputs(book, str(expiry), rows, american)
 
 
-def _expiry_inputs(book: OptionBook, expiry: str, rows: npt.NDArray[np.intp], american: bool) -> ExpiryQuotes | None:
+def _expiry_inputs(book: BookSnapshot, expiry: str, rows: npt.NDArray[np.intp], american: bool) -> FittedExpiry | None:
     t = float(np.max(book.t_years[rows]))
-    fwd = float(book.forward[rows[0]])
-    if not (t > 0.0) or not (fwd > 0.0):
+    if not (t > 0.0):
         return None
     r, q = float(book.rate_arr[rows[0]]), float(book.div_arr[rows[0]])
     usable = ((book.flags[rows] & BAD_QUOTE) == 0)
@@ -113,10 +152,16 @@ def _expiry_inputs(book: OptionBook, expiry: str, rows: npt.NDArray[np.intp], am
     calls = book.is_call[rows]
     cb[pos[calls]], ca[pos[calls]] = bid[calls], ask[calls]
     pb[pos[~calls]], pa[pos[~calls]] = bid[~calls], ask[~calls]
+    # Parity holds for European prices only: an American put's early-exercise premium would bias C - P, so an
+    # American name keeps its carry forward (spot, rate and the configured yield).
+    fwd = float(book.forward[rows[0]]) if american else parity_forward(strikes, cb, ca, pb, pa, book.spot, t, r,
+                                                                         q).forward
+    if not (fwd > 0.0):
+        return None
     if american:
         cb, ca, pb, pa = _take_off_premium(strikes, cb, ca, pb, pa, fwd, book.spot, t, r, q)
     inputs = smile_inputs(strikes, cb, ca, pb, pa, fwd, math.exp(-r * t), t)
-    return ExpiryQuotes(expiry, t, inputs) if inputs.k.shape[0] else None
+    return FittedExpiry(expiry, t, inputs, fwd) if inputs.k.shape[0] else None
 
 
 def _take_off_premium(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: float, spot: float, t: float, r: float,
@@ -139,30 +184,23 @@ def _take_off_premium(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: flo
 
 
 @njit(cache=True, nogil=True)
-def _surface_greeks_kernel(mask: npt.NDArray[np.bool_], surface_iv: F64, spot: F64, strike: F64, t: F64, r: F64,
-                           q: F64, is_call: npt.NDArray[np.bool_], iv: F64, status: npt.NDArray[np.int8], delta: F64,
-                           gamma: F64, vega: F64, theta: F64, rho: F64) -> int:
+def _surface_greeks_kernel(mask: npt.NDArray[np.bool_], surface_iv: F64, surface_fwd: F64, spot_move: float,
+                           strike: F64, t: F64, r: F64, is_call: npt.NDArray[np.bool_], iv: F64,
+                           status: npt.NDArray[np.int8], delta: F64, gamma: F64, vega: F64, theta: F64,
+                           rho: F64) -> int:
     n = 0
     for i in range(mask.shape[0]):
-        if not mask[i]:
-            continue
-        s = surface_iv[i]
-        if not (s > 0.0) or not (t[i] > 0.0):
-            continue
-        d, g, v, th, rh = greeks_row(spot[i], strike[i], t[i], r[i], q[i], s, is_call[i])
-        if not math.isfinite(d):
-            continue
-        iv[i], delta[i], gamma[i], vega[i], theta[i], rho[i] = s, d, g, v, th, rh
-        status[i] = FROM_SURFACE
-        n += 1
+        if mask[i] and surface_greeks_at(i, surface_iv, surface_fwd, spot_move, strike, t, r, is_call, iv, status,
+                                         delta, gamma, vega, theta, rho):
+            n += 1
     return n
 
 
 def apply_surface_greeks(book: OptionBook, mask: npt.NDArray[np.bool_]) -> int:
     """Give the rows of ``mask`` IV and Greeks at their surface IV (status ``FROM_SURFACE``); rows repriced."""
-    return int(_surface_greeks_kernel(mask, book.surface_iv, book.spot_arr, book.strike, book.t_years, book.rate_arr,
-                                      book.div_arr, book.is_call, book.iv, book.status, book.delta, book.gamma,
-                                      book.vega, book.theta, book.rho))
+    return int(_surface_greeks_kernel(mask, book.surface_iv, book.surface_fwd, book.surface_spot_move(), book.strike,
+                                      book.t_years, book.rate_arr, book.is_call, book.iv, book.status, book.delta,
+                                      book.gamma, book.vega, book.theta, book.rho))
 
 
 def needs_surface(book: OptionBook) -> npt.NDArray[np.bool_]:
@@ -172,29 +210,31 @@ def needs_surface(book: OptionBook) -> npt.NDArray[np.bool_]:
 
 
 def theo_price(book: OptionBook, row: int) -> float:
-    """The surface value of one row at the current spot (NaN without a surface IV): Black-Scholes at the surface
-    IV, plus the early-exercise premium at that IV for an American name."""
+    """The surface value of one row at the current spot (NaN without a surface IV): Black's price at the surface
+    IV on the surface's forward moved with spot, plus the early-exercise premium at that IV for an American name."""
     s = float(book.surface_iv[row])
     t = float(book.t_years[row])
-    if not (s > 0.0) or not (t > 0.0) or not (book.spot > 0.0):
+    f = float(book.surface_fwd[row]) * book.surface_spot_move()
+    if not (s > 0.0) or not (t > 0.0) or not (f > 0.0):
         return math.nan
-    args = (book.spot, float(book.strike[row]), t, float(book.rate_arr[row]), float(book.div_arr[row]), s,
-            bool(book.is_call[row]))
-    price = float(price_row(*args))
+    k, r, is_call = float(book.strike[row]), float(book.rate_arr[row]), bool(book.is_call[row])
+    price = float(price_row(f * math.exp(-r * t), k, t, r, 0.0, s, is_call))
     if not _is_european(book.underlying):
-        price += float(np.nan_to_num(early_exercise_premium(*args))[()])
+        q = r - math.log(f / book.spot) / t  # the yield the forward implies
+        price += float(np.nan_to_num(early_exercise_premium(book.spot, k, t, r, q, s, is_call))[()])
     return price
 
 
 def surface_deltas(book: OptionBook, rows: npt.NDArray[np.int64]) -> F64:
-    """Call/put deltas of ``rows`` at their surface IV and the current spot; the row's own delta where the
-    surface has no value."""
+    """Deltas of ``rows`` at their surface IV on the surface's forward; the row's own delta where the surface has
+    no value."""
     out = np.array(book.delta[rows], dtype=np.float64)
+    move = book.surface_spot_move()
     for j, r in enumerate(rows.tolist()):
-        s = book.surface_iv.item(r)
-        if s > 0.0:
-            d = greeks_row(book.spot, book.strike.item(r), book.t_years.item(r), book.rate_arr.item(r),
-                           book.div_arr.item(r), s, bool(book.is_call.item(r)))[0]
+        s, f, t = book.surface_iv.item(r), book.surface_fwd.item(r) * move, book.t_years.item(r)
+        if s > 0.0 and f > 0.0 and t > 0.0:
+            rate = book.rate_arr.item(r)
+            d = greeks_row(f * math.exp(-rate * t), book.strike.item(r), t, rate, 0.0, s, bool(book.is_call.item(r)))[0]
             if math.isfinite(d):
                 out[j] = d
     return out
@@ -218,6 +258,41 @@ class _State:
         self.history: list[float] = []
 
 
+Offload = Callable[[Callable[[], "_RoundResult"], Callable[["_RoundResult | BaseException"], None]], None]
+"""``offload(compute, done)``: run ``compute`` off the loop, then ``done(result or the exception)`` on the loop."""
+
+
+class ThreadOffload:
+    """Refits on one worker thread, results back on the event loop (``call_soon_threadsafe``).
+
+    The fit's time is in compiled kernels that release the GIL (inputs' IV inversion, the early-exercise premium,
+    the SVI search), so on a second core it runs beside the loop instead of between its frames; the Python glue
+    between kernels holds the GIL for tens of microseconds at a time.
+    """
+
+    def __init__(self) -> None:
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def __call__(self, compute: Callable[[], _RoundResult],
+                 done: Callable[[_RoundResult | BaseException], None]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="surface-fit")
+
+        def work() -> None:
+            try:
+                result: _RoundResult | BaseException = compute()
+            except Exception as exc:  # reported on the loop; the next refit tries again
+                result = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(done, result)
+
+        self._pool.submit(work)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 StatsFn = Callable[[str, Sequence[PublishedSmile], Sequence[float], int], VolStats | None]
 
 
@@ -226,21 +301,26 @@ class VolSurfaces:
 
     def __init__(self, market: Market, clock: EventClock, publish: Callable[[Any], None],
                  settings: SurfaceSettings | None = None, *,
-                 defer: Callable[[Callable[[], None]], object] | None = None,
-                 vol_stats: StatsFn | None = None) -> None:
+                 offload: Offload | None = None, vol_stats: StatsFn | None = None) -> None:
         self.market = market
         self.clock = clock
         self.publish = publish
         self.settings = settings or SurfaceSettings()
-        self.defer = defer
-        """Runs a due refit after the current frame (live: the loop's ``call_soon``); None: inline (replay)."""
+        self.offload = offload
+        """Runs a refit's fit off the loop and its result back on it (live: a worker thread); None: inline, at the
+        event time that made it due (replay, tests)."""
         self.vol_stats = vol_stats
         """Turns a published surface (and the look-back history) into ``VolStats``; None: no stats."""
         self._states: dict[str, _State] = {}
         self._timer: Timer | None = None
         self.refits = 0
         self.fit_ns_total = 0
-        """Compute time of all completed refits (wall ns, excluding the loop's other work between slices)."""
+        """Compute time of the fits put in force (wall ns; off the loop when offloaded)."""
+        self.apply_ns_total = 0
+        """Loop time spent putting fits in force (surface IVs, surface Greeks, stats, the event)."""
+        self.dropped = 0
+        """Fits that finished after the book's rows had changed, and were dropped."""
+        self.failures = 0
         self.last_event: SurfaceFitted | None = None
 
     def start(self) -> None:
@@ -252,6 +332,8 @@ class VolSurfaces:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if isinstance(self.offload, ThreadOffload):
+            self.offload.close()
 
     def state(self, underlying: str) -> _State:
         st = self._states.get(underlying)
@@ -296,96 +378,96 @@ class VolSurfaces:
 
     def _schedule(self, underlying: str) -> None:
         st = self.state(underlying)
+        book = self.market.books.get(underlying)
+        if book is None or not (book.spot > 0.0):
+            return
         st.pending = True
-        if self.defer is None:
-            self.refit(underlying)
+        snap = BookSnapshot.of(book)
+        if self.offload is None:
+            self._apply(snap, _compute(snap, st.fitter))
         else:
-            self._step(underlying, self._round(underlying))
+            self.offload(lambda: _compute(snap, st.fitter), lambda result: self._apply(snap, result))
 
-    def _step(self, underlying: str, steps: Iterator[None]) -> None:
-        """Run a deferred round for up to ``SLICE_NS`` of wall time, then hand the rest back to the loop."""
-        until = time.perf_counter_ns() + SLICE_NS
-        for _ in steps:
-            if time.perf_counter_ns() >= until:
-                assert self.defer is not None
-                self.defer(lambda: self._step(underlying, steps))
-                return
+    def _failed(self, snap: BookSnapshot, error: BaseException) -> None:
+        self.state(snap.underlying).pending = False
+        self.failures += 1
+        log.error("surface_fit_failed", underlying=snap.underlying, error=repr(error))
 
     # ------------------------------------------------------------------------------ the refit
 
     def refit(self, underlying: str) -> SurfaceFitted | None:
-        """Fit ``underlying``'s surface now, write the book's surface IVs and surface Greeks, publish the event."""
-        for _ in self._round(underlying):
-            pass
-        return self.last_event
-
-    def _round(self, underlying: str) -> Iterator[None]:
-        """One refit, yielding after each expiry's inputs and each expiry's fit. A round the book outgrew (rows
-        added or removed between steps) is abandoned and the next frame makes a new one due."""
-        st = self.state(underlying)
+        """Fit ``underlying``'s surface now, inline: write the book's surface IVs and Greeks, publish the event."""
         self.last_event = None
         book = self.market.books.get(underlying)
-        if book is None or not (book.spot > 0.0):
-            st.pending = False
+        if book is not None and book.spot > 0.0:
+            snap = BookSnapshot.of(book)
+            self.state(underlying).pending = True
+            self._apply(snap, _compute(snap, self.state(underlying).fitter))
+        return self.last_event
+
+    def _apply(self, snap: BookSnapshot, result: _RoundResult | BaseException) -> None:
+        """Put a finished fit in force (on the loop). A fit of rows the book no longer has (contracts added or
+        dropped meanwhile) is dropped; the next book update makes a new one due."""
+        if isinstance(result, BaseException):
+            self._failed(snap, result)
             return
-        elapsed = 0
+        underlying = snap.underlying
+        st = self.state(underlying)
+        st.pending = False
+        book = self.market.books.get(underlying)
+        if book is None or len(book) != snap.rows or book.generation != snap.generation:
+            self.dropped += 1
+            return
         started = time.perf_counter_ns()
-        now_ns, n_rows, generation = book.ts_ns, len(book), book.generation
-        quotes: list[ExpiryQuotes] = []
-        for e in iter_expiry_quotes(book):
-            if e is not None:
-                quotes.append(e)
-            elapsed += time.perf_counter_ns() - started
-            yield
-            started = time.perf_counter_ns()
-            if len(book) != n_rows or book.generation != generation:
-                st.pending = False
-                return
-        published: list[PublishedSmile] = []
-        for p in st.fitter.fit_steps(quotes, now_ns / NS_PER_SECOND):
-            published.append(p)
-            elapsed += time.perf_counter_ns() - started
-            yield
-            started = time.perf_counter_ns()
-        if len(book) != n_rows or book.generation != generation:
-            st.pending = False
-            return
-        st.published = published
-        self._write_surface_iv(book, published)
+        st.published = result.published
+        self._write_surface_iv(book, result.published, {e.expiry: e.forward for e in result.quotes})
         book.has_surface = bool(np.isfinite(book.surface_iv).any())
         apply_surface_greeks(book, needs_surface(book))
-        st.pending = False
-        st.fit_ts_ns, st.fit_spot, st.changed = now_ns, book.spot, 0
-        st.generation, st.rows_at_fit = book.generation, len(book)
-        stats = self.vol_stats(underlying, published, st.history, now_ns) if self.vol_stats else None
+        st.fit_ts_ns, st.fit_spot, st.changed = snap.ts_ns, snap.spot, 0
+        st.generation, st.rows_at_fit = snap.generation, snap.rows
+        stats = self.vol_stats(underlying, result.published, st.history, snap.ts_ns) if self.vol_stats else None
         if stats is not None:
             self.market.vol[underlying] = stats
-        elapsed += time.perf_counter_ns() - started
         self.refits += 1
-        self.fit_ns_total += elapsed
+        self.fit_ns_total += result.elapsed_ns
+        self.apply_ns_total += time.perf_counter_ns() - started
         self.last_event = SurfaceFitted(
-            underlying=underlying, spot=book.spot, smiles=tuple(_smile_record(p, quotes) for p in published),
-            stats=stats, fit_us=elapsed // 1000, ts_event_ns=now_ns, ts_init_ns=time.time_ns())
+            underlying=underlying, spot=snap.spot,
+            smiles=tuple(_smile_record(p, result.quotes) for p in result.published), stats=stats,
+            fit_us=result.elapsed_ns // 1000, ts_event_ns=snap.ts_ns, ts_init_ns=time.time_ns())
         self.publish(self.last_event)
 
     @staticmethod
-    def _write_surface_iv(book: OptionBook, published: list[PublishedSmile]) -> None:
+    def _write_surface_iv(book: OptionBook, published: list[PublishedSmile], forwards: dict[str, float]) -> None:
         book.surface_iv.fill(np.nan)
-        if not published:
-            return
-        by_expiry = {p.expiry: p for p in published if p.params is not None}
-        if not by_expiry:
-            return
-        for expiry, p in by_expiry.items():
-            rows = np.flatnonzero(book.expiry == np.datetime64(expiry, "D"))
-            fwd = book.forward[rows]
-            ok = fwd > 0.0
-            rows, fwd = rows[ok], fwd[ok]
-            assert p.params is not None
+        book.surface_fwd.fill(np.nan)
+        book.surface_spot = book.spot
+        for p in published:
+            fwd = forwards.get(p.expiry, math.nan)
+            if p.params is None or not (fwd > 0.0):
+                continue
+            rows = np.flatnonzero(book.expiry == np.datetime64(p.expiry, "D"))
+            book.surface_fwd[rows] = fwd
             book.surface_iv[rows] = implied_vol_from_svi(p.params, np.log(book.strike[rows] / fwd), p.t)
 
 
-def _smile_record(p: PublishedSmile, quotes: list[ExpiryQuotes]) -> SurfaceSmile:
+class _RoundResult(NamedTuple):
+    quotes: list[FittedExpiry]
+    published: list[PublishedSmile]
+    elapsed_ns: int
+
+
+def _compute(snap: BookSnapshot, fitter: SurfaceFitter) -> _RoundResult:
+    """The heavy part of a refit, on a snapshot: fit inputs, the calendar-constrained fits and their checks. Touches
+    nothing but ``fitter`` (one round per underlying at a time), so it may run on a worker thread; its kernels
+    release the GIL."""
+    started = time.perf_counter_ns()
+    quotes = expiry_quotes(snap)
+    published = fitter.fit([ExpiryQuotes(e.expiry, e.t, e.inputs) for e in quotes], snap.ts_ns / NS_PER_SECOND)
+    return _RoundResult(quotes, published, time.perf_counter_ns() - started)
+
+
+def _smile_record(p: PublishedSmile, quotes: list[FittedExpiry]) -> SurfaceSmile:
     """One published smile as the event carries it, with this round's market points for plotting."""
     inputs: SmileInputs | None = next((q.inputs for q in quotes if q.expiry == p.expiry), None)
     prm = p.params

@@ -290,7 +290,7 @@ class Engine:
         self.kernel = kernel = TradingKernel(
             kernel_settings(self.cfg), self.broker, publish=self.bus.publish, account=account, clock=self.clock,
             journal=self.journal, publisher=self.publisher, metrics=self.metrics, alert=self.alert,
-            extra_actors=self.extra_actors, defer=asyncio.get_running_loop().call_soon)
+            extra_actors=self.extra_actors, surface_thread=True)
         return kernel
 
     async def _prime_market(self) -> None:
@@ -545,8 +545,8 @@ class Engine:
             await self.reloader.stop()
         if self.commands is not None:
             await self.commands.stop()
-        if self.core is not None:
-            self.core.stop()
+        if self.kernel is not None:
+            self.kernel.stop()
         # Housekeeping polls settlements (and may send an unwind) on its own clock: stop it before the
         # cancel below, or an order it sends afterwards could fill after the trading stream closes.
         self.stop_event.set()

@@ -7,6 +7,7 @@ every expected IV, Greek and price below is computed independently of the fit.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 from collections.abc import Callable
@@ -187,42 +188,70 @@ def test_the_cadence_timer_refits_on_event_time() -> None:
     assert surf.refits == 1
 
 
-def test_a_deferred_refit_runs_in_slices_and_ends_where_an_inline_one_does(monkeypatch: pytest.MonkeyPatch) -> None:
+def offloader(jobs: list[Callable[[], None]]) -> Callable[..., None]:
+    """An offload that runs nothing until the test says so (as a worker thread finishing later would)."""
+
+    def offload(compute: Callable[[], object], done: Callable[[object], None]) -> None:
+        jobs.append(lambda: done(compute()))
+
+    return offload
+
+
+def test_an_offloaded_refit_reads_a_snapshot_and_ends_where_an_inline_one_does() -> None:
     market_a, pub_a = build()
     surfaces(market_a, pub_a).refit("SPX")
     market_b, pub_b = build()
-    queue: list[Callable[[], None]] = []
-    surf = VolSurfaces(market_b, EventClock(NOW), pub_b.append, SurfaceSettings(), defer=queue.append)
-    monkeypatch.setattr(vs, "SLICE_NS", 0)  # one step per slice
+    jobs: list[Callable[[], None]] = []
+    surf = VolSurfaces(market_b, EventClock(NOW), pub_b.append, SurfaceSettings(), offload=offloader(jobs))
     surf.on_book(BookUpdated("SPX", 1, 0, 0, 5000.0, "quotes", NOW, NOW))
-    slices = 0
-    while queue:
-        assert fitted(pub_b) == []  # nothing published before the round ends
-        queue.pop(0)()
-        slices += 1
-    assert slices >= 6  # 3 expiries' inputs, then 3 fits
+    assert len(jobs) == 1 and fitted(pub_b) == [] and not market_b.books["SPX"].has_surface
+    surf.on_book(BookUpdated("SPX", 2, 0, 0, 5000.0, "quotes", NOW + 5 * NS_PER_SECOND, NOW))
+    assert len(jobs) == 1  # one round per underlying at a time
+    jobs.pop()()
     np.testing.assert_array_equal(market_b.books["SPX"].surface_iv, market_a.books["SPX"].surface_iv)
-    assert len(fitted(pub_b)) == 1
+    assert len(fitted(pub_b)) == 1 and not surf.state("SPX").pending
 
 
-def test_a_round_the_book_outgrew_is_abandoned() -> None:
+def test_a_fit_the_book_outgrew_is_dropped_and_made_due_again() -> None:
     market, published = build()
-    queue: list[Callable[[], None]] = []
-    surf = VolSurfaces(market, EventClock(NOW), published.append, SurfaceSettings(), defer=queue.append)
-    vs.SLICE_NS, saved = 0, vs.SLICE_NS
-    try:
-        surf.on_book(BookUpdated("SPX", 1, 0, 0, 5000.0, "quotes", NOW, NOW))
-        queue.pop(0)()
-        market.add_contracts("SPX", [format_occ("SPX", EXPIRIES[0], True, 5555.0)])  # rows reallocated
-        while queue:
-            queue.pop(0)()
-    finally:
-        vs.SLICE_NS = saved
-    assert fitted(published) == [] and not surf.state("SPX").pending
+    jobs: list[Callable[[], None]] = []
+    surf = VolSurfaces(market, EventClock(NOW), published.append, SurfaceSettings(), offload=offloader(jobs))
+    surf.on_book(BookUpdated("SPX", 1, 0, 0, 5000.0, "quotes", NOW, NOW))
+    market.add_contracts("SPX", [format_occ("SPX", EXPIRIES[0], True, 5555.0)])  # rows grow while it fits
+    jobs.pop()()
+    assert fitted(published) == [] and surf.dropped == 1 and not surf.state("SPX").pending
+    assert not market.books["SPX"].has_surface
     surf.on_book(BookUpdated("SPX", 2, 0, 0, 5000.0, "quotes", NOW + 2 * NS_PER_SECOND, NOW))  # due again
-    while queue:
-        queue.pop(0)()
+    jobs.pop()()
     assert len(fitted(published)) == 1
+
+
+def test_a_failed_fit_is_reported_and_the_next_one_runs() -> None:
+    market, published = build()
+    jobs: list[Callable[[], None]] = []
+
+    def offload(compute: Callable[[], object], done: Callable[[object], None]) -> None:
+        jobs.append(lambda: done(RuntimeError("worker died")))
+
+    surf = VolSurfaces(market, EventClock(NOW), published.append, SurfaceSettings(), offload=offload)
+    surf.on_book(BookUpdated("SPX", 1, 0, 0, 5000.0, "quotes", NOW, NOW))
+    jobs.pop()()
+    assert surf.failures == 1 and not surf.state("SPX").pending
+    surf.on_book(BookUpdated("SPX", 2, 0, 0, 5000.0, "quotes", NOW + 2 * NS_PER_SECOND, NOW))
+    assert len(jobs) == 1
+
+
+async def test_the_thread_offload_fits_beside_the_loop() -> None:
+    market, published = build()
+    surf = VolSurfaces(market, EventClock(NOW), published.append, SurfaceSettings(), offload=vs.ThreadOffload())
+    surf.on_book(BookUpdated("SPX", 1, 0, 0, 5000.0, "quotes", NOW, NOW))
+    assert surf.state("SPX").pending and fitted(published) == []
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if fitted(published):
+            break
+    assert len(fitted(published)) == 1 and market.books["SPX"].has_surface
+    surf.stop()
 
 
 def test_an_american_name_is_fitted_on_european_equivalent_ivs() -> None:

@@ -80,6 +80,7 @@ class SyntheticChain:
         self.forward: F64 = np.zeros(n)
         self.iv: F64 = np.zeros(n)
         self.surface_iv: F64 = np.full(n, np.nan)
+        self.surface_fwd: F64 = np.full(n, np.nan)
         """No surface by default; a test sets it to put the chain on a fitted surface."""
         self.delta: F64 = np.zeros(n)
         self.gamma: F64 = np.zeros(n)
@@ -220,6 +221,7 @@ class ArrayChain:
         live = self.t_years > 0
         self.iv: F64 = np.where(live, np.asarray(iv, dtype=np.float64), np.nan)
         self.surface_iv: F64 = np.full(self.iv.shape[0], np.nan)
+        self.surface_fwd: F64 = np.full(self.iv.shape[0], np.nan)
         self.forward: F64 = spot * np.exp((rate - dividend_yield) * self.t_years)
         g = black_scholes_greeks(spot, self.strike, np.where(live, self.t_years, 1.0), rate, dividend_yield,
                                  np.where(live, self.iv, 0.2), self.is_call)
