@@ -250,6 +250,8 @@ class TradingKernel:
         the held contracts marked from it now)."""
         s = self.surfaces
         return {"refits": s.refits, "fit_ms_mean": round(s.fit_ns_total / s.refits / 1e6, 3) if s.refits else 0.0,
+                "apply_ms_mean": round(s.apply_ns_total / s.refits / 1e6, 3) if s.refits else 0.0,
+                "dropped": s.dropped, "failures": s.failures,
                 "surface_marks": self.portfolio.surface_marks,
                 "surface_marked_legs": self.portfolio.surface_marked()}
 

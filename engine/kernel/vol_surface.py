@@ -67,11 +67,11 @@ class SurfaceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     enabled: bool = True
     refit_seconds: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
     """Cadence of the refit, in event time."""
-    min_refit_seconds: Annotated[float, msgspec.Meta(ge=0.0)] = 1.0
+    min_refit_seconds: Annotated[float, msgspec.Meta(ge=0.0)] = 2.0
     """Change-triggered refits come no closer together than this."""
     spot_move_bp: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
     """A spot move of this many basis points since the last fit makes a refit due."""
-    quote_share: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.25
+    quote_share: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.5
     """New quotes on this share of the chain's rows since the last fit make a refit due."""
     max_mark_spread_pct: Annotated[float, msgspec.Meta(gt=0.0)] = 0.5
     """A quote wider than this share of its mid (and than ``max_mark_spread_usd``) is marked from the surface."""
@@ -118,15 +118,15 @@ class BookSnapshot(NamedTuple):
                    book.t_years.copy(), book.rate_arr.copy(), book.div_arr.copy(), book.forward.copy())
 
 
-def expiry_quotes(book: OptionBook | BookSnapshot) -> list[FittedExpiry]:
+def expiry_quotes(book: OptionBook | BookSnapshot, premiums: PremiumCache | None = None) -> list[FittedExpiry]:
     """Fit inputs of every expiry of ``book`` with a time to expiry: OTM two-sided quotes not stale or crossed,
     against each expiry's put-call-parity forward for an index (the book's own forwards carry an assumed rate and
     yield), the carry forward for an American name."""
     snap = book if isinstance(book, BookSnapshot) else BookSnapshot.of(book)
-    return [e for e in _iter_expiry_quotes(snap) if e is not None]
+    return [e for e in _iter_expiry_quotes(snap, premiums) if e is not None]
 
 
-def _iter_expiry_quotes(book: BookSnapshot) -> Iterator[FittedExpiry | None]:
+def _iter_expiry_quotes(book: BookSnapshot, premiums: PremiumCache | None) -> Iterator[FittedExpiry | None]:
     if book.rows == 0 or not (book.spot > 0.0):
         return
     american = not _is_european(book.underlying)
@@ -135,10 +135,11 @@ def _iter_expiry_quotes(book: BookSnapshot) -> Iterator[FittedExpiry | None]:
     bounds = np.searchsorted(inverse[order], np.arange(expiries.shape[0] + 1))
     for e_no, expiry in enumerate(expiries):
         rows = order[bounds[e_no]:bounds[e_no + 1]]
-        yield _expiry_inputs(book, str(expiry), rows, american)
+        yield _expiry_inputs(book, str(expiry), rows, american, premiums)
 
 
-def _expiry_inputs(book: BookSnapshot, expiry: str, rows: npt.NDArray[np.intp], american: bool) -> FittedExpiry | None:
+def _expiry_inputs(book: BookSnapshot, expiry: str, rows: npt.NDArray[np.intp], american: bool,
+                   premiums: PremiumCache | None) -> FittedExpiry | None:
     t = float(np.max(book.t_years[rows]))
     if not (t > 0.0):
         return None
@@ -159,14 +160,56 @@ def _expiry_inputs(book: BookSnapshot, expiry: str, rows: npt.NDArray[np.intp], 
     if not (fwd > 0.0):
         return None
     if american:
-        cb, ca, pb, pa = _take_off_premium(strikes, cb, ca, pb, pa, fwd, book.spot, t, r, q)
+        cb, ca, pb, pa = _take_off_premium(strikes, cb, ca, pb, pa, fwd, book.spot, t, r, q, expiry, premiums)
     inputs = smile_inputs(strikes, cb, ca, pb, pa, fwd, math.exp(-r * t), t)
     return FittedExpiry(expiry, t, inputs, fwd) if inputs.k.shape[0] else None
 
 
+class PremiumCache:
+    """Early-exercise premiums per expiry, reused while spot and time to expiry have barely moved.
+
+    The premium is a small correction that changes slowly with spot and time; computing it is about half of an
+    American name's refit, so it is recomputed only when spot moved ``SPOT_TOL`` or time to expiry ``T_TOL``
+    (relative), or the strikes changed.
+    """
+
+    SPOT_TOL = 0.005
+    T_TOL = 0.02
+
+    def __init__(self) -> None:
+        self._by_expiry: dict[str, tuple[float, float, F64, F64]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, expiry: str, spot: float, t: float, strikes: F64) -> F64 | None:
+        got = self._by_expiry.get(expiry)
+        if got is None:
+            return None
+        spot0, t0, strikes0, eep = got
+        if (abs(spot / spot0 - 1.0) > self.SPOT_TOL or abs(t / t0 - 1.0) > self.T_TOL
+                or strikes0.shape != strikes.shape or not np.array_equal(strikes0, strikes)):
+            return None
+        self.hits += 1
+        return eep
+
+    def put(self, expiry: str, spot: float, t: float, strikes: F64, eep: F64) -> None:
+        self.misses += 1
+        self._by_expiry[expiry] = (spot, t, strikes, eep)
+
+
 def _take_off_premium(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: float, spot: float, t: float, r: float,
-                      q: float) -> tuple[F64, F64, F64, F64]:
+                      q: float, expiry: str = "", cache: PremiumCache | None = None) -> tuple[F64, F64, F64, F64]:
     """OTM quotes less the early-exercise premium at each mid's own IV (the same premium off bid and ask)."""
+    eep = None if cache is None else cache.get(expiry, spot, t, strikes)
+    if eep is None:
+        eep = _premiums(strikes, cb, ca, pb, pa, fwd, spot, t, r, q)
+        if cache is not None:
+            cache.put(expiry, spot, t, strikes, eep)
+    return cb - eep, ca - eep, pb - eep, pa - eep
+
+
+def _premiums(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: float, spot: float, t: float, r: float,
+              q: float) -> F64:
     from greeks.black import implied_vol
 
     use_call = strikes >= fwd
@@ -174,13 +217,13 @@ def _take_off_premium(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: flo
     ok = np.isfinite(mid) & (mid > 0.0)
     if q <= 0.0:  # a call on a name paying nothing is never exercised early: its premium is zero
         ok &= ~use_call
-    if not ok.any():
-        return cb, ca, pb, pa
-    sig = implied_vol(mid[ok], spot, strikes[ok], t, r, q, use_call[ok])[0]
     eep = np.zeros_like(mid)
+    if not ok.any():
+        return eep
+    sig = implied_vol(mid[ok], spot, strikes[ok], t, r, q, use_call[ok])[0]
     eep[ok] = np.nan_to_num(early_exercise_premium(spot, strikes[ok], t, r, q,
                                                    np.where(np.isfinite(sig), sig, 0.2), use_call[ok]))
-    return cb - eep, ca - eep, pb - eep, pa - eep
+    return eep
 
 
 @njit(cache=True, nogil=True)
@@ -243,11 +286,12 @@ def surface_deltas(book: OptionBook, rows: npt.NDArray[np.int64]) -> F64:
 class _State:
     """One underlying's fitter and refit bookkeeping."""
 
-    __slots__ = ("changed", "fit_spot", "fit_ts_ns", "fitter", "generation", "history", "pending", "published",
-                 "rows_at_fit")
+    __slots__ = ("changed", "fit_spot", "fit_ts_ns", "fitter", "generation", "history", "pending", "premiums",
+                 "published", "rows_at_fit")
 
     def __init__(self) -> None:
         self.fitter = SurfaceFitter()
+        self.premiums = PremiumCache()
         self.published: list[PublishedSmile] = []
         self.fit_ts_ns = 0
         self.fit_spot = math.nan
@@ -384,9 +428,9 @@ class VolSurfaces:
         st.pending = True
         snap = BookSnapshot.of(book)
         if self.offload is None:
-            self._apply(snap, _compute(snap, st.fitter))
+            self._apply(snap, _compute(snap, st.fitter, st.premiums))
         else:
-            self.offload(lambda: _compute(snap, st.fitter), lambda result: self._apply(snap, result))
+            self.offload(lambda: _compute(snap, st.fitter, st.premiums), lambda result: self._apply(snap, result))
 
     def _failed(self, snap: BookSnapshot, error: BaseException) -> None:
         self.state(snap.underlying).pending = False
@@ -402,7 +446,7 @@ class VolSurfaces:
         if book is not None and book.spot > 0.0:
             snap = BookSnapshot.of(book)
             self.state(underlying).pending = True
-            self._apply(snap, _compute(snap, self.state(underlying).fitter))
+            self._apply(snap, _compute(snap, self.state(underlying).fitter, self.state(underlying).premiums))
         return self.last_event
 
     def _apply(self, snap: BookSnapshot, result: _RoundResult | BaseException) -> None:
@@ -457,12 +501,12 @@ class _RoundResult(NamedTuple):
     elapsed_ns: int
 
 
-def _compute(snap: BookSnapshot, fitter: SurfaceFitter) -> _RoundResult:
+def _compute(snap: BookSnapshot, fitter: SurfaceFitter, premiums: PremiumCache) -> _RoundResult:
     """The heavy part of a refit, on a snapshot: fit inputs, the calendar-constrained fits and their checks. Touches
-    nothing but ``fitter`` (one round per underlying at a time), so it may run on a worker thread; its kernels
-    release the GIL."""
+    nothing but ``fitter`` and ``premiums`` (one round per underlying at a time), so it may run on a worker thread;
+    its kernels release the GIL."""
     started = time.perf_counter_ns()
-    quotes = expiry_quotes(snap)
+    quotes = expiry_quotes(snap, premiums)
     published = fitter.fit([ExpiryQuotes(e.expiry, e.t, e.inputs) for e in quotes], snap.ts_ns / NS_PER_SECOND)
     return _RoundResult(quotes, published, time.perf_counter_ns() - started)
 
