@@ -25,9 +25,11 @@ back at the surface IV (``theo_price``). Index roots (``EUROPEAN_ROOTS``) are Eu
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, NamedTuple
@@ -65,9 +67,9 @@ class SurfaceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     """``[surface]``: when the surface is refitted and when a leg is marked from it."""
 
     enabled: bool = True
-    refit_seconds: Annotated[float, msgspec.Meta(gt=0.0)] = 5.0
+    refit_seconds: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
     """Cadence of the refit, in event time."""
-    min_refit_seconds: Annotated[float, msgspec.Meta(ge=0.0)] = 2.0
+    min_refit_seconds: Annotated[float, msgspec.Meta(ge=0.0)] = 5.0
     """Change-triggered refits come no closer together than this."""
     spot_move_bp: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
     """A spot move of this many basis points since the last fit makes a refit due."""
@@ -314,26 +316,57 @@ class ThreadOffload:
     between kernels holds the GIL for tens of microseconds at a time.
     """
 
+    SWITCH_S = 0.0001
+
     def __init__(self) -> None:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._queue: collections.deque[tuple[Callable[[], _RoundResult],
+                                             Callable[[_RoundResult | BaseException], None]]] = collections.deque()
+        self._busy = False
+        self._closed = False
 
     def __call__(self, compute: Callable[[], _RoundResult],
                  done: Callable[[_RoundResult | BaseException], None]) -> None:
-        loop = asyncio.get_running_loop()
+        self._queue.append((compute, done))
+        if not self._busy:
+            self._next(asyncio.get_running_loop())
+
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One fit at a time, the next only after the last was put in force: the loop then never waits for the
+        GIL behind a fit while it applies one."""
+        if not self._queue or self._closed:
+            self._busy = False
+            return
+        self._busy = True
+        compute, done = self._queue.popleft()
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="surface-fit")
 
+        def finish(result: _RoundResult | BaseException) -> None:
+            try:
+                done(result)
+            finally:
+                self._next(loop)
+
         def work() -> None:
+            # While the fit runs, a thread waiting for the GIL (the loop, back from one of its own compiled kernels)
+            # gets it after SWITCH_S instead of the default 5 ms.
+            saved = sys.getswitchinterval()
+            sys.setswitchinterval(self.SWITCH_S)
             try:
                 result: _RoundResult | BaseException = compute()
             except Exception as exc:  # reported on the loop; the next refit tries again
                 result = exc
+            finally:
+                sys.setswitchinterval(saved)
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(done, result)
+                loop.call_soon_threadsafe(finish, result)
 
         self._pool.submit(work)
 
     def close(self) -> None:
+        self._closed = True
+        self._queue.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
