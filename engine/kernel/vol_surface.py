@@ -164,14 +164,20 @@ def needs_surface(book: OptionBook) -> npt.NDArray[np.bool_]:
 def theo_price(book: OptionBook, row: int) -> float:
     """The surface value of one row at the current spot (NaN without a surface IV): Black-Scholes at the surface
     IV, plus the early-exercise premium at that IV for an American name."""
-    s = float(book.surface_iv[row])
-    t = float(book.t_years[row])
-    if not (s > 0.0) or not (t > 0.0) or not (book.spot > 0.0):
+    return option_value(book.underlying, book.spot, float(book.strike[row]), float(book.t_years[row]),
+                        float(book.rate_arr[row]), float(book.div_arr[row]), float(book.surface_iv[row]),
+                        bool(book.is_call[row]))
+
+
+def option_value(underlying: str, spot: float, strike: float, t: float, r: float, q: float, sigma: float,
+                 is_call: bool) -> float:
+    """Black-Scholes at ``sigma`` plus the early-exercise premium at ``sigma`` for an American name (NaN on bad
+    input): ``theo_price`` at given inputs."""
+    if not (sigma > 0.0) or not (t > 0.0) or not (spot > 0.0):
         return math.nan
-    args = (book.spot, float(book.strike[row]), t, float(book.rate_arr[row]), float(book.div_arr[row]), s,
-            bool(book.is_call[row]))
+    args = (spot, strike, t, r, q, sigma, is_call)
     price = float(price_row(*args))
-    if not _is_european(book.underlying):
+    if not _is_european(underlying):
         price += float(np.nan_to_num(early_exercise_premium(*args))[()])
     return price
 
