@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,9 @@ import pytest
 from engine.replay.importers.lean import import_lean_day
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = REPO.parent / "shared" / "data"
-"""Recorded market data kept beside the checkout, not in it (too large for the repository)."""
+DATA = Path(os.environ.get("ENGINE_TEST_DATA", REPO.parent / "shared" / "data"))
+"""Recorded market data kept beside the checkout, not in it (too large for the repository); ``ENGINE_TEST_DATA``
+points elsewhere (a git worktree one level deeper than the checkout)."""
 LEAN_TIDY = DATA / "lean_minute_options" / "tidy"
 CBOE = DATA / "cboe_spx_eod_2019"
 
