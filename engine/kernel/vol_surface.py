@@ -4,8 +4,8 @@ What it feeds (all through the option book's ``surface_iv`` column, one surface 
 
 * the book's rows whose quote is stale, one-sided, crossed or empty get their IV and Greeks from the surface
   (status ``greeks.status.FROM_SURFACE``) instead of none or an old one;
-* the portfolio marks a leg at the surface value when its quote is not fresh, two-sided and inside the width
-  limit (``SurfaceSettings.max_mark_spread_*``);
+* the portfolio marks a leg from the surface when its quote is not fresh, two-sided and inside the width
+  limit (``SurfaceSettings.max_mark_spread_*``), anchored to the leg's last good quote (``MarkPolicy``);
 * delta-targeted strike selection reads deltas at surface IVs (``surface_deltas``);
 * the gate's stress scenarios shift the surface (parallel and skew shocks) instead of each leg's own IV.
 
