@@ -25,7 +25,7 @@ import msgspec
 from domain.orders import CONTRACT_MULTIPLIER, AssetClass, OrderFilled
 from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE, ChainView, PortfolioGreeks
 from engine.kernel.book import OptionBook
-from engine.kernel.vol_surface import theo_price
+from engine.kernel.vol_surface import option_value, theo_price
 from greeks.calendar import ny_date, ny_instant_ns
 from greeks.occ import OccSymbolError, parse_occ
 from risk.payoff import PayoffLeg, summarize
@@ -50,6 +50,16 @@ class Mark(msgspec.Struct):
     expiry_ord: int = 0
     theo: float = math.nan
     """The surface value, when the quote is not good enough to mark at (NaN otherwise)."""
+    anchor_bid: float = math.nan
+    """The last good quote, with the spot, surface IV, years to expiry and delta then (``anchor_*``)."""
+    anchor_ask: float = math.nan
+    anchor_delta: float = 0.0
+    anchor_spot: float = math.nan
+    anchor_iv: float = math.nan
+    anchor_t: float = math.nan
+    anchor_fwd: float = math.nan
+    residual: float = math.nan
+    """The anchor's mid less the surface value at the anchor (worked out once the quote turns bad)."""
 
     @property
     def mid(self) -> float:
@@ -66,8 +76,21 @@ class Mark(msgspec.Struct):
 
 
 class MarkPolicy(msgspec.Struct, frozen=True):
-    """When a leg is marked at its quote mid: fresh, two-sided, not crossed, and no wider than
-    ``max(max_spread_usd, max_spread_pct * mid)``; otherwise at the surface value where there is one."""
+    """How a held contract is marked.
+
+    * At its quote mid when the quote is fresh, two-sided, not crossed and no wider than
+      ``max(max_spread_usd, max_spread_pct * mid)``; that quote becomes the leg's anchor.
+    * Otherwise at the surface value moved to the anchor: surface value now + (anchor mid - surface value at the
+      anchor's spot, surface IV and time). The surface carries the move (spot, vol, time), the market keeps the
+      level: a leg the market priced 0.50 over the surface stays 0.50 over it while its quote is bad, so the mark
+      does not jump by the surface's own error (on GOOG 2015-12-24 the book's 4 % rate puts ITM calls about 1 USD
+      over their market). Without an anchor (no good quote since the leg was bought), the plain surface value.
+    * Kept inside the anchor's bid/ask shifted by its delta times the spot move since: a refit on a chain whose
+      quotes have just gone one-sided can move the surface by a vol point in a minute, which no trade supports;
+      the last two-sided market, rolled along its delta, does.
+    * Kept inside the live side(s) of a fresh, uncrossed quote (last, so it wins): nobody marks a leg under a bid
+      it could be sold at, or over an ask it could be bought at.
+    """
 
     max_spread_pct: float = 0.5
     max_spread_usd: float = 0.10
@@ -76,6 +99,17 @@ class MarkPolicy(msgspec.Struct, frozen=True):
         if flags & _BAD_QUOTE or not (bid > 0.0 and ask >= bid):
             return False
         return ask - bid <= max(self.max_spread_usd, self.max_spread_pct * 0.5 * (bid + ask))
+
+    @staticmethod
+    def inside_quote(value: float, bid: float, ask: float, flags: int) -> float:
+        """``value`` moved inside the live side(s) of a fresh, uncrossed quote (unchanged otherwise)."""
+        if flags & (FLAG_STALE | FLAG_CROSSED | FLAG_NO_QUOTE) or (bid > 0.0 and ask > 0.0 and ask < bid):
+            return value
+        if bid > 0.0:
+            value = max(value, bid)
+        if ask > 0.0:
+            value = min(value, ask)
+        return value
 
 
 class LegPosition(msgspec.Struct):
@@ -126,6 +160,8 @@ class StructureSnapshot(msgspec.Struct, frozen=True):
     greeks: PortfolioGreeks
     opened_ns: int
     closed_ns: int
+    pnl_quote_mid_usd: float = math.nan
+    """As ``pnl_mid_usd`` but every leg at its raw quote mid, surface re-marks ignored."""
 
 
 class StrategySummary(msgspec.Struct, frozen=True):
@@ -137,8 +173,11 @@ class StrategySummary(msgspec.Struct, frozen=True):
     fills: int
     realized_usd: float
     pnl_usd: float
-    """Realized plus open P&L at mid."""
+    """Realized plus open P&L at the marks (``Mark.value``: mid, or the surface value for a bad quote)."""
     greeks: PortfolioGreeks
+    pnl_quote_mid_usd: float = math.nan
+    """Realized plus open P&L at the raw quote mids (no surface re-marks): differs from ``pnl_usd`` exactly
+    when an open leg is surface-marked."""
 
 
 class StructureClosed(msgspec.Struct, frozen=True):
@@ -255,13 +294,13 @@ class Portfolio:
                 total += (price - p.avg_price) * p.qty * p.multiplier
         return total
 
-    def _mark_price(self, symbol: str, qty: float, natural: bool) -> float:
+    def _mark_price(self, symbol: str, qty: float, natural: bool, raw: bool = False) -> float:
         m = self._marks.get(symbol)
         if m is None:
             return math.nan
         if natural:
             return m.bid if qty > 0 else m.ask
-        return m.value
+        return m.mid if raw else m.value
 
     # ------------------------------------------------------------------ structures
     def surface_marked(self) -> list[str]:
@@ -284,7 +323,7 @@ class Portfolio:
     def strategy_summary(self, strategy_id: str) -> StrategySummary:
         """Per-strategy totals for the live table and the run summary (structures, fills, P&L, Greeks)."""
         opened = closed = fills = 0
-        realized = pnl = 0.0
+        realized = pnl = pnl_raw = 0.0
         greeks = PortfolioGreeks()
         for s in self._structures.values():
             if s.strategy_id != strategy_id:
@@ -293,23 +332,29 @@ class Portfolio:
             fills += s.fills
             snap = self._snapshot(s)
             pnl += snap.pnl_mid_usd
+            pnl_raw += snap.pnl_quote_mid_usd
             if s.is_open:
                 greeks = greeks + snap.greeks
             else:
                 closed += 1
                 realized += s.cash_usd
-        return StrategySummary(strategy_id, opened, closed, fills, realized, pnl, greeks)
+        return StrategySummary(strategy_id, opened, closed, fills, realized, pnl, greeks, pnl_raw)
 
     def _snapshot(self, s: StructureState) -> StructureSnapshot:
-        value_mid = value_nat = 0.0
+        value_mid = value_nat = value_raw = 0.0
         d = g = v = th = 0.0
         for sym, q in s.legs.items():
             if abs(q) <= _EPS:
                 continue
-            mult = self._legs[sym].multiplier
+            leg = self._legs[sym]
+            mult, cost = leg.multiplier, leg.avg_price
+            # A leg not marked yet (filled after its book's last update) is carried at its cost, as in
+            # ``unrealized_usd``: valuing it at 0 would swing the structure by its whole premium for a moment.
             mid, nat = self._mark_price(sym, q, False), self._mark_price(sym, q, True)
-            value_mid += q * mult * (mid if math.isfinite(mid) else 0.0)
-            value_nat += q * mult * (nat if math.isfinite(nat) else 0.0)
+            raw = self._mark_price(sym, q, False, raw=True)
+            value_mid += q * mult * (mid if math.isfinite(mid) else cost)
+            value_nat += q * mult * (nat if math.isfinite(nat) else cost)
+            value_raw += q * mult * (raw if math.isfinite(raw) else cost)
             m = self._marks.get(sym)
             if m is not None:
                 d += q * mult * m.delta
@@ -319,7 +364,8 @@ class Portfolio:
         realized = s.cash_usd if not s.is_open else 0.0
         return StructureSnapshot(s.structure_id, s.strategy_id, s.underlying, dict(s.legs), s.is_open,
                                  s.cash_usd + value_mid, s.cash_usd + value_nat, realized, s.risk_capital_usd,
-                                 PortfolioGreeks(d, g, v / 100.0, th / 365.0), s.opened_ns, s.closed_ns)
+                                 PortfolioGreeks(d, g, v / 100.0, th / 365.0), s.opened_ns, s.closed_ns,
+                                 s.cash_usd + value_raw)
 
     # ------------------------------------------------------------------ inputs
     def on_fill(self, fill: OrderFilled) -> FillResult:
@@ -439,14 +485,35 @@ class Portfolio:
                 self._marks[sym] = m
             m.bid, m.ask = float(chain.bid[row]), float(chain.ask[row])
             m.theo = math.nan
-            if not self.mark_policy.quote_ok(m.bid, m.ask, int(chain.flags[row])) and isinstance(chain, OptionBook):
-                m.theo = theo_price(chain, row)
-                self.surface_marks += not math.isnan(m.theo)
+            flags = int(chain.flags[row])
+            if isinstance(chain, OptionBook):
+                if self.mark_policy.quote_ok(m.bid, m.ask, flags):
+                    m.anchor_bid, m.anchor_ask, m.anchor_spot = m.bid, m.ask, chain.spot
+                    m.anchor_iv, m.anchor_t = float(chain.surface_iv[row]), float(chain.t_years[row])
+                    m.anchor_fwd = float(chain.surface_fwd[row]) * chain.surface_spot_move()
+                    m.anchor_delta, m.residual = _finite(chain.delta[row], m.delta), math.nan
+                else:
+                    m.theo = self._surface_mark(chain, row, m, flags)
+                    self.surface_marks += not math.isnan(m.theo)
             # A row whose IV cannot be solved this frame (say a quote below intrinsic) keeps its last good
             # Greeks: dropping it to zero would hide real exposure from the gate and the hedger.
             m.delta, m.gamma = _finite(chain.delta[row], m.delta), _finite(chain.gamma[row], m.gamma)
             m.vega, m.theta = _finite(chain.vega[row], m.vega), _finite(chain.theta[row], m.theta)
         self._refresh_greeks(u)
+
+    def _surface_mark(self, book: OptionBook, row: int, m: Mark, flags: int) -> float:
+        """The surface value of a leg with a bad quote, moved to its anchor and kept inside its live sides."""
+        theo = theo_price(book, row)
+        if math.isnan(theo):
+            return theo
+        if math.isfinite(m.anchor_bid):
+            if math.isnan(m.residual):
+                then = option_value(book.underlying, m.anchor_spot, m.anchor_fwd, m.strike, m.anchor_t,
+                                    float(book.rate_arr[row]), m.anchor_iv, m.is_call)
+                m.residual = 0.5 * (m.anchor_bid + m.anchor_ask) - then if math.isfinite(then) else 0.0
+            shift = m.anchor_delta * (book.spot - m.anchor_spot)
+            theo = min(max(theo + m.residual, m.anchor_bid + shift), m.anchor_ask + shift)
+        return self.mark_policy.inside_quote(max(theo, 0.0), m.bid, m.ask, flags)
 
     def on_spot(self, underlying: str, spot: float, ts_ns: int) -> None:
         """Mark stock positions of ``underlying`` at a new underlying price (between book updates)."""

@@ -4,8 +4,8 @@ What it feeds (all through the option book's ``surface_iv`` column, one surface 
 
 * the book's rows whose quote is stale, one-sided, crossed or empty get their IV and Greeks from the surface
   (status ``greeks.status.FROM_SURFACE``) instead of none or an old one;
-* the portfolio marks a leg at the surface value when its quote is not fresh, two-sided and inside the width
-  limit (``SurfaceSettings.max_mark_spread_*``);
+* the portfolio marks a leg from the surface when its quote is not fresh, two-sided and inside the width
+  limit (``SurfaceSettings.max_mark_spread_*``), anchored to the leg's last good quote (``MarkPolicy``);
 * delta-targeted strike selection reads deltas at surface IVs (``surface_deltas``);
 * the gate's stress scenarios shift the surface (parallel and skew shocks) instead of each leg's own IV.
 
@@ -255,18 +255,23 @@ def needs_surface(book: OptionBook) -> npt.NDArray[np.bool_]:
 
 
 def theo_price(book: OptionBook, row: int) -> float:
-    """The surface value of one row at the current spot (NaN without a surface IV): Black's price at the surface
-    IV on the surface's forward moved with spot, plus the early-exercise premium at that IV for an American name."""
-    s = float(book.surface_iv[row])
-    t = float(book.t_years[row])
-    f = float(book.surface_fwd[row]) * book.surface_spot_move()
-    if not (s > 0.0) or not (t > 0.0) or not (f > 0.0):
+    """The surface value of one row at the current spot (NaN without a surface IV): ``option_value`` at the
+    surface IV on the surface's forward moved with spot."""
+    return option_value(book.underlying, book.spot, float(book.surface_fwd[row]) * book.surface_spot_move(),
+                        float(book.strike[row]), float(book.t_years[row]), float(book.rate_arr[row]),
+                        float(book.surface_iv[row]), bool(book.is_call[row]))
+
+
+def option_value(underlying: str, spot: float, forward: float, strike: float, t: float, r: float, sigma: float,
+                 is_call: bool) -> float:
+    """Black's price on ``forward`` at ``sigma``, plus the early-exercise premium at ``sigma`` (and the yield the
+    forward implies) for an American name; NaN on bad input."""
+    if not (sigma > 0.0) or not (t > 0.0) or not (forward > 0.0) or not (spot > 0.0):
         return math.nan
-    k, r, is_call = float(book.strike[row]), float(book.rate_arr[row]), bool(book.is_call[row])
-    price = float(price_row(f * math.exp(-r * t), k, t, r, 0.0, s, is_call))
-    if not _is_european(book.underlying):
-        q = r - math.log(f / book.spot) / t  # the yield the forward implies
-        price += float(np.nan_to_num(early_exercise_premium(book.spot, k, t, r, q, s, is_call))[()])
+    price = float(price_row(forward * math.exp(-r * t), strike, t, r, 0.0, sigma, is_call))
+    if not _is_european(underlying):
+        q = r - math.log(forward / spot) / t
+        price += float(np.nan_to_num(early_exercise_premium(spot, strike, t, r, q, sigma, is_call))[()])
     return price
 
 

@@ -32,7 +32,7 @@ from engine.alpaca.feeds.options.protocol import OptionProtocol
 from engine.alpaca.feeds.stocks.protocol import StockProtocol
 from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
 from engine.kernel.clock import EventClock
-from engine.kernel.events import BookUpdated
+from engine.kernel.events import BookUpdated, SurfaceFitted
 from engine.kernel.kernel import TradingKernel
 from engine.kernel.market_data import KIND_QUOTE, DataBatch
 from engine.kernel.request_budget import RequestBudget
@@ -40,6 +40,7 @@ from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import RecordedMarket, replay_exchange
 from engine.replay.format import META, OPTIONS, STOCKS, read_records, recording_files
 from engine.replay.timeline import Timeline
+from engine.report.stats import mark_check, strategy_stats
 from engine.service.config import EngineConfig
 from engine.service.settings import kernel_settings
 from greeks.calendar import NS_PER_SECOND
@@ -135,7 +136,8 @@ class Replay:
         self.approved: list[OrderIntent] = []
         self.denials: list[IntentDenied] = []
         self.alerts: list[Any] = []
-        self.timeline = Timeline([a.strategy_id for a in self.actors], int(sample_every_s * NS_PER_SECOND))
+        self.timeline = Timeline([a.strategy_id for a in self.actors], int(sample_every_s * NS_PER_SECOND),
+                                 self.market)
         self.frames = 0
         self.messages = 0
         self.setup_s = 0.0
@@ -291,10 +293,12 @@ class Replay:
             self.events.append(event)
 
     def _dispatch(self, event: Any) -> None:
+        if isinstance(event, SurfaceFitted):
+            self.timeline.on_surface(event)
+        self.kernel.dispatch(event)
         if isinstance(event, OrderFilled):
             self.fills.append(event)
-            self.timeline.on_fill(event)
-        self.kernel.dispatch(event)
+            self.timeline.on_fill(event, self.portfolio)  # after booking: the structure's state includes it
 
     # ------------------------------------------------------------------------------------ hooks
 
@@ -336,9 +340,31 @@ class Replay:
         out["frames"], out["messages"] = self.frames, self.messages
         out["malformed_frames"] = self.options.malformed_frames + self.stocks.malformed_frames
         out["surface"] = self.kernel.surface_summary()
+        out["marks"] = self.mark_check()
         return out
+
+    def mark_check(self) -> dict[str, Any]:
+        """The P&L curves' largest jumps (surface-marked, raw mids), the largest true fill P&L change and the max
+        drawdowns, per strategy and over all (``engine.report.stats`` defines each)."""
+        tl = self.timeline
+        per = {sid: strategy_stats([], [v for _, v in tl.pnl[sid]], tl.every_ns / NS_PER_SECOND,
+                                   raw_curve=[v for _, v in tl.pnl_raw[sid]],
+                                   realized_curve=[v for _, v in tl.realized[sid]]) for sid in tl.strategies}
+        check = mark_check(list(per.values()))
+        return {"largest_jump_usd": round(check.largest_jump_usd, 2),
+                "largest_jump_raw_usd": None if check.largest_jump_raw_usd is None
+                else round(check.largest_jump_raw_usd, 2),
+                "largest_fill_change_usd": round(check.largest_fill_change_usd, 2), "ok": check.ok,
+                "leg_samples": tl.leg_samples, "surface_leg_samples": tl.surface_leg_samples,
+                "strategies": {sid: {"max_drawdown_usd": round(s.max_drawdown_usd, 2),
+                                     "max_drawdown_raw_usd": round(s.max_drawdown_raw_usd or 0.0, 2),
+                                     "largest_jump_usd": round(s.largest_jump_usd, 2),
+                                     "largest_jump_raw_usd": round(s.largest_jump_raw_usd or 0.0, 2),
+                                     "largest_fill_change_usd": round(s.largest_fill_change_usd, 2)}
+                               for sid, s in per.items()}}
 
     def session_data(self, *, title: str) -> Any:
         """The report's input for this run (call after ``run``)."""
         return self.timeline.session(self.portfolio, title=title, source=", ".join(str(f) for f in self.files),
-                                     latency_ns=self.tick_to_order_ns, summary=self.summary())
+                                     latency_ns=self.tick_to_order_ns, summary=self.summary(),
+                                     now_ns=self.clock.now_ns())

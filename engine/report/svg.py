@@ -1,4 +1,4 @@
-"""Small inline-SVG charts (no JavaScript, no external files): lines over time, bars, a histogram."""
+"""Small inline-SVG charts (no JavaScript, no external files): lines over time, bars, a histogram, a smile."""
 
 from __future__ import annotations
 
@@ -27,16 +27,16 @@ def _nice(lo: float, hi: float) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _frame(title: str, y_lo: float, y_hi: float, x_labels: list[tuple[float, str]]) -> list[str]:
-    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           f'viewBox="0 0 {W} {H}" role="img"><title>{_esc(title)}</title>',
-           f'<rect x="0" y="0" width="{W}" height="{H}" fill="#fff"/>',
-           f'<rect x="{PAD_L}" y="{PAD_T}" width="{W - PAD_L - PAD_R}" height="{H - PAD_T - PAD_B}" '
+def _frame(title: str, y_lo: float, y_hi: float, x_labels: list[tuple[float, str]], width: int = W) -> list[str]:
+    out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{H}" '
+           f'viewBox="0 0 {width} {H}" role="img"><title>{_esc(title)}</title>',
+           f'<rect x="0" y="0" width="{width}" height="{H}" fill="#fff"/>',
+           f'<rect x="{PAD_L}" y="{PAD_T}" width="{width - PAD_L - PAD_R}" height="{H - PAD_T - PAD_B}" '
            'fill="#fafafa" stroke="#bbb"/>']
     for k in range(5):
         v = y_lo + (y_hi - y_lo) * k / 4
         y = _y(v, y_lo, y_hi)
-        out.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e4e4"/>')
+        out.append(f'<line x1="{PAD_L}" x2="{width - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e4e4"/>')
         label = _fmt(v) if y_hi - y_lo >= 20 else f"{v:.2f}"  # a narrow range needs the decimals
         out.append(f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{label}</text>')
     for x, label in x_labels:
@@ -164,3 +164,43 @@ def empty_chart(title: str, note: str) -> str:
     return (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{W}" height="60" viewBox="0 0 {W} 60">'
             f'<title>{_esc(title)}</title><rect x="0" y="0" width="{W}" height="60" fill="#fafafa" stroke="#ddd"/>'
             f'<text x="{W / 2}" y="35" font-size="13" text-anchor="middle" fill="#777">{_esc(note)}</text></svg>')
+
+
+def smile_chart(title: str, points: Sequence[tuple[float, float, float, float]],
+                curve: Sequence[tuple[float, float]], marks: Sequence[float] = (), width: int = W) -> str:
+    """A smile against strike: market points (strike, mid IV, bid IV, ask IV) as dots with bid/ask error bars
+    (a NaN side is drawn open-ended to the frame), the fitted (strike, IV) curve, traded strikes as dashed lines."""
+    ivs = [v for p in points for v in p[1:] if math.isfinite(v)] + [v for _, v in curve if math.isfinite(v)]
+    xs = [p[0] for p in points] + [x for x, _ in curve]
+    if not ivs or not xs:
+        return empty_chart(title, "no smile")
+    x0, x1 = min([*xs, *marks]), max([*xs, *marks])
+    lo, hi = _nice(min(ivs), max(ivs))
+
+    def px(x: float) -> float:
+        return PAD_L + (width - PAD_L - PAD_R) * (x - x0) / ((x1 - x0) or 1.0)
+
+    labels = [(px(x0 + (x1 - x0) * k / 4), _fmt(x0 + (x1 - x0) * k / 4)) for k in range(5)]
+    out = _frame(title, lo, hi, labels, width)
+    top, bottom = PAD_T, H - PAD_B
+    for k in marks:
+        out.append(f'<line x1="{px(k):.1f}" x2="{px(k):.1f}" y1="{top}" y2="{bottom}" stroke="{PALETTE[2]}" '
+                   'stroke-dasharray="4,3"/>')
+    for k, mid, bid, ask in points:
+        x = px(k)
+        y_bid = _y(bid, lo, hi) if math.isfinite(bid) else bottom
+        y_ask = _y(ask, lo, hi) if math.isfinite(ask) else top
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y_bid:.1f}" y2="{y_ask:.1f}" stroke="#888"/>')
+        if math.isfinite(mid):
+            out.append(f'<circle cx="{x:.1f}" cy="{_y(mid, lo, hi):.1f}" r="2.5" fill="{PALETTE[0]}"/>')
+    coords = " ".join(f"{px(x):.1f},{_y(v, lo, hi):.1f}" for x, v in curve if math.isfinite(v))
+    if coords:
+        out.append(f'<polyline fill="none" stroke="{PALETTE[1]}" stroke-width="1.8" points="{coords}"/>')
+    legend = (("market mid, bid-ask", PALETTE[0]), ("fitted SVI", PALETTE[1]), ("traded strikes", PALETTE[2]))
+    for i, (name, color) in enumerate(legend):
+        out.append(f'<rect x="{PAD_L + 10 + 130 * i}" y="{PAD_T + 6}" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{PAD_L + 24 + 130 * i}" y="{PAD_T + 15}" font-size="11">{_esc(name)}</text>')
+    out.append(f'<text x="12" y="{PAD_T + 10}" font-size="11">IV %</text>')
+    out.append(f'<text x="{width - PAD_R}" y="{H - 6}" font-size="11" text-anchor="end">strike</text>')
+    out.append("</svg>")
+    return "".join(out)

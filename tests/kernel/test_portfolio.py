@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 from support.synthetic import SyntheticChain, ny_ns, standard_expiries, strike_ladder
 
 from domain.orders import AssetClass, OrderFilled, Side
+from domain.views import FLAG_ONE_SIDED
+from engine.kernel.book import OptionBook
 from engine.kernel.portfolio import Portfolio, underlying_of
+from engine.kernel.vol_surface import option_value
 
 DAY = dt.date(2026, 11, 16)
 T0 = ny_ns(2026, 11, 16, 10, 0)
@@ -191,3 +194,80 @@ def test_a_contract_whose_iv_fails_keeps_its_last_good_greeks(chain: SyntheticCh
         getattr(chain, name)[r] = float("nan")
     p.on_book(chain)
     assert p.greeks("SPY") == before
+
+
+def _one_contract_book(symbol: str, spot: float) -> OptionBook:
+    """A real option book with one contract, quotes written by hand (the test sets bid, ask, flags, surface IV)."""
+    book = OptionBook("SPY")
+    book.add_contracts([symbol])
+    book.set_spot(spot, T0)
+    book.surface_fwd[0], book.surface_spot = book.forward[0], spot  # a surface fitted at this spot
+    return book
+
+
+def _quote(book: OptionBook, bid: float, ask: float, flags: int, surface_iv: float, delta: float = 0.55) -> None:
+    book.bid[0], book.ask[0], book.flags[0], book.surface_iv[0], book.delta[0] = bid, ask, flags, surface_iv, delta
+
+
+def test_raw_and_marked_pnl_differ_exactly_when_a_leg_is_surface_marked(chain: SyntheticChain) -> None:
+    s = sym(chain, 600, "C")
+    book = _one_contract_book(s, 600.0)
+    p = Portfolio()
+    p.on_fill(fill(s, Side.BUY, 1, 10.0, structure="a", strategy="gs"))
+
+    def both() -> tuple[float, float]:
+        summary = p.strategy_summary("gs")
+        return summary.pnl_usd, summary.pnl_quote_mid_usd
+
+    _quote(book, 9.9, 10.3, 0, 0.20)
+    p.on_book(book)
+    assert p.surface_marked() == [] and both() == pytest.approx((10.0, 10.0))  # at mid 10.10 either way
+    _quote(book, 9.9, 0.0, FLAG_ONE_SIDED, 0.20)  # the ask vanished: the raw mid halves
+    p.on_book(book)
+    marked, raw = both()
+    assert p.surface_marked() == [s] and p.surface_marks == 1
+    assert raw == pytest.approx((4.95 - 10.0) * 100)
+    # Same spot, time and surface IV as at the last good quote: the surface mark is that quote's mid.
+    assert marked == pytest.approx(10.0)
+    snap = p.structure("a")
+    assert snap is not None and snap.pnl_mid_usd == pytest.approx(marked) and snap.pnl_quote_mid_usd == raw
+    _quote(book, 9.95, 10.25, 0, 0.20)
+    p.on_book(book)
+    assert p.surface_marked() == [] and both() == pytest.approx((10.0, 10.0))
+
+
+def test_a_surface_mark_follows_spot_from_the_last_good_quote_and_ignores_a_refit_jump(chain: SyntheticChain) -> None:
+    s = sym(chain, 600, "C")
+    book = _one_contract_book(s, 600.0)
+    p = Portfolio()
+    p.on_fill(fill(s, Side.BUY, 1, 10.0, structure="a", strategy="gs"))
+    _quote(book, 9.9, 10.3, 0, 0.20)
+    p.on_book(book)
+    # A refit on a thinned chain doubles the surface IV while the quote is one-sided: the mark stays inside the
+    # last two-sided market (9.90-10.30, spot unchanged), not at the surface's 0.40 vol value.
+    _quote(book, 9.9, 0.0, FLAG_ONE_SIDED, 0.40)
+    p.on_book(book)
+    assert p.strategy_summary("gs").pnl_usd == pytest.approx((10.3 - 10.0) * 100)
+    # Spot up 1 at an unchanged surface: the mark moves by the surface's value change (about delta), from 10.10.
+    book.set_spot(601.0, T0)
+    _quote(book, 9.9, 0.0, FLAG_ONE_SIDED, 0.20)
+    p.on_book(book)
+    t, r, f0 = float(book.t_years[0]), float(book.rate_arr[0]), float(book.surface_fwd[0])
+    move = (option_value("SPY", 601.0, f0 * 601.0 / 600.0, 600.0, t, r, 0.20, True)
+            - option_value("SPY", 600.0, f0, 600.0, t, r, 0.20, True))
+    assert 0.4 < move < 0.7
+    assert p.strategy_summary("gs").pnl_usd == pytest.approx((10.1 + move - 10.0) * 100)
+    # A live bid above that value wins: nobody marks a leg under the price it can be sold at.
+    _quote(book, 11.0, 0.0, FLAG_ONE_SIDED, 0.20)
+    p.on_book(book)
+    assert p.strategy_summary("gs").pnl_usd == pytest.approx(100.0)
+
+
+def test_a_leg_filled_after_its_last_mark_is_carried_at_cost(chain: SyntheticChain) -> None:
+    """Fills land between book updates: until the next one the new legs are worth what was paid, not 0."""
+    p = Portfolio()
+    p.on_fill(fill(sym(chain, 600, "C"), Side.BUY, 1, 14.1, structure="gs1", strategy="gs"))
+    p.on_fill(fill(sym(chain, 600, "P"), Side.BUY, 1, 14.2, structure="gs1", strategy="gs"))
+    p.on_fill(fill("SPY", Side.SELL, 6, 600.0, structure="gs1", asset=AssetClass.EQUITY, strategy="gs"))
+    s = p.strategy_summary("gs")
+    assert s.pnl_usd == pytest.approx(0.0) and s.pnl_quote_mid_usd == pytest.approx(0.0)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.shared_data import shared_data
 
 from engine.replay.importers.lean import import_lean_day
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = REPO.parent / "shared" / "data"
+DATA = shared_data()
 """Recorded market data kept beside the checkout, not in it (too large for the repository)."""
 LEAN_TIDY = DATA / "lean_minute_options" / "tidy"
 CBOE = DATA / "cboe_spx_eod_2019"

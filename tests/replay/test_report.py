@@ -8,12 +8,14 @@ import struct
 import subprocess
 import zlib
 from pathlib import Path
+from typing import Literal
 
+import msgspec
 import pytest
 
-from engine.report.data import SessionData
+from engine.report.data import SessionData, SmileShot
 from engine.report.html import compute_stats, render_report
-from engine.report.stats import max_drawdown, sharpe, strategy_stats
+from engine.report.stats import largest_jump, mark_check, max_drawdown, sharpe, strategy_stats
 
 T0 = 1_700_000_000_000_000_000
 MIN = 60_000_000_000
@@ -66,6 +68,57 @@ def test_page_is_self_contained_and_shows_the_statistics() -> None:
         'xmlns="http://www.w3.org/2000/svg"', "")
     assert page.count("<svg") == 7  # P&L, delta, other Greeks, option fills, stock fills, denials, latency
     assert "2.60" in page and "66.7" in page and "50.00" in page  # profit factor, win rate, drawdown of alpha
+
+
+def test_largest_jump_and_true_fill_change_on_hand_made_curves() -> None:
+    assert largest_jump([]) == largest_jump([5.0]) == 0.0
+    assert largest_jump([0.0, 100.0, 50.0, 150.0, 120.0]) == 100.0
+    assert largest_jump([0.0, -30.0, 40.0]) == 70.0  # a fall counts as much as a rise
+    # an iron condor: entered (its crossing cost shows at the first mark), a bad ask swings the raw mids, closed
+    # at a 315 loss at the fourth sample
+    marked = strategy_stats([-315.0], [0.0, -225.0, -200.0, -315.0, -315.0], 60.0,
+                            raw_curve=[0.0, -225.0, 900.0, -315.0, -315.0],
+                            realized_curve=[0.0, 0.0, 0.0, -315.0, -315.0])
+    assert marked.largest_jump_usd == 225.0 and marked.largest_jump_raw_usd == 1215.0
+    assert marked.largest_fill_change_usd == 315.0
+    assert marked.max_drawdown_usd == 315.0 and marked.max_drawdown_raw_usd == 1215.0
+    quiet = strategy_stats([], [0.0, 10.0, -390.0], 60.0, raw_curve=[0.0, 10.0, -390.0],
+                           realized_curve=[0.0, 0.0, 0.0])
+    assert quiet.largest_fill_change_usd == 0.0 and quiet.max_drawdown_raw_usd == 400.0
+    assert mark_check([marked]).ok  # 225 <= 315
+    check = mark_check([marked, quiet])  # the quiet strategy's 400 jump is more than any fill proves
+    assert (check.largest_jump_usd, check.largest_jump_raw_usd, check.largest_fill_change_usd) == (400.0, 1215.0, 315.0)
+    assert not check.ok
+
+
+def _shot(moment: Literal["entry", "exit"], ts: int) -> SmileShot:
+    """A hand-made smile (the widest ask has no bid IV: its error bar runs open to the frame's bottom)."""
+    k = (-0.06, -0.03, 0.0, 0.03, 0.06)
+    mid = (0.24, 0.21, 0.19, 0.18, 0.185)
+    return SmileShot(strategy="alpha", structure_id="alpha-1", moment=moment, ts_ns=ts, fit_ts_ns=ts - 2_000_000_000,
+                     underlying="SPY", spot=600.0, expiry="2026-12-18", t=0.08, forward=601.0, status="ok",
+                     params=(0.0025, 0.01, -0.5, 0.01, 0.05), k=k, iv_mid=mid,
+                     iv_bid=(*(v - 0.01 for v in mid[:-1]), math.nan), iv_ask=tuple(v + 0.01 for v in mid),
+                     strikes=(590.0, 610.0))
+
+
+def test_page_shows_both_curves_both_drawdowns_the_jump_check_and_the_smiles() -> None:
+    base = small_session()
+    data = msgspec.structs.replace(
+        base, pnl_raw={"alpha": [(t, v + (900.0 if i == 2 else 0.0)) for i, (t, v) in enumerate(base.pnl["alpha"])],
+                       "beta": base.pnl["beta"]},
+        realized={"alpha": [(T0 + i * MIN, 0.0 if i < 3 else 100.0) for i in range(5)],
+                  "beta": [(T0 + i * MIN, 0.0) for i in range(5)]},
+        smiles=[_shot("entry", T0 + MIN), _shot("exit", T0 + 3 * MIN)], leg_samples=10, surface_leg_samples=3)
+    page = render_report(data)
+    assert page.count("<svg") == 7 + 2 + 2  # + raw vs surface per strategy, + the smile at entry and at exit
+    assert page.count("SPY 2026-12-18 at entry") == 1 and page.count("SPY 2026-12-18 at exit") == 1
+    s = compute_stats(data)["alpha"]
+    assert (s.max_drawdown_usd, s.max_drawdown_raw_usd) == (50.0, 830.0)  # 100 -> 50; raw 950 -> 120
+    assert "<td>50.00</td><td>830.00</td>" in page
+    assert "3 of 10 held-leg samples" in page
+    assert "Largest jump of the surface-marked P&amp;L between two samples: <b>100.00</b>" in page
+    assert "true fill P&amp;L change" in page and "<b>100.00</b> USD, so the surface-marked curve stays within" in page
 
 
 def _png_pixels(png: bytes) -> tuple[int, int, bytes, int]:
