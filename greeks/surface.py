@@ -29,6 +29,7 @@ from greeks.svi import (
     check_grid,
     fit_svi,
     fit_weights,
+    total_variance,
 )
 
 
@@ -131,10 +132,33 @@ class SurfaceFitter:
         grid = check_grid(min(float(k.min()) for k in ks), max(float(k.max()) for k in ks), self.check_points)
         self.grid = grid
         out: list[PublishedSmile] = []
+        # pass 1: each expiry on its own (butterfly-free on the grid). Where consecutive free fits cross, it is
+        # outside the shorter one's quotes, so its extrapolation is what should give way: pass 2, shortest first,
+        # holds each expiry above the one published before it (hard) and pulls it below every later free fit
+        # (soft); a free fit already between the two is published as it is
+        free = [fit_svi(e.inputs.k, e.inputs.iv_mid, e.t, e.inputs.weights, None, grid) for e in order]
+        rng = [(float(e.inputs.k.min()), float(e.inputs.k.max())) if e.inputs.k.shape[0] else (0.0, -1.0)
+               for e in order]  # fmt: skip
+        free_w = [total_variance(f.params, grid) if f.status == FIT_OK else None for f in free]
         prev: SviParams | None = None
-        for e in order:
+        for j, e in enumerate(order):
             inp = e.inputs
-            fit = fit_svi(inp.k, inp.iv_mid, e.t, inp.weights, prev, grid)
+            fit = free[j]
+            ceil = []
+            env = np.full(grid.shape[0], np.inf)
+            for i in range(j + 1, len(order)):
+                w = free_w[i]
+                if w is not None:
+                    lo, hi = rng[i]
+                    ceil.append((free[i].params, lo, hi))
+                    inside = (grid >= lo) & (grid <= hi)
+                    env[inside] = np.minimum(env[inside], w[inside])
+            own = free_w[j]
+            needs = own is None or (prev is not None and not check_calendar(prev, fit.params, grid))
+            needs = needs or (own is not None and bool(np.any(own > env + 1e-9)))
+            if needs:
+                start = (fit.params.m, fit.params.sigma) if fit.status == FIT_OK else None
+                fit = fit_svi(inp.k, inp.iv_mid, e.t, inp.weights, prev, grid, start=start, ceiling=ceil)
             status = fit.status
             if status == FIT_OK:
                 self._good[e.expiry] = (fit.params, e.t, now)

@@ -33,6 +33,7 @@ IV), iterated twice; fit the smile on those.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -63,6 +64,9 @@ G_MARGIN = 1e-3
 """The search asks g(k) >= G_MARGIN on its coarse grid."""
 CHECK_POINTS = 2001
 """Points of the fine grid the published checks use."""
+W_FLOOR = 0.25
+"""The fit keeps min_k w(k) >= W_FLOOR times the lowest quoted total variance: a wing falling to w = 0 outside
+the quotes (rho -> -1, a -> 0) would leave no room for the shorter expiries below it."""
 CAL_WEIGHT = 100.0
 """Weight of a calendar pseudo-quote, in mean quote weights."""
 PENALTY_POINTS = 71
@@ -188,16 +192,20 @@ def _solve_acd(s1: float, sy: float, sz: float, syy: float, szz: float, syz: flo
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _shortfall(grid: FloatArray, prev: FloatArray, a: float, c: float, d: float, m: float, s: float) -> float:
-    """Largest amount by which the smile (a, c, d, m, s) lies below ``prev`` on ``grid`` (0 if nowhere)."""
+def _gaps(grid: FloatArray, lower: FloatArray, upper: FloatArray, has_lower: bool, has_upper: bool, a: float,
+          c: float, d: float, m: float, s: float) -> tuple[float, float]:  # fmt: skip
+    """(largest shortfall below ``lower``, largest excess above ``upper``) of the smile (a, c, d, m, s) on ``grid``."""
     b = c / s
     rho = d / c if c > 0.0 else 0.0
     short = 0.0
+    excess = 0.0
     for i in range(grid.shape[0]):
-        gap = prev[i] - svi_total_variance(grid[i], a, b, rho, m, s)
-        if gap > short:
-            short = gap
-    return short
+        w = svi_total_variance(grid[i], a, b, rho, m, s)
+        if has_lower and lower[i] - w > short:
+            short = lower[i] - w
+        if has_upper and w - upper[i] > excess:
+            excess = w - upper[i]
+    return short, excess
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
@@ -208,9 +216,10 @@ def _quad_obj(a: float, c: float, d: float, s1: float, sy: float, sz: float, syy
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, grid: FloatArray,
-           prev: FloatArray, has_prev: bool) -> tuple[float, float, float, float, float]:  # fmt: skip
-    """Best (a, c, d) for fixed (m, s), then the calendar shift and the butterfly penalty: (obj, a, c, d, viol)."""
+def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float, grid: FloatArray,
+           lower: FloatArray, upper: FloatArray, has_lower: bool, has_upper: bool, upper_hard: bool
+           ) -> tuple[float, float, float, float, float]:  # fmt: skip
+    """Best (a, c, d) for fixed (m, s), then the calendar bounds and the butterfly penalty: (obj, a, c, d, viol)."""
     s1 = sy = sz = syy = szz = syz = sv = svy = svz = svv = 0.0
     for i in range(k.shape[0]):
         y = (k[i] - m) / s
@@ -228,48 +237,60 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
         svz += w * vi * z
         svv += w * vi * vi
     a, c, d = _solve_acd(s1, sy, sz, syy, szz, syz, sv, svy, svz, s, amax)
-    if has_prev:  # prev holds the previous expiry's total variance on ``grid``
-        # where the free solution dips below the previous expiry, pin it there by heavy pseudo-quotes at the
-        # previous total variance and solve again, then lift it by what is left: the wings bend up instead of
-        # the whole smile being lifted by its largest shortfall (which wrecked the fit behind a steep short wing)
-        big = CAL_WEIGHT * s1 / k.shape[0]
-        p1 = py = pz = pyy = pzz = pyz = pv = pvy = pvz = 0.0
-        short = _shortfall(grid, prev, a, c, d, m, s)
-        if short > 0.0:
+    w_min = a + math.sqrt(max(c * c - d * d, 0.0))  # the minimum of w over all k
+    if w_min < wfloor:
+        a += wfloor - w_min
+    if has_lower or has_upper:
+        # where the free solution crosses a bound (the shorter expiry's total variance below, the longer one's
+        # above), pin it there by heavy pseudo-quotes at the bound and solve again, then shift it by what is left:
+        # the wings bend instead of the whole smile being shifted by its largest crossing
+        short, excess = _gaps(grid, lower, upper, has_lower, has_upper, a, c, d, m, s)
+        if short > 0.0 or excess > 0.0:
+            big = CAL_WEIGHT * s1 / k.shape[0]
+            b = c / s
+            rho = d / c if c > 0.0 else 0.0
+            p1 = py = pz = pyy = pzz = pyz = pv = pvy = pvz = 0.0
             for i in range(grid.shape[0]):
-                if prev[i] > svi_total_variance(grid[i], a, c / s, d / c if c > 0.0 else 0.0, m, s):
-                    y = (grid[i] - m) / s
-                    z = math.sqrt(y * y + 1.0)
-                    vi = prev[i]
-                    p1 += big
-                    py += big * y
-                    pz += big * z
-                    pyy += big * y * y
-                    pzz += big * z * z
-                    pyz += big * y * z
-                    pv += big * vi
-                    pvy += big * vi * y
-                    pvz += big * vi * z
+                w = svi_total_variance(grid[i], a, b, rho, m, s)
+                if has_lower and lower[i] > w:
+                    vi = lower[i]
+                elif has_upper and upper[i] < w:
+                    vi = upper[i]
+                else:
+                    continue
+                y = (grid[i] - m) / s
+                z = math.sqrt(y * y + 1.0)
+                p1 += big
+                py += big * y
+                pz += big * z
+                pyy += big * y * y
+                pzz += big * z * z
+                pyz += big * y * z
+                pv += big * vi
+                pvy += big * vi * y
+                pvz += big * vi * z
             a, c, d = _solve_acd(s1 + p1, sy + py, sz + pz, syy + pyy, szz + pzz, syz + pyz, sv + pv, svy + pvy,
                                  svz + pvz, s, amax)  # fmt: skip
-            a += _shortfall(grid, prev, a, c, d, m, s)
+            short, excess = _gaps(grid, lower, upper, has_lower, has_upper and upper_hard, a, c, d, m, s)
+            a += short - excess
     b = c / s
     rho = d / c if c > 0.0 else 0.0
     obj = _quad_obj(a, c, d, s1, sy, sz, syy, szz, syz, sv, svy, svz, svv)
     viol = G_MARGIN - _min_g(grid, a, b, rho, m, s)  # a margin, so g stays >= 0 between the search's points
-    w_min = a + math.sqrt(max(c * c - d * d, 0.0))  # the minimum of w over all k
-    if w_min <= 0.0:
-        viol = max(viol, 0.0) + 1.0 - w_min
+    w_min = a + math.sqrt(max(c * c - d * d, 0.0))
+    if w_min < wfloor:
+        viol = max(viol, 0.0) + 1.0 + (wfloor - w_min) / wfloor
     return max(obj, 0.0), a, c, d, max(viol, 0.0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _outer_obj(x0: float, x1: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, grid: FloatArray,
-               prev: FloatArray, has_prev: bool, n_scale: float) -> float:  # fmt: skip
+def _outer_obj(x0: float, x1: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float,
+               grid: FloatArray, lower: FloatArray, upper: FloatArray, has_lower: bool, has_upper: bool,
+               upper_hard: bool, n_scale: float) -> float:  # fmt: skip
     s = math.exp(x1)
     if s < 1e-5 or s > 5.0:
         return math.inf
-    obj, _, _, _, viol = _inner(x0, s, k, v, wt, amax, grid, prev, has_prev)
+    obj, _, _, _, viol = _inner(x0, s, k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard)
     if viol > 0.0:
         obj += n_scale * (1.0 + 1e4 * viol)
     return obj
@@ -277,7 +298,8 @@ def _outer_obj(x0: float, x1: float, k: FloatArray, v: FloatArray, wt: FloatArra
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArray, v: FloatArray, wt: FloatArray,
-                 amax: float, grid: FloatArray, prev: FloatArray, has_prev: bool, n_scale: float,
+                 amax: float, wfloor: float, grid: FloatArray, lower: FloatArray, upper: FloatArray, has_lower: bool,
+                 has_upper: bool, upper_hard: bool, n_scale: float,
                  max_eval: int, ftol: float) -> tuple[float, float, float, int]:  # fmt: skip
     """2-D Nelder-Mead over (m, log s): (m, log s, objective, evaluations)."""
     px = np.empty(3)
@@ -287,7 +309,7 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
     px[1], py[1] = m0 + step_m, l0
     px[2], py[2] = m0, l0 + step_l
     for j in range(3):
-        pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, grid, prev, has_prev, n_scale)
+        pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
     n_eval = 3
     while n_eval < max_eval:
         # order: 0 best, 2 worst
@@ -303,12 +325,12 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
         cy = 0.5 * (py[0] + py[1])
         rx = cx + (cx - px[2])
         ry = cy + (cy - py[2])
-        fr = _outer_obj(rx, ry, k, v, wt, amax, grid, prev, has_prev, n_scale)
+        fr = _outer_obj(rx, ry, k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
         n_eval += 1
         if fr < pf[0]:
             ex = cx + 2.0 * (cx - px[2])
             ey = cy + 2.0 * (cy - py[2])
-            fe = _outer_obj(ex, ey, k, v, wt, amax, grid, prev, has_prev, n_scale)
+            fe = _outer_obj(ex, ey, k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
             n_eval += 1
             if fe < fr:
                 px[2], py[2], pf[2] = ex, ey, fe
@@ -323,7 +345,7 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
             else:
                 hx = cx + 0.5 * (px[2] - cx)
                 hy = cy + 0.5 * (py[2] - cy)
-            fh = _outer_obj(hx, hy, k, v, wt, amax, grid, prev, has_prev, n_scale)
+            fh = _outer_obj(hx, hy, k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
             n_eval += 1
             if fh < min(fr, pf[2]):
                 px[2], py[2], pf[2] = hx, hy, fh
@@ -331,7 +353,7 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
                 for j in (1, 2):
                     px[j] = px[0] + 0.5 * (px[j] - px[0])
                     py[j] = py[0] + 0.5 * (py[j] - py[0])
-                    pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, grid, prev, has_prev, n_scale)
+                    pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
                 n_eval += 2
     j = 0
     for i in range(1, 3):
@@ -342,17 +364,22 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, prev: FloatArray, has_prev: bool,
-                check_grid: FloatArray, out: FloatArray) -> tuple[int, float, int]:  # fmt: skip
-    """Fit one expiry; ``out`` gets (a, b, rho, m, sigma); returns (status, objective, evaluations)."""
-    prev_w = np.empty(grid.shape[0])
+                nxt: FloatArray, has_next: bool, upper: FloatArray, has_upper: bool, check_grid: FloatArray,
+                start: FloatArray, out: FloatArray) -> tuple[int, float, int]:  # fmt: skip
+    """Fit one expiry; ``out`` gets (a, b, rho, m, sigma); returns (status, objective, evaluations).
+
+    Hard bounds: ``prev`` below, ``nxt`` above (checked on ``check_grid``); ``upper`` on ``grid`` a soft ceiling
+    (pseudo-quotes only, not checked; with ``has_next`` it must include ``nxt``)."""
+    lower = np.zeros(grid.shape[0])
     if has_prev:
         for i in range(grid.shape[0]):
-            prev_w[i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
+            lower[i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
     n = k.shape[0]
     kmin = k.min()
     kmax = k.max()
     span = max(kmax - kmin, 1e-3)
     amax = v.max()
+    wfloor = W_FLOOR * v.min()
     n_scale = float(n) * 100.0
     # starts: m at the lowest quoted variance and at the middle of the range; s a fraction of the range
     imin = 0
@@ -363,48 +390,71 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
     bm = k[imin]
     bl = math.log(0.1 * span)
     total = 0
-    for m0 in (k[imin], 0.5 * (kmin + kmax)):
-        for frac in (0.1,):
-            m1, l1, f1, ne = _nelder_mead(m0, math.log(frac * span), 0.1 * span, 0.7, k, v, wt, amax, grid, prev_w,
-                                          has_prev, n_scale, 80, 1e-7)  # fmt: skip
-            total += ne
-            if f1 < best_f:
-                best_f, bm, bl = f1, m1, l1
-    # polish from the best
-    m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, grid, prev_w, has_prev, n_scale, 40,
-                                  1e-9)  # fmt: skip
-    total += ne
-    if f1 < best_f:
-        best_f, bm, bl = f1, m1, l1
-    s = math.exp(bl)
-    obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, grid, prev_w, has_prev)
-    if has_prev:  # the search held w >= w_prev on its coarse grid; close the gaps between its points
+    starts = [(k[imin], math.log(0.1 * span)), (0.5 * (kmin + kmax), math.log(0.1 * span))]
+    if start[1] > 0.0:  # a warm start (m, s) first, e.g. this expiry's fit without the calendar bounds
+        starts.insert(0, (start[0], math.log(start[1])))
+    for m0, l0 in starts:
+        m1, l1, f1, ne = _nelder_mead(m0, l0, 0.1 * span, 0.7, k, v, wt, amax, wfloor, grid, lower, upper, has_prev,
+                                      has_upper, has_next, n_scale, 80, 1e-7)  # fmt: skip
+        total += ne
+        if f1 < best_f:
+            best_f, bm, bl = f1, m1, l1
+    # polish from the best; if the fine grid finds butterfly arbitrage between the search's points, add the
+    # worst fine-grid point to the search grid and polish again
+    status = FIT_BUTTERFLY
+    obj = math.inf
+    for attempt in range(4):
+        m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, wfloor, grid, lower, upper,
+                                      has_prev, has_upper, has_next, n_scale, 40, 1e-9)  # fmt: skip
+        total += ne
+        if f1 < best_f or attempt > 0:
+            best_f, bm, bl = f1, m1, l1
+        s = math.exp(bl)
+        obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, lower, upper, has_prev, has_upper, has_next)
+        out[0] = a
+        out[1] = c / s
+        out[2] = d / c if c > 0.0 else 0.0
+        out[3] = bm
+        out[4] = s
+        # the search held the bounds on its coarse grid; close the gaps between its points on the fine grid
         short = 0.0
+        excess = 0.0
         for i in range(check_grid.shape[0]):
-            gap = svi_total_variance(check_grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - svi_total_variance(
-                check_grid[i], a, c / s, d / c if c > 0.0 else 0.0, bm, s
-            )
-            if gap > short:
-                short = gap
-        a += short
-    out[0] = a
-    out[1] = c / s
-    out[2] = d / c if c > 0.0 else 0.0
-    out[3] = bm
-    out[4] = s
-    status = _check_kernel(out, prev, has_prev, check_grid)
+            w = svi_total_variance(check_grid[i], out[0], out[1], out[2], out[3], out[4])
+            if has_prev:
+                short = max(short, svi_total_variance(check_grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - w)
+            if has_next:
+                excess = max(excess, w - svi_total_variance(check_grid[i], nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]))
+        out[0] += short - excess
+        status = _check_kernel(out, prev, has_prev, nxt, has_next, check_grid)
+        if status != FIT_BUTTERFLY:
+            break
+        worst = 0
+        g_worst = math.inf
+        for i in range(check_grid.shape[0]):
+            g, _ = svi_g(check_grid[i], out[0], out[1], out[2], out[3], out[4])
+            if g < g_worst:
+                g_worst = g
+                worst = i
+        kw = check_grid[worst]
+        grid = np.append(grid, kw)
+        lower = np.append(lower, svi_total_variance(kw, prev[0], prev[1], prev[2], prev[3], prev[4]) if has_prev else 0.0)
+        upper = np.append(upper, svi_total_variance(kw, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]) if has_next else math.inf)
+        best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, lower, upper, has_prev, has_upper, has_next, n_scale)
     return status, obj, total
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _check_kernel(p: FloatArray, prev: FloatArray, has_prev: bool, grid: FloatArray) -> int:
+def _check_kernel(p: FloatArray, prev: FloatArray, has_prev: bool, nxt: FloatArray, has_next: bool,
+                  grid: FloatArray) -> int:  # fmt: skip
     if _min_g(grid, p[0], p[1], p[2], p[3], p[4]) < -G_TOL:
         return FIT_BUTTERFLY
-    if has_prev:
-        for i in range(grid.shape[0]):
-            w_prev = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
-            if svi_total_variance(grid[i], p[0], p[1], p[2], p[3], p[4]) < w_prev - G_TOL:
-                return FIT_CALENDAR
+    for i in range(grid.shape[0]):
+        w = svi_total_variance(grid[i], p[0], p[1], p[2], p[3], p[4])
+        if has_prev and w < svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - G_TOL:
+            return FIT_CALENDAR
+        if has_next and w > svi_total_variance(grid[i], nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]) + G_TOL:
+            return FIT_CALENDAR
     return FIT_OK
 
 
@@ -453,6 +503,9 @@ def fit_svi(
     weights: npt.ArrayLike | None = None,
     previous: SviParams | None = None,
     grid: FloatArray | None = None,
+    later: SviParams | None = None,
+    start: tuple[float, float] | None = None,
+    ceiling: Sequence[tuple[SviParams, float, float]] = (),
 ) -> SviFit:
     """Fit raw SVI to one expiry's implied vols (``k`` = ln(K/F)), optionally above a previous (shorter) expiry.
 
@@ -476,8 +529,17 @@ def fit_svi(
     own = check_grid(float(k_.min()), float(k_.max()), PENALTY_POINTS)
     coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], 61)]))
     prev = np.zeros(5) if previous is None else np.array(previous, dtype=np.float64)
+    nxt = np.zeros(5) if later is None else np.array(later, dtype=np.float64)
+    upper = np.full(coarse.shape[0], np.inf)
+    if later is not None:
+        upper = total_variance(later, coarse)
+    for p, lo, hi in ceiling:
+        inside = (coarse >= lo) & (coarse <= hi)
+        upper[inside] = np.minimum(upper[inside], total_variance(p, coarse[inside]))
+    st = np.array([0.0, 0.0] if start is None else start, dtype=np.float64)
     out = np.empty(5)
-    status, obj, n_eval = _fit_kernel(k_, v, wt, coarse, prev, previous is not None, fine, out)
+    status, obj, n_eval = _fit_kernel(k_, v, wt, coarse, prev, previous is not None, nxt, later is not None, upper,
+                                      later is not None or len(ceiling) > 0, fine, st, out)  # fmt: skip
     return SviFit(SviParams(*(float(x) for x in out)), int(status), float(obj), int(n_eval))
 
 
