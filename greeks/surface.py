@@ -33,6 +33,10 @@ from greeks.svi import (
 )
 
 
+CEIL_WIDEN = 0.0
+CEIL_OUT = 0.0
+
+
 class SmileInputs(NamedTuple):
     """One expiry's fit inputs: log-moneyness, IV mid/bid/ask (NaN bid IV when the bid is below intrinsic)."""
 
@@ -150,6 +154,7 @@ class SurfaceFitter:
                 w = free_w[i]
                 if w is not None:
                     lo, hi = rng[i]
+                    lo, hi = lo - CEIL_WIDEN * (hi - lo), hi + CEIL_WIDEN * (hi - lo)
                     ceil.append((free[i].params, lo, hi))
                     inside = (grid >= lo) & (grid <= hi)
                     env[inside] = np.minimum(env[inside], w[inside])
@@ -158,7 +163,8 @@ class SurfaceFitter:
             needs = needs or (own is not None and bool(np.any(own > env + 1e-9)))
             if needs:
                 start = (fit.params.m, fit.params.sigma) if fit.status == FIT_OK else None
-                fit = fit_svi(inp.k, inp.iv_mid, e.t, inp.weights, prev, grid, start=start, ceiling=ceil)
+                fit = fit_svi(inp.k, inp.iv_mid, e.t, inp.weights, prev, grid, start=start, ceiling=ceil,
+                              ceiling_outside=CEIL_OUT)
             status = fit.status
             if status == FIT_OK:
                 self._good[e.expiry] = (fit.params, e.t, now)

@@ -96,14 +96,14 @@ class SviFit(NamedTuple):
 # --- scalar kernels ------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def svi_total_variance(k: float, a: float, b: float, rho: float, m: float, s: float) -> float:
     """Raw-SVI total variance at log-moneyness ``k``."""
     x = k - m
     return a + b * (rho * x + math.sqrt(x * x + s * s))
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def svi_g(k: float, a: float, b: float, rho: float, m: float, s: float) -> tuple[float, float]:
     """(g(k), w(k)): Gatheral's butterfly density factor, >= 0 where the smile is free of butterfly arbitrage."""
     x = k - m
@@ -117,7 +117,7 @@ def svi_g(k: float, a: float, b: float, rho: float, m: float, s: float) -> tuple
     return u * u - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2, w
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _min_g(grid: FloatArray, a: float, b: float, rho: float, m: float, s: float) -> float:
     worst = math.inf
     for i in range(grid.shape[0]):
@@ -127,7 +127,7 @@ def _min_g(grid: FloatArray, a: float, b: float, rho: float, m: float, s: float)
     return worst
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _quad1(p0c: float, p0d: float, ec: float, ed: float, acc: float, acd: float, add: float, bc: float,
            bd: float) -> tuple[float, float, float]:  # fmt: skip
     """Minimise q(c, d) = [c d] A [c d]' - 2 b'[c d] on the segment p0 + t e, t in [0, 1]: (c, d, q)."""
@@ -145,7 +145,7 @@ def _quad1(p0c: float, p0d: float, ec: float, ed: float, acc: float, acd: float,
     return c, d, q
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _qp_diamond(acc: float, acd: float, add: float, bc: float, bd: float, s: float) -> tuple[float, float, float]:
     """Minimise [c d] A [c d]' - 2 b'[c d] over |d| <= c <= 2 s - |d|: (c, d, q) (q without the constant)."""
     det = acc * add - acd * acd
@@ -169,7 +169,7 @@ def _qp_diamond(acc: float, acd: float, add: float, bc: float, bd: float, s: flo
     return best_c, best_d, best_q
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _solve_acd(s1: float, sy: float, sz: float, syy: float, szz: float, syz: float, sv: float, svy: float,
                svz: float, s: float, amax: float) -> tuple[float, float, float]:  # fmt: skip
     """Weighted least-squares (a, c, d) from the moments, |a| <= amax, (c, d) in the Lee diamond."""
@@ -191,8 +191,8 @@ def _solve_acd(s1: float, sy: float, sz: float, syy: float, szz: float, syz: flo
     return ba, bc_, bd_
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _gaps(grid: FloatArray, lower: FloatArray, upper: FloatArray, has_lower: bool, has_upper: bool, a: float,
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gaps(grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool, a: float,
           c: float, d: float, m: float, s: float) -> tuple[float, float]:  # fmt: skip
     """(largest shortfall below ``lower``, largest excess above ``upper``) of the smile (a, c, d, m, s) on ``grid``."""
     b = c / s
@@ -201,25 +201,28 @@ def _gaps(grid: FloatArray, lower: FloatArray, upper: FloatArray, has_lower: boo
     excess = 0.0
     for i in range(grid.shape[0]):
         w = svi_total_variance(grid[i], a, b, rho, m, s)
-        if has_lower and lower[i] - w > short:
-            short = lower[i] - w
-        if has_upper and w - upper[i] > excess:
-            excess = w - upper[i]
+        if has_lower and bnd[0, i] - w > short:
+            short = bnd[0, i] - w
+        if has_upper and w - bnd[1, i] > excess:
+            excess = w - bnd[1, i]
     return short, excess
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _quad_obj(a: float, c: float, d: float, s1: float, sy: float, sz: float, syy: float, szz: float, syz: float,
               sv: float, svy: float, svz: float, svv: float) -> float:  # fmt: skip
     return (a * a * s1 + d * d * syy + c * c * szz + 2.0 * a * d * sy + 2.0 * a * c * sz + 2.0 * d * c * syz
             - 2.0 * (a * sv + d * svy + c * svz) + svv)  # fmt: skip
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float, grid: FloatArray,
-           lower: FloatArray, upper: FloatArray, has_lower: bool, has_upper: bool, upper_hard: bool
+           bnd: FloatArray, has_lower: bool, has_upper: bool, upper_hard: bool, bound: float = math.inf
            ) -> tuple[float, float, float, float, float]:  # fmt: skip
-    """Best (a, c, d) for fixed (m, s), then the calendar bounds and the butterfly penalty: (obj, a, c, d, viol)."""
+    """Best (a, c, d) for fixed (m, s), then the calendar bounds and the butterfly penalty: (obj, a, c, d, viol).
+
+    If the unconstrained objective is already >= ``bound`` it is returned at once (viol 0): the bounds and the
+    penalty only add to it, and the caller needs no more than that it is not below ``bound``."""
     s1 = sy = sz = syy = szz = syz = sv = svy = svz = svv = 0.0
     for i in range(k.shape[0]):
         y = (k[i] - m) / s
@@ -237,6 +240,10 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
         svz += w * vi * z
         svv += w * vi * vi
     a, c, d = _solve_acd(s1, sy, sz, syy, szz, syz, sv, svy, svz, s, amax)
+    if bound < math.inf:
+        obj = _quad_obj(a, c, d, s1, sy, sz, syy, szz, syz, sv, svy, svz, svv)
+        if obj >= bound:
+            return obj, a, c, d, 0.0
     w_min = a + math.sqrt(max(c * c - d * d, 0.0))  # the minimum of w over all k
     if w_min < wfloor:
         a += wfloor - w_min
@@ -244,7 +251,7 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
         # where the free solution crosses a bound (the shorter expiry's total variance below, the longer one's
         # above), pin it there by heavy pseudo-quotes at the bound and solve again, then shift it by what is left:
         # the wings bend instead of the whole smile being shifted by its largest crossing
-        short, excess = _gaps(grid, lower, upper, has_lower, has_upper, a, c, d, m, s)
+        short, excess = _gaps(grid, bnd, has_lower, has_upper, a, c, d, m, s)
         if short > 0.0 or excess > 0.0:
             big = CAL_WEIGHT * s1 / k.shape[0]
             b = c / s
@@ -252,26 +259,28 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
             p1 = py = pz = pyy = pzz = pyz = pv = pvy = pvz = 0.0
             for i in range(grid.shape[0]):
                 w = svi_total_variance(grid[i], a, b, rho, m, s)
-                if has_lower and lower[i] > w:
-                    vi = lower[i]
-                elif has_upper and upper[i] < w:
-                    vi = upper[i]
+                if has_lower and bnd[0, i] > w:
+                    vi = bnd[0, i]
+                    q = big
+                elif has_upper and bnd[1, i] < w:
+                    vi = bnd[1, i]
+                    q = big * bnd[2, i]
                 else:
                     continue
                 y = (grid[i] - m) / s
                 z = math.sqrt(y * y + 1.0)
-                p1 += big
-                py += big * y
-                pz += big * z
-                pyy += big * y * y
-                pzz += big * z * z
-                pyz += big * y * z
-                pv += big * vi
-                pvy += big * vi * y
-                pvz += big * vi * z
+                p1 += q
+                py += q * y
+                pz += q * z
+                pyy += q * y * y
+                pzz += q * z * z
+                pyz += q * y * z
+                pv += q * vi
+                pvy += q * vi * y
+                pvz += q * vi * z
             a, c, d = _solve_acd(s1 + p1, sy + py, sz + pz, syy + pyy, szz + pzz, syz + pyz, sv + pv, svy + pvy,
                                  svz + pvz, s, amax)  # fmt: skip
-            short, excess = _gaps(grid, lower, upper, has_lower, has_upper and upper_hard, a, c, d, m, s)
+            short, excess = _gaps(grid, bnd, has_lower, has_upper and upper_hard, a, c, d, m, s)
             a += short - excess
     b = c / s
     rho = d / c if c > 0.0 else 0.0
@@ -283,22 +292,23 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
     return max(obj, 0.0), a, c, d, max(viol, 0.0)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _outer_obj(x0: float, x1: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float,
-               grid: FloatArray, lower: FloatArray, upper: FloatArray, has_lower: bool, has_upper: bool,
-               upper_hard: bool, n_scale: float) -> float:  # fmt: skip
+               grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool,
+               upper_hard: bool, n_scale: float, bound: float = math.inf) -> float:  # fmt: skip
+    """The search's objective at (m, log s): data + penalty; any value >= ``bound`` may stand for one above it."""
     s = math.exp(x1)
     if s < 1e-5 or s > 5.0:
         return math.inf
-    obj, _, _, _, viol = _inner(x0, s, k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard)
+    obj, _, _, _, viol = _inner(x0, s, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, bound)
     if viol > 0.0:
         obj += n_scale * (1.0 + 1e4 * viol)
     return obj
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArray, v: FloatArray, wt: FloatArray,
-                 amax: float, wfloor: float, grid: FloatArray, lower: FloatArray, upper: FloatArray, has_lower: bool,
+                 amax: float, wfloor: float, grid: FloatArray, bnd: FloatArray, has_lower: bool,
                  has_upper: bool, upper_hard: bool, n_scale: float,
                  max_eval: int, ftol: float) -> tuple[float, float, float, int]:  # fmt: skip
     """2-D Nelder-Mead over (m, log s): (m, log s, objective, evaluations)."""
@@ -309,7 +319,7 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
     px[1], py[1] = m0 + step_m, l0
     px[2], py[2] = m0, l0 + step_l
     for j in range(3):
-        pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
+        pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale)
     n_eval = 3
     while n_eval < max_eval:
         # order: 0 best, 2 worst
@@ -325,12 +335,14 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
         cy = 0.5 * (py[0] + py[1])
         rx = cx + (cx - px[2])
         ry = cy + (cy - py[2])
-        fr = _outer_obj(rx, ry, k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
+        fr = _outer_obj(rx, ry, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale,
+                        pf[2])  # fmt: skip
         n_eval += 1
         if fr < pf[0]:
             ex = cx + 2.0 * (cx - px[2])
             ey = cy + 2.0 * (cy - py[2])
-            fe = _outer_obj(ex, ey, k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
+            fe = _outer_obj(ex, ey, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale,
+                            fr)  # fmt: skip
             n_eval += 1
             if fe < fr:
                 px[2], py[2], pf[2] = ex, ey, fe
@@ -345,7 +357,8 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
             else:
                 hx = cx + 0.5 * (px[2] - cx)
                 hy = cy + 0.5 * (py[2] - cy)
-            fh = _outer_obj(hx, hy, k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
+            fh = _outer_obj(hx, hy, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale,
+                            min(fr, pf[2]))  # fmt: skip
             n_eval += 1
             if fh < min(fr, pf[2]):
                 px[2], py[2], pf[2] = hx, hy, fh
@@ -353,7 +366,7 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
                 for j in (1, 2):
                     px[j] = px[0] + 0.5 * (px[j] - px[0])
                     py[j] = py[0] + 0.5 * (py[j] - py[0])
-                    pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, lower, upper, has_lower, has_upper, upper_hard, n_scale)
+                    pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale)
                 n_eval += 2
     j = 0
     for i in range(1, 3):
@@ -362,18 +375,19 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
     return px[j], py[j], pf[j], n_eval
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, prev: FloatArray, has_prev: bool,
-                nxt: FloatArray, has_next: bool, upper: FloatArray, has_upper: bool, check_grid: FloatArray,
+                nxt: FloatArray, has_next: bool, ceil: FloatArray, has_upper: bool, check_grid: FloatArray,
                 start: FloatArray, out: FloatArray) -> tuple[int, float, int]:  # fmt: skip
     """Fit one expiry; ``out`` gets (a, b, rho, m, sigma); returns (status, objective, evaluations).
 
-    Hard bounds: ``prev`` below, ``nxt`` above (checked on ``check_grid``); ``upper`` on ``grid`` a soft ceiling
-    (pseudo-quotes only, not checked; with ``has_next`` it must include ``nxt``)."""
-    lower = np.zeros(grid.shape[0])
+    Hard bounds: ``prev`` below, ``nxt`` above (checked on ``check_grid``); ``ceil`` (ceiling, pseudo-quote weight
+    factor) on ``grid``: a soft ceiling (pseudo-quotes only, not checked; with ``has_next`` it must include ``nxt``)."""
+    bnd = np.zeros((3, grid.shape[0]))
+    bnd[1:] = ceil
     if has_prev:
         for i in range(grid.shape[0]):
-            lower[i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
+            bnd[0, i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
     n = k.shape[0]
     kmin = k.min()
     kmax = k.max()
@@ -394,7 +408,7 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
     if start[1] > 0.0:  # a warm start (m, s) first, e.g. this expiry's fit without the calendar bounds
         starts.insert(0, (start[0], math.log(start[1])))
     for m0, l0 in starts:
-        m1, l1, f1, ne = _nelder_mead(m0, l0, 0.1 * span, 0.7, k, v, wt, amax, wfloor, grid, lower, upper, has_prev,
+        m1, l1, f1, ne = _nelder_mead(m0, l0, 0.1 * span, 0.7, k, v, wt, amax, wfloor, grid, bnd, has_prev,
                                       has_upper, has_next, n_scale, 80, 1e-7)  # fmt: skip
         total += ne
         if f1 < best_f:
@@ -404,13 +418,13 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
     status = FIT_BUTTERFLY
     obj = math.inf
     for attempt in range(4):
-        m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, wfloor, grid, lower, upper,
+        m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, wfloor, grid, bnd,
                                       has_prev, has_upper, has_next, n_scale, 40, 1e-9)  # fmt: skip
         total += ne
         if f1 < best_f or attempt > 0:
             best_f, bm, bl = f1, m1, l1
         s = math.exp(bl)
-        obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, lower, upper, has_prev, has_upper, has_next)
+        obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next)
         out[0] = a
         out[1] = c / s
         out[2] = d / c if c > 0.0 else 0.0
@@ -438,13 +452,16 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
                 worst = i
         kw = check_grid[worst]
         grid = np.append(grid, kw)
-        lower = np.append(lower, svi_total_variance(kw, prev[0], prev[1], prev[2], prev[3], prev[4]) if has_prev else 0.0)
-        upper = np.append(upper, svi_total_variance(kw, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]) if has_next else math.inf)
-        best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, lower, upper, has_prev, has_upper, has_next, n_scale)
+        col = np.empty((3, 1))
+        col[0, 0] = svi_total_variance(kw, prev[0], prev[1], prev[2], prev[3], prev[4]) if has_prev else 0.0
+        col[1, 0] = svi_total_variance(kw, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]) if has_next else math.inf
+        col[2, 0] = 1.0
+        bnd = np.concatenate((bnd, col), axis=1)
+        best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
     return status, obj, total
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _check_kernel(p: FloatArray, prev: FloatArray, has_prev: bool, nxt: FloatArray, has_next: bool,
                   grid: FloatArray) -> int:  # fmt: skip
     if _min_g(grid, p[0], p[1], p[2], p[3], p[4]) < -G_TOL:
@@ -506,6 +523,7 @@ def fit_svi(
     later: SviParams | None = None,
     start: tuple[float, float] | None = None,
     ceiling: Sequence[tuple[SviParams, float, float]] = (),
+    ceiling_outside: float = 0.0,
 ) -> SviFit:
     """Fit raw SVI to one expiry's implied vols (``k`` = ln(K/F)), optionally above a previous (shorter) expiry.
 
@@ -530,12 +548,18 @@ def fit_svi(
     coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], 61)]))
     prev = np.zeros(5) if previous is None else np.array(previous, dtype=np.float64)
     nxt = np.zeros(5) if later is None else np.array(later, dtype=np.float64)
-    upper = np.full(coarse.shape[0], np.inf)
+    upper = np.full((2, coarse.shape[0]), np.inf)
+    upper[1] = 1.0
     if later is not None:
-        upper = total_variance(later, coarse)
+        upper[0] = total_variance(later, coarse)
     for p, lo, hi in ceiling:
         inside = (coarse >= lo) & (coarse <= hi)
-        upper[inside] = np.minimum(upper[inside], total_variance(p, coarse[inside]))
+        upper[0, inside] = np.minimum(upper[0, inside], total_variance(p, coarse[inside]))
+    if ceiling_outside > 0.0 and len(ceiling) > 0:
+        out_env = np.min([total_variance(p, coarse) for p, _, _ in ceiling], axis=0)
+        free = ~np.isfinite(upper[0])
+        upper[0, free] = out_env[free]
+        upper[1, free] = ceiling_outside
     st = np.array([0.0, 0.0] if start is None else start, dtype=np.float64)
     out = np.empty(5)
     status, obj, n_eval = _fit_kernel(k_, v, wt, coarse, prev, previous is not None, nxt, later is not None, upper,
