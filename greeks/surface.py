@@ -19,6 +19,8 @@ import numpy.typing as npt
 
 from greeks.black import implied_vol
 from greeks.svi import (
+    BAND_FLOOR,
+    BAND_FLOOR_REL,
     CHECK_POINTS,
     FIT_CALENDAR,
     FIT_OK,
@@ -31,10 +33,6 @@ from greeks.svi import (
     fit_weights,
     total_variance,
 )
-
-
-CEIL_WIDEN = 0.0
-CEIL_OUT = 0.0
 
 
 class SmileInputs(NamedTuple):
@@ -99,7 +97,11 @@ def smile_inputs(
     sd = mid * math.sqrt(t)
     d1 = -lk / sd + 0.5 * sd
     call_delta = np.asarray([0.5 * math.erfc(-x / math.sqrt(2.0)) for x in d1], dtype=np.float64)
-    return SmileInputs(lk, mid, ivb, iva, fit_weights(mid, ivb, iva, t), call_delta)
+    # the weights' band floor from the strikes a surface fits by default (call delta in [0.05, 0.95])
+    core = (call_delta >= 0.05) & (call_delta <= 0.95) & np.isfinite(iva - ivb)
+    half = 0.5 * (iva - ivb)[core] if core.any() else 0.5 * (iva - ivb)
+    floor = max(BAND_FLOOR, BAND_FLOOR_REL * float(np.median(half))) if half.size else BAND_FLOOR
+    return SmileInputs(lk, mid, ivb, iva, fit_weights(mid, ivb, iva, t, floor), call_delta)
 
 
 class SurfaceFitter:
@@ -144,27 +146,30 @@ class SurfaceFitter:
         rng = [(float(e.inputs.k.min()), float(e.inputs.k.max())) if e.inputs.k.shape[0] else (0.0, -1.0)
                for e in order]  # fmt: skip
         free_w = [total_variance(f.params, grid) if f.status == FIT_OK else None for f in free]
+        # ceilings: the lowest later free fit, each over its own quoted range (suffix minima, longest first)
+        ceilings: list[FloatArray] = [np.empty(0)] * len(order)
+        env = np.full(grid.shape[0], np.inf)
+        for j in range(len(order) - 1, -1, -1):
+            ceilings[j] = env
+            w = free_w[j]
+            if w is not None:
+                lo, hi = rng[j]
+                env = env.copy()
+                inside = (grid >= lo) & (grid <= hi)
+                env[inside] = np.minimum(env[inside], w[inside])
         prev: SviParams | None = None
         for j, e in enumerate(order):
             inp = e.inputs
             fit = free[j]
-            ceil = []
-            env = np.full(grid.shape[0], np.inf)
-            for i in range(j + 1, len(order)):
-                w = free_w[i]
-                if w is not None:
-                    lo, hi = rng[i]
-                    lo, hi = lo - CEIL_WIDEN * (hi - lo), hi + CEIL_WIDEN * (hi - lo)
-                    ceil.append((free[i].params, lo, hi))
-                    inside = (grid >= lo) & (grid <= hi)
-                    env[inside] = np.minimum(env[inside], w[inside])
             own = free_w[j]
+            ceil = ceilings[j]
             needs = own is None or (prev is not None and not check_calendar(prev, fit.params, grid))
-            needs = needs or (own is not None and bool(np.any(own > env + 1e-9)))
+            needs = needs or (own is not None and bool(np.any(own > ceil + 1e-9)))
             if needs:
                 start = (fit.params.m, fit.params.sigma) if fit.status == FIT_OK else None
-                fit = fit_svi(inp.k, inp.iv_mid, e.t, inp.weights, prev, grid, start=start, ceiling=ceil,
-                              ceiling_outside=CEIL_OUT)
+                has_ceil = bool(np.isfinite(ceil).any())
+                fit = fit_svi(inp.k, inp.iv_mid, e.t, inp.weights, prev, grid, start=start,
+                              ceiling=ceil if has_ceil else None)  # fmt: skip
             status = fit.status
             if status == FIT_OK:
                 self._good[e.expiry] = (fit.params, e.t, now)

