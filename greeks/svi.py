@@ -68,10 +68,12 @@ CHECK_POINTS = 2001
 W_FLOOR = 0.25
 """The fit keeps min_k w(k) >= W_FLOOR times the lowest quoted total variance: a wing falling to w = 0 outside
 the quotes (rho -> -1, a -> 0) would leave no room for the shorter expiries below it."""
+IRLS_STEPS = 1
+"""Reweighting steps after the search (see ``_fit_kernel``), each followed by the polish."""
 CAL_WEIGHT = 100.0
 """Weight of a calendar pseudo-quote, in mean quote weights."""
-PENALTY_POINTS = 71
-GLOBAL_POINTS = 61
+PENALTY_POINTS = 51
+GLOBAL_POINTS = 41
 """Points over the expiry's own (widened) quoted range on which the search penalises arbitrage (plus 61 over the
 whole check grid)."""
 
@@ -391,6 +393,7 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
         for i in range(grid.shape[0]):
             bnd[0, i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
     n = k.shape[0]
+    wt0 = wt
     kmin = k.min()
     kmax = k.max()
     span = max(kmax - kmin, 1e-3)
@@ -411,10 +414,23 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
         starts.insert(0, (start[0], math.log(start[1])))
     for m0, l0 in starts:
         m1, l1, f1, ne = _nelder_mead(m0, l0, 0.1 * span, 0.7, k, v, wt, amax, wfloor, grid, bnd, has_prev,
-                                      has_upper, has_next, n_scale, 80, 1e-7)  # fmt: skip
+                                      has_upper, has_next, n_scale, 50, 1e-7)  # fmt: skip
         total += ne
         if f1 < best_f:
             best_f, bm, bl = f1, m1, l1
+    if IRLS_STEPS > 0:
+        # quotes the fit leaves outside their band by a factor u > 1 weigh 1/u as much: a fit that counts the
+        # strikes inside their band gains more from the quotes at the band's edge than from the lost causes
+        wt = wt.copy()
+        for _ in range(IRLS_STEPS):
+            s = math.exp(bl)
+            _, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next)
+            b = c / s
+            rho = d / c if c > 0.0 else 0.0
+            for i in range(n):
+                u = abs(svi_total_variance(k[i], a, b, rho, bm, s) - v[i]) * math.sqrt(wt0[i])
+                wt[i] = wt0[i] / u if u > 1.0 else wt0[i]
+            best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
     # polish from the best; if the fine grid finds butterfly arbitrage between the search's points, add the
     # worst fine-grid point to the search grid and polish again
     status = FIT_BUTTERFLY
