@@ -429,7 +429,7 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
             rho = d / c if c > 0.0 else 0.0
             for i in range(n):
                 u = abs(svi_total_variance(k[i], a, b, rho, bm, s) - v[i]) * math.sqrt(wt0[i])
-                wt[i] = wt0[i] / u if u > 1.0 else wt0[i]
+                wt[i] = wt0[i] / (u * u) if u > 1.0 else wt0[i]
             best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
     # polish from the best; if the fine grid finds butterfly arbitrage between the search's points, add the
     # worst fine-grid point to the search grid and polish again
