@@ -98,7 +98,7 @@ def main() -> int:
                 fly_cal[0] += f
                 fly_cal[1] += c
                 n_exp.append(len(s))
-                for e, p in zip(s, pub):
+                for e, p in zip(s, pub, strict=True):
                     if p.params is not None:
                         pub_rmse.append(_rmse(implied_vol_from_svi(p.params, e.inputs.k, e.t), e.inputs.iv_mid))
     ours_ms, ql_ms, ours_rmse, ql_rmse, per100 = [], [], [], [], []

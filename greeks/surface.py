@@ -2,8 +2,9 @@
 
 From one expiry's book: ``smile_inputs`` turns out-of-the-money mids (puts below the forward, calls at or above)
 with two-sided quotes into (k, IV mid, IV bid, IV ask, weights, call delta). ``SurfaceFitter.fit`` fits the
-expiries in order of maturity, each constrained to total variance at or above the expiry before it (see
-``greeks.svi`` for the method and why), checks butterfly and calendar freedom on one fine log-moneyness grid
+expiries free, then in order of maturity, each constrained to total variance at or above the expiry published
+before it and pulled below the later free fits where those are quoted (see ``greeks.svi`` for the method and
+why), checks butterfly and calendar freedom on one fine log-moneyness grid
 shared by the whole surface, and publishes only fits that pass; an expiry whose fit fails keeps its last good
 parameters, reported with their age. Inputs are European (or European-equivalent, ``european_equivalent_iv``)
 volatilities.
@@ -123,8 +124,9 @@ class SurfaceFitter:
         """Fit every expiry (shortest first), publish those that pass, keep the last good one for the others.
 
         Only strikes whose call delta (at the mid IV) lies in ``delta_range`` enter the fit: the far wings' quotes
-        are mostly one tick wide and would dominate a fit that must stay arbitrage-free. The calendar constraint ties each expiry to the one published just before it; the checks run on one grid
-        spanning all expiries' quoted log-moneyness (widened by half its span each side).
+        are mostly one tick wide and would dominate a fit that must stay arbitrage-free. The calendar constraint
+        ties each expiry to the one published just before it; the checks run on one grid spanning all expiries'
+        quoted log-moneyness (widened by half its span each side).
         """
         lo, hi = self.delta_range
         order = []

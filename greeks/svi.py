@@ -5,25 +5,34 @@ Raw SVI in total variance w = sigma_iv^2 T against log-moneyness k = ln(K / F):
 
 Why quasi-explicit (Zeliade, De Marco & Martini 2009): with y = (k - m) / s the model is linear in
 (a, d = rho b s, c = b s): ``w = a + d y + c sqrt(y^2 + 1)``. For fixed (m, s) the best (a, c, d) is a
-3-variable least-squares problem over the box |a| <= max w times the diamond |d| <= c <= 2 s - |d| (Lee's bound: wing slopes b (1 +- rho) <= 2), solved
-exactly here from ten weighted moments (interior solution, else the 4 edges, for a free or at either bound),
-so the only nonlinear search is a 2-D Nelder-Mead over (m, log s) from a few starts. That is deterministic,
-needs no derivatives and no start for (a, b, rho), and costs O(n) per step: far cheaper and more robust than
-a 5-D Levenberg-Marquardt on raw SVI.
+3-variable least-squares problem over the box |a| <= max w times the diamond |d| <= c <= 2 s - |d| (Lee's
+bound: wing slopes b (1 +- rho) <= 2), solved exactly here from ten weighted moments (interior solution, else
+the 4 edges, for a free or at either bound), so the only nonlinear search is a 2-D Nelder-Mead over
+(m, log s) from a few starts. That is deterministic, needs no derivatives and no start for (a, b, rho), and
+costs O(n) per step: far cheaper and more robust than a 5-D Levenberg-Marquardt on raw SVI. A trial point whose
+data objective alone already loses to the simplex skips the bounds and the penalty.
 
 Why calendar-constrained SVI rather than SSVI: SSVI is arbitrage-free by construction but ties every expiry to
 one skew shape phi(theta), which fits the steep, short SPX weeklies poorly; fitting each expiry in its own
-5-parameter family and imposing w_T(k) >= w_{T_prev}(k) keeps the per-expiry quality. The calendar constraint
-is hard on the check grid: where the inner solution dips below the previous expiry's total variance, heavy
-pseudo-quotes at that variance are added and (a, c, d) solved again (the wings bend up), then ``a`` is raised by
-any shortfall left; the outer search sees the cost. Lifting the whole smile by its largest shortfall instead
-wrecked every expiry behind a short one whose wing ran above it far from the quotes. Butterfly freedom (Gatheral's g(k) >= 0, and min w > 0; Zeliade's a >= 0 is replaced by the latter, since
-short SPX smiles want a < 0) enters the outer search as a penalty, and both
-conditions are checked after every fit on a fine grid (``check_butterfly``, ``check_calendar``); a fit failing
-them carries a non-OK status and must not be published (``greeks.surface`` keeps the last good one).
+5-parameter family and imposing w_T(k) >= w_{T_prev}(k) keeps the per-expiry quality. Bounds on the fit (a
+shorter expiry's w below, ``previous``, hard; a longer one's above, ``later``, hard; a ``ceiling``, soft) enter
+as heavy pseudo-quotes at the bound where the inner solution crosses it, after which (a, c, d) are solved again
+(the wings bend), and a hard bound's remaining gap is closed by shifting ``a``; the outer search sees the cost.
+Which expiry gives way matters: consecutive free fits on SPX cross only outside the shorter one's quotes, so
+``greeks.surface`` fits every expiry free first, then shortest first holds each above the one published
+before it (hard) and below the later free fits inside their quoted ranges (soft ceiling).
 
-Weights: each strike's residual is scaled by its bid/ask IV half-band (floored), i.e. the fit minimises
-sum(((w_fit - w_mid) / (2 sigma_mid T half_band))^2), the band being the tolerance of each quote.
+Butterfly freedom (Gatheral's g(k) >= 0, and min w > 0; Zeliade's a >= 0 is replaced by min w >= a quarter
+of the lowest quoted total variance, since short SPX smiles want a < 0 but a wing falling to w = 0 leaves no
+room below it) enters the outer search as a penalty on a coarse grid; both conditions are checked after every
+fit on the fine grid (``check_butterfly``, ``check_calendar``). Where the fine grid finds g < 0 between the
+coarse points, its worst point joins the search grid and the fit is polished again (up to 4 times); a fit still
+failing carries a non-OK status and must not be published (``greeks.surface`` keeps the last good one).
+
+Weights: each strike's residual is scaled by its bid/ask IV half-band (floored at the expiry's median half-band,
+``fit_weights``), i.e. the fit minimises sum(((w_fit - w_mid) / (2 sigma_mid T half_band))^2), the band being
+the tolerance of each quote; after the search one reweighting step gives a quote the fit leaves outside its band
+by u half-bands the weight 1/u^2 (what counts is the strikes inside their band), then the polish.
 
 American names: ``european_equivalent_iv`` gives the European-equivalent IV of an American price by the
 de-Americanisation step the book recipe uses (European IV of the price less the early-exercise premium at that
@@ -198,7 +207,7 @@ def _solve_acd(s1: float, sy: float, sz: float, syy: float, szz: float, syz: flo
 @njit(cache=True, nogil=True, error_model="numpy")
 def _gaps(grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool, a: float,
           c: float, d: float, m: float, s: float) -> tuple[float, float]:  # fmt: skip
-    """(largest shortfall below ``lower``, largest excess above ``upper``) of the smile (a, c, d, m, s) on ``grid``."""
+    """(largest shortfall below ``bnd[0]``, largest excess above ``bnd[1]``) of (a, c, d, m, s) on ``grid``."""
     b = c / s
     rho = d / c if c > 0.0 else 0.0
     short = 0.0
@@ -220,9 +229,9 @@ def _quad_obj(a: float, c: float, d: float, s1: float, sy: float, sz: float, syy
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float, grid: FloatArray,
-           bnd: FloatArray, has_lower: bool, has_upper: bool, upper_hard: bool, bound: float = math.inf
-           ) -> tuple[float, float, float, float, float]:  # fmt: skip
+def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float,
+           grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool, upper_hard: bool,
+           bound: float = math.inf) -> tuple[float, float, float, float, float]:  # fmt: skip
     """Best (a, c, d) for fixed (m, s), then the calendar bounds and the butterfly penalty: (obj, a, c, d, viol).
 
     If the unconstrained objective is already >= ``bound`` it is returned at once (viol 0): the bounds and the
@@ -323,7 +332,8 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
     px[1], py[1] = m0 + step_m, l0
     px[2], py[2] = m0, l0 + step_l
     for j in range(3):
-        pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale)
+        pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard,
+                           n_scale)  # fmt: skip
     n_eval = 3
     while n_eval < max_eval:
         # order: 0 best, 2 worst
@@ -370,7 +380,8 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
                 for j in (1, 2):
                     px[j] = px[0] + 0.5 * (px[j] - px[0])
                     py[j] = py[0] + 0.5 * (py[j] - py[0])
-                    pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale)
+                    pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper,
+                                       upper_hard, n_scale)  # fmt: skip
                 n_eval += 2
     j = 0
     for i in range(1, 3):
@@ -552,12 +563,15 @@ def fit_svi(
     start: tuple[float, float] | None = None,
     ceiling: FloatArray | None = None,
 ) -> SviFit:
-    """Fit raw SVI to one expiry's implied vols (``k`` = ln(K/F)), optionally above a previous (shorter) expiry.
+    """Fit raw SVI to one expiry's implied vols (``k`` = ln(K/F)), optionally between neighbouring expiries.
 
     ``weights`` are total-variance least-squares weights (``fit_weights`` from the bid/ask IV band); default
     equal. ``previous``: the earlier expiry's parameters, imposed as w >= w_previous on ``grid`` (default
-    ``check_grid`` over the quoted range). The result's status is ``FIT_OK`` only if the butterfly check (and
-    the calendar check against ``previous``) pass on the fine grid; any other status must not be published.
+    ``check_grid`` over the quoted range); ``later``: a later expiry's, imposed as w <= w_later. ``ceiling``:
+    a soft upper bound on ``grid`` (inf where none), pulled towards but not checked. ``start``: an (m, sigma)
+    to start the search from besides the usual starts (e.g. the fit without bounds). The result's status is
+    ``FIT_OK`` only if the butterfly check (and the calendar checks against ``previous`` and ``later``) pass
+    on the fine grid; any other status must not be published.
     """
     k_ = np.ascontiguousarray(k, dtype=np.float64)
     iv = np.ascontiguousarray(iv_mid, dtype=np.float64)
