@@ -2,8 +2,9 @@
 
 From one expiry's book: ``smile_inputs`` turns out-of-the-money mids (puts below the forward, calls at or above)
 with two-sided quotes into (k, IV mid, IV bid, IV ask, weights, call delta). ``SurfaceFitter.fit`` fits the
-expiries in order of maturity, each constrained to total variance at or above the expiry before it (see
-``greeks.svi`` for the method and why), checks butterfly and calendar freedom on one fine log-moneyness grid
+expiries free, then in order of maturity, each constrained to total variance at or above the expiry published
+before it and pulled below the later free fits where those are quoted (see ``greeks.svi`` for the method and
+why), checks butterfly and calendar freedom on one fine log-moneyness grid
 shared by the whole surface, and publishes only fits that pass; an expiry whose fit fails keeps its last good
 parameters, reported with their age. Inputs are European (or European-equivalent, ``european_equivalent_iv``)
 volatilities.
@@ -19,6 +20,8 @@ import numpy.typing as npt
 
 from greeks.black import implied_vol
 from greeks.svi import (
+    BAND_FLOOR,
+    BAND_FLOOR_REL,
     CHECK_POINTS,
     FIT_CALENDAR,
     FIT_OK,
@@ -29,6 +32,7 @@ from greeks.svi import (
     check_grid,
     fit_svi,
     fit_weights,
+    total_variance,
 )
 
 
@@ -94,7 +98,11 @@ def smile_inputs(
     sd = mid * math.sqrt(t)
     d1 = -lk / sd + 0.5 * sd
     call_delta = np.asarray([0.5 * math.erfc(-x / math.sqrt(2.0)) for x in d1], dtype=np.float64)
-    return SmileInputs(lk, mid, ivb, iva, fit_weights(mid, ivb, iva, t), call_delta)
+    # the weights' band floor from the strikes a surface fits by default (call delta in [0.05, 0.95])
+    core = (call_delta >= 0.05) & (call_delta <= 0.95) & np.isfinite(iva - ivb)
+    half = 0.5 * (iva - ivb)[core] if core.any() else 0.5 * (iva - ivb)
+    floor = max(BAND_FLOOR, BAND_FLOOR_REL * float(np.median(half))) if half.size else BAND_FLOOR
+    return SmileInputs(lk, mid, ivb, iva, fit_weights(mid, ivb, iva, t, floor), call_delta)
 
 
 class SurfaceFitter:
@@ -116,8 +124,9 @@ class SurfaceFitter:
         """Fit every expiry (shortest first), publish those that pass, keep the last good one for the others.
 
         Only strikes whose call delta (at the mid IV) lies in ``delta_range`` enter the fit: the far wings' quotes
-        are mostly one tick wide and would dominate a fit that must stay arbitrage-free. The calendar constraint ties each expiry to the one published just before it; the checks run on one grid
-        spanning all expiries' quoted log-moneyness (widened by half its span each side).
+        are mostly one tick wide and would dominate a fit that must stay arbitrage-free. The calendar constraint
+        ties each expiry to the one published just before it; the checks run on one grid spanning all expiries'
+        quoted log-moneyness (widened by half its span each side).
         """
         lo, hi = self.delta_range
         order = []
@@ -131,10 +140,38 @@ class SurfaceFitter:
         grid = check_grid(min(float(k.min()) for k in ks), max(float(k.max()) for k in ks), self.check_points)
         self.grid = grid
         out: list[PublishedSmile] = []
+        # pass 1: each expiry on its own (butterfly-free on the grid). Where consecutive free fits cross, it is
+        # outside the shorter one's quotes, so its extrapolation is what should give way: pass 2, shortest first,
+        # holds each expiry above the one published before it (hard) and pulls it below every later free fit
+        # (soft); a free fit already between the two is published as it is
+        free = [fit_svi(e.inputs.k, e.inputs.iv_mid, e.t, e.inputs.weights, None, grid) for e in order]
+        rng = [(float(e.inputs.k.min()), float(e.inputs.k.max())) if e.inputs.k.shape[0] else (0.0, -1.0)
+               for e in order]  # fmt: skip
+        free_w = [total_variance(f.params, grid) if f.status == FIT_OK else None for f in free]
+        # ceilings: the lowest later free fit, each over its own quoted range (suffix minima, longest first)
+        ceilings: list[FloatArray] = [np.empty(0)] * len(order)
+        env = np.full(grid.shape[0], np.inf)
+        for j in range(len(order) - 1, -1, -1):
+            ceilings[j] = env
+            w = free_w[j]
+            if w is not None:
+                lo, hi = rng[j]
+                env = env.copy()
+                inside = (grid >= lo) & (grid <= hi)
+                env[inside] = np.minimum(env[inside], w[inside])
         prev: SviParams | None = None
-        for e in order:
+        for j, e in enumerate(order):
             inp = e.inputs
-            fit = fit_svi(inp.k, inp.iv_mid, e.t, inp.weights, prev, grid)
+            fit = free[j]
+            own = free_w[j]
+            ceil = ceilings[j]
+            needs = own is None or (prev is not None and not check_calendar(prev, fit.params, grid))
+            needs = needs or (own is not None and bool(np.any(own > ceil + 1e-9)))
+            if needs:
+                start = (fit.params.m, fit.params.sigma) if fit.status == FIT_OK else None
+                has_ceil = bool(np.isfinite(ceil).any())
+                fit = fit_svi(inp.k, inp.iv_mid, e.t, inp.weights, prev, grid, start=start,
+                              ceiling=ceil if has_ceil else None)  # fmt: skip
             status = fit.status
             if status == FIT_OK:
                 self._good[e.expiry] = (fit.params, e.t, now)

@@ -5,25 +5,34 @@ Raw SVI in total variance w = sigma_iv^2 T against log-moneyness k = ln(K / F):
 
 Why quasi-explicit (Zeliade, De Marco & Martini 2009): with y = (k - m) / s the model is linear in
 (a, d = rho b s, c = b s): ``w = a + d y + c sqrt(y^2 + 1)``. For fixed (m, s) the best (a, c, d) is a
-3-variable least-squares problem over the box |a| <= max w times the diamond |d| <= c <= 2 s - |d| (Lee's bound: wing slopes b (1 +- rho) <= 2), solved
-exactly here from ten weighted moments (interior solution, else the 4 edges, for a free or at either bound),
-so the only nonlinear search is a 2-D Nelder-Mead over (m, log s) from a few starts. That is deterministic,
-needs no derivatives and no start for (a, b, rho), and costs O(n) per step: far cheaper and more robust than
-a 5-D Levenberg-Marquardt on raw SVI.
+3-variable least-squares problem over the box |a| <= max w times the diamond |d| <= c <= 2 s - |d| (Lee's
+bound: wing slopes b (1 +- rho) <= 2), solved exactly here from ten weighted moments (interior solution, else
+the 4 edges, for a free or at either bound), so the only nonlinear search is a 2-D Nelder-Mead over
+(m, log s) from a few starts. That is deterministic, needs no derivatives and no start for (a, b, rho), and
+costs O(n) per step: far cheaper and more robust than a 5-D Levenberg-Marquardt on raw SVI. A trial point whose
+data objective alone already loses to the simplex skips the bounds and the penalty.
 
 Why calendar-constrained SVI rather than SSVI: SSVI is arbitrage-free by construction but ties every expiry to
 one skew shape phi(theta), which fits the steep, short SPX weeklies poorly; fitting each expiry in its own
-5-parameter family and imposing w_T(k) >= w_{T_prev}(k) keeps the per-expiry quality. The calendar constraint
-is hard on the check grid: where the inner solution dips below the previous expiry's total variance, heavy
-pseudo-quotes at that variance are added and (a, c, d) solved again (the wings bend up), then ``a`` is raised by
-any shortfall left; the outer search sees the cost. Lifting the whole smile by its largest shortfall instead
-wrecked every expiry behind a short one whose wing ran above it far from the quotes. Butterfly freedom (Gatheral's g(k) >= 0, and min w > 0; Zeliade's a >= 0 is replaced by the latter, since
-short SPX smiles want a < 0) enters the outer search as a penalty, and both
-conditions are checked after every fit on a fine grid (``check_butterfly``, ``check_calendar``); a fit failing
-them carries a non-OK status and must not be published (``greeks.surface`` keeps the last good one).
+5-parameter family and imposing w_T(k) >= w_{T_prev}(k) keeps the per-expiry quality. Bounds on the fit (a
+shorter expiry's w below, ``previous``, hard; a longer one's above, ``later``, hard; a ``ceiling``, soft) enter
+as heavy pseudo-quotes at the bound where the inner solution crosses it, after which (a, c, d) are solved again
+(the wings bend), and a hard bound's remaining gap is closed by shifting ``a``; the outer search sees the cost.
+Which expiry gives way matters: consecutive free fits on SPX cross only outside the shorter one's quotes, so
+``greeks.surface`` fits every expiry free first, then shortest first holds each above the one published
+before it (hard) and below the later free fits inside their quoted ranges (soft ceiling).
 
-Weights: each strike's residual is scaled by its bid/ask IV half-band (floored), i.e. the fit minimises
-sum(((w_fit - w_mid) / (2 sigma_mid T half_band))^2), the band being the tolerance of each quote.
+Butterfly freedom (Gatheral's g(k) >= 0, and min w > 0; Zeliade's a >= 0 is replaced by min w >= a quarter
+of the lowest quoted total variance, since short SPX smiles want a < 0 but a wing falling to w = 0 leaves no
+room below it) enters the outer search as a penalty on a coarse grid; both conditions are checked after every
+fit on the fine grid (``check_butterfly``, ``check_calendar``). Where the fine grid finds g < 0 between the
+coarse points, its worst point joins the search grid and the fit is polished again (up to 4 times); a fit still
+failing carries a non-OK status and must not be published (``greeks.surface`` keeps the last good one).
+
+Weights: each strike's residual is scaled by its bid/ask IV half-band (floored at the expiry's median half-band,
+``fit_weights``), i.e. the fit minimises sum(((w_fit - w_mid) / (2 sigma_mid T half_band))^2), the band being
+the tolerance of each quote; after the search one reweighting step gives a quote the fit leaves outside its band
+by u half-bands the weight 1/u^2 (what counts is the strikes inside their band), then the polish.
 
 American names: ``european_equivalent_iv`` gives the European-equivalent IV of an American price by the
 de-Americanisation step the book recipe uses (European IV of the price less the early-exercise premium at that
@@ -57,15 +66,23 @@ FIT_STATUS_NAMES = {FIT_OK: "ok", FIT_BUTTERFLY: "butterfly", FIT_CALENDAR: "cal
 MIN_POINTS = 5
 BAND_FLOOR = 0.0003
 """Smallest IV half-band used as a tolerance (0.03 vol point), so one tight quote cannot dominate."""
+BAND_FLOOR_REL = 1.0
+"""... and at least this fraction of the expiry's median half-band."""
 G_TOL = 1e-9
 """Slack on g(k) >= 0 and on the calendar inequality in the checks (total-variance units)."""
 G_MARGIN = 1e-3
 """The search asks g(k) >= G_MARGIN on its coarse grid."""
 CHECK_POINTS = 2001
 """Points of the fine grid the published checks use."""
+W_FLOOR = 0.25
+"""The fit keeps min_k w(k) >= W_FLOOR times the lowest quoted total variance: a wing falling to w = 0 outside
+the quotes (rho -> -1, a -> 0) would leave no room for the shorter expiries below it."""
+IRLS_STEPS = 1
+"""Reweighting steps after the search (see ``_fit_kernel``), each followed by the polish."""
 CAL_WEIGHT = 100.0
 """Weight of a calendar pseudo-quote, in mean quote weights."""
-PENALTY_POINTS = 71
+PENALTY_POINTS = 51
+GLOBAL_POINTS = 41
 """Points over the expiry's own (widened) quoted range on which the search penalises arbitrage (plus 61 over the
 whole check grid)."""
 
@@ -92,14 +109,14 @@ class SviFit(NamedTuple):
 # --- scalar kernels ------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def svi_total_variance(k: float, a: float, b: float, rho: float, m: float, s: float) -> float:
     """Raw-SVI total variance at log-moneyness ``k``."""
     x = k - m
     return a + b * (rho * x + math.sqrt(x * x + s * s))
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def svi_g(k: float, a: float, b: float, rho: float, m: float, s: float) -> tuple[float, float]:
     """(g(k), w(k)): Gatheral's butterfly density factor, >= 0 where the smile is free of butterfly arbitrage."""
     x = k - m
@@ -113,7 +130,7 @@ def svi_g(k: float, a: float, b: float, rho: float, m: float, s: float) -> tuple
     return u * u - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2, w
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _min_g(grid: FloatArray, a: float, b: float, rho: float, m: float, s: float) -> float:
     worst = math.inf
     for i in range(grid.shape[0]):
@@ -123,7 +140,7 @@ def _min_g(grid: FloatArray, a: float, b: float, rho: float, m: float, s: float)
     return worst
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _quad1(p0c: float, p0d: float, ec: float, ed: float, acc: float, acd: float, add: float, bc: float,
            bd: float) -> tuple[float, float, float]:  # fmt: skip
     """Minimise q(c, d) = [c d] A [c d]' - 2 b'[c d] on the segment p0 + t e, t in [0, 1]: (c, d, q)."""
@@ -141,7 +158,7 @@ def _quad1(p0c: float, p0d: float, ec: float, ed: float, acc: float, acd: float,
     return c, d, q
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _qp_diamond(acc: float, acd: float, add: float, bc: float, bd: float, s: float) -> tuple[float, float, float]:
     """Minimise [c d] A [c d]' - 2 b'[c d] over |d| <= c <= 2 s - |d|: (c, d, q) (q without the constant)."""
     det = acc * add - acd * acd
@@ -165,7 +182,7 @@ def _qp_diamond(acc: float, acd: float, add: float, bc: float, bd: float, s: flo
     return best_c, best_d, best_q
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _solve_acd(s1: float, sy: float, sz: float, syy: float, szz: float, syz: float, sv: float, svy: float,
                svz: float, s: float, amax: float) -> tuple[float, float, float]:  # fmt: skip
     """Weighted least-squares (a, c, d) from the moments, |a| <= amax, (c, d) in the Lee diamond."""
@@ -187,30 +204,38 @@ def _solve_acd(s1: float, sy: float, sz: float, syy: float, szz: float, syz: flo
     return ba, bc_, bd_
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _shortfall(grid: FloatArray, prev: FloatArray, a: float, c: float, d: float, m: float, s: float) -> float:
-    """Largest amount by which the smile (a, c, d, m, s) lies below ``prev`` on ``grid`` (0 if nowhere)."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gaps(grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool, a: float,
+          c: float, d: float, m: float, s: float) -> tuple[float, float]:  # fmt: skip
+    """(largest shortfall below ``bnd[0]``, largest excess above ``bnd[1]``) of (a, c, d, m, s) on ``grid``."""
     b = c / s
     rho = d / c if c > 0.0 else 0.0
     short = 0.0
+    excess = 0.0
     for i in range(grid.shape[0]):
-        gap = prev[i] - svi_total_variance(grid[i], a, b, rho, m, s)
-        if gap > short:
-            short = gap
-    return short
+        w = svi_total_variance(grid[i], a, b, rho, m, s)
+        if has_lower and bnd[0, i] - w > short:
+            short = bnd[0, i] - w
+        if has_upper and w - bnd[1, i] > excess:
+            excess = w - bnd[1, i]
+    return short, excess
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _quad_obj(a: float, c: float, d: float, s1: float, sy: float, sz: float, syy: float, szz: float, syz: float,
               sv: float, svy: float, svz: float, svv: float) -> float:  # fmt: skip
     return (a * a * s1 + d * d * syy + c * c * szz + 2.0 * a * d * sy + 2.0 * a * c * sz + 2.0 * d * c * syz
             - 2.0 * (a * sv + d * svy + c * svz) + svv)  # fmt: skip
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, grid: FloatArray,
-           prev: FloatArray, has_prev: bool) -> tuple[float, float, float, float, float]:  # fmt: skip
-    """Best (a, c, d) for fixed (m, s), then the calendar shift and the butterfly penalty: (obj, a, c, d, viol)."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float,
+           grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool, upper_hard: bool,
+           bound: float = math.inf) -> tuple[float, float, float, float, float]:  # fmt: skip
+    """Best (a, c, d) for fixed (m, s), then the calendar bounds and the butterfly penalty: (obj, a, c, d, viol).
+
+    If the unconstrained objective is already >= ``bound`` it is returned at once (viol 0): the bounds and the
+    penalty only add to it, and the caller needs no more than that it is not below ``bound``."""
     s1 = sy = sz = syy = szz = syz = sv = svy = svz = svv = 0.0
     for i in range(k.shape[0]):
         y = (k[i] - m) / s
@@ -228,56 +253,76 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
         svz += w * vi * z
         svv += w * vi * vi
     a, c, d = _solve_acd(s1, sy, sz, syy, szz, syz, sv, svy, svz, s, amax)
-    if has_prev:  # prev holds the previous expiry's total variance on ``grid``
-        # where the free solution dips below the previous expiry, pin it there by heavy pseudo-quotes at the
-        # previous total variance and solve again, then lift it by what is left: the wings bend up instead of
-        # the whole smile being lifted by its largest shortfall (which wrecked the fit behind a steep short wing)
-        big = CAL_WEIGHT * s1 / k.shape[0]
-        p1 = py = pz = pyy = pzz = pyz = pv = pvy = pvz = 0.0
-        short = _shortfall(grid, prev, a, c, d, m, s)
-        if short > 0.0:
+    if bound < math.inf:
+        obj = _quad_obj(a, c, d, s1, sy, sz, syy, szz, syz, sv, svy, svz, svv)
+        if obj >= bound:
+            return obj, a, c, d, 0.0
+    w_min = a + math.sqrt(max(c * c - d * d, 0.0))  # the minimum of w over all k
+    if w_min < wfloor:
+        a += wfloor - w_min
+    if has_lower or has_upper:
+        # where the free solution crosses a bound (the shorter expiry's total variance below, the longer one's
+        # above), pin it there by heavy pseudo-quotes at the bound and solve again, then shift it by what is left:
+        # the wings bend instead of the whole smile being shifted by its largest crossing
+        short, excess = _gaps(grid, bnd, has_lower, has_upper, a, c, d, m, s)
+        if short > 0.0 or excess > 0.0:
+            big = CAL_WEIGHT * s1 / k.shape[0]
+            b = c / s
+            rho = d / c if c > 0.0 else 0.0
+            p1 = py = pz = pyy = pzz = pyz = pv = pvy = pvz = 0.0
             for i in range(grid.shape[0]):
-                if prev[i] > svi_total_variance(grid[i], a, c / s, d / c if c > 0.0 else 0.0, m, s):
-                    y = (grid[i] - m) / s
-                    z = math.sqrt(y * y + 1.0)
-                    vi = prev[i]
-                    p1 += big
-                    py += big * y
-                    pz += big * z
-                    pyy += big * y * y
-                    pzz += big * z * z
-                    pyz += big * y * z
-                    pv += big * vi
-                    pvy += big * vi * y
-                    pvz += big * vi * z
+                w = svi_total_variance(grid[i], a, b, rho, m, s)
+                if has_lower and bnd[0, i] > w:
+                    vi = bnd[0, i]
+                    q = big
+                elif has_upper and bnd[1, i] < w:
+                    vi = bnd[1, i]
+                    q = big * bnd[2, i]
+                else:
+                    continue
+                y = (grid[i] - m) / s
+                z = math.sqrt(y * y + 1.0)
+                p1 += q
+                py += q * y
+                pz += q * z
+                pyy += q * y * y
+                pzz += q * z * z
+                pyz += q * y * z
+                pv += q * vi
+                pvy += q * vi * y
+                pvz += q * vi * z
             a, c, d = _solve_acd(s1 + p1, sy + py, sz + pz, syy + pyy, szz + pzz, syz + pyz, sv + pv, svy + pvy,
                                  svz + pvz, s, amax)  # fmt: skip
-            a += _shortfall(grid, prev, a, c, d, m, s)
+            short, excess = _gaps(grid, bnd, has_lower, has_upper and upper_hard, a, c, d, m, s)
+            a += short - excess
     b = c / s
     rho = d / c if c > 0.0 else 0.0
     obj = _quad_obj(a, c, d, s1, sy, sz, syy, szz, syz, sv, svy, svz, svv)
     viol = G_MARGIN - _min_g(grid, a, b, rho, m, s)  # a margin, so g stays >= 0 between the search's points
-    w_min = a + math.sqrt(max(c * c - d * d, 0.0))  # the minimum of w over all k
-    if w_min <= 0.0:
-        viol = max(viol, 0.0) + 1.0 - w_min
+    w_min = a + math.sqrt(max(c * c - d * d, 0.0))
+    if w_min < wfloor:
+        viol = max(viol, 0.0) + 1.0 + (wfloor - w_min) / wfloor
     return max(obj, 0.0), a, c, d, max(viol, 0.0)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _outer_obj(x0: float, x1: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, grid: FloatArray,
-               prev: FloatArray, has_prev: bool, n_scale: float) -> float:  # fmt: skip
+@njit(cache=True, nogil=True, error_model="numpy")
+def _outer_obj(x0: float, x1: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float,
+               grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool,
+               upper_hard: bool, n_scale: float, bound: float = math.inf) -> float:  # fmt: skip
+    """The search's objective at (m, log s): data + penalty; any value >= ``bound`` may stand for one above it."""
     s = math.exp(x1)
     if s < 1e-5 or s > 5.0:
         return math.inf
-    obj, _, _, _, viol = _inner(x0, s, k, v, wt, amax, grid, prev, has_prev)
+    obj, _, _, _, viol = _inner(x0, s, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, bound)
     if viol > 0.0:
         obj += n_scale * (1.0 + 1e4 * viol)
     return obj
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArray, v: FloatArray, wt: FloatArray,
-                 amax: float, grid: FloatArray, prev: FloatArray, has_prev: bool, n_scale: float,
+                 amax: float, wfloor: float, grid: FloatArray, bnd: FloatArray, has_lower: bool,
+                 has_upper: bool, upper_hard: bool, n_scale: float,
                  max_eval: int, ftol: float) -> tuple[float, float, float, int]:  # fmt: skip
     """2-D Nelder-Mead over (m, log s): (m, log s, objective, evaluations)."""
     px = np.empty(3)
@@ -287,7 +332,8 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
     px[1], py[1] = m0 + step_m, l0
     px[2], py[2] = m0, l0 + step_l
     for j in range(3):
-        pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, grid, prev, has_prev, n_scale)
+        pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard,
+                           n_scale)  # fmt: skip
     n_eval = 3
     while n_eval < max_eval:
         # order: 0 best, 2 worst
@@ -303,12 +349,14 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
         cy = 0.5 * (py[0] + py[1])
         rx = cx + (cx - px[2])
         ry = cy + (cy - py[2])
-        fr = _outer_obj(rx, ry, k, v, wt, amax, grid, prev, has_prev, n_scale)
+        fr = _outer_obj(rx, ry, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale,
+                        pf[2])  # fmt: skip
         n_eval += 1
         if fr < pf[0]:
             ex = cx + 2.0 * (cx - px[2])
             ey = cy + 2.0 * (cy - py[2])
-            fe = _outer_obj(ex, ey, k, v, wt, amax, grid, prev, has_prev, n_scale)
+            fe = _outer_obj(ex, ey, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale,
+                            fr)  # fmt: skip
             n_eval += 1
             if fe < fr:
                 px[2], py[2], pf[2] = ex, ey, fe
@@ -323,7 +371,8 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
             else:
                 hx = cx + 0.5 * (px[2] - cx)
                 hy = cy + 0.5 * (py[2] - cy)
-            fh = _outer_obj(hx, hy, k, v, wt, amax, grid, prev, has_prev, n_scale)
+            fh = _outer_obj(hx, hy, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale,
+                            min(fr, pf[2]))  # fmt: skip
             n_eval += 1
             if fh < min(fr, pf[2]):
                 px[2], py[2], pf[2] = hx, hy, fh
@@ -331,7 +380,8 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
                 for j in (1, 2):
                     px[j] = px[0] + 0.5 * (px[j] - px[0])
                     py[j] = py[0] + 0.5 * (py[j] - py[0])
-                    pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, grid, prev, has_prev, n_scale)
+                    pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper,
+                                       upper_hard, n_scale)  # fmt: skip
                 n_eval += 2
     j = 0
     for i in range(1, 3):
@@ -340,19 +390,26 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
     return px[j], py[j], pf[j], n_eval
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True, error_model="numpy")
 def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, prev: FloatArray, has_prev: bool,
-                check_grid: FloatArray, out: FloatArray) -> tuple[int, float, int]:  # fmt: skip
-    """Fit one expiry; ``out`` gets (a, b, rho, m, sigma); returns (status, objective, evaluations)."""
-    prev_w = np.empty(grid.shape[0])
+                nxt: FloatArray, has_next: bool, ceil: FloatArray, has_upper: bool, check_grid: FloatArray,
+                start: FloatArray, out: FloatArray) -> tuple[int, float, int]:  # fmt: skip
+    """Fit one expiry; ``out`` gets (a, b, rho, m, sigma); returns (status, objective, evaluations).
+
+    Hard bounds: ``prev`` below, ``nxt`` above (checked on ``check_grid``); ``ceil`` (ceiling, pseudo-quote weight
+    factor) on ``grid``: a soft ceiling (pseudo-quotes only, not checked; with ``has_next`` it must include ``nxt``)."""
+    bnd = np.zeros((3, grid.shape[0]))
+    bnd[1:] = ceil
     if has_prev:
         for i in range(grid.shape[0]):
-            prev_w[i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
+            bnd[0, i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
     n = k.shape[0]
+    wt0 = wt
     kmin = k.min()
     kmax = k.max()
     span = max(kmax - kmin, 1e-3)
     amax = v.max()
+    wfloor = W_FLOOR * v.min()
     n_scale = float(n) * 100.0
     # starts: m at the lowest quoted variance and at the middle of the range; s a fraction of the range
     imin = 0
@@ -363,48 +420,87 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
     bm = k[imin]
     bl = math.log(0.1 * span)
     total = 0
-    for m0 in (k[imin], 0.5 * (kmin + kmax)):
-        for frac in (0.1,):
-            m1, l1, f1, ne = _nelder_mead(m0, math.log(frac * span), 0.1 * span, 0.7, k, v, wt, amax, grid, prev_w,
-                                          has_prev, n_scale, 80, 1e-7)  # fmt: skip
-            total += ne
-            if f1 < best_f:
-                best_f, bm, bl = f1, m1, l1
-    # polish from the best
-    m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, grid, prev_w, has_prev, n_scale, 40,
-                                  1e-9)  # fmt: skip
-    total += ne
-    if f1 < best_f:
-        best_f, bm, bl = f1, m1, l1
-    s = math.exp(bl)
-    obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, grid, prev_w, has_prev)
-    if has_prev:  # the search held w >= w_prev on its coarse grid; close the gaps between its points
+    starts = [(k[imin], math.log(0.1 * span)), (0.5 * (kmin + kmax), math.log(0.1 * span))]
+    if start[1] > 0.0:  # a warm start (m, s) first, e.g. this expiry's fit without the calendar bounds
+        starts.insert(0, (start[0], math.log(start[1])))
+    for m0, l0 in starts:
+        m1, l1, f1, ne = _nelder_mead(m0, l0, 0.1 * span, 0.7, k, v, wt, amax, wfloor, grid, bnd, has_prev,
+                                      has_upper, has_next, n_scale, 50, 1e-7)  # fmt: skip
+        total += ne
+        if f1 < best_f:
+            best_f, bm, bl = f1, m1, l1
+    if IRLS_STEPS > 0:
+        # quotes the fit leaves outside their band by a factor u > 1 weigh 1/u as much: a fit that counts the
+        # strikes inside their band gains more from the quotes at the band's edge than from the lost causes
+        wt = wt.copy()
+        for _ in range(IRLS_STEPS):
+            s = math.exp(bl)
+            _, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next)
+            b = c / s
+            rho = d / c if c > 0.0 else 0.0
+            for i in range(n):
+                u = abs(svi_total_variance(k[i], a, b, rho, bm, s) - v[i]) * math.sqrt(wt0[i])
+                wt[i] = wt0[i] / (u * u) if u > 1.0 else wt0[i]
+            best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
+    # polish from the best; if the fine grid finds butterfly arbitrage between the search's points, add the
+    # worst fine-grid point to the search grid and polish again
+    status = FIT_BUTTERFLY
+    obj = math.inf
+    for attempt in range(4):
+        m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, wfloor, grid, bnd,
+                                      has_prev, has_upper, has_next, n_scale, 60, 1e-9)  # fmt: skip
+        total += ne
+        if f1 < best_f or attempt > 0:
+            best_f, bm, bl = f1, m1, l1
+        s = math.exp(bl)
+        obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next)
+        out[0] = a
+        out[1] = c / s
+        out[2] = d / c if c > 0.0 else 0.0
+        out[3] = bm
+        out[4] = s
+        # the search held the bounds on its coarse grid; close the gaps between its points on the fine grid
         short = 0.0
+        excess = 0.0
         for i in range(check_grid.shape[0]):
-            gap = svi_total_variance(check_grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - svi_total_variance(
-                check_grid[i], a, c / s, d / c if c > 0.0 else 0.0, bm, s
-            )
-            if gap > short:
-                short = gap
-        a += short
-    out[0] = a
-    out[1] = c / s
-    out[2] = d / c if c > 0.0 else 0.0
-    out[3] = bm
-    out[4] = s
-    status = _check_kernel(out, prev, has_prev, check_grid)
+            w = svi_total_variance(check_grid[i], out[0], out[1], out[2], out[3], out[4])
+            if has_prev:
+                short = max(short, svi_total_variance(check_grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - w)
+            if has_next:
+                excess = max(excess, w - svi_total_variance(check_grid[i], nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]))
+        out[0] += short - excess
+        status = _check_kernel(out, prev, has_prev, nxt, has_next, check_grid)
+        if status != FIT_BUTTERFLY:
+            break
+        worst = 0
+        g_worst = math.inf
+        for i in range(check_grid.shape[0]):
+            g, _ = svi_g(check_grid[i], out[0], out[1], out[2], out[3], out[4])
+            if g < g_worst:
+                g_worst = g
+                worst = i
+        kw = check_grid[worst]
+        grid = np.append(grid, kw)
+        col = np.empty((3, 1))
+        col[0, 0] = svi_total_variance(kw, prev[0], prev[1], prev[2], prev[3], prev[4]) if has_prev else 0.0
+        col[1, 0] = svi_total_variance(kw, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]) if has_next else math.inf
+        col[2, 0] = 1.0
+        bnd = np.concatenate((bnd, col), axis=1)
+        best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
     return status, obj, total
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _check_kernel(p: FloatArray, prev: FloatArray, has_prev: bool, grid: FloatArray) -> int:
+@njit(cache=True, nogil=True, error_model="numpy")
+def _check_kernel(p: FloatArray, prev: FloatArray, has_prev: bool, nxt: FloatArray, has_next: bool,
+                  grid: FloatArray) -> int:  # fmt: skip
     if _min_g(grid, p[0], p[1], p[2], p[3], p[4]) < -G_TOL:
         return FIT_BUTTERFLY
-    if has_prev:
-        for i in range(grid.shape[0]):
-            w_prev = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
-            if svi_total_variance(grid[i], p[0], p[1], p[2], p[3], p[4]) < w_prev - G_TOL:
-                return FIT_CALENDAR
+    for i in range(grid.shape[0]):
+        w = svi_total_variance(grid[i], p[0], p[1], p[2], p[3], p[4])
+        if has_prev and w < svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - G_TOL:
+            return FIT_CALENDAR
+        if has_next and w > svi_total_variance(grid[i], nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]) + G_TOL:
+            return FIT_CALENDAR
     return FIT_OK
 
 
@@ -438,10 +534,20 @@ def check_calendar(earlier: SviParams, later: SviParams, grid: FloatArray) -> bo
     return bool(np.all(total_variance(later, grid) >= total_variance(earlier, grid) - G_TOL))
 
 
-def fit_weights(iv_mid: FloatArray, iv_bid: FloatArray, iv_ask: FloatArray, t: float) -> FloatArray:
-    """Least-squares weights in total variance: 1 / (2 sigma_mid t half_band)^2, the half-band floored."""
-    half = np.maximum(0.5 * (iv_ask - iv_bid), BAND_FLOOR)
+def fit_weights(iv_mid: FloatArray, iv_bid: FloatArray, iv_ask: FloatArray, t: float,
+                floor: float | None = None) -> FloatArray:  # fmt: skip
+    """Least-squares weights in total variance: 1 / (2 sigma_mid t half_band)^2, the half-band floored.
+
+    The floor (default: the larger of ``BAND_FLOOR`` and ``BAND_FLOOR_REL`` times the median half-band of the
+    strikes given; ``smile_inputs`` takes the median over the strikes the surface fits) keeps the tightest quotes
+    (often one tick, near the money) from outweighing the rest: over all 20 SPX May 2019 days it lowers the
+    median IV RMSE of a fit (0.053 -> 0.052 vol points) at an unchanged in-band share."""
+    half = 0.5 * (iv_ask - iv_bid)
     half = np.where(np.isfinite(half), half, 1.0)
+    if floor is None:
+        finite = half[np.isfinite(iv_mid)]
+        floor = max(BAND_FLOOR, BAND_FLOOR_REL * float(np.median(finite))) if finite.size else BAND_FLOOR
+    half = np.maximum(half, floor)
     dw = 2.0 * iv_mid * t * half
     return np.asarray(1.0 / (dw * dw), dtype=np.float64)
 
@@ -453,13 +559,19 @@ def fit_svi(
     weights: npt.ArrayLike | None = None,
     previous: SviParams | None = None,
     grid: FloatArray | None = None,
+    later: SviParams | None = None,
+    start: tuple[float, float] | None = None,
+    ceiling: FloatArray | None = None,
 ) -> SviFit:
-    """Fit raw SVI to one expiry's implied vols (``k`` = ln(K/F)), optionally above a previous (shorter) expiry.
+    """Fit raw SVI to one expiry's implied vols (``k`` = ln(K/F)), optionally between neighbouring expiries.
 
     ``weights`` are total-variance least-squares weights (``fit_weights`` from the bid/ask IV band); default
     equal. ``previous``: the earlier expiry's parameters, imposed as w >= w_previous on ``grid`` (default
-    ``check_grid`` over the quoted range). The result's status is ``FIT_OK`` only if the butterfly check (and
-    the calendar check against ``previous``) pass on the fine grid; any other status must not be published.
+    ``check_grid`` over the quoted range); ``later``: a later expiry's, imposed as w <= w_later. ``ceiling``:
+    a soft upper bound on ``grid`` (inf where none), pulled towards but not checked. ``start``: an (m, sigma)
+    to start the search from besides the usual starts (e.g. the fit without bounds). The result's status is
+    ``FIT_OK`` only if the butterfly check (and the calendar checks against ``previous`` and ``later``) pass
+    on the fine grid; any other status must not be published.
     """
     k_ = np.ascontiguousarray(k, dtype=np.float64)
     iv = np.ascontiguousarray(iv_mid, dtype=np.float64)
@@ -474,10 +586,19 @@ def fit_svi(
     v = iv * iv * t
     fine = check_grid(float(k_.min()), float(k_.max())) if grid is None else np.ascontiguousarray(grid, np.float64)
     own = check_grid(float(k_.min()), float(k_.max()), PENALTY_POINTS)
-    coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], 61)]))
+    coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], GLOBAL_POINTS)]))
     prev = np.zeros(5) if previous is None else np.array(previous, dtype=np.float64)
+    nxt = np.zeros(5) if later is None else np.array(later, dtype=np.float64)
+    upper = np.full((2, coarse.shape[0]), np.inf)
+    upper[1] = 1.0
+    if ceiling is not None:  # soft, given on the fine grid (inf where none): onto the search grid
+        upper[0] = np.interp(coarse, fine, np.where(np.isfinite(ceiling), ceiling, 1e300))
+    if later is not None:
+        upper[0] = np.minimum(upper[0], total_variance(later, coarse))
+    st = np.array([0.0, 0.0] if start is None else start, dtype=np.float64)
     out = np.empty(5)
-    status, obj, n_eval = _fit_kernel(k_, v, wt, coarse, prev, previous is not None, fine, out)
+    status, obj, n_eval = _fit_kernel(k_, v, wt, coarse, prev, previous is not None, nxt, later is not None, upper,
+                                      later is not None or ceiling is not None, fine, st, out)  # fmt: skip
     return SviFit(SviParams(*(float(x) for x in out)), int(status), float(obj), int(n_eval))
 
 

@@ -19,7 +19,10 @@ import numpy as np
 
 from greeks.surface import ExpiryQuotes, smile_inputs
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+_REPO = Path(__file__).resolve().parents[2]
+DATA = next((d / "shared" / "data" for d in _REPO.parents if (d / "shared" / "data").is_dir()),
+            _REPO.parent / "shared" / "data")  # fmt: skip
+"""The shared data: ``shared/data`` in the nearest folder above the repository (a git worktree sits deeper)."""
 SPX_DIR = DATA / "cboe_spx_eod_2019"
 SPXW_MIN = DATA / "cboe_spxw_intraday_1min" / "spxw_20221102_1min_calcs.csv.gz"
 NY = ZoneInfo("America/New_York")

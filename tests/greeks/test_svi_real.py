@@ -1,14 +1,14 @@
 """Real data: the SVI surface on Cboe chains (acceptance of the smile fit).
 
-Sample: SPX May 2019, every 4th day (5 days, about 175 expiries, 1 to 960 days); SPXW 2022-11-02, one surface every
-30 minutes (14 surfaces of 0/1/2 DTE). Statistics on strikes with call delta (at the mid IV) in [0.05, 0.95] and a
-two-sided quote: RMSE of fitted vs mid IV per expiry, median over expiries and snapshots <= 0.25 vol points; the
-fitted IV inside the bid/ask IV band on >= 85 % of those strikes, pooled over both sets; zero butterfly and
-calendar violations of the published smiles on the 2001-point check grid. Expiries with no published fit are counted
-(they must be few) and excluded from the fit statistics.
-Measured on this sample: SPX median RMSE 0.056 vol pts, 86.1 % in band; SPXW 0.159, 79.4 %; pooled 85.9 %; 0
-violations; 0 unpublished. Over all 20 SPX days the in-band share is 82.8 % (median RMSE 0.056, 4 of 694
-expiries unpublished), so the 85 % holds on this sample but not over the whole month.
+Sample: SPX May 2019, all 20 days (694 expiries, 1 to 960 days); SPXW 2022-11-02, one surface every 30 minutes
+(14 surfaces of 0/1/2 DTE). Statistics on strikes with call delta (at the mid IV) in [0.05, 0.95] and a two-sided
+quote: RMSE of fitted vs mid IV per expiry, median over expiries and snapshots <= 0.25 vol points; the fitted IV
+inside the bid/ask IV band on >= 85 % of those strikes, pooled over both sets; zero butterfly and calendar
+violations of the published smiles on the 2001-point check grid. Expiries with no published fit are counted (they
+must be few) and excluded from the fit statistics.
+Measured (`PYTHONPATH=. .venv/bin/python -m pytest -q -s tests/greeks/test_svi_real.py`, about 4 s): SPX median
+RMSE 0.054 vol pts, 85.2 % in band; SPXW 0.159, 82.3 %; pooled 85.2 %; 0 violations; 0 unpublished. On every 4th
+SPX day (the earlier sample) 86.8 % in band, pooled with SPXW 86.7 %.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def scores() -> dict[str, tuple[list[float], int, int, int, int]]:
     if not SPX_DIR.exists() or not SPXW_MIN.exists():
         pytest.skip(f"real data not present: {SPX_DIR.parent} (the shared data folder sits beside the repository)")
     return {
-        "spx": _score([load_spx_day(p) for p in spx_days()[::4]]),
+        "spx": _score([load_spx_day(p) for p in spx_days()]),
         "spxw": _score(load_spxw_minutes(30)),
     }
 
@@ -60,7 +60,7 @@ def test_fit_quality_and_arbitrage_free(scores: dict[str, tuple[list[float], int
     inside = scores["spx"][1] + scores["spxw"][1]
     total = scores["spx"][2] + scores["spxw"][2]
     print({k: (float(np.median(v[0])), v[1] / v[2], v[3], v[4], len(v[0])) for k, v in scores.items()})
-    assert len(rmse) > 150
+    assert len(rmse) > 600
     assert float(np.median(rmse)) <= 0.25
     assert float(np.median(scores["spx"][0])) <= 0.25
     assert float(np.median(scores["spxw"][0])) <= 0.25
