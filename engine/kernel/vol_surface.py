@@ -67,6 +67,7 @@ class SurfaceSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     """``[surface]``: when the surface is refitted and when a leg is marked from it."""
 
     enabled: bool = True
+    """Fit surfaces (off: rows without a usable quote have no IV, legs are marked at their quote mid)."""
     refit_seconds: Annotated[float, msgspec.Meta(gt=0.0)] = 10.0
     """Cadence of the refit, in event time."""
     min_refit_seconds: Annotated[float, msgspec.Meta(ge=0.0)] = 5.0
