@@ -323,6 +323,8 @@ class ThreadOffload:
     """
 
     SWITCH_S = 0.0001
+    DUTY = 0.25
+    """Share of wall time the worker may spend fitting: after a fit of F seconds the next starts F * 3 later."""
 
     def __init__(self) -> None:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -348,13 +350,15 @@ class ThreadOffload:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="surface-fit")
 
-        def finish(result: _RoundResult | BaseException) -> None:
+        def finish(result: _RoundResult | BaseException, elapsed_s: float) -> None:
             try:
                 done(result)
             finally:
-                self._next(loop)
+                # at most DUTY of a core: an accelerated simulator makes refits due far faster than wall time
+                loop.call_later(elapsed_s * (1.0 / self.DUTY - 1.0), self._next, loop)
 
         def work() -> None:
+            started = time.perf_counter()
             # While the fit runs, a thread waiting for the GIL (the loop, back from one of its own compiled kernels)
             # gets it after SWITCH_S instead of the default 5 ms.
             saved = sys.getswitchinterval()
@@ -366,7 +370,7 @@ class ThreadOffload:
             finally:
                 sys.setswitchinterval(saved)
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(finish, result)
+                loop.call_soon_threadsafe(finish, result, time.perf_counter() - started)
 
         self._pool.submit(work)
 

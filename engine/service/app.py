@@ -52,6 +52,7 @@ from engine.service.settings import kernel_settings
 from engine.service.venue import Endpoints, archive_for_fresh_start, start_simulator
 from engine.service.venues import DataStream, Stream, Venue, VenueClient, open_venue
 from engine.service.vitals import run_status, run_summary
+from engine.service.vol_history import hand_history, record_session_close
 from greeks.calendar import market_calendar, ny_date
 from strategies.base import Strategy
 
@@ -221,7 +222,7 @@ class Engine:
                            inline=(Topic.BOOK,))  # no loop iteration between a frame and the strategies
         self.bus.subscribe("service", self._on_feed_event, (Topic.FEED,))
         await self.bus.start()
-        self._hand_vol_history()
+        hand_history(self)
         kernel.start(self.restart.recovered)
         for event in self.restart.adoption_events:  # fills and updates of adopted orders, booked like any other
             self.bus.publish(event)
@@ -433,40 +434,9 @@ class Engine:
         set_level(new.engine.log_level)
         self.cfg = new
 
-    # ------------------------------------------------------------------------------------ IV history
-
-    def _vol_underlyings(self) -> list[str]:
-        return sorted({u for a in self.actors for u in a.underlyings})
-
-    def _hand_vol_history(self) -> None:
-        """Give the kernel's surface service each underlying's look-back of 30-day ATM IVs (sessions before today)."""
-        surfaces = getattr(self._kernel(), "surfaces", None)  # the surface service, where the kernel has one
-        if surfaces is None or self.journal is None:
-            return
-        from engine.service.vol_history import atm_series
-
-        today = ny_date(self.clock.now_ns() or time.time_ns())
-        for u in self._vol_underlyings():
-            rows = self.journal.read_iv_history(u, before=today, limit=self.cfg.vol_history.lookback_days)
-            surfaces.set_history(u, atm_series(rows))
-
     def on_session_close(self) -> None:
-        """At a session's close: upsert each underlying's surface summary into the IV history, then hand the
-        kernel the look-back including it."""
-        if self.journal is None or self.kernel is None:
-            return
-        from engine.service.vol_history import rows_at_close
-
-        day = self.calendar.session_on_or_before(ny_date(self.clock.now_ns() or time.time_ns())).day
-        rows = rows_at_close(self.market, self._vol_underlyings(), day)
-        self.journal.record_iv_history(rows)
-        log.info("iv_history_recorded", session=day.isoformat(), underlyings=[r.underlying for r in rows])
-        surfaces = getattr(self.kernel, "surfaces", None)
-        if surfaces is not None:
-            for r in rows:
-                history = self.journal.read_iv_history(r.underlying, before=day,
-                                                       limit=self.cfg.vol_history.lookback_days - 1)
-                surfaces.set_history(r.underlying, [*(h.atm_iv_30d for h in history), r.atm_iv_30d])
+        """A session closed: each underlying's surface summary into the IV history, and the kernel told."""
+        record_session_close(self)
 
     # ------------------------------------------------------------------------------------ housekeeping
 

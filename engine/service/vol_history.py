@@ -15,19 +15,25 @@ from __future__ import annotations
 import datetime as dt
 import math
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
-import numpy as np
+import structlog
 
 from domain.views import MarketView
 from engine.kernel.book import OptionBook
-from greeks.calendar import YEAR_NS
-from greeks.forward import parity_forward
+from engine.kernel.vol_surface import expiry_quotes
+from greeks.calendar import ny_date
 from greeks.smile_quality import FitQuality, fit_quality
-from greeks.surface import ExpiryQuotes, PublishedSmile, SurfaceFitter, smile_inputs
+from greeks.surface import ExpiryQuotes, PublishedSmile, SurfaceFitter
 from greeks.term_structure import TermMetrics, term_metrics
+
+if TYPE_CHECKING:
+    from engine.service.app import Engine
+
+log = structlog.get_logger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS iv_history (
@@ -108,32 +114,15 @@ def rows_at_close(
 
 
 def book_expiry_quotes(book: OptionBook, now_ns: int) -> list[ExpiryQuotes]:
-    """Fit inputs per unexpired expiry of ``book``: OTM two-sided quotes against the parity forward."""
-    out: list[ExpiryQuotes] = []
-    spot = book.spot
-    if not (math.isfinite(spot) and spot > 0.0) or len(book) == 0:
-        return out
-    expiries = np.unique(book.expiry)
-    for expiry in expiries:
-        rows = np.flatnonzero(book.expiry == expiry)
-        close_ns = int(book.close_ns[rows[0]])
-        t = (close_ns - now_ns) / YEAR_NS
-        if not t > 0.0:
-            continue
-        strikes = np.unique(book.strike[rows])
-        quotes = np.full((4, strikes.shape[0]), np.nan)
-        col = np.searchsorted(strikes, book.strike[rows])
-        calls = book.is_call[rows]
-        for side, arr in ((0, book.bid), (1, book.ask)):
-            quotes[side, col[calls]] = arr[rows[calls]]
-            quotes[2 + side, col[~calls]] = arr[rows[~calls]]
-        cb, ca, pb, pa = quotes
-        r, q = book.rate, book.div_yield
-        forward = parity_forward(strikes, cb, ca, pb, pa, spot, t, r, q).forward
-        inputs = smile_inputs(strikes, cb, ca, pb, pa, forward, math.exp(-r * t), t)
-        if inputs.k.shape[0] >= MIN_QUOTES_PER_EXPIRY:
-            out.append(ExpiryQuotes(str(expiry), t, inputs))
-    return out
+    """Fit inputs per unexpired expiry of ``book``, as the engine's surface takes them (``expiry_quotes``: OTM
+    two-sided quotes against the parity forward of an index, European-equivalent for an American name), with
+    times to expiry at ``now_ns``."""
+    if len(book) == 0 or not (book.spot > 0.0):
+        return []
+    if now_ns > book.ts_ns:
+        book.reprice_all(now_ns)
+    return [ExpiryQuotes(e.expiry, e.t, e.inputs) for e in expiry_quotes(book)
+            if e.inputs.k.shape[0] >= MIN_QUOTES_PER_EXPIRY]
 
 
 class SurfaceScan(NamedTuple):
@@ -168,3 +157,38 @@ def history_row(scan: SurfaceScan, day: dt.date, source: str) -> IvHistoryRow | 
 def atm_series(rows: Sequence[IvHistoryRow]) -> list[float]:
     """The 30-day ATM IVs of ``rows`` in order (what the kernel ranks today's value in)."""
     return [r.atm_iv_30d for r in rows]
+
+
+def _underlyings(engine: Engine) -> list[str]:
+    return sorted({u for a in engine.actors for u in a.underlyings})
+
+
+def _today(engine: Engine) -> dt.date:
+    return ny_date(engine.clock.now_ns() or time.time_ns())
+
+
+def hand_history(engine: Engine) -> None:
+    """The engine's kernel gets each underlying's look-back of 30-day ATM IVs (sessions before today, oldest
+    first) for IV rank and percentile."""
+    journal, kernel = engine.journal, engine.kernel
+    if journal is None or kernel is None:
+        return
+    for u in _underlyings(engine):
+        rows = journal.read_iv_history(u, before=_today(engine), limit=engine.cfg.vol_history.lookback_days)
+        kernel.surfaces.set_history(u, atm_series(rows))
+
+
+def record_session_close(engine: Engine) -> list[IvHistoryRow]:
+    """At a session's close: upsert each underlying's surface summary for the session into the history, then
+    hand the kernel the look-back including it. The rows written."""
+    journal, kernel = engine.journal, engine.kernel
+    if journal is None or kernel is None:
+        return []
+    day = engine.calendar.session_on_or_before(_today(engine)).day
+    rows = rows_at_close(engine.market, _underlyings(engine), day)
+    journal.record_iv_history(rows)
+    log.info("iv_history_recorded", session=day.isoformat(), underlyings=[r.underlying for r in rows])
+    for r in rows:
+        history = journal.read_iv_history(r.underlying, before=day, limit=engine.cfg.vol_history.lookback_days - 1)
+        kernel.surfaces.set_history(r.underlying, [*(h.atm_iv_30d for h in history), r.atm_iv_30d])
+    return rows

@@ -22,7 +22,7 @@ from engine.service.config import ConfigError, parse_config_text
 from engine.service.iv_history_cli import backfill
 from engine.service.journal import Journal
 from engine.service.settings import kernel_settings
-from engine.service.vol_history import IvHistoryRow
+from engine.service.vol_history import IvHistoryRow, hand_history
 from greeks.calendar import ny_instant_ns
 
 CONFIG = """
@@ -81,7 +81,7 @@ async def test_session_close_writes_each_underlying_and_hands_the_kernel_its_his
 
     surfaces = Surfaces()
     engine.kernel.surfaces = surfaces  # type: ignore[attr-defined]
-    engine._hand_vol_history()
+    hand_history(engine)
     assert surfaces.history == {"SPY": [0.15, 0.16], "QQQ": []}
     try:
         engine.market.vol["SPY"] = VolStats("SPY", after_close, 0.18, -0.04, 0.01, 0.02)
