@@ -512,6 +512,8 @@ def _iv_greeks_kernel_parallel(
 
 
 iv_greeks_kernel = _iv_greeks_kernel
+iv_greeks_at = _iv_greeks_at
+"""One row of ``iv_greeks_kernel`` (row ``i`` of the arrays, in place), for callers' own compiled loops."""
 """The fused kernel itself, for callers that hold flat contiguous arrays and want no wrapper at all:
 ``iv_greeks_kernel(price, spot, strike, t, r, q, is_call, mask, use_mask, min_time_value, with_greeks,
 sigma, status, delta, gamma, vega, theta, rho)`` (all arrays of one length; ``mask`` may be empty when

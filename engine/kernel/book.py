@@ -27,7 +27,7 @@ from numba import njit
 from domain.views import FLAG_CROSSED, FLAG_LOCKED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE
 from engine.kernel.market_data import DataBatch
 from greeks import Greeks, IvGreeks, greeks_at_vol
-from greeks.black import greeks_row, iv_greeks_kernel
+from greeks.black import greeks_row, iv_greeks_at, iv_greeks_kernel
 from greeks.calendar import YEAR_NS, expiry_close_ns
 from greeks.occ import parse_occ
 from greeks.status import FROM_SURFACE, NOT_COMPUTED
@@ -65,6 +65,7 @@ def _apply_kernel(
     flags: npt.NDArray[np.int8],
     mid: F64,
     dirty: npt.NDArray[np.bool_],
+    dirty_rows: npt.NDArray[np.int64],
     counters: I64,
     close_ns: I64,
     t_years: F64,
@@ -126,6 +127,7 @@ def _apply_kernel(
                 mid[r] = m
                 if not dirty[r]:
                     dirty[r] = True
+                    dirty_rows[changed] = r
                     changed += 1
         elif k == 2:  # KIND_TRADE
             counters[1] += 1
@@ -160,14 +162,29 @@ def surface_greeks_at(i: int, surface_iv: F64, surface_fwd: F64, spot_move: floa
 
 
 @njit(cache=True, nogil=True)
-def _surface_fallback(dirty: npt.NDArray[np.bool_], flags: npt.NDArray[np.int8], surface_iv: F64, surface_fwd: F64,
+def _reprice_rows(rows: npt.NDArray[np.int64], mid: F64, spot: F64, strike: F64, t: F64, r: F64, q: F64,
+                  is_call: npt.NDArray[np.bool_], use_surface: bool, flags: npt.NDArray[np.int8], surface_iv: F64,
+                  surface_fwd: F64, spot_move: float, iv: F64, status: npt.NDArray[np.int8], delta: F64,
+                  gamma: F64, vega: F64, theta: F64, rho: F64) -> None:
+    """IV and Greeks of ``rows`` from their mids; with ``use_surface``, a row without a usable quote or IV then
+    takes the surface's (``surface_greeks_at``). One compiled call per frame, visiting only its rows."""
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        iv_greeks_at(i, mid, spot, strike, t, r, q, is_call, HALF_TICK, True, iv, status, delta, gamma, vega, theta,
+                     rho)
+        if use_surface and (status[i] != 0 or (flags[i] & _BAD_QUOTE) != 0):
+            surface_greeks_at(i, surface_iv, surface_fwd, spot_move, strike, t, r, is_call, iv, status, delta, gamma,
+                              vega, theta, rho)
+
+
+@njit(cache=True, nogil=True)
+def _surface_fallback(rows: npt.NDArray[np.int64], flags: npt.NDArray[np.int8], surface_iv: F64, surface_fwd: F64,
                       spot_move: float, strike: F64, t: F64, r: F64, is_call: npt.NDArray[np.bool_], iv: F64,
                       status: npt.NDArray[np.int8], delta: F64, gamma: F64, vega: F64, theta: F64, rho: F64) -> None:
-    """Repriced rows whose quote is one-sided, crossed, empty or stale, or whose IV did not solve: IV and Greeks
-    at the surface IV instead (status FROM_SURFACE), where the surface has one."""
-    for i in range(dirty.shape[0]):
-        if not dirty[i]:
-            continue
+    """Repriced ``rows`` whose quote is one-sided, crossed, empty or stale, or whose IV did not solve: IV and
+    Greeks at the surface IV instead (status FROM_SURFACE), where the surface has one."""
+    for j in range(rows.shape[0]):
+        i = rows[j]
         if status[i] == 0 and (flags[i] & _BAD_QUOTE) == 0:
             continue
         surface_greeks_at(i, surface_iv, surface_fwd, spot_move, strike, t, r, is_call, iv, status, delta, gamma,
@@ -227,6 +244,7 @@ class OptionBook:
         self.status = np.full(n, NOT_COMPUTED, dtype=np.int8)
         self.flags = np.full(n, FLAG_NO_QUOTE, dtype=np.int8)
         self.dirty = np.zeros(n, dtype=np.bool_)
+        self._dirty_rows = np.zeros(n, dtype=np.int64)
         self._rebind_outputs()
 
     def _rebind_outputs(self) -> None:
@@ -313,6 +331,7 @@ class OptionBook:
             self.flags,
             self.mid,
             self.dirty,
+            self._dirty_rows,
             self.counters,
             self.close_ns,
             self.t_years,
@@ -327,18 +346,23 @@ class OptionBook:
             self.ts_ns = newest
         if not changed:
             return 0, 0
-        self.reprice_dirty()
+        _reprice_rows(self._dirty_rows[:changed], self.mid, self.spot_arr, self.strike, self.t_years, self.rate_arr,
+                      self.div_arr, self.is_call, self.has_surface, self.flags, self.surface_iv, self.surface_fwd,
+                      self.surface_spot_move(), *self._iv_out)
+        self.dirty[:] = False
         return changed, changed
 
     def reprice_dirty(self) -> None:
-        """One fused IV + Greeks call over the rows marked dirty, in place; then clear the marks."""
+        """One fused IV + Greeks call over the rows marked dirty, in place; then clear the marks (a frame's own
+        rows go through ``_reprice_rows`` instead, which visits only them)."""
         # The arrays are flat, contiguous and of the kernel's dtypes: straight to the compiled kernel (the public
         # wrapper's broadcasting and checks cost about as much as repricing 100 rows).
         iv_greeks_kernel(self.mid, self.spot_arr, self.strike, self.t_years, self.rate_arr, self.div_arr, self.is_call,
                          self.dirty, True, HALF_TICK, True, *self._iv_out)
         if self.has_surface:
-            _surface_fallback(self.dirty, self.flags, self.surface_iv, self.surface_fwd, self.surface_spot_move(),
-                              self.strike, self.t_years, self.rate_arr, self.is_call, *self._iv_out)
+            _surface_fallback(np.flatnonzero(self.dirty), self.flags, self.surface_iv,
+                              self.surface_fwd, self.surface_spot_move(), self.strike, self.t_years, self.rate_arr,
+                              self.is_call, *self._iv_out)
         self.dirty[:] = False
 
     def surface_spot_move(self) -> float:
