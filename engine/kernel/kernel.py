@@ -42,7 +42,7 @@ from engine.kernel.router import Router, RouterConfig
 from engine.kernel.settlements import SettlementPoller
 from engine.kernel.venue_types import OrderEvent
 from engine.kernel.vol_stats import VolStatsMaker
-from engine.kernel.vol_surface import SurfaceSettings, ThreadOffload, VolSurfaces
+from engine.kernel.vol_surface import ProcessOffload, SurfaceSettings, VolSurfaces
 from risk.breakers import Breakers
 from risk.gate import RiskGate
 from risk.limits import RiskLimits
@@ -88,11 +88,11 @@ class TradingKernel:
         request_budget: RequestBudget | None = None,
         settlements: bool = True,
         extra_actors: Sequence[Strategy[Any]] = (),
-        surface_thread: bool = False,
+        surface_worker: bool = False,
     ) -> None:
         """``publish`` puts an event on the bus the kernel's ``dispatch`` listens to (the live ``Bus`` or a
-        replay queue); ``quote_clock`` is the time the market judges quote staleness by; ``surface_thread``
-        fits volatility surfaces on a worker thread (live) instead of inline (replay: deterministic)."""
+        replay queue); ``quote_clock`` is the time the market judges quote staleness by; ``surface_worker``
+        fits volatility surfaces in a worker process (live) instead of inline (replay: deterministic)."""
         self.settings = settings
         self.execution = execution
         self.clock = clock or EventClock()
@@ -101,7 +101,7 @@ class TradingKernel:
                              div_yields=dict(settings.dividend_yields))
         self.orders = OrderStateMachine()
         self.surfaces = VolSurfaces(self.market, self.clock, publish, settings.surface,
-                                    offload=ThreadOffload() if surface_thread else None,
+                                    offload=ProcessOffload() if surface_worker else None,
                                     vol_stats=VolStatsMaker(settings.iv_rank_min_days))
         self.portfolio = Portfolio(marks=MarkPolicy(settings.surface.max_mark_spread_pct,
                                                     settings.surface.max_mark_spread_usd))

@@ -11,8 +11,8 @@ What it feeds (all through the option book's ``surface_iv`` column, one surface 
 
 When: every ``refit_seconds`` of event time, and sooner (not more often than ``min_refit_seconds``) once spot has
 moved ``spot_move_bp`` or a ``quote_share`` of the chain's rows has new quotes since the last fit. A refit costs
-tens of milliseconds for a chain of a few thousand contracts, so live it runs on a worker thread
-(``ThreadOffload``) on a copy of the book (``BookSnapshot``) and is put in force on the loop when it is done
+tens of milliseconds for a chain of a few thousand contracts, so live it runs in a worker process
+(``ProcessOffload``) on a copy of the book (``BookSnapshot``) and is put in force on the loop when it is done
 (a fit the book outgrew meanwhile is dropped); replay runs it inline at the event time that made it due, which
 keeps replays deterministic.
 
@@ -29,7 +29,7 @@ import collections
 import concurrent.futures
 import contextlib
 import math
-import sys
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, NamedTuple
@@ -310,69 +310,65 @@ class _State:
         self.history: list[float] = []
 
 
-Offload = Callable[[Callable[[], "_RoundResult"], Callable[["_RoundResult | BaseException"], None]], None]
-"""``offload(compute, done)``: run ``compute`` off the loop, then ``done(result or the exception)`` on the loop."""
+Done = Callable[["_RoundResult | BaseException"], None]
+Offload = Callable[["BookSnapshot", Done], None]
+"""``offload(snapshot, done)``: fit the snapshot off the loop (``compute_in_worker``), then ``done(result or the
+exception)`` on the loop."""
 
 
-class ThreadOffload:
-    """Refits on one worker thread, results back on the event loop (``call_soon_threadsafe``).
+class ProcessOffload:
+    """Refits in one worker process, results back on the event loop.
 
-    The fit's time is in compiled kernels that release the GIL (inputs' IV inversion, the early-exercise premium,
-    the SVI search), so on a second core it runs beside the loop instead of between its frames; the Python glue
-    between kernels holds the GIL for tens of microseconds at a time.
+    A process, not a thread: the fit's Python glue between its compiled kernels would hold the GIL the loop
+    needs for every frame, and each hand-over costs the loop up to the interpreter's switch interval. The worker
+    keeps each underlying's last good fits and premium cache (``compute_in_worker``) and is started on the first
+    refit ("spawn": safe beside the engine's threads). One fit at a time; after a fit of F seconds the next waits
+    F * (1 / DUTY - 1), so fitting takes at most DUTY of a core however fast event time runs (an accelerated
+    simulator makes refits due far faster than wall time).
     """
 
-    SWITCH_S = 0.0001
     DUTY = 0.25
-    """Share of wall time the worker may spend fitting: after a fit of F seconds the next starts F * 3 later."""
 
     def __init__(self) -> None:
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._queue: collections.deque[tuple[Callable[[], _RoundResult],
-                                             Callable[[_RoundResult | BaseException], None]]] = collections.deque()
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._queue: collections.deque[tuple[BookSnapshot, Done]] = collections.deque()
         self._busy = False
         self._closed = False
 
-    def __call__(self, compute: Callable[[], _RoundResult],
-                 done: Callable[[_RoundResult | BaseException], None]) -> None:
-        self._queue.append((compute, done))
+    def __call__(self, snap: BookSnapshot, done: Done) -> None:
+        self._queue.append((snap, done))
         if not self._busy:
             self._next(asyncio.get_running_loop())
 
     def _next(self, loop: asyncio.AbstractEventLoop) -> None:
-        """One fit at a time, the next only after the last was put in force: the loop then never waits for the
-        GIL behind a fit while it applies one."""
         if not self._queue or self._closed:
             self._busy = False
             return
         self._busy = True
-        compute, done = self._queue.popleft()
+        snap, done = self._queue.popleft()
         if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="surface-fit")
+            self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        started = time.perf_counter()
 
-        def finish(result: _RoundResult | BaseException, elapsed_s: float) -> None:
+        def finish(result: _RoundResult | BaseException) -> None:
             try:
                 done(result)
             finally:
-                # at most DUTY of a core: an accelerated simulator makes refits due far faster than wall time
-                loop.call_later(elapsed_s * (1.0 / self.DUTY - 1.0), self._next, loop)
+                busy_s = result.elapsed_ns / 1e9 if isinstance(result, _RoundResult) else time.perf_counter() - started
+                loop.call_later(busy_s * (1.0 / self.DUTY - 1.0), self._next, loop)
 
-        def work() -> None:
-            started = time.perf_counter()
-            # While the fit runs, a thread waiting for the GIL (the loop, back from one of its own compiled kernels)
-            # gets it after SWITCH_S instead of the default 5 ms.
-            saved = sys.getswitchinterval()
-            sys.setswitchinterval(self.SWITCH_S)
-            try:
-                result: _RoundResult | BaseException = compute()
-            except Exception as exc:  # reported on the loop; the next refit tries again
-                result = exc
-            finally:
-                sys.setswitchinterval(saved)
+        def returned(future: concurrent.futures.Future[_RoundResult]) -> None:
+            exc = future.exception() if not future.cancelled() else concurrent.futures.CancelledError()
+            if isinstance(exc, concurrent.futures.process.BrokenProcessPool):
+                self._pool = None  # the worker died: the next fit starts a new one
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(finish, result, time.perf_counter() - started)
+                loop.call_soon_threadsafe(finish, exc if exc is not None else future.result())
 
-        self._pool.submit(work)
+        try:
+            self._pool.submit(compute_in_worker, snap).add_done_callback(returned)
+        except RuntimeError as exc:  # the pool was shut down or broke
+            self._pool = None
+            finish(exc)
 
     def close(self) -> None:
         self._closed = True
@@ -380,6 +376,20 @@ class ThreadOffload:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+_WORKER_STATE: dict[str, tuple[SurfaceFitter, PremiumCache]] = {}
+"""In the worker process: each underlying's fitter (its last good fits) and premium cache."""
+
+
+def compute_in_worker(snap: BookSnapshot) -> _RoundResult:
+    """A refit's heavy part in the worker process, with that process's state for the underlying."""
+    state = _WORKER_STATE.get(snap.underlying)
+    if state is None:
+        state = _WORKER_STATE[snap.underlying] = (SurfaceFitter(), PremiumCache())
+    return _compute(snap, *state)
+
+
 StatsFn = Callable[[str, Sequence[PublishedSmile], Sequence[float], int], VolStats | None]
 
 
@@ -394,8 +404,8 @@ class VolSurfaces:
         self.publish = publish
         self.settings = settings or SurfaceSettings()
         self.offload = offload
-        """Runs a refit's fit off the loop and its result back on it (live: a worker thread); None: inline, at the
-        event time that made it due (replay, tests)."""
+        """Runs a refit's fit off the loop and its result back on it (live: a worker process); None: inline, at
+        the event time that made it due (replay, tests)."""
         self.vol_stats = vol_stats
         """Turns a published surface (and the look-back history) into ``VolStats``; None: no stats."""
         self._states: dict[str, _State] = {}
@@ -419,7 +429,7 @@ class VolSurfaces:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if isinstance(self.offload, ThreadOffload):
+        if isinstance(self.offload, ProcessOffload):
             self.offload.close()
 
     def state(self, underlying: str) -> _State:
@@ -473,7 +483,7 @@ class VolSurfaces:
         if self.offload is None:
             self._apply(snap, _compute(snap, st.fitter, st.premiums))
         else:
-            self.offload(lambda: _compute(snap, st.fitter, st.premiums), lambda result: self._apply(snap, result))
+            self.offload(snap, lambda result: self._apply(snap, result))
 
     def _failed(self, snap: BookSnapshot, error: BaseException) -> None:
         self.state(snap.underlying).pending = False
@@ -546,8 +556,7 @@ class _RoundResult(NamedTuple):
 
 def _compute(snap: BookSnapshot, fitter: SurfaceFitter, premiums: PremiumCache) -> _RoundResult:
     """The heavy part of a refit, on a snapshot: fit inputs, the calendar-constrained fits and their checks. Touches
-    nothing but ``fitter`` and ``premiums`` (one round per underlying at a time), so it may run on a worker thread;
-    its kernels release the GIL."""
+    nothing but ``fitter`` and ``premiums`` (one round per underlying at a time), so it may run in a worker."""
     started = time.perf_counter_ns()
     quotes = expiry_quotes(snap, premiums)
     published = fitter.fit([ExpiryQuotes(e.expiry, e.t, e.inputs) for e in quotes], snap.ts_ns / NS_PER_SECOND)

@@ -291,7 +291,7 @@ class Engine:
         self.kernel = kernel = TradingKernel(
             kernel_settings(self.cfg), self.broker, publish=self.bus.publish, account=account, clock=self.clock,
             journal=self.journal, publisher=self.publisher, metrics=self.metrics, alert=self.alert,
-            extra_actors=self.extra_actors, surface_thread=True)
+            extra_actors=self.extra_actors, surface_worker=True)
         return kernel
 
     async def _prime_market(self) -> None:

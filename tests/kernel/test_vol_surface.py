@@ -26,6 +26,7 @@ from greeks import american_price, black_scholes_greeks, black_scholes_price
 from greeks.calendar import NS_PER_SECOND, expiry_close_ns, ny_instant_ns, year_fraction
 from greeks.occ import format_occ
 from greeks.status import FROM_SURFACE, OK
+from greeks.surface import SurfaceFitter
 
 DAY = dt.date(2026, 11, 16)
 NOW = ny_instant_ns(DAY, dt.time(11, 0))
@@ -191,10 +192,10 @@ def test_the_cadence_timer_refits_on_event_time() -> None:
 
 
 def offloader(jobs: list[Callable[[], None]]) -> Callable[..., None]:
-    """An offload that runs nothing until the test says so (as a worker thread finishing later would)."""
+    """An offload that fits nothing until the test says so (as a worker finishing later would), with fresh state."""
 
-    def offload(compute: Callable[[], object], done: Callable[[object], None]) -> None:
-        jobs.append(lambda: done(compute()))
+    def offload(snap: vs.BookSnapshot, done: Callable[[object], None]) -> None:
+        jobs.append(lambda: done(vs._compute(snap, SurfaceFitter(), vs.PremiumCache())))
 
     return offload
 
@@ -232,7 +233,7 @@ def test_a_failed_fit_is_reported_and_the_next_one_runs() -> None:
     market, published = build()
     jobs: list[Callable[[], None]] = []
 
-    def offload(compute: Callable[[], object], done: Callable[[object], None]) -> None:
+    def offload(snap: vs.BookSnapshot, done: Callable[[object], None]) -> None:
         jobs.append(lambda: done(RuntimeError("worker died")))
 
     surf = VolSurfaces(market, EventClock(NOW), published.append, SurfaceSettings(), offload=offload)
@@ -243,17 +244,22 @@ def test_a_failed_fit_is_reported_and_the_next_one_runs() -> None:
     assert len(jobs) == 1
 
 
-async def test_the_thread_offload_fits_beside_the_loop() -> None:
+async def test_the_worker_process_fits_beside_the_loop() -> None:
     market, published = build()
-    surf = VolSurfaces(market, EventClock(NOW), published.append, SurfaceSettings(), offload=vs.ThreadOffload())
+    surf = VolSurfaces(market, EventClock(NOW), published.append, SurfaceSettings(), offload=vs.ProcessOffload())
     surf.on_book(BookUpdated("SPX", 1, 0, 0, 5000.0, "quotes", NOW, NOW))
     assert surf.state("SPX").pending and fitted(published) == []
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if fitted(published):
-            break
-    assert len(fitted(published)) == 1 and market.books["SPX"].has_surface
-    surf.stop()
+    try:
+        for _ in range(6000):  # the worker imports the fitting code first
+            await asyncio.sleep(0.01)
+            if fitted(published):
+                break
+        assert len(fitted(published)) == 1 and market.books["SPX"].has_surface
+        reference, _ = build()
+        surfaces(reference, []).refit("SPX")
+        np.testing.assert_array_equal(market.books["SPX"].surface_iv, reference.books["SPX"].surface_iv)
+    finally:
+        surf.stop()
 
 
 def test_an_american_name_is_fitted_on_european_equivalent_ivs() -> None:
