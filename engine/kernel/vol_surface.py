@@ -30,6 +30,7 @@ import concurrent.futures
 import contextlib
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, NamedTuple
@@ -321,8 +322,9 @@ class ProcessOffload:
 
     A process, not a thread: the fit's Python glue between its compiled kernels would hold the GIL the loop
     needs for every frame, and each hand-over costs the loop up to the interpreter's switch interval. The worker
-    keeps each underlying's last good fits and premium cache (``compute_in_worker``) and is started on the first
-    refit ("spawn": safe beside the engine's threads). One fit at a time; after a fit of F seconds the next waits
+    keeps each underlying's last good fits and premium cache (``compute_in_worker``), is started on the first
+    refit ("spawn": safe beside the engine's threads) and runs at a low priority (``WORKER_NICE``). One fit at a
+    time; after a fit of F seconds the next waits
     F * (1 / DUTY - 1), so fitting takes at most DUTY of a core however fast event time runs (an accelerated
     simulator makes refits due far faster than wall time).
     """
@@ -347,7 +349,8 @@ class ProcessOffload:
         self._busy = True
         snap, done = self._queue.popleft()
         if self._pool is None:
-            self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                                initializer=_lower_priority)
         started = time.perf_counter()
 
         def finish(result: _RoundResult | BaseException) -> None:
@@ -377,6 +380,15 @@ class ProcessOffload:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
+
+def _lower_priority() -> None:
+    """The worker yields the cores to the engine's loop (and anything else at normal priority): a fit a few
+    seconds late costs nothing, a frame a few milliseconds late does."""
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICE)
+
+
+WORKER_NICE = 15
 
 _WORKER_STATE: dict[str, tuple[SurfaceFitter, PremiumCache]] = {}
 """In the worker process: each underlying's fitter (its last good fits) and premium cache."""
