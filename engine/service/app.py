@@ -40,6 +40,7 @@ from engine.kernel.subscriptions import BudgetConfig, ContractCatalog, Subscript
 from engine.kernel.venue_types import VenueError
 from engine.service.commands import CommandListener
 from engine.service.config import EngineConfig, state_path
+from engine.service.gauges import register_engine_gauges
 from engine.service.journal import BoundAccount, Journal
 from engine.service.metrics import LoopLagMonitor, Metrics, MetricsServer
 from engine.service.publish import Publisher
@@ -275,6 +276,7 @@ class Engine:
             self.metrics_server = None
         self.loop_lag = LoopLagMonitor(self.metrics)
         self.loop_lag.start()
+        register_engine_gauges(self.metrics, self)
         if cfg.redis.enabled:
             from engine.service.logging import redactor
 

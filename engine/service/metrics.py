@@ -15,7 +15,7 @@ import collections
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
@@ -111,15 +111,25 @@ class Gauge:
 
 
 class LabelledGauge:
-    """Gauges keyed by one label, from a function returning ``{label_value: value}`` at scrape time."""
+    """Values keyed by one label, from a function returning ``{label_value: value}`` at scrape time.
 
-    __slots__ = ("fn", "help", "label", "name")
+    ``kind="counter"`` exposes a running total kept elsewhere (e.g. fills per strategy) as a counter, so that
+    ``rate()`` over it is meaningful to Prometheus."""
 
-    def __init__(self, name: str, help: str, label: str, fn: Callable[[], dict[str, float]]) -> None:
-        self.name, self.help, self.label, self.fn = name, help, label, fn
+    __slots__ = ("fn", "help", "kind", "label", "name")
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        label: str,
+        fn: Callable[[], dict[str, float]],
+        kind: Literal["gauge", "counter"] = "gauge",
+    ) -> None:
+        self.name, self.help, self.label, self.fn, self.kind = name, help, label, fn, kind
 
     def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}\n# TYPE {self.name} gauge\n"
+        yield f"# HELP {self.name} {self.help}\n# TYPE {self.name} {self.kind}\n"
         try:
             values = self.fn()
         except Exception:
@@ -194,8 +204,15 @@ class Metrics:
         self._extra.append(g)
         return g
 
-    def labelled_gauge(self, name: str, help: str, label: str, fn: Callable[[], dict[str, float]]) -> LabelledGauge:
-        g = LabelledGauge(name, help, label, fn)
+    def labelled_gauge(
+        self,
+        name: str,
+        help: str,
+        label: str,
+        fn: Callable[[], dict[str, float]],
+        kind: Literal["gauge", "counter"] = "gauge",
+    ) -> LabelledGauge:
+        g = LabelledGauge(name, help, label, fn, kind)
         self._extra.append(g)
         return g
 
