@@ -76,9 +76,10 @@ class LabelledCounter:
 
     __slots__ = ("help", "label", "name", "values")
 
-    def __init__(self, name: str, help: str, label: str) -> None:
+    def __init__(self, name: str, help: str, label: str, initial: Iterable[str] = ()) -> None:
         self.name, self.help, self.label = name, help, label
-        self.values: collections.Counter[str] = collections.Counter()
+        self.values: collections.Counter[str] = collections.Counter({k: 0 for k in initial})
+        """``initial`` keys are exported at 0 from the start, so alerts using ``increase()`` see their first one."""
 
     def inc(self, key: str, n: int = 1) -> None:
         self.values[key] += n
@@ -185,7 +186,9 @@ class Metrics:
             f"{ns}_tick_to_order_seconds", "From the frame that triggered an intent to the order leaving."
         )
         self.gate_denials = LabelledCounter(f"{ns}_gate_denials_total", "Intents denied, by reason.", "reason")
-        self.orders = LabelledCounter(f"{ns}_order_updates_total", "Order updates, by resulting state.", "state")
+        self.orders = LabelledCounter(
+            f"{ns}_order_updates_total", "Order updates, by resulting state.", "state", initial=("filled", "rejected")
+        )
         self.fills = Counter(f"{ns}_fills_total", "Fills journaled.")
         self.alerts = LabelledCounter(f"{ns}_alerts_total", "Alerts raised, by code.", "code")
         self.loop_lag_seconds = Gauge(f"{ns}_event_loop_lag_seconds", "Last measured event-loop lag.")

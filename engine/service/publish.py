@@ -478,7 +478,9 @@ class Publisher:
             self._advance_cursor(max_fill)
 
     def register_metrics(self, metrics: Metrics) -> None:
-        """Expose queue depth, connection state and loss counters on ``/metrics`` (read at scrape time)."""
+        """Expose queue depth, connection state and loss counters on ``/metrics`` (read at scrape time).
+
+        The drop counts start at 0 for both droppable types, so ``increase()`` sees the first drop."""
         ns = "options_engine_redis"
         metrics.gauge(f"{ns}_queue_depth", "Messages waiting for Redis.", lambda: len(self._queue))
         metrics.gauge(f"{ns}_connected", "1 while connected to Redis.", lambda: float(self.connected))
@@ -492,7 +494,7 @@ class Publisher:
             f"{ns}_dropped_total",
             "Orders/Greeks messages dropped.",
             "type",
-            lambda: {k: float(v) for k, v in self.dropped.items()},
+            lambda: {"order": 0.0, "greeks": 0.0} | {k: float(v) for k, v in self.dropped.items()},
         )
 
     def stats(self) -> dict[str, Any]:
