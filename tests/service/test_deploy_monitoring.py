@@ -33,8 +33,8 @@ PROMETHEUS_OWN = frozenset({"up"})
 """Series Prometheus makes itself for every target (the rules may use them; the engine does not export them)."""
 
 PROMQL_WORDS = frozenset(
-    {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "inf",
-     "nan"}
+    {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}
+    | {"inf", "nan"}
 )
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
 
