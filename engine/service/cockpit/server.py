@@ -3,7 +3,8 @@
 Routes (added to the ``MetricsServer``'s application, same host and port as ``/metrics`` and ``/status``):
 
 * ``GET /`` the dashboard (one HTML file, everything inline: no build step, nothing fetched from elsewhere);
-* ``GET /events`` server-sent events: the snapshot (``snapshot.py``) at once on connect, then one per second;
+* ``GET /events`` server-sent events: the snapshot (``snapshot.py``) at once on connect, then one per second
+  (snapshots are built only while a page watches, or when ``/status`` or ``/snapshot`` asks);
 * ``GET /snapshot`` the newest snapshot as JSON; ``GET /whatif`` the what-if grid now (``whatif.py``);
 * ``GET /control/csrf`` and ``POST /control/{pause,resume,flatten,halt}`` (``control.py``).
 
@@ -30,7 +31,7 @@ from aiohttp import web
 from engine.kernel.alerts import Alert
 from engine.kernel.events import Topic
 from engine.service.cockpit.control import ACTIONS, Control, cross_site, presented_token
-from engine.service.cockpit.snapshot import CockpitState, build_snapshot, status_copy
+from engine.service.cockpit.snapshot import CockpitState, build_snapshot, sample_pnl, status_copy
 from engine.service.cockpit.whatif import build_whatif
 from engine.service.journal import OperatorAction
 from engine.service.secrets import Secret
@@ -79,6 +80,8 @@ class Cockpit:
         self.latest: dict[str, Any] = {}
         self._encoded = b""
         self._seq = 0
+        self._built_mono = 0.0
+        self._watchers = 0
         self._fresh = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -113,9 +116,13 @@ class Cockpit:
         self.engine.bus.unsubscribe("cockpit")
 
     async def _run(self) -> None:
+        """Each second a point of the P&L curve, and a snapshot when a page is watching (a snapshot costs the loop
+        about a millisecond; nobody watching, ``/status`` and ``/snapshot`` build one when asked)."""
         while True:
             try:
-                self.refresh()
+                sample_pnl(self.engine, self.state)
+                if self._watchers:
+                    self.refresh()
             except Exception:
                 log.exception("cockpit_snapshot_failed")
             await asyncio.sleep(PUSH_INTERVAL_S)
@@ -125,13 +132,22 @@ class Cockpit:
         self._seq += 1
         self.latest = build_snapshot(self.engine, self.state, self._seq, self.control.enabled)
         self._encoded = _encoder.encode(self.latest)
+        self._built_mono = time.monotonic()
         self._fresh.set()
         self._fresh = asyncio.Event()
         return self.latest
 
+    def _current(self) -> None:
+        """Build a snapshot now unless the newest is under a push interval old."""
+        if not self.latest or time.monotonic() - self._built_mono >= PUSH_INTERVAL_S:
+            self.refresh()
+
     def status_part(self) -> dict[str, Any] | None:
-        """What ``/status`` repeats of the newest snapshot (None before the first)."""
-        return status_copy(self.latest) if self.latest else None
+        """What ``/status`` repeats of the newest snapshot (the one the pages were last sent)."""
+        if not self._task:
+            return None
+        self._current()
+        return status_copy(self.latest)
 
     # ------------------------------------------------------------------------------------ handlers
 
@@ -152,11 +168,8 @@ class Cockpit:
                                      "style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"})
 
     async def _on_snapshot(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._encoded or self._encode_now(), content_type="application/json")
-
-    def _encode_now(self) -> bytes:
-        self.refresh()
-        return self._encoded
+        self._current()
+        return web.Response(body=self._encoded, content_type="application/json")
 
     async def _on_whatif(self, request: web.Request) -> web.Response:
         kernel = self.engine.kernel
@@ -169,7 +182,17 @@ class Cockpit:
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         sent = -1
-        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+        self._watchers += 1
+        if self._watchers == 1:
+            self.refresh()  # the first watcher gets a fresh snapshot at once, not one up to a second old
+        try:
+            await self._stream(resp, sent)
+        finally:
+            self._watchers -= 1
+        return resp
+
+    async def _stream(self, resp: web.StreamResponse, sent: int) -> None:
+        with contextlib.suppress(ConnectionResetError):  # the page went away
             while not self._closing:
                 if self.latest and self._seq != sent:
                     sent = self._seq
@@ -179,7 +202,6 @@ class Cockpit:
                     await asyncio.wait_for(fresh.wait(), KEEPALIVE_S)
                 except TimeoutError:
                     await resp.write(b": keepalive\n\n")
-        return resp
 
     async def _on_csrf(self, request: web.Request) -> web.Response:
         refusal = self._refusal(request, csrf=False)

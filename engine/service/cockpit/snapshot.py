@@ -166,6 +166,14 @@ def _orders(kernel: TradingKernel) -> list[dict[str, Any]]:
     return out
 
 
+def sample_pnl(engine: Engine, state: CockpitState) -> None:
+    """One point of the session's P&L curve (strategies' P&L as in the summary, and the day's)."""
+    kernel, now = engine.kernel, engine.clock.now_ns()
+    if kernel is not None and now:
+        pnl = sum(s.pnl_usd for s in (kernel.portfolio.strategy_summary(a.strategy_id) for a in kernel.actors))
+        state.sample(now, pnl, kernel.portfolio.daily_pnl_usd())
+
+
 def build_snapshot(engine: Engine, state: CockpitState, seq: int, control_enabled: bool) -> dict[str, Any]:
     """The dashboard's document (see the module docstring); ``seq`` numbers it for ``/status``'s matching copy."""
     kernel = engine.kernel
@@ -190,8 +198,6 @@ def build_snapshot(engine: Engine, state: CockpitState, seq: int, control_enable
                            "last_action": actor.last_action, "structures": structures}
     pnl = float(sum(s["pnl"] for s in summary.values()))
     daily = pf.daily_pnl_usd()
-    if now:
-        state.sample(now, pnl, daily)
     limits = core.gate.limits
     greeks = [{"scope": "total", "bars": _limits(pf.greeks(), limits.total)}]
     greeks += [{"scope": u, "bars": _limits(pf.greeks(u), limits.per_underlying)}
