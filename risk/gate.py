@@ -52,7 +52,7 @@ from risk.stress import (
     held_pnl,
     offer_only_greeks,
     scenario_pnl,
-    session_close_ns,
+    stress_inputs,
     usable_iv,
 )
 
@@ -558,8 +558,7 @@ def _check_stress(chain: ChainView, held: Mapping[str, float], legs: list[_Leg],
     returned worst P&L is that lower bound.
     """
     u = intent.underlying
-    s = spot if spot > 0 else float(chain.spot)
-    to_close = max((session_close_ns(chain.ts_ns) - chain.ts_ns) / YEAR_NS, 0.0)
+    s, to_close = stress_inputs(chain, spot)
     if cache is not None:
         pnl_before, same_day = cache.held_pnl(chain, held, u, s, to_close, grid, revision)
     else:

@@ -24,7 +24,15 @@ from numba import njit
 from domain.orders import CONTRACT_MULTIPLIER
 from domain.views import ChainView
 from greeks.black import greeks_row, price_row
-from greeks.calendar import NS_PER_MINUTE, REGULAR_CLOSE, CalendarRangeError, market_calendar, ny_date, ny_instant_ns
+from greeks.calendar import (
+    NS_PER_MINUTE,
+    REGULAR_CLOSE,
+    YEAR_NS,
+    CalendarRangeError,
+    market_calendar,
+    ny_date,
+    ny_instant_ns,
+)
 from risk.limits import StressLimits
 
 F64 = npt.NDArray[np.float64]
@@ -182,6 +190,13 @@ def session_close_ns(ts_ns: int) -> int:
         return market_calendar().close_ns_at(ts_ns)
     except CalendarRangeError:
         return ny_instant_ns(ny_date(ts_ns), REGULAR_CLOSE)
+
+
+def stress_inputs(chain: ChainView, spot: float) -> tuple[float, float]:
+    """(spot, years to today's close) the scenarios of ``chain``'s book are priced at: ``spot`` when positive
+    (the market's), else the chain's own; the close as of the chain's time (0 once it has passed)."""
+    s = spot if spot > 0 else float(chain.spot)
+    return s, max((session_close_ns(chain.ts_ns) - chain.ts_ns) / YEAR_NS, 0.0)
 
 
 class HeldStressCache:

@@ -38,6 +38,7 @@ from domain.orders import IntentDenied, OrderFilled, OrderIntent, OrderUpdated, 
 from domain.params import apply_hot, diff_params
 from domain.views import AccountView, ChainView, MarketView, PortfolioView
 from greeks.calendar import NEW_YORK, NS_PER_MS, ny_date, ny_datetime, ny_instant_ns
+from strategies.exit_watch import ExitWatch
 from strategies.expiry_flat import carry_shortfall, expiring_legs, expiry_day
 from strategies.iv_gate import iv_block_reason
 from strategies.session_time import DaySchedule, Op, SessionTimeText, session_on, validate_times
@@ -496,3 +497,7 @@ class StructureStrategy(Strategy[SC]):
     def own_stats(self) -> dict[str, float | int | str]:
         """The subclass's counters, listed after the structure counts."""
         return {}
+
+    def exit_watch(self, chain: ChainView, t: Tracked, now_ns: int) -> list[ExitWatch]:
+        """How near each of ``t``'s exit rules is to firing (``strategies.exit_watch``; none here)."""
+        return []

@@ -39,6 +39,7 @@ from strategies.base import (
     TermConfig,
     ny_datetime,
 )
+from strategies.exit_watch import ExitWatch, dte_watch
 from strategies.structures import Structure, straddle
 from strategies.tracking import StructureStatus, Tracked
 
@@ -220,6 +221,18 @@ class GammaScalper(StructureStrategy[GammaScalperConfig]):
         if math.isfinite(t.entry_iv) and iv >= t.entry_iv + cfg.exit_vol_gain_pts / 100.0:
             return "vol_target"
         return ""
+
+    def exit_watch(self, chain: ChainView, t: Tracked, now_ns: int) -> list[ExitWatch]:
+        """DTE, max loss and the vol target, as distances (``strategies.exit_watch``)."""
+        cfg = self.config
+        pnl = t.pnl_usd(chain)
+        rows = t.structure.rows(chain)
+        iv = float(sum(chain.iv[r] for r in rows) / len(rows)) if rows and min(rows) >= 0 else math.nan
+        gain = cfg.exit_vol_gain_pts / 100.0
+        return [dte_watch(t, self.schedule(now_ns).day, cfg.exit_dte),
+                ExitWatch("max_loss", -pnl / cfg.max_loss_usd, f"P&L {pnl:.0f} vs -{cfg.max_loss_usd:.0f}"),
+                ExitWatch("vol_target", (iv - t.entry_iv) / gain,
+                          f"IV {100 * iv:.2f} vs target {100 * (t.entry_iv + gain):.2f}")]
 
     def _maybe_exit(self, chain: ChainView, t: Tracked, now: int) -> bool:
         if not t.close_retry_due(now, self.config.close_retry_s):

@@ -36,6 +36,7 @@ from strategies.base import (
     TermConfig,
     ny_datetime,
 )
+from strategies.exit_watch import ExitWatch, breach_watch, credit_watches, dte_watch
 from strategies.sizing import SizingMode, size_structure
 from strategies.structures import Structure, iron_condor
 from strategies.tracking import StructureStatus, Tracked
@@ -170,6 +171,14 @@ class IronCondor(StructureStrategy[IronCondorConfig]):
         if cost_to_close - credit >= cfg.stop_loss_multiple * credit:
             return "stop"
         return ""
+
+    def exit_watch(self, chain: ChainView, t: Tracked, now_ns: int) -> list[ExitWatch]:
+        """DTE, breach (when configured), take-profit and stop, as distances (``strategies.exit_watch``)."""
+        cfg = self.config
+        out = [dte_watch(t, self.schedule(now_ns).day, cfg.exit_dte)]
+        if cfg.close_on_breach:
+            out.append(breach_watch(t, chain.spot))
+        return out + credit_watches(t, chain, cfg.take_profit_pct, cfg.stop_loss_multiple)
 
     def _manage(self, chain: ChainView, t: Tracked, now: int) -> None:
         if not t.close_retry_due(now, self.config.close_retry_s):

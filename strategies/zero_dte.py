@@ -44,6 +44,7 @@ from strategies.base import (
     StructureStrategy,
     Symbol,
 )
+from strategies.exit_watch import ExitWatch, credit_watches, pin_watch, spot_move_watch
 from strategies.session_time import DaySchedule, Op
 from strategies.sizing import SizingMode, size_structure
 from strategies.structures import Structure, iron_condor, vertical
@@ -261,6 +262,14 @@ class ZeroDte(StructureStrategy[ZeroDteConfig]):
             if any(abs(k - spot) <= cfg.pin_distance_pct * spot for k in shorts):
                 return "pin_risk"
         return ""
+
+    def exit_watch(self, chain: ChainView, t: Tracked, now_ns: int) -> list[ExitWatch]:
+        """Underlying stop, stop, take-profit and pin risk, as distances (``strategies.exit_watch``)."""
+        cfg = self.config
+        pin_from = self.schedule(now_ns).at.get("pin_check_from")
+        return [spot_move_watch(t, chain.spot, cfg.underlying_stop_pct),
+                *credit_watches(t, chain, cfg.take_profit_pct, cfg.stop_loss_multiple),
+                pin_watch(t, chain.spot, cfg.pin_distance_pct, pin_from is not None and now_ns >= pin_from)]
 
     def _manage(self, chain: ChainView, t: Tracked, now: int, forced: str) -> None:
         if not t.close_retry_due(now, self.config.close_retry_s):

@@ -308,6 +308,14 @@ class Portfolio:
         return [sym for sym, p in self._legs.items() if abs(p.qty) > _EPS and (m := self._marks.get(sym)) is not None
                 and m.from_surface]
 
+    def leg(self, symbol: str) -> LegPosition | None:
+        """The position in ``symbol`` (quantity, average price, realized P&L), or None if never held."""
+        return self._legs.get(symbol)
+
+    def mark(self, symbol: str) -> Mark | None:
+        """The last mark of ``symbol`` (quote, Greeks, the value it is carried at), or None before the first."""
+        return self._marks.get(symbol)
+
     def has_booked(self, execution_id: str) -> bool:
         """Whether the fill with ``execution_id`` is already in the positions."""
         return execution_id in self._seen_exec

@@ -38,6 +38,7 @@ from engine.kernel.portfolio import Portfolio
 from engine.kernel.router import Router
 from engine.kernel.subscriptions import BudgetConfig, ContractCatalog, SubscriptionBudget, SubscriptionManager
 from engine.kernel.venue_types import VenueError
+from engine.service.cockpit import Cockpit
 from engine.service.commands import CommandListener
 from engine.service.config import EngineConfig, state_path
 from engine.service.gauges import register_engine_gauges
@@ -48,7 +49,7 @@ from engine.service.reconcile import ReconcilePolicy
 from engine.service.reload import ConfigChange, ConfigReloader
 from engine.service.restart import RestartReconciliation, bind_journal, fetch_account, startup_call
 from engine.service.sdnotify import Notifier, Watchdog, watchdog_interval_s
-from engine.service.secrets import command_secret
+from engine.service.secrets import command_secret, dashboard_token
 from engine.service.settings import kernel_settings
 from engine.service.venue import Endpoints, archive_for_fresh_start, start_simulator
 from engine.service.venues import DataStream, Stream, Venue, VenueClient, open_venue
@@ -267,8 +268,9 @@ class Engine:
 
     async def _start_observability(self) -> None:
         cfg = self.cfg
+        self.cockpit = Cockpit(self, dashboard_token(cfg), cfg.engine.metrics_host)
         self.metrics_server = MetricsServer(self.metrics, cfg.engine.metrics_host, cfg.engine.metrics_port,
-                                            health=self.health, status=self.status)
+                                            health=self.health, status=self.status, extend=self.cockpit.install)
         try:
             await self.metrics_server.start()
         except OSError as exc:

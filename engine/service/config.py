@@ -85,6 +85,10 @@ class EngineSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_level: LogLevel = "info"
     metrics_host: Annotated[str, Meta(min_length=1)] = "127.0.0.1"
     metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 9464
+    dashboard_token_env: EnvName = ""
+    """The variable (environment or credentials file) holding the dashboard's control token; empty: the command
+    channel's secret (``[redis] command_secret_env``). Without either the dashboard is read-only, and a
+    ``metrics_host`` off loopback then serves nothing (docs/dashboard.md)."""
     client_order_prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,16}$")] = "oe"
     unknown_order_policy: Literal["cancel", "adopt"] = "cancel"
     cancel_on_shutdown: bool = True

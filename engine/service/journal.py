@@ -1,7 +1,8 @@
 """The journal: SQLite in WAL mode under ``state_dir``, the engine's memory across restarts.
 
 It records intents (before submission), orders and their events, fills (unique on ``execution_id``),
-structures and applied config diffs, and reads them back for restart reconciliation (engine/service/reconcile.py).
+structures, applied config diffs and operator actions (the dashboard's controls), and reads them back for
+restart reconciliation (engine/service/reconcile.py).
 It also keeps the daily IV history (``iv_history``, engine/service/vol_history.py).
 
 Writes never block the event loop: one writer thread owns the write connection, drains a queue and commits
@@ -83,6 +84,9 @@ CREATE TABLE IF NOT EXISTS structures (
   legs BLOB NOT NULL, ts_event_ns INTEGER NOT NULL, extra BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS config_diffs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, applied BLOB NOT NULL, cold BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS operator_actions (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, action TEXT NOT NULL, source TEXT NOT NULL,
+  outcome TEXT NOT NULL, detail TEXT NOT NULL);
 """
 
 _enc = msgspec.json.Encoder()
@@ -154,6 +158,17 @@ class JournalFill(msgspec.Struct, frozen=True):
     source: str
     greeks_before: PortfolioGreeks | None = None
     greeks_after: PortfolioGreeks | None = None
+
+
+class OperatorAction(msgspec.Struct, frozen=True):
+    """One operator action (dashboard control): what, from where, and what came of it."""
+
+    ts_ns: int
+    action: str
+    source: str
+    outcome: str
+    """``done``, or ``refused: <reason>``."""
+    detail: str = ""
 
 
 class JournalState(msgspec.Struct, frozen=True):
@@ -454,6 +469,12 @@ class Journal:
         row = (ts_ns or time.time_ns(), _enc.encode(list(applied)), _enc.encode(list(cold)))
         self._submit(lambda c: c.execute("INSERT INTO config_diffs (ts_ns, applied, cold) VALUES (?,?,?)", row))
 
+    def record_operator_action(self, action: OperatorAction) -> None:
+        """Journal one operator action (done or refused) on the writer thread."""
+        row = (action.ts_ns, action.action, action.source, action.outcome, action.detail)
+        self._submit(lambda c: c.execute(
+            "INSERT INTO operator_actions (ts_ns, action, source, outcome, detail) VALUES (?,?,?,?,?)", row))
+
     def record_iv_history(self, rows: list[IvHistoryRow]) -> None:
         """Upsert daily IV history rows (by underlying and session date) on the writer thread."""
         if rows:
@@ -546,6 +567,15 @@ class Journal:
                 for r in conn.execute("SELECT * FROM structures")
             }
             return JournalState(intents, orders, fills, structures)
+        finally:
+            conn.close()
+
+    def read_operator_actions(self) -> list[OperatorAction]:
+        """Every operator action journaled, oldest first (own connection: call after ``flush`` for the newest)."""
+        conn = self._connect()
+        try:
+            return [OperatorAction(*r) for r in conn.execute(
+                "SELECT ts_ns, action, source, outcome, detail FROM operator_actions ORDER BY seq")]
         finally:
             conn.close()
 

@@ -5,7 +5,7 @@ Updating is a plain attribute operation (``m.feed_messages.inc("options")``,
 no locks (one loop thread owns them), no string formatting. The text exposition format (version 0.0.4) is
 built when ``/metrics`` is scraped. The :class:`MetricsServer` (aiohttp, 127.0.0.1:9464 by default) also
 serves ``/healthz`` (200 or 503 from the app's health predicate) and ``/status`` (JSON for
-``options-engine status``).
+``options-engine status``), and the operator's dashboard (``engine/service/cockpit``).
 """
 
 from __future__ import annotations
@@ -253,8 +253,11 @@ class MetricsServer:
         port: int = 9464,
         health: Callable[[], tuple[bool, str]] | None = None,
         status: Callable[[], dict[str, Any]] | None = None,
+        extend: Callable[[web.Application], None] | None = None,
     ) -> None:
+        """``extend`` adds routes, middlewares and start/stop hooks to the application (the cockpit)."""
         self.metrics = metrics
+        self._extend = extend
         self.host = host
         self.port = port
         self._health = health or (lambda: (True, "ok"))
@@ -267,7 +270,9 @@ class MetricsServer:
         app.router.add_get("/metrics", self._on_metrics)
         app.router.add_get("/healthz", self._on_healthz)
         app.router.add_get("/status", self._on_status)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        if self._extend is not None:
+            self._extend(app)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()

@@ -142,6 +142,15 @@ def command_secret(cfg: EngineConfig, env: Mapping[str, str] | None = None) -> S
     return Secret(value) if value else None
 
 
+def dashboard_token(cfg: EngineConfig, env: Mapping[str, str] | None = None) -> Secret | None:
+    """The dashboard's control token: ``[engine] dashboard_token_env`` (environment, else credentials file), else
+    the command channel's secret; None when neither is set (the dashboard is then read-only)."""
+    env = os.environ if env is None else env
+    name = cfg.engine.dashboard_token_env
+    value = (env.get(name, "") or _file_values(cfg, env).get(name, "")) if name else ""
+    return Secret(value) if value else command_secret(cfg, env)
+
+
 def require_live_confirmation(cfg: EngineConfig, env: Mapping[str, str] | None = None) -> None:
     """Refuse live trading unless ``mode = "live"`` is confirmed by ``OPTIONS_ENGINE_LIVE=1``."""
     env = os.environ if env is None else env
@@ -155,7 +164,8 @@ def require_live_confirmation(cfg: EngineConfig, env: Mapping[str, str] | None =
 def secret_values(cfg: EngineConfig, env: Mapping[str, str] | None = None) -> list[str]:
     """Every configured secret value present in the environment or credentials file (for the redactor)."""
     env = os.environ if env is None else env
-    names = [cfg.alpaca.key_id_env, cfg.alpaca.secret_key_env, cfg.redis.command_secret_env]
+    names = [cfg.alpaca.key_id_env, cfg.alpaca.secret_key_env, cfg.redis.command_secret_env,
+             cfg.engine.dashboard_token_env]
     values = [env[n] for n in names if n and env.get(n)]
     values += [v for v in _file_values(cfg, env).values() if v]
     return values

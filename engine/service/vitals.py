@@ -41,12 +41,13 @@ def latency_stats(samples: collections.deque[int], last: int = 1000) -> dict[str
 
 
 def run_status(engine: Engine) -> dict[str, Any]:
-    """The status endpoint's document."""
+    """The status endpoint's document; ``cockpit`` repeats the dashboard's newest snapshot's P&L and Greeks."""
     kernel = engine.kernel
     return {"status": engine.status_line(), "mode": engine.cfg.engine.mode, "summary": run_summary(engine),
             "trading_state": kernel.core.breakers.state.name if kernel else "STARTING",
             "positions": dict(kernel.portfolio.positions()) if kernel else {}, "process": process_stats(),
-            "tick_to_order": latency_stats(kernel.tick_to_order_ns if kernel else collections.deque())}
+            "tick_to_order": latency_stats(kernel.tick_to_order_ns if kernel else collections.deque()),
+            "cockpit": cockpit.status_part() if (cockpit := getattr(engine, "cockpit", None)) else None}
 
 
 def run_summary(engine: Engine) -> dict[str, Any]:
