@@ -43,6 +43,7 @@ from engine.service.commands import CommandListener
 from engine.service.config import EngineConfig, state_path
 from engine.service.gauges import register_engine_gauges
 from engine.service.journal import BoundAccount, Journal
+from engine.service.logging import redactor
 from engine.service.metrics import LoopLagMonitor, Metrics, MetricsServer
 from engine.service.publish import Publisher
 from engine.service.reconcile import ReconcilePolicy
@@ -280,8 +281,6 @@ class Engine:
         self.loop_lag.start()
         register_engine_gauges(self.metrics, self)
         if cfg.redis.enabled:
-            from engine.service.logging import redactor
-
             self.publisher = Publisher(cfg.redis.url, cfg.redis.prefix, stream_maxlen=cfg.redis.stream_maxlen,
                                        queue_bound=cfg.redis.queue_bound, alert_buffer=cfg.redis.alert_buffer,
                                        journal=self.journal, redactor=redactor())
