@@ -42,6 +42,7 @@ IV), iterated twice; fit the smile on those.
 from __future__ import annotations
 
 import math
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -78,9 +79,19 @@ W_FLOOR = 0.25
 """The fit keeps min_k w(k) >= W_FLOOR times the lowest quoted total variance: a wing falling to w = 0 outside
 the quotes (rho -> -1, a -> 0) would leave no room for the shorter expiries below it."""
 IRLS_STEPS = 1
+IRLS_U = 1.0
 """Reweighting steps after the search (see ``_fit_kernel``), each followed by the polish."""
 CAL_WEIGHT = 100.0
 """Weight of a calendar pseudo-quote, in mean quote weights."""
+WING_LEN = 10
+"""Length of the array form of a smile's parameters (``params_array``)."""
+LIFT_WIDTHS = tuple(float(x) for x in os.environ.get("LW", "0.25").split(","))
+"""Width of the wing lift's onset (``_phi``), as a fraction of the expiry's quoted log-moneyness span."""
+CUT_WIDTHS = tuple(float(x) for x in os.environ.get("CW", "0.5").split(",") if x)
+CUT_FRACTIONS = (1.0, 0.5, 0.25)
+WIDTH_FALLBACK = False
+LIFT_SLACK = 1e-10
+"""Lifts aim this far above the earlier expiry (total variance), inside the checks' tolerance."""
 PENALTY_POINTS = 51
 GLOBAL_POINTS = 41
 """Points over the expiry's own (widened) quoted range on which the search penalises arbitrage (plus 61 over the
@@ -95,6 +106,45 @@ class SviParams(NamedTuple):
     rho: float
     m: float
     sigma: float
+
+
+class SviWings(SviParams):
+    """Raw SVI inside the quoted range [k_left, k_right], lifted outside it by convex wing terms:
+
+    ``w(k) = w_svi(k) + lift_left phi(k_left - k) + lift_right phi(k - k_right)``, phi(x) = x^3 / (x^2 + width^2)
+    for x > 0 and 0 otherwise (C2 at the edge, slope -> 1 far out). Inside the quoted range it is the raw-SVI
+    smile of its first five fields; ``total_variance``, ``implied_vol_from_svi`` and the checks evaluate the
+    lifts. A lift lets a longer expiry's wing clear a shorter one's beyond the quotes without bending its
+    quoted smile (see ``lift_wings``)."""
+
+    k_left: float
+    lift_left: float
+    k_right: float
+    lift_right: float
+    width: float
+
+    def __new__(cls, a: float, b: float, rho: float, m: float, sigma: float, k_left: float = -math.inf,
+                lift_left: float = 0.0, k_right: float = math.inf, lift_right: float = 0.0,
+                width: float = 1.0) -> SviWings:  # fmt: skip
+        self = super().__new__(cls, a, b, rho, m, sigma)
+        self.k_left, self.lift_left, self.k_right, self.lift_right, self.width = (
+            k_left, lift_left, k_right, lift_right, width)  # fmt: skip
+        return self
+
+    def __repr__(self) -> str:
+        return (f"SviWings(a={self.a!r}, b={self.b!r}, rho={self.rho!r}, m={self.m!r}, sigma={self.sigma!r}, "
+                f"k_left={self.k_left!r}, lift_left={self.lift_left!r}, k_right={self.k_right!r}, "
+                f"lift_right={self.lift_right!r}, width={self.width!r})")  # fmt: skip
+
+    def __reduce__(self) -> tuple[type[SviWings], tuple[float, ...]]:
+        return SviWings, (*self, self.k_left, self.lift_left, self.k_right, self.lift_right, self.width)
+
+
+def params_array(p: SviParams) -> FloatArray:
+    """(a, b, rho, m, sigma, k_left, lift_left, k_right, lift_right, width) of raw SVI or ``SviWings``."""
+    if isinstance(p, SviWings):
+        return np.array([*p, p.k_left, p.lift_left, p.k_right, p.lift_right, p.width], dtype=np.float64)
+    return np.array([*p, -math.inf, 0.0, math.inf, 0.0, 1.0], dtype=np.float64)
 
 
 class SviFit(NamedTuple):
@@ -138,6 +188,83 @@ def _min_g(grid: FloatArray, a: float, b: float, rho: float, m: float, s: float)
         if g < worst:
             worst = g
     return worst
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _phi(x: float, dl: float) -> tuple[float, float, float]:
+    """The wing lift's shape and its first two derivatives: x^3 / (x^2 + dl^2) for x > 0, else 0 (C2 at 0)."""
+    if x <= 0.0:
+        return 0.0, 0.0, 0.0
+    d2 = dl * dl
+    q = 1.0 / (x * x + d2)
+    x2 = x * x
+    return x2 * x * q, (3.0 * x2 - 2.0 * x2 * x2 * q) * q, (6.0 * x - 14.0 * x2 * x * q + 8.0 * x2 * x2 * x * q * q) * q
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _wx(k: float, p: FloatArray) -> float:
+    """Total variance of ``p`` = (a, b, rho, m, sigma, k_left, lift_left, k_right, lift_right, width)."""
+    w = svi_total_variance(k, p[0], p[1], p[2], p[3], p[4])
+    if p[6] != 0.0 and k < p[5]:
+        w += p[6] * _phi(p[5] - k, p[9])[0]
+    if p[8] != 0.0 and k > p[7]:
+        w += p[8] * _phi(k - p[7], p[9])[0]
+    return w
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _gx(k: float, p: FloatArray) -> tuple[float, float]:
+    """(g(k), w(k)) of the winged smile ``p`` (see ``_wx``)."""
+    a, b, rho, m, s = p[0], p[1], p[2], p[3], p[4]
+    x = k - m
+    r = math.sqrt(x * x + s * s)
+    w = a + b * (rho * x + r)
+    w1 = b * (rho + x / r)
+    w2 = b * s * s / (r * r * r)
+    if p[6] != 0.0 and k < p[5]:
+        f, f1, f2 = _phi(p[5] - k, p[9])
+        w += p[6] * f
+        w1 -= p[6] * f1
+        w2 += p[6] * f2
+    if p[8] != 0.0 and k > p[7]:
+        f, f1, f2 = _phi(k - p[7], p[9])
+        w += p[8] * f
+        w1 += p[8] * f1
+        w2 += p[8] * f2
+    if w <= 0.0:
+        return -1.0, w
+    u = 1.0 - k * w1 / (2.0 * w)
+    return u * u - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2, w
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _min_gx(grid: FloatArray, p: FloatArray) -> float:
+    worst = math.inf
+    for i in range(grid.shape[0]):
+        g, _ = _gx(grid[i], p)
+        if g < worst:
+            worst = g
+    return worst
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lifts(grid: FloatArray, p: FloatArray, prev: FloatArray) -> tuple[float, float, float]:
+    """Smallest (lift_left, lift_right) putting ``p``'s total variance at or above ``prev``'s on ``grid`` outside
+    [p[5], p[7]], and the largest shortfall inside (where no lift reaches; > 0: impossible)."""
+    tl = tr = inside = 0.0
+    for i in range(grid.shape[0]):
+        k = grid[i]
+        short = _wx(k, prev) - svi_total_variance(k, p[0], p[1], p[2], p[3], p[4])
+        if short <= 0.0:
+            continue
+        short += LIFT_SLACK
+        if k < p[5]:
+            tl = max(tl, short / max(_phi(p[5] - k, p[9])[0], 1e-300))
+        elif k > p[7]:
+            tr = max(tr, short / max(_phi(k - p[7], p[9])[0], 1e-300))
+        else:
+            inside = max(inside, short)
+    return tl, tr, inside
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -402,7 +529,7 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
     bnd[1:] = ceil
     if has_prev:
         for i in range(grid.shape[0]):
-            bnd[0, i] = svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4])
+            bnd[0, i] = _wx(grid[i], prev)
     n = k.shape[0]
     wt0 = wt
     kmin = k.min()
@@ -440,7 +567,7 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
             rho = d / c if c > 0.0 else 0.0
             for i in range(n):
                 u = abs(svi_total_variance(k[i], a, b, rho, bm, s) - v[i]) * math.sqrt(wt0[i])
-                wt[i] = wt0[i] / (u * u) if u > 1.0 else wt0[i]
+                wt[i] = wt0[i] * (IRLS_U * IRLS_U) / (u * u) if u > IRLS_U else wt0[i]
             best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
     # polish from the best; if the fine grid finds butterfly arbitrage between the search's points, add the
     # worst fine-grid point to the search grid and polish again
@@ -465,9 +592,9 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
         for i in range(check_grid.shape[0]):
             w = svi_total_variance(check_grid[i], out[0], out[1], out[2], out[3], out[4])
             if has_prev:
-                short = max(short, svi_total_variance(check_grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - w)
+                short = max(short, _wx(check_grid[i], prev) - w)
             if has_next:
-                excess = max(excess, w - svi_total_variance(check_grid[i], nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]))
+                excess = max(excess, w - _wx(check_grid[i], nxt))
         out[0] += short - excess
         status = _check_kernel(out, prev, has_prev, nxt, has_next, check_grid)
         if status != FIT_BUTTERFLY:
@@ -482,8 +609,8 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
         kw = check_grid[worst]
         grid = np.append(grid, kw)
         col = np.empty((3, 1))
-        col[0, 0] = svi_total_variance(kw, prev[0], prev[1], prev[2], prev[3], prev[4]) if has_prev else 0.0
-        col[1, 0] = svi_total_variance(kw, nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]) if has_next else math.inf
+        col[0, 0] = _wx(kw, prev) if has_prev else 0.0
+        col[1, 0] = _wx(kw, nxt) if has_next else math.inf
         col[2, 0] = 1.0
         bnd = np.concatenate((bnd, col), axis=1)
         best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
@@ -497,9 +624,9 @@ def _check_kernel(p: FloatArray, prev: FloatArray, has_prev: bool, nxt: FloatArr
         return FIT_BUTTERFLY
     for i in range(grid.shape[0]):
         w = svi_total_variance(grid[i], p[0], p[1], p[2], p[3], p[4])
-        if has_prev and w < svi_total_variance(grid[i], prev[0], prev[1], prev[2], prev[3], prev[4]) - G_TOL:
+        if has_prev and w < _wx(grid[i], prev) - G_TOL:
             return FIT_CALENDAR
-        if has_next and w > svi_total_variance(grid[i], nxt[0], nxt[1], nxt[2], nxt[3], nxt[4]) + G_TOL:
+        if has_next and w > _wx(grid[i], nxt) + G_TOL:
             return FIT_CALENDAR
     return FIT_OK
 
@@ -513,10 +640,22 @@ def check_grid(k_lo: float, k_hi: float, n: int = CHECK_POINTS) -> FloatArray:
     return np.linspace(k_lo - 0.5 * span, k_hi + 0.5 * span, n)
 
 
+def _phi_np(x: FloatArray, dl: float) -> FloatArray:
+    xp = np.maximum(x, 0.0)
+    return np.asarray(xp**3 / (xp * xp + dl * dl), dtype=np.float64)
+
+
 def total_variance(params: SviParams, k: npt.ArrayLike) -> FloatArray:
-    """w(k) for raw SVI ``params``."""
-    x = np.asarray(k, dtype=np.float64) - params.m
-    return params.a + params.b * (params.rho * x + np.sqrt(x * x + params.sigma * params.sigma))
+    """w(k) for raw SVI ``params`` (with its wing lifts if ``SviWings``)."""
+    kk = np.asarray(k, dtype=np.float64)
+    x = kk - params.m
+    w = params.a + params.b * (params.rho * x + np.sqrt(x * x + params.sigma * params.sigma))
+    if isinstance(params, SviWings):
+        if params.lift_left != 0.0:
+            w = w + params.lift_left * _phi_np(params.k_left - kk, params.width)
+        if params.lift_right != 0.0:
+            w = w + params.lift_right * _phi_np(kk - params.k_right, params.width)
+    return np.asarray(w, dtype=np.float64)
 
 
 def implied_vol_from_svi(params: SviParams, k: npt.ArrayLike, t: float) -> FloatArray:
@@ -526,7 +665,98 @@ def implied_vol_from_svi(params: SviParams, k: npt.ArrayLike, t: float) -> Float
 
 def check_butterfly(params: SviParams, grid: FloatArray) -> bool:
     """True when g(k) >= 0 and w(k) > 0 at every grid point."""
-    return bool(_min_g(np.ascontiguousarray(grid, dtype=np.float64), *params) >= -G_TOL)
+    g = np.ascontiguousarray(grid, dtype=np.float64)
+    if isinstance(params, SviWings):
+        # Lee's bound on the far wings' slopes (beyond any grid), then g on the grid
+        if params.b * (1.0 + params.rho) + params.lift_right > 2.0 or params.b * (1.0 - params.rho) + params.lift_left > 2.0:
+            return False
+        return bool(_min_gx(g, params_array(params)) >= -G_TOL)
+    return bool(_min_g(g, *params) >= -G_TOL)
+
+
+def shape_wings(params: SviParams, grid: FloatArray, k_lo: float, k_hi: float, floor: SviParams | None = None,
+                cap: FloatArray | None = None) -> SviParams | None:  # fmt: skip
+    """``params`` with wing terms outside [k_lo, k_hi] (``SviWings``): on each side the smallest lift that puts it
+    at or above ``floor`` (the earlier expiry) on ``grid``; where none is needed, a bend down towards ``cap``
+    (total variance on ``grid``, inf where none: the later expiries) as far as it stays at or above ``floor`` and
+    butterfly-free. None if it falls below ``floor`` inside [k_lo, k_hi] or no lift (of the widths
+    ``LIFT_WIDTHS`` tried) is butterfly-free (g >= 0 on ``grid``, Lee's slope bound)."""
+    g = np.ascontiguousarray(grid, dtype=np.float64)
+    span = max(k_hi - k_lo, 1e-3)
+    base = np.array([*params[:5], k_lo, 0.0, k_hi, 0.0, 1.0], dtype=np.float64)
+    w0 = total_variance(SviParams(*params[:5]), g)
+    wf = total_variance(floor, g) if floor is not None else np.full(g.shape[0], -np.inf)
+    if bool(np.any((wf[(g >= k_lo) & (g <= k_hi)] - w0[(g >= k_lo) & (g <= k_hi)]) > 0.0)):
+        return None
+    lift = [0.0, 0.0]
+    width = [span, span]
+    for side in (0, 1):
+        sel = g < k_lo if side == 0 else g > k_hi
+        if not sel.any():
+            continue
+        ks = g[sel]
+        x = (k_lo - ks) if side == 0 else (ks - k_hi)
+        short = wf[sel] - w0[sel]
+        fl = wf[sel]
+        done = False
+        if bool(np.any(short > 0.0)):
+            for wd in LIFT_WIDTHS:
+                phi = _phi_np(x, wd * span)
+                t = float(np.max((short[short > 0.0] + LIFT_SLACK) / np.maximum(phi[short > 0.0], 1e-300)))
+                if _side_ok(ks, base, side, t, wd * span, fl):
+                    lift[side], width[side], done = t, wd * span, True
+                    break
+            if not done:
+                return None
+        elif cap is not None and CUT_WIDTHS:
+            over = w0[sel] - cap[sel]
+            if bool(np.any(over > 0.0)):
+                for wd in CUT_WIDTHS:
+                    phi = _phi_np(x, wd * span)
+                    t = -float(np.max(over[over > 0.0] / np.maximum(phi[over > 0.0], 1e-300)))
+                    room = (w0[sel] - fl - LIFT_SLACK) / np.maximum(phi, 1e-300)
+                    if np.isfinite(fl).any():
+                        t = max(t, -float(np.min(np.where(phi > 0.0, room, np.inf))))
+                    if t >= 0.0:
+                        break
+                    for frac in CUT_FRACTIONS:
+                        if _side_ok(ks, base, side, frac * t, wd * span, fl):
+                            lift[side], width[side], done = frac * t, wd * span, True
+                            break
+                    if done:
+                        break
+    if lift[0] == 0.0 and lift[1] == 0.0:
+        return params if check_butterfly(params, g) else None
+    if width[0] != width[1] and lift[0] != 0.0 and lift[1] != 0.0:
+        # one width for both sides: keep the left's and check the whole
+        pass
+    wd_ = width[1] if lift[1] != 0.0 else width[0]
+    if lift[0] != 0.0 and lift[1] != 0.0 and width[0] != width[1]:
+        return None if not WIDTH_FALLBACK else None
+    out = SviWings(*(float(v) for v in params[:5]), k_lo, lift[0], k_hi, lift[1], wd_)
+    ok = check_butterfly(out, g) and (floor is None or check_calendar(floor, out, g))
+    return out if ok else None
+
+
+def _side_ok(ks: FloatArray, base: FloatArray, side: int, t: float, width: float, floor: FloatArray) -> bool:
+    p = base.copy()
+    p[6 if side == 0 else 8] = t
+    p[9] = width
+    slope = p[1] * (1.0 - p[2]) + p[6] if side == 0 else p[1] * (1.0 + p[2]) + p[8]
+    if slope > 2.0:
+        return False
+    if _min_gx(ks, p) < 0.0:
+        return False
+    w = np.array([_wx(k, p) for k in ks]) if ks.shape[0] < 0 else _wx_vec(ks, p)
+    return bool(np.all(w >= floor))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _wx_vec(ks: FloatArray, p: FloatArray) -> FloatArray:
+    out = np.empty(ks.shape[0])
+    for i in range(ks.shape[0]):
+        out[i] = _wx(ks[i], p)
+    return out
 
 
 def check_calendar(earlier: SviParams, later: SviParams, grid: FloatArray) -> bool:
@@ -586,9 +816,10 @@ def fit_svi(
     v = iv * iv * t
     fine = check_grid(float(k_.min()), float(k_.max())) if grid is None else np.ascontiguousarray(grid, np.float64)
     own = check_grid(float(k_.min()), float(k_.max()), PENALTY_POINTS)
-    coarse = np.unique(np.concatenate([own, np.linspace(fine[0], fine[-1], GLOBAL_POINTS)]))
-    prev = np.zeros(5) if previous is None else np.array(previous, dtype=np.float64)
-    nxt = np.zeros(5) if later is None else np.array(later, dtype=np.float64)
+    coarse = np.unique(np.concatenate([own[(own >= fine[0]) & (own <= fine[-1])],
+                                       np.linspace(fine[0], fine[-1], GLOBAL_POINTS)]))  # fmt: skip
+    prev = np.zeros(WING_LEN) if previous is None else params_array(previous)
+    nxt = np.zeros(WING_LEN) if later is None else params_array(later)
     upper = np.full((2, coarse.shape[0]), np.inf)
     upper[1] = 1.0
     if ceiling is not None:  # soft, given on the fine grid (inf where none): onto the search grid
