@@ -36,28 +36,9 @@ from greeks.svi import (
     total_variance,
 )
 
-
-import os
-CUTS = os.environ.get("CUTS", "1") == "1"
-CEIL_LIFT = os.environ.get("CL", "0") == "1"
-REFIT_MARGIN = float(os.environ.get("RM", "0.1"))
-"""A refit against the earlier expiry holds it over the quoted range widened by this fraction of its span each
-side; beyond that the wings are lifted (``lift_wings``)."""
-
-
-WMODE = os.environ.get("WMODE", "band")
-
-
-def _wts(e):
-    i = e.inputs
-    if WMODE == "band":
-        return i.weights
-    half = 0.5 * (i.iv_ask - i.iv_bid)
-    hm = max(BAND_FLOOR, float(np.median(half[np.isfinite(half)]))) if np.isfinite(half).any() else BAND_FLOOR
-    p = float(WMODE)
-    h = np.maximum(np.where(np.isfinite(half), half, hm), hm)
-    dw = 2.0 * i.iv_mid * e.t
-    return 1.0 / (dw * dw * h**p * hm ** (2 - p))
+REFIT_MARGIN = 0.3
+"""A refit against the earlier expiry holds it over its own quoted range widened by this fraction of the span on
+each side (instead of the whole check grid); beyond that its wings take wing terms (``shape_wings``)."""
 
 
 class SmileInputs(NamedTuple):
@@ -168,7 +149,7 @@ class SurfaceFitter:
         # outside the shorter one's quotes, so its extrapolation is what should give way: pass 2, shortest first,
         # holds each expiry above the one published before it (hard) and pulls it below every later free fit
         # (soft); a free fit already between the two is published as it is
-        free = [fit_svi(e.inputs.k, e.inputs.iv_mid, e.t, _wts(e), None, grid) for e in order]
+        free = [fit_svi(e.inputs.k, e.inputs.iv_mid, e.t, e.inputs.weights, None, grid) for e in order]
         rng = [(float(e.inputs.k.min()), float(e.inputs.k.max())) if e.inputs.k.shape[0] else (0.0, -1.0)
                for e in order]  # fmt: skip
         free_w = [total_variance(f.params, grid) if f.status == FIT_OK else None for f in free]
@@ -187,7 +168,7 @@ class SurfaceFitter:
         capf: list[FloatArray | None] = [None] * len(order)
         envf = np.full(grid.shape[0], np.inf)
         for j in range(len(order) - 1, -1, -1):
-            capf[j] = envf if CUTS else None
+            capf[j] = envf
             w = free_w[j]
             if w is not None:
                 envf = np.minimum(envf, w)
@@ -208,14 +189,14 @@ class SurfaceFitter:
                 # held above the earlier expiry only over its own quotes widened, the wings lifted beyond
                 mu = REFIT_MARGIN * max(hi_j - lo_j, 1e-3)
                 near = (grid >= lo_j - mu) & (grid <= hi_j + mu)
-                sub = fit_svi(inp.k, inp.iv_mid, e.t, _wts(e), prev, grid[near], start=start,
+                sub = fit_svi(inp.k, inp.iv_mid, e.t, e.inputs.weights, prev, grid[near], start=start,
                               ceiling=ceil[near] if has_ceil else None)  # fmt: skip
                 if sub.status == FIT_OK:
                     params = shape_wings(sub.params, grid, lo_j, hi_j, prev, capf[j])
                     if params is not None:
                         fit = sub
             if params is None:
-                fit = fit_svi(inp.k, inp.iv_mid, e.t, _wts(e), prev, grid, start=start,
+                fit = fit_svi(inp.k, inp.iv_mid, e.t, e.inputs.weights, prev, grid, start=start,
                               ceiling=ceil if has_ceil else None)  # fmt: skip
             elif fit.status != FIT_OK or params is not fit.params:
                 fit = fit._replace(params=params, status=FIT_OK)

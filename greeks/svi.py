@@ -42,7 +42,6 @@ IV), iterated twice; fit the smile on those.
 from __future__ import annotations
 
 import math
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -69,6 +68,9 @@ BAND_FLOOR = 0.0003
 """Smallest IV half-band used as a tolerance (0.03 vol point), so one tight quote cannot dominate."""
 BAND_FLOOR_REL = 1.0
 """... and at least this fraction of the expiry's median half-band."""
+BAND_POWER = 0.5
+"""A quote's weight goes as its (floored) half-band to the power -BAND_POWER: 2 weighs by the band (the quote's
+tolerance), 0 not at all (what the IV RMSE measures)."""
 G_TOL = 1e-9
 """Slack on g(k) >= 0 and on the calendar inequality in the checks (total-variance units)."""
 G_MARGIN = 1e-3
@@ -79,19 +81,17 @@ W_FLOOR = 0.25
 """The fit keeps min_k w(k) >= W_FLOOR times the lowest quoted total variance: a wing falling to w = 0 outside
 the quotes (rho -> -1, a -> 0) would leave no room for the shorter expiries below it."""
 IRLS_STEPS = 1
-IRLS_U = 1.0
 """Reweighting steps after the search (see ``_fit_kernel``), each followed by the polish."""
 CAL_WEIGHT = 100.0
 """Weight of a calendar pseudo-quote, in mean quote weights."""
-WING_LEN = 10
+WING_LEN = 11
 """Length of the array form of a smile's parameters (``params_array``)."""
-LIFT_WIDTHS = tuple(float(x) for x in os.environ.get("LW", "0.25").split(","))
-"""Width of the wing lift's onset (``_phi``), as a fraction of the expiry's quoted log-moneyness span."""
-CUT_WIDTHS = tuple(float(x) for x in os.environ.get("CW", "0.5").split(",") if x)
+LIFT_WIDTH = 0.25
+"""Onset width of a wing term (``_phi``), as a fraction of the expiry's quoted log-moneyness span."""
 CUT_FRACTIONS = (1.0, 0.5, 0.25)
-WIDTH_FALLBACK = False
+"""Fractions of a bend-down tried, largest first, until the wing passes the checks."""
 LIFT_SLACK = 1e-10
-"""Lifts aim this far above the earlier expiry (total variance), inside the checks' tolerance."""
+"""Wing terms aim this far above the earlier expiry (total variance), inside the checks' tolerance."""
 PENALTY_POINTS = 51
 GLOBAL_POINTS = 41
 """Points over the expiry's own (widened) quoted range on which the search penalises arbitrage (plus 61 over the
@@ -109,42 +109,49 @@ class SviParams(NamedTuple):
 
 
 class SviWings(SviParams):
-    """Raw SVI inside the quoted range [k_left, k_right], lifted outside it by convex wing terms:
+    """Raw SVI inside the quoted range [k_left, k_right], with a wing term on each side beyond it:
 
-    ``w(k) = w_svi(k) + lift_left phi(k_left - k) + lift_right phi(k - k_right)``, phi(x) = x^3 / (x^2 + width^2)
-    for x > 0 and 0 otherwise (C2 at the edge, slope -> 1 far out). Inside the quoted range it is the raw-SVI
-    smile of its first five fields; ``total_variance``, ``implied_vol_from_svi`` and the checks evaluate the
-    lifts. A lift lets a longer expiry's wing clear a shorter one's beyond the quotes without bending its
-    quoted smile (see ``lift_wings``)."""
+    ``w(k) = w_svi(k) + lift_left phi(k_left - k; width_left) + lift_right phi(k - k_right; width_right)``,
+    phi(x; d) = x^3 / (x^2 + d^2) for x > 0, else 0: zero with its first two derivatives at the edge (w stays C2,
+    so g is continuous), slope -> 1 far out. A positive lift raises a wing (a longer expiry clearing a shorter
+    one's wing beyond its quotes), a negative one bends it down (a shorter expiry's wing kept under the longer
+    ones'). Inside [k_left, k_right] this is exactly the raw-SVI smile of the first five fields (the tuple is
+    those five), so anything evaluating the raw formula on the quoted range agrees; ``total_variance``,
+    ``implied_vol_from_svi`` and the checks evaluate the wing terms (``shape_wings`` makes them)."""
 
     k_left: float
     lift_left: float
+    width_left: float
     k_right: float
     lift_right: float
-    width: float
+    width_right: float
 
     def __new__(cls, a: float, b: float, rho: float, m: float, sigma: float, k_left: float = -math.inf,
-                lift_left: float = 0.0, k_right: float = math.inf, lift_right: float = 0.0,
-                width: float = 1.0) -> SviWings:  # fmt: skip
+                lift_left: float = 0.0, width_left: float = 1.0, k_right: float = math.inf, lift_right: float = 0.0,
+                width_right: float = 1.0) -> SviWings:  # fmt: skip
         self = super().__new__(cls, a, b, rho, m, sigma)
-        self.k_left, self.lift_left, self.k_right, self.lift_right, self.width = (
-            k_left, lift_left, k_right, lift_right, width)  # fmt: skip
+        self.k_left, self.lift_left, self.width_left = k_left, lift_left, width_left
+        self.k_right, self.lift_right, self.width_right = k_right, lift_right, width_right
         return self
 
+    def wings(self) -> tuple[float, float, float, float, float, float]:
+        """(k_left, lift_left, width_left, k_right, lift_right, width_right)."""
+        return self.k_left, self.lift_left, self.width_left, self.k_right, self.lift_right, self.width_right
+
     def __repr__(self) -> str:
-        return (f"SviWings(a={self.a!r}, b={self.b!r}, rho={self.rho!r}, m={self.m!r}, sigma={self.sigma!r}, "
-                f"k_left={self.k_left!r}, lift_left={self.lift_left!r}, k_right={self.k_right!r}, "
-                f"lift_right={self.lift_right!r}, width={self.width!r})")  # fmt: skip
+        names = ("k_left", "lift_left", "width_left", "k_right", "lift_right", "width_right")
+        extra = ", ".join(f"{n}={v!r}" for n, v in zip(names, self.wings(), strict=True))
+        return f"SviWings(a={self.a!r}, b={self.b!r}, rho={self.rho!r}, m={self.m!r}, sigma={self.sigma!r}, {extra})"
 
     def __reduce__(self) -> tuple[type[SviWings], tuple[float, ...]]:
-        return SviWings, (*self, self.k_left, self.lift_left, self.k_right, self.lift_right, self.width)
+        return SviWings, (*self, *self.wings())
 
 
 def params_array(p: SviParams) -> FloatArray:
-    """(a, b, rho, m, sigma, k_left, lift_left, k_right, lift_right, width) of raw SVI or ``SviWings``."""
+    """(a, b, rho, m, sigma, k_left, lift_left, width_left, k_right, lift_right, width_right) of a smile."""
     if isinstance(p, SviWings):
-        return np.array([*p, p.k_left, p.lift_left, p.k_right, p.lift_right, p.width], dtype=np.float64)
-    return np.array([*p, -math.inf, 0.0, math.inf, 0.0, 1.0], dtype=np.float64)
+        return np.array([*p, *p.wings()], dtype=np.float64)
+    return np.array([*p, -math.inf, 0.0, 1.0, math.inf, 0.0, 1.0], dtype=np.float64)
 
 
 class SviFit(NamedTuple):
@@ -203,34 +210,33 @@ def _phi(x: float, dl: float) -> tuple[float, float, float]:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _wx(k: float, p: FloatArray) -> float:
-    """Total variance of ``p`` = (a, b, rho, m, sigma, k_left, lift_left, k_right, lift_right, width)."""
+    """Total variance of the smile ``p`` (``params_array``) at ``k``."""
     w = svi_total_variance(k, p[0], p[1], p[2], p[3], p[4])
     if p[6] != 0.0 and k < p[5]:
-        w += p[6] * _phi(p[5] - k, p[9])[0]
-    if p[8] != 0.0 and k > p[7]:
-        w += p[8] * _phi(k - p[7], p[9])[0]
+        w += p[6] * _phi(p[5] - k, p[7])[0]
+    if p[9] != 0.0 and k > p[8]:
+        w += p[9] * _phi(k - p[8], p[10])[0]
     return w
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _gx(k: float, p: FloatArray) -> tuple[float, float]:
-    """(g(k), w(k)) of the winged smile ``p`` (see ``_wx``)."""
-    a, b, rho, m, s = p[0], p[1], p[2], p[3], p[4]
-    x = k - m
-    r = math.sqrt(x * x + s * s)
-    w = a + b * (rho * x + r)
-    w1 = b * (rho + x / r)
-    w2 = b * s * s / (r * r * r)
+    """(g(k), w(k)) of the smile ``p`` (``params_array``)."""
+    x = k - p[3]
+    r = math.sqrt(x * x + p[4] * p[4])
+    w = p[0] + p[1] * (p[2] * x + r)
+    w1 = p[1] * (p[2] + x / r)
+    w2 = p[1] * p[4] * p[4] / (r * r * r)
     if p[6] != 0.0 and k < p[5]:
-        f, f1, f2 = _phi(p[5] - k, p[9])
+        f, f1, f2 = _phi(p[5] - k, p[7])
         w += p[6] * f
         w1 -= p[6] * f1
         w2 += p[6] * f2
-    if p[8] != 0.0 and k > p[7]:
-        f, f1, f2 = _phi(k - p[7], p[9])
-        w += p[8] * f
-        w1 += p[8] * f1
-        w2 += p[8] * f2
+    if p[9] != 0.0 and k > p[8]:
+        f, f1, f2 = _phi(k - p[8], p[10])
+        w += p[9] * f
+        w1 += p[9] * f1
+        w2 += p[9] * f2
     if w <= 0.0:
         return -1.0, w
     u = 1.0 - k * w1 / (2.0 * w)
@@ -248,23 +254,72 @@ def _min_gx(grid: FloatArray, p: FloatArray) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _lifts(grid: FloatArray, p: FloatArray, prev: FloatArray) -> tuple[float, float, float]:
-    """Smallest (lift_left, lift_right) putting ``p``'s total variance at or above ``prev``'s on ``grid`` outside
-    [p[5], p[7]], and the largest shortfall inside (where no lift reaches; > 0: impossible)."""
-    tl = tr = inside = 0.0
-    for i in range(grid.shape[0]):
-        k = grid[i]
-        short = _wx(k, prev) - svi_total_variance(k, p[0], p[1], p[2], p[3], p[4])
-        if short <= 0.0:
+def _lee_ok(p: FloatArray) -> bool:
+    """Lee's bound on the far wings' slopes (beyond any grid): b (1 -+ rho) plus the lift <= 2 on each side."""
+    left = p[1] * (1.0 - p[2]) + p[6]
+    right = p[1] * (1.0 + p[2]) + p[9]
+    return bool(left <= 2.0) and bool(right <= 2.0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _side_ok(grid: FloatArray, lo: int, hi: int, p: FloatArray, wf: FloatArray) -> bool:
+    """Grid points lo..hi-1 (one side beyond the quotes): g >= 0 and w >= the floor ``wf``."""
+    for i in range(lo, hi):
+        g, w = _gx(grid[i], p)
+        if g < 0.0 or w < wf[i]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _shape_kernel(grid: FloatArray, p: FloatArray, wf: FloatArray, cap: FloatArray, span: float) -> bool:
+    """Set the wing terms of ``p`` (``params_array``, wings zero) in place, see ``shape_wings``; False: none fits."""
+    n = grid.shape[0]
+    klo = p[5]
+    khi = p[8]
+    i_lo = 0  # grid[:i_lo] < klo; grid[i_hi:] > khi
+    while i_lo < n and grid[i_lo] < klo:
+        i_lo += 1
+    i_hi = i_lo
+    while i_hi < n and grid[i_hi] <= khi:
+        i_hi += 1
+    w0 = np.empty(n)
+    for i in range(n):
+        w0[i] = svi_total_variance(grid[i], p[0], p[1], p[2], p[3], p[4])
+        if i_lo <= i < i_hi and w0[i] < wf[i]:
+            return False  # below the earlier expiry inside the quotes: no wing term helps
+    dl = LIFT_WIDTH * span
+    for side in range(2):
+        lo, hi = (0, i_lo) if side == 0 else (i_hi, n)
+        if lo == hi:
             continue
-        short += LIFT_SLACK
-        if k < p[5]:
-            tl = max(tl, short / max(_phi(p[5] - k, p[9])[0], 1e-300))
-        elif k > p[7]:
-            tr = max(tr, short / max(_phi(k - p[7], p[9])[0], 1e-300))
-        else:
-            inside = max(inside, short)
-    return tl, tr, inside
+        t_col = 6 if side == 0 else 9
+        p[t_col + 1] = dl
+        lift = 0.0  # smallest lift clearing the floor
+        cut = 0.0  # bend down towards the cap (negative)
+        room = math.inf  # largest bend keeping the floor
+        for i in range(lo, hi):
+            f = _phi(klo - grid[i] if side == 0 else grid[i] - khi, dl)[0]
+            if f <= 0.0:
+                continue
+            if wf[i] > w0[i]:
+                lift = max(lift, (wf[i] - w0[i] + LIFT_SLACK) / f)
+            else:
+                room = min(room, (w0[i] - wf[i] - LIFT_SLACK) / f)
+            if w0[i] > cap[i]:
+                cut = max(cut, (w0[i] - cap[i]) / f)
+        if lift > 0.0:
+            p[t_col] = lift
+            if not (_lee_ok(p) and _side_ok(grid, lo, hi, p, wf)):
+                return False
+        elif cut > 0.0 and room > 0.0:
+            t = min(cut, room)
+            for frac in CUT_FRACTIONS:
+                p[t_col] = -frac * t
+                if _side_ok(grid, lo, hi, p, wf):
+                    break
+                p[t_col] = 0.0
+    return _lee_ok(p) and _min_gx(grid, p) >= 0.0
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -567,7 +622,7 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
             rho = d / c if c > 0.0 else 0.0
             for i in range(n):
                 u = abs(svi_total_variance(k[i], a, b, rho, bm, s) - v[i]) * math.sqrt(wt0[i])
-                wt[i] = wt0[i] * (IRLS_U * IRLS_U) / (u * u) if u > IRLS_U else wt0[i]
+                wt[i] = wt0[i] / (u * u) if u > 1.0 else wt0[i]
             best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
     # polish from the best; if the fine grid finds butterfly arbitrage between the search's points, add the
     # worst fine-grid point to the search grid and polish again
@@ -646,15 +701,15 @@ def _phi_np(x: FloatArray, dl: float) -> FloatArray:
 
 
 def total_variance(params: SviParams, k: npt.ArrayLike) -> FloatArray:
-    """w(k) for raw SVI ``params`` (with its wing lifts if ``SviWings``)."""
+    """w(k) of a smile: raw SVI ``params``, with its wing terms if ``SviWings``."""
     kk = np.asarray(k, dtype=np.float64)
     x = kk - params.m
     w = params.a + params.b * (params.rho * x + np.sqrt(x * x + params.sigma * params.sigma))
     if isinstance(params, SviWings):
         if params.lift_left != 0.0:
-            w = w + params.lift_left * _phi_np(params.k_left - kk, params.width)
+            w = w + params.lift_left * _phi_np(params.k_left - kk, params.width_left)
         if params.lift_right != 0.0:
-            w = w + params.lift_right * _phi_np(kk - params.k_right, params.width)
+            w = w + params.lift_right * _phi_np(kk - params.k_right, params.width_right)
     return np.asarray(w, dtype=np.float64)
 
 
@@ -664,99 +719,33 @@ def implied_vol_from_svi(params: SviParams, k: npt.ArrayLike, t: float) -> Float
 
 
 def check_butterfly(params: SviParams, grid: FloatArray) -> bool:
-    """True when g(k) >= 0 and w(k) > 0 at every grid point."""
+    """True when g(k) >= 0 and w(k) > 0 at every grid point (and, with wing terms, Lee's far-wing slope bound)."""
     g = np.ascontiguousarray(grid, dtype=np.float64)
     if isinstance(params, SviWings):
-        # Lee's bound on the far wings' slopes (beyond any grid), then g on the grid
-        if params.b * (1.0 + params.rho) + params.lift_right > 2.0 or params.b * (1.0 - params.rho) + params.lift_left > 2.0:
-            return False
-        return bool(_min_gx(g, params_array(params)) >= -G_TOL)
+        p = params_array(params)
+        return bool(_lee_ok(p) and _min_gx(g, p) >= -G_TOL)
     return bool(_min_g(g, *params) >= -G_TOL)
 
 
 def shape_wings(params: SviParams, grid: FloatArray, k_lo: float, k_hi: float, floor: SviParams | None = None,
                 cap: FloatArray | None = None) -> SviParams | None:  # fmt: skip
-    """``params`` with wing terms outside [k_lo, k_hi] (``SviWings``): on each side the smallest lift that puts it
-    at or above ``floor`` (the earlier expiry) on ``grid``; where none is needed, a bend down towards ``cap``
-    (total variance on ``grid``, inf where none: the later expiries) as far as it stays at or above ``floor`` and
-    butterfly-free. None if it falls below ``floor`` inside [k_lo, k_hi] or no lift (of the widths
-    ``LIFT_WIDTHS`` tried) is butterfly-free (g >= 0 on ``grid``, Lee's slope bound)."""
+    """Raw SVI ``params`` with wing terms beyond [k_lo, k_hi] (``SviWings``), or None if none will do.
+
+    On each side: the smallest lift that puts the smile at or above ``floor`` (the expiry published before it)
+    on ``grid``; where it is above already, a bend down towards ``cap`` (total variance on ``grid``, inf where
+    none: the later expiries' free fits), only as far as it stays at or above ``floor`` and butterfly-free. The
+    result passes the butterfly check on ``grid`` (g >= 0, Lee's slope bound) and is at or above ``floor``;
+    ``params`` itself is returned when no wing term is needed and it passes. None if it falls below ``floor``
+    inside [k_lo, k_hi] (no wing term helps there) or no lift passes."""
     g = np.ascontiguousarray(grid, dtype=np.float64)
-    span = max(k_hi - k_lo, 1e-3)
-    base = np.array([*params[:5], k_lo, 0.0, k_hi, 0.0, 1.0], dtype=np.float64)
-    w0 = total_variance(SviParams(*params[:5]), g)
+    p = np.array([*params[:5], k_lo, 0.0, 1.0, k_hi, 0.0, 1.0], dtype=np.float64)
     wf = total_variance(floor, g) if floor is not None else np.full(g.shape[0], -np.inf)
-    if bool(np.any((wf[(g >= k_lo) & (g <= k_hi)] - w0[(g >= k_lo) & (g <= k_hi)]) > 0.0)):
+    cp = np.full(g.shape[0], np.inf) if cap is None else np.ascontiguousarray(cap, dtype=np.float64)
+    if not _shape_kernel(g, p, wf, cp, max(k_hi - k_lo, 1e-3)):
         return None
-    lift = [0.0, 0.0]
-    width = [span, span]
-    for side in (0, 1):
-        sel = g < k_lo if side == 0 else g > k_hi
-        if not sel.any():
-            continue
-        ks = g[sel]
-        x = (k_lo - ks) if side == 0 else (ks - k_hi)
-        short = wf[sel] - w0[sel]
-        fl = wf[sel]
-        done = False
-        if bool(np.any(short > 0.0)):
-            for wd in LIFT_WIDTHS:
-                phi = _phi_np(x, wd * span)
-                t = float(np.max((short[short > 0.0] + LIFT_SLACK) / np.maximum(phi[short > 0.0], 1e-300)))
-                if _side_ok(ks, base, side, t, wd * span, fl):
-                    lift[side], width[side], done = t, wd * span, True
-                    break
-            if not done:
-                return None
-        elif cap is not None and CUT_WIDTHS:
-            over = w0[sel] - cap[sel]
-            if bool(np.any(over > 0.0)):
-                for wd in CUT_WIDTHS:
-                    phi = _phi_np(x, wd * span)
-                    t = -float(np.max(over[over > 0.0] / np.maximum(phi[over > 0.0], 1e-300)))
-                    room = (w0[sel] - fl - LIFT_SLACK) / np.maximum(phi, 1e-300)
-                    if np.isfinite(fl).any():
-                        t = max(t, -float(np.min(np.where(phi > 0.0, room, np.inf))))
-                    if t >= 0.0:
-                        break
-                    for frac in CUT_FRACTIONS:
-                        if _side_ok(ks, base, side, frac * t, wd * span, fl):
-                            lift[side], width[side], done = frac * t, wd * span, True
-                            break
-                    if done:
-                        break
-    if lift[0] == 0.0 and lift[1] == 0.0:
-        return params if check_butterfly(params, g) else None
-    if width[0] != width[1] and lift[0] != 0.0 and lift[1] != 0.0:
-        # one width for both sides: keep the left's and check the whole
-        pass
-    wd_ = width[1] if lift[1] != 0.0 else width[0]
-    if lift[0] != 0.0 and lift[1] != 0.0 and width[0] != width[1]:
-        return None if not WIDTH_FALLBACK else None
-    out = SviWings(*(float(v) for v in params[:5]), k_lo, lift[0], k_hi, lift[1], wd_)
-    ok = check_butterfly(out, g) and (floor is None or check_calendar(floor, out, g))
-    return out if ok else None
-
-
-def _side_ok(ks: FloatArray, base: FloatArray, side: int, t: float, width: float, floor: FloatArray) -> bool:
-    p = base.copy()
-    p[6 if side == 0 else 8] = t
-    p[9] = width
-    slope = p[1] * (1.0 - p[2]) + p[6] if side == 0 else p[1] * (1.0 + p[2]) + p[8]
-    if slope > 2.0:
-        return False
-    if _min_gx(ks, p) < 0.0:
-        return False
-    w = np.array([_wx(k, p) for k in ks]) if ks.shape[0] < 0 else _wx_vec(ks, p)
-    return bool(np.all(w >= floor))
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _wx_vec(ks: FloatArray, p: FloatArray) -> FloatArray:
-    out = np.empty(ks.shape[0])
-    for i in range(ks.shape[0]):
-        out[i] = _wx(ks[i], p)
-    return out
+    if p[6] == 0.0 and p[9] == 0.0:
+        return params
+    return SviWings(*(float(x) for x in p))
 
 
 def check_calendar(earlier: SviParams, later: SviParams, grid: FloatArray) -> bool:
@@ -778,7 +767,7 @@ def fit_weights(iv_mid: FloatArray, iv_bid: FloatArray, iv_ask: FloatArray, t: f
         finite = half[np.isfinite(iv_mid)]
         floor = max(BAND_FLOOR, BAND_FLOOR_REL * float(np.median(finite))) if finite.size else BAND_FLOOR
     half = np.maximum(half, floor)
-    dw = 2.0 * iv_mid * t * half
+    dw = 2.0 * iv_mid * t * floor * (half / floor) ** (0.5 * BAND_POWER)
     return np.asarray(1.0 / (dw * dw), dtype=np.float64)
 
 
