@@ -68,7 +68,7 @@ BAND_FLOOR = 0.0003
 """Smallest IV half-band used as a tolerance (0.03 vol point), so one tight quote cannot dominate."""
 BAND_FLOOR_REL = 1.0
 """... and at least this fraction of the expiry's median half-band."""
-BAND_POWER = 0.5
+BAND_POWER = 0.25
 """A quote's weight goes as its (floored) half-band to the power -BAND_POWER: 2 weighs by the band (the quote's
 tolerance), 0 not at all (what the IV RMSE measures)."""
 G_TOL = 1e-9
@@ -80,7 +80,7 @@ CHECK_POINTS = 2001
 W_FLOOR = 0.25
 """The fit keeps min_k w(k) >= W_FLOOR times the lowest quoted total variance: a wing falling to w = 0 outside
 the quotes (rho -> -1, a -> 0) would leave no room for the shorter expiries below it."""
-IRLS_STEPS = 1
+IRLS_STEPS = 4
 """Reweighting steps after the search (see ``_fit_kernel``), each followed by the polish."""
 CAL_WEIGHT = 100.0
 """Weight of a calendar pseudo-quote, in mean quote weights."""
