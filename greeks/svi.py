@@ -88,6 +88,12 @@ WING_LEN = 11
 """Length of the array form of a smile's parameters (``params_array``)."""
 LIFT_WIDTH = 0.25
 """Onset width of a wing term (``_phi``), as a fraction of the expiry's quoted log-moneyness span."""
+RHO_MAX = 1.5
+"""|rho| may reach this in a fit without calendar bounds: SPX smiles straight in total variance through the money
+and then flattening want rho < -1; inside the quotes that is the raw-SVI formula, beyond them wing terms bring
+the far slopes back to >= 0 (``_wing_params``), and the butterfly penalty and checks see the winged smile."""
+WING_EXTRA = 1e-3
+"""Lifts restoring a far wing's slope give it this fraction of the fall they undo."""
 CUT_FRACTIONS = (1.0, 0.5, 0.25)
 """Fractions of a bend-down tried, largest first, until the wing passes the checks."""
 LIFT_SLACK = 1e-10
@@ -254,11 +260,38 @@ def _min_gx(grid: FloatArray, p: FloatArray) -> float:
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _min_gw(grid: FloatArray, p: FloatArray) -> tuple[float, float]:
+    """(min g, min w) of the smile ``p`` (``params_array``) on ``grid``."""
+    g_min = w_min = math.inf
+    for i in range(grid.shape[0]):
+        g, w = _gx(grid[i], p)
+        g_min = min(g_min, g)
+        w_min = min(w_min, w)
+    return g_min, w_min
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _wing_params(p: FloatArray, a: float, c: float, d: float, m: float, s: float) -> None:
+    """Raw SVI (a, c, d, m, s) into ``p`` (its edges and widths set) with the least wing lifts that keep both far
+    wings' slopes >= 0: b (1 -+ rho) < 0 when |rho| > 1, the lift restoring it to 0."""
+    b = c / s
+    rho = d / c if c > 0.0 else 0.0
+    p[0] = a
+    p[1] = b
+    p[2] = rho
+    p[3] = m
+    p[4] = s
+    p[6] = max(0.0, -b * (1.0 - rho)) * (1.0 + WING_EXTRA)
+    p[9] = max(0.0, -b * (1.0 + rho)) * (1.0 + WING_EXTRA)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _lee_ok(p: FloatArray) -> bool:
-    """Lee's bound on the far wings' slopes (beyond any grid): b (1 -+ rho) plus the lift <= 2 on each side."""
+    """Lee's bound on the far wings' slopes (beyond any grid): b (1 -+ rho) plus the lift in [0, 2] on each side
+    (>= 0: w stays bounded below)."""
     left = p[1] * (1.0 - p[2]) + p[6]
     right = p[1] * (1.0 + p[2]) + p[9]
-    return bool(left <= 2.0) and bool(right <= 2.0)
+    return bool(0.0 <= left <= 2.0) and bool(0.0 <= right <= 2.0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -295,7 +328,8 @@ def _shape_kernel(grid: FloatArray, p: FloatArray, wf: FloatArray, cap: FloatArr
             continue
         t_col = 6 if side == 0 else 9
         p[t_col + 1] = dl
-        lift = 0.0  # smallest lift clearing the floor
+        slope = p[1] * (1.0 - p[2]) if side == 0 else p[1] * (1.0 + p[2])  # the raw far wing's slope
+        lift = max(0.0, -slope) * (1.0 + WING_EXTRA)  # smallest lift clearing the floor (and slope >= 0)
         cut = 0.0  # bend down towards the cap (negative)
         room = math.inf  # largest bend keeping the floor
         for i in range(lo, hi):
@@ -313,7 +347,7 @@ def _shape_kernel(grid: FloatArray, p: FloatArray, wf: FloatArray, cap: FloatArr
             if not (_lee_ok(p) and _side_ok(grid, lo, hi, p, wf)):
                 return False
         elif cut > 0.0 and room > 0.0:
-            t = min(cut, room)
+            t = min(cut, room, slope)
             for frac in CUT_FRACTIONS:
                 p[t_col] = -frac * t
                 if _side_ok(grid, lo, hi, p, wf):
@@ -341,24 +375,28 @@ def _quad1(p0c: float, p0d: float, ec: float, ed: float, acc: float, acd: float,
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _qp_diamond(acc: float, acd: float, add: float, bc: float, bd: float, s: float) -> tuple[float, float, float]:
-    """Minimise [c d] A [c d]' - 2 b'[c d] over |d| <= c <= 2 s - |d|: (c, d, q) (q without the constant)."""
+def _qp_diamond(acc: float, acd: float, add: float, bc: float, bd: float, s: float,
+                rr: float) -> tuple[float, float, float]:  # fmt: skip
+    """Minimise [c d] A [c d]' - 2 b'[c d] over |d| <= rr c, c + |d| <= 2 s: (c, d, q) (q without the constant).
+
+    rr = 1 is raw SVI's |rho| <= 1 (the Lee diamond); rr > 1 lets |rho| exceed 1 (see ``RHO_MAX``)."""
     det = acc * add - acd * acd
     if det > 1e-300 * (abs(acc * add) + 1e-300):
         c = (add * bc - acd * bd) / det
         d = (acc * bd - acd * bc) / det
-        if abs(d) <= c and c + abs(d) <= 2.0 * s:
+        if abs(d) <= rr * c and c + abs(d) <= 2.0 * s:
             q = c * (acc * c + acd * d) + d * (acd * c + add * d) - 2.0 * (bc * c + bd * d)
             return c, d, q
-    h = s
-    best_c, best_d, best_q = _quad1(0.0, 0.0, h, h, acc, acd, add, bc, bd)
-    c, d, q = _quad1(h, h, h, -h, acc, acd, add, bc, bd)
+    h = 2.0 * s / (1.0 + rr)
+    e = 2.0 * s - h
+    best_c, best_d, best_q = _quad1(0.0, 0.0, h, rr * h, acc, acd, add, bc, bd)
+    c, d, q = _quad1(h, rr * h, e, -rr * h, acc, acd, add, bc, bd)
     if q < best_q:
         best_c, best_d, best_q = c, d, q
-    c, d, q = _quad1(2.0 * h, 0.0, -h, -h, acc, acd, add, bc, bd)
+    c, d, q = _quad1(2.0 * s, 0.0, -e, -rr * h, acc, acd, add, bc, bd)
     if q < best_q:
         best_c, best_d, best_q = c, d, q
-    c, d, q = _quad1(h, -h, -h, h, acc, acd, add, bc, bd)
+    c, d, q = _quad1(h, -rr * h, -h, rr * h, acc, acd, add, bc, bd)
     if q < best_q:
         best_c, best_d, best_q = c, d, q
     return best_c, best_d, best_q
@@ -366,19 +404,19 @@ def _qp_diamond(acc: float, acd: float, add: float, bc: float, bd: float, s: flo
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _solve_acd(s1: float, sy: float, sz: float, syy: float, szz: float, syz: float, sv: float, svy: float,
-               svz: float, s: float, amax: float) -> tuple[float, float, float]:  # fmt: skip
+               svz: float, s: float, amax: float, rr: float) -> tuple[float, float, float]:  # fmt: skip
     """Weighted least-squares (a, c, d) from the moments, |a| <= amax, (c, d) in the Lee diamond."""
     # a free: substitute a* = (sv - d sy - c sz) / s1 (Schur complement)
     best = math.inf
     ba = bc_ = bd_ = 0.0
     c, d, q = _qp_diamond(szz - sz * sz / s1, syz - sy * sz / s1, syy - sy * sy / s1,
-                          svz - sv * sz / s1, svy - sv * sy / s1, s)  # fmt: skip
+                          svz - sv * sz / s1, svy - sv * sy / s1, s, rr)  # fmt: skip
     a = (sv - d * sy - c * sz) / s1
     if -amax <= a <= amax:
         best = q - sv * sv / s1
         ba, bc_, bd_ = a, c, d
     for a in (-amax, amax):
-        c, d, q = _qp_diamond(szz, syz, syy, svz - a * sz, svy - a * sy, s)
+        c, d, q = _qp_diamond(szz, syz, syy, svz - a * sz, svy - a * sy, s, rr)
         q += a * a * s1 - 2.0 * a * sv
         if q < best:
             best = q
@@ -412,7 +450,7 @@ def _quad_obj(a: float, c: float, d: float, s1: float, sy: float, sz: float, syy
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float,
-           grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool, upper_hard: bool,
+           grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool, upper_hard: bool, wx: FloatArray,
            bound: float = math.inf) -> tuple[float, float, float, float, float]:  # fmt: skip
     """Best (a, c, d) for fixed (m, s), then the calendar bounds and the butterfly penalty: (obj, a, c, d, viol).
 
@@ -434,11 +472,25 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
         svy += w * vi * y
         svz += w * vi * z
         svv += w * vi * vi
-    a, c, d = _solve_acd(s1, sy, sz, syy, szz, syz, sv, svy, svz, s, amax)
+    a, c, d = _solve_acd(s1, sy, sz, syy, szz, syz, sv, svy, svz, s, amax, wx[11])
     if bound < math.inf:
         obj = _quad_obj(a, c, d, s1, sy, sz, syy, szz, syz, sv, svy, svz, svv)
         if obj >= bound:
             return obj, a, c, d, 0.0
+    if abs(d) > c:
+        # |rho| > 1 (only in a fit without bounds): the wing terms beyond the quotes hold w up (``_wing_params``);
+        # the penalty and the w floor on the winged smile, in one pass (two if the floor shifts it)
+        _wing_params(wx, a, c, d, m, s)
+        g_min, w_min = _min_gw(grid, wx)
+        if w_min < wfloor:
+            a += wfloor - w_min
+            wx[0] = a
+            g_min, w_min = _min_gw(grid, wx)
+        obj = _quad_obj(a, c, d, s1, sy, sz, syy, szz, syz, sv, svy, svz, svv)
+        viol = G_MARGIN - g_min
+        if w_min < wfloor * (1.0 - 1e-12):
+            viol = max(viol, 0.0) + 1.0 + (wfloor - w_min) / wfloor
+        return max(obj, 0.0), a, c, d, max(viol, 0.0)
     w_min = a + math.sqrt(max(c * c - d * d, 0.0))  # the minimum of w over all k
     if w_min < wfloor:
         a += wfloor - w_min
@@ -474,7 +526,7 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
                 pvy += q * vi * y
                 pvz += q * vi * z
             a, c, d = _solve_acd(s1 + p1, sy + py, sz + pz, syy + pyy, szz + pzz, syz + pyz, sv + pv, svy + pvy,
-                                 svz + pvz, s, amax)  # fmt: skip
+                                 svz + pvz, s, amax, wx[11])  # fmt: skip
             short, excess = _gaps(grid, bnd, has_lower, has_upper and upper_hard, a, c, d, m, s)
             a += short - excess
     b = c / s
@@ -490,12 +542,13 @@ def _inner(m: float, s: float, k: FloatArray, v: FloatArray, wt: FloatArray, ama
 @njit(cache=True, nogil=True, error_model="numpy")
 def _outer_obj(x0: float, x1: float, k: FloatArray, v: FloatArray, wt: FloatArray, amax: float, wfloor: float,
                grid: FloatArray, bnd: FloatArray, has_lower: bool, has_upper: bool,
-               upper_hard: bool, n_scale: float, bound: float = math.inf) -> float:  # fmt: skip
+               upper_hard: bool, n_scale: float, wx: FloatArray, bound: float = math.inf) -> float:  # fmt: skip
     """The search's objective at (m, log s): data + penalty; any value >= ``bound`` may stand for one above it."""
     s = math.exp(x1)
     if s < 1e-5 or s > 5.0:
         return math.inf
-    obj, _, _, _, viol = _inner(x0, s, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, bound)
+    obj, _, _, _, viol = _inner(x0, s, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, wx,
+                                 bound)  # fmt: skip
     if viol > 0.0:
         obj += n_scale * (1.0 + 1e4 * viol)
     return obj
@@ -504,7 +557,7 @@ def _outer_obj(x0: float, x1: float, k: FloatArray, v: FloatArray, wt: FloatArra
 @njit(cache=True, nogil=True, error_model="numpy")
 def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArray, v: FloatArray, wt: FloatArray,
                  amax: float, wfloor: float, grid: FloatArray, bnd: FloatArray, has_lower: bool,
-                 has_upper: bool, upper_hard: bool, n_scale: float,
+                 has_upper: bool, upper_hard: bool, n_scale: float, wx: FloatArray,
                  max_eval: int, ftol: float) -> tuple[float, float, float, int]:  # fmt: skip
     """2-D Nelder-Mead over (m, log s): (m, log s, objective, evaluations)."""
     px = np.empty(3)
@@ -515,7 +568,7 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
     px[2], py[2] = m0, l0 + step_l
     for j in range(3):
         pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard,
-                           n_scale)  # fmt: skip
+                           n_scale, wx)  # fmt: skip
     n_eval = 3
     while n_eval < max_eval:
         # order: 0 best, 2 worst
@@ -531,13 +584,13 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
         cy = 0.5 * (py[0] + py[1])
         rx = cx + (cx - px[2])
         ry = cy + (cy - py[2])
-        fr = _outer_obj(rx, ry, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale,
+        fr = _outer_obj(rx, ry, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale, wx,
                         pf[2])  # fmt: skip
         n_eval += 1
         if fr < pf[0]:
             ex = cx + 2.0 * (cx - px[2])
             ey = cy + 2.0 * (cy - py[2])
-            fe = _outer_obj(ex, ey, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale,
+            fe = _outer_obj(ex, ey, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale, wx,
                             fr)  # fmt: skip
             n_eval += 1
             if fe < fr:
@@ -553,7 +606,7 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
             else:
                 hx = cx + 0.5 * (px[2] - cx)
                 hy = cy + 0.5 * (py[2] - cy)
-            fh = _outer_obj(hx, hy, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale,
+            fh = _outer_obj(hx, hy, k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper, upper_hard, n_scale, wx,
                             min(fr, pf[2]))  # fmt: skip
             n_eval += 1
             if fh < min(fr, pf[2]):
@@ -563,7 +616,7 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
                     px[j] = px[0] + 0.5 * (px[j] - px[0])
                     py[j] = py[0] + 0.5 * (py[j] - py[0])
                     pf[j] = _outer_obj(px[j], py[j], k, v, wt, amax, wfloor, grid, bnd, has_lower, has_upper,
-                                       upper_hard, n_scale)  # fmt: skip
+                                       upper_hard, n_scale, wx)  # fmt: skip
                 n_eval += 2
     j = 0
     for i in range(1, 3):
@@ -576,7 +629,7 @@ def _nelder_mead(m0: float, l0: float, step_m: float, step_l: float, k: FloatArr
 def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, prev: FloatArray, has_prev: bool,
                 nxt: FloatArray, has_next: bool, ceil: FloatArray, has_upper: bool, check_grid: FloatArray,
                 start: FloatArray, out: FloatArray) -> tuple[int, float, int]:  # fmt: skip
-    """Fit one expiry; ``out`` gets (a, b, rho, m, sigma); returns (status, objective, evaluations).
+    """Fit one expiry; ``out`` gets its ``params_array`` (11); returns (status, objective, evaluations).
 
     Hard bounds: ``prev`` below, ``nxt`` above (checked on ``check_grid``); ``ceil`` (ceiling, pseudo-quote weight
     factor) on ``grid``: a soft ceiling (pseudo-quotes only, not checked; with ``has_next`` it must include ``nxt``)."""
@@ -593,6 +646,12 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
     amax = v.max()
     wfloor = W_FLOOR * v.min()
     n_scale = float(n) * 100.0
+    # the wing terms' frame (used when |rho| > 1, only in a fit without bounds) and the bound on |rho| (wx[11])
+    wx = np.zeros(12)
+    wx[5] = kmin
+    wx[8] = kmax
+    wx[7] = wx[10] = LIFT_WIDTH * span
+    wx[11] = 1.0 if (has_prev or has_upper or has_next) else RHO_MAX
     # starts: m at the lowest quoted variance and at the middle of the range; s a fraction of the range
     imin = 0
     for i in range(n):
@@ -607,7 +666,7 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
         starts.insert(0, (start[0], math.log(start[1])))
     for m0, l0 in starts:
         m1, l1, f1, ne = _nelder_mead(m0, l0, 0.1 * span, 0.7, k, v, wt, amax, wfloor, grid, bnd, has_prev,
-                                      has_upper, has_next, n_scale, 50, 1e-7)  # fmt: skip
+                                      has_upper, has_next, n_scale, wx, 50, 1e-7)  # fmt: skip
         total += ne
         if f1 < best_f:
             best_f, bm, bl = f1, m1, l1
@@ -617,25 +676,25 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
         wt = wt.copy()
         for _ in range(IRLS_STEPS):
             s = math.exp(bl)
-            _, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next)
+            _, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, wx)
             b = c / s
             rho = d / c if c > 0.0 else 0.0
             for i in range(n):
                 u = abs(svi_total_variance(k[i], a, b, rho, bm, s) - v[i]) * math.sqrt(wt0[i])
                 wt[i] = wt0[i] / (u * u) if u > 1.0 else wt0[i]
-            best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
+            best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale, wx)
     # polish from the best; if the fine grid finds butterfly arbitrage between the search's points, add the
     # worst fine-grid point to the search grid and polish again
     status = FIT_BUTTERFLY
     obj = math.inf
     for attempt in range(4):
         m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, wfloor, grid, bnd,
-                                      has_prev, has_upper, has_next, n_scale, 60, 1e-9)  # fmt: skip
+                                      has_prev, has_upper, has_next, n_scale, wx, 60, 1e-9)  # fmt: skip
         total += ne
         if f1 < best_f or attempt > 0:
             best_f, bm, bl = f1, m1, l1
         s = math.exp(bl)
-        obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next)
+        obj, a, c, d, _ = _inner(bm, s, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, wx)
         out[0] = a
         out[1] = c / s
         out[2] = d / c if c > 0.0 else 0.0
@@ -650,14 +709,16 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
                 short = max(short, _wx(check_grid[i], prev) - w)
             if has_next:
                 excess = max(excess, w - _wx(check_grid[i], nxt))
-        out[0] += short - excess
+        _wing_params(wx, out[0] + short - excess, c, d, bm, s)
+        for j in range(WING_LEN):
+            out[j] = wx[j]
         status = _check_kernel(out, prev, has_prev, nxt, has_next, check_grid)
         if status != FIT_BUTTERFLY:
             break
         worst = 0
         g_worst = math.inf
         for i in range(check_grid.shape[0]):
-            g, _ = svi_g(check_grid[i], out[0], out[1], out[2], out[3], out[4])
+            g, _ = _gx(check_grid[i], out)
             if g < g_worst:
                 g_worst = g
                 worst = i
@@ -668,17 +729,17 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
         col[1, 0] = _wx(kw, nxt) if has_next else math.inf
         col[2, 0] = 1.0
         bnd = np.concatenate((bnd, col), axis=1)
-        best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale)
+        best_f = _outer_obj(bm, bl, k, v, wt, amax, wfloor, grid, bnd, has_prev, has_upper, has_next, n_scale, wx)
     return status, obj, total
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _check_kernel(p: FloatArray, prev: FloatArray, has_prev: bool, nxt: FloatArray, has_next: bool,
                   grid: FloatArray) -> int:  # fmt: skip
-    if _min_g(grid, p[0], p[1], p[2], p[3], p[4]) < -G_TOL:
+    if not _lee_ok(p) or _min_gx(grid, p) < -G_TOL:
         return FIT_BUTTERFLY
     for i in range(grid.shape[0]):
-        w = svi_total_variance(grid[i], p[0], p[1], p[2], p[3], p[4])
+        w = _wx(grid[i], p)
         if has_prev and w < _wx(grid[i], prev) - G_TOL:
             return FIT_CALENDAR
         if has_next and w > _wx(grid[i], nxt) + G_TOL:
@@ -816,10 +877,12 @@ def fit_svi(
     if later is not None:
         upper[0] = np.minimum(upper[0], total_variance(later, coarse))
     st = np.array([0.0, 0.0] if start is None else start, dtype=np.float64)
-    out = np.empty(5)
+    out = np.empty(WING_LEN)
     status, obj, n_eval = _fit_kernel(k_, v, wt, coarse, prev, previous is not None, nxt, later is not None, upper,
                                       later is not None or ceiling is not None, fine, st, out)  # fmt: skip
-    return SviFit(SviParams(*(float(x) for x in out)), int(status), float(obj), int(n_eval))
+    if out[6] != 0.0 or out[9] != 0.0:
+        return SviFit(SviWings(*(float(x) for x in out)), int(status), float(obj), int(n_eval))
+    return SviFit(SviParams(*(float(x) for x in out[:5])), int(status), float(obj), int(n_eval))
 
 
 def european_equivalent_iv(
