@@ -183,7 +183,7 @@ class SurfaceFitter:
             has_ceil = bool(np.isfinite(ceil).any())
             if own is not None and not bool(np.any(own > ceil + 1e-9)):
                 # the free fit, its wings lifted beyond its quotes where the earlier expiry's are higher
-                params = shape_wings(fit.params, grid, lo_j, hi_j, prev, capf[j])
+                params = shape_wings(fit.params, grid, lo_j, hi_j, prev, capf[j], checked=True)
             start = (fit.params.m, fit.params.sigma) if fit.status == FIT_OK else None
             if params is None and prev is not None:
                 # held above the earlier expiry only over its own quotes widened, the wings lifted beyond

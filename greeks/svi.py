@@ -305,8 +305,12 @@ def _side_ok(grid: FloatArray, lo: int, hi: int, p: FloatArray, wf: FloatArray) 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _shape_kernel(grid: FloatArray, p: FloatArray, wf: FloatArray, cap: FloatArray, span: float) -> bool:
-    """Set the wing terms of ``p`` (``params_array``, wings zero) in place, see ``shape_wings``; False: none fits."""
+def _shape_kernel(grid: FloatArray, p: FloatArray, wf: FloatArray, cap: FloatArray, span: float,
+                  checked: bool) -> bool:  # fmt: skip
+    """Set the wing terms of ``p`` (``params_array``, wings zero) in place, see ``shape_wings``; False: none fits.
+
+    ``checked``: the raw smile with its slope-restoring lifts passed the butterfly check on ``grid`` already, so
+    only the sides given other wing terms need checking again."""
     n = grid.shape[0]
     klo = p[5]
     khi = p[8]
@@ -353,7 +357,7 @@ def _shape_kernel(grid: FloatArray, p: FloatArray, wf: FloatArray, cap: FloatArr
                 if _side_ok(grid, lo, hi, p, wf):
                     break
                 p[t_col] = 0.0
-    return _lee_ok(p) and _min_gx(grid, p) >= 0.0
+    return _lee_ok(p) and (checked or _min_gx(grid, p) >= 0.0)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -738,6 +742,8 @@ def _check_kernel(p: FloatArray, prev: FloatArray, has_prev: bool, nxt: FloatArr
                   grid: FloatArray) -> int:  # fmt: skip
     if not _lee_ok(p) or _min_gx(grid, p) < -G_TOL:
         return FIT_BUTTERFLY
+    if not (has_prev or has_next):
+        return FIT_OK
     for i in range(grid.shape[0]):
         w = _wx(grid[i], p)
         if has_prev and w < _wx(grid[i], prev) - G_TOL:
@@ -756,22 +762,23 @@ def check_grid(k_lo: float, k_hi: float, n: int = CHECK_POINTS) -> FloatArray:
     return np.linspace(k_lo - 0.5 * span, k_hi + 0.5 * span, n)
 
 
-def _phi_np(x: FloatArray, dl: float) -> FloatArray:
-    xp = np.maximum(x, 0.0)
-    return np.asarray(xp**3 / (xp * xp + dl * dl), dtype=np.float64)
+@njit(cache=True, nogil=True, error_model="numpy")
+def _wx_array(k: FloatArray, p: FloatArray) -> FloatArray:
+    out = np.empty(k.shape[0])
+    for i in range(k.shape[0]):
+        out[i] = _wx(k[i], p)
+    return out
 
 
 def total_variance(params: SviParams, k: npt.ArrayLike) -> FloatArray:
     """w(k) of a smile: raw SVI ``params``, with its wing terms if ``SviWings``."""
     kk = np.asarray(k, dtype=np.float64)
-    x = kk - params.m
-    w = params.a + params.b * (params.rho * x + np.sqrt(x * x + params.sigma * params.sigma))
     if isinstance(params, SviWings):
-        if params.lift_left != 0.0:
-            w = w + params.lift_left * _phi_np(params.k_left - kk, params.width_left)
-        if params.lift_right != 0.0:
-            w = w + params.lift_right * _phi_np(kk - params.k_right, params.width_right)
-    return np.asarray(w, dtype=np.float64)
+        flat = np.ascontiguousarray(kk.reshape(-1))
+        return _wx_array(flat, params_array(params)).reshape(kk.shape)
+    x = kk - params.m
+    return np.asarray(params.a + params.b * (params.rho * x + np.sqrt(x * x + params.sigma * params.sigma)),
+                      dtype=np.float64)  # fmt: skip
 
 
 def implied_vol_from_svi(params: SviParams, k: npt.ArrayLike, t: float) -> FloatArray:
@@ -789,7 +796,7 @@ def check_butterfly(params: SviParams, grid: FloatArray) -> bool:
 
 
 def shape_wings(params: SviParams, grid: FloatArray, k_lo: float, k_hi: float, floor: SviParams | None = None,
-                cap: FloatArray | None = None) -> SviParams | None:  # fmt: skip
+                cap: FloatArray | None = None, checked: bool = False) -> SviParams | None:  # fmt: skip
     """Raw SVI ``params`` with wing terms beyond [k_lo, k_hi] (``SviWings``), or None if none will do.
 
     On each side: the smallest lift that puts the smile at or above ``floor`` (the expiry published before it)
@@ -797,12 +804,14 @@ def shape_wings(params: SviParams, grid: FloatArray, k_lo: float, k_hi: float, f
     none: the later expiries' free fits), only as far as it stays at or above ``floor`` and butterfly-free. The
     result passes the butterfly check on ``grid`` (g >= 0, Lee's slope bound) and is at or above ``floor``;
     ``params`` itself is returned when no wing term is needed and it passes. None if it falls below ``floor``
-    inside [k_lo, k_hi] (no wing term helps there) or no lift passes."""
+    inside [k_lo, k_hi] (no wing term helps there) or no lift passes. ``checked``: ``params`` is a fit that
+    passed the butterfly check on ``grid`` with the same quoted range (``fit_svi`` with ``grid``), so the sides
+    left as they are need no check again."""
     g = np.ascontiguousarray(grid, dtype=np.float64)
     p = np.array([*params[:5], k_lo, 0.0, 1.0, k_hi, 0.0, 1.0], dtype=np.float64)
     wf = total_variance(floor, g) if floor is not None else np.full(g.shape[0], -np.inf)
     cp = np.full(g.shape[0], np.inf) if cap is None else np.ascontiguousarray(cap, dtype=np.float64)
-    if not _shape_kernel(g, p, wf, cp, max(k_hi - k_lo, 1e-3)):
+    if not _shape_kernel(g, p, wf, cp, max(k_hi - k_lo, 1e-3), checked):
         return None
     if p[6] == 0.0 and p[9] == 0.0:
         return params
