@@ -693,7 +693,7 @@ def _fit_kernel(k: FloatArray, v: FloatArray, wt: FloatArray, grid: FloatArray, 
     obj = math.inf
     for attempt in range(4):
         m1, l1, f1, ne = _nelder_mead(bm, bl, 0.02 * span, 0.2, k, v, wt, amax, wfloor, grid, bnd,
-                                      has_prev, has_upper, has_next, n_scale, wx, 45, 1e-9)  # fmt: skip
+                                      has_prev, has_upper, has_next, n_scale, wx, 60, 1e-9)  # fmt: skip
         total += ne
         if f1 < best_f or attempt > 0:
             best_f, bm, bl = f1, m1, l1
