@@ -2,10 +2,12 @@
 
 From one expiry's book: ``smile_inputs`` turns out-of-the-money mids (puts below the forward, calls at or above)
 with two-sided quotes into (k, IV mid, IV bid, IV ask, weights, call delta). ``SurfaceFitter.fit`` fits the
-expiries free, then in order of maturity, each constrained to total variance at or above the expiry published
-before it and pulled below the later free fits where those are quoted (see ``greeks.svi`` for the method and
-why), checks butterfly and calendar freedom on one fine log-moneyness grid
-shared by the whole surface, and publishes only fits that pass; an expiry whose fit fails keeps its last good
+expiries free, then in order of maturity publishes each at total variance at or above the expiry published
+before it and below the later free fits: its free fit with wing terms beyond its quotes where that will do
+(``shape_wings``: lifted over the earlier expiry, bent under the later ones), else a refit held above the earlier
+expiry over its own quotes widened plus wing terms, else a refit held above it on the whole grid (see
+``greeks.svi`` for the method and why). Butterfly and calendar freedom are checked on one fine log-moneyness
+grid shared by the whole surface, and only fits that pass are published; an expiry whose fit fails keeps its last good
 parameters, reported with their age. Inputs are European (or European-equivalent, ``european_equivalent_iv``)
 volatilities.
 """
@@ -146,9 +148,9 @@ class SurfaceFitter:
         self.grid = grid
         out: list[PublishedSmile] = []
         # pass 1: each expiry on its own (butterfly-free on the grid). Where consecutive free fits cross, it is
-        # outside the shorter one's quotes, so its extrapolation is what should give way: pass 2, shortest first,
-        # holds each expiry above the one published before it (hard) and pulls it below every later free fit
-        # (soft); a free fit already between the two is published as it is
+        # outside the shorter one's quotes, so extrapolations are what should give way: pass 2, shortest first,
+        # holds each expiry above the one published before it (hard) and below every later free fit (soft),
+        # by wing terms beyond its quotes where those will do, so the quoted smile stays the free fit
         free = [fit_svi(e.inputs.k, e.inputs.iv_mid, e.t, e.inputs.weights, None, grid) for e in order]
         rng = [(float(e.inputs.k.min()), float(e.inputs.k.max())) if e.inputs.k.shape[0] else (0.0, -1.0)
                for e in order]  # fmt: skip
