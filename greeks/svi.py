@@ -799,6 +799,26 @@ def total_variance(params: SviParams, k: npt.ArrayLike) -> FloatArray:
                       dtype=np.float64)  # fmt: skip
 
 
+def total_variance_and_slope(params: SviParams, k: float) -> tuple[float, float]:
+    """(w(k), dw/dk) of a smile at one ``k``, wing terms included (for root finders such as
+    ``greeks.term_structure.strike_at_delta``, which evaluate the raw formula and so disagree with
+    ``total_variance`` beyond the quoted range of an ``SviWings``)."""
+    x = k - params.m
+    r = math.sqrt(x * x + params.sigma * params.sigma)
+    w = params.a + params.b * (params.rho * x + r)
+    w1 = params.b * (params.rho + x / r)
+    if isinstance(params, SviWings):
+        if params.lift_left != 0.0 and k < params.k_left:
+            f, f1, _ = _phi(params.k_left - k, params.width_left)
+            w += params.lift_left * f
+            w1 -= params.lift_left * f1
+        if params.lift_right != 0.0 and k > params.k_right:
+            f, f1, _ = _phi(k - params.k_right, params.width_right)
+            w += params.lift_right * f
+            w1 += params.lift_right * f1
+    return float(w), float(w1)
+
+
 def implied_vol_from_svi(params: SviParams, k: npt.ArrayLike, t: float) -> FloatArray:
     """Black implied volatility sqrt(w(k) / t)."""
     return np.sqrt(np.maximum(total_variance(params, k), 0.0) / t)

@@ -22,6 +22,7 @@ from greeks.svi import (
     implied_vol_from_svi,
     shape_wings,
     total_variance,
+    total_variance_and_slope,
 )
 
 TRUE = SviParams(0.01, 0.1, -0.6, 0.02, 0.08)
@@ -103,6 +104,10 @@ def test_wing_terms_leave_the_quoted_range_raw_and_are_checked() -> None:
     pa = params_array(p)
     assert np.allclose([_gx(x, pa)[0] for x in k], _g_numeric(p, k), atol=1e-4)
     assert check_butterfly(p, grid)
+    for x in (-0.5, 0.0, 0.45):
+        w, w1 = total_variance_and_slope(p, x)
+        assert math.isclose(w, float(total_variance(p, x)), rel_tol=1e-12)
+        assert math.isclose(w1, float(total_variance(p, x + 1e-6) - total_variance(p, x - 1e-6)) / 2e-6, rel_tol=1e-6)
     assert not check_butterfly(SviWings(*raw, -0.3, 0.05, 0.1, 0.2, -0.2, 0.1), grid)
     assert not check_butterfly(SviWings(*raw, -0.3, 2.0, 0.1, 0.2, 0.0, 0.1), grid)
 
