@@ -170,6 +170,13 @@ class SviWings(SviParams):
     def __reduce__(self) -> tuple[type[SviWings], tuple[float, ...]]:
         return SviWings, (*self, *self.wings())
 
+    def _replace(self, **kwargs: float) -> SviWings:
+        names = ("a", "b", "rho", "m", "sigma", "k_left", "lift_left", "width_left", "k_right", "lift_right",
+                 "width_right")  # fmt: skip
+        values = dict(zip(names, (*self, *self.wings()), strict=True))
+        values.update(kwargs)
+        return SviWings(**values)
+
 
 def params_array(p: SviParams) -> FloatArray:
     """(a, b, rho, m, sigma, k_left, lift_left, width_left, k_right, lift_right, width_right) of a smile."""

@@ -89,6 +89,7 @@ def test_wing_terms_leave_the_quoted_range_raw_and_are_checked() -> None:
     p = SviWings(0.01, 0.1, -0.6, 0.02, 0.08, -0.3, 0.05, 0.1, 0.2, -0.02, 0.1)
     raw = SviParams(*p)
     assert len(p) == 5 and isinstance(p, SviParams) and pickle.loads(pickle.dumps(p)).wings() == p.wings()
+    assert p._replace(a=0.02).wings() == p.wings() and p._replace(a=0.02).a == 0.02
     inside = np.linspace(-0.3, 0.2, 51)
     assert np.array_equal(total_variance(p, inside), total_variance(raw, inside))
     outside = np.array([-0.6, -0.4, 0.3, 0.6])
