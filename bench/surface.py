@@ -4,17 +4,19 @@
 
 Data: Cboe SPX May 2019 daily chains (every 4th day by default; loaded as in tests/greeks/surface_data.py), strikes
 with call delta in [0.05, 0.95] and a two-sided quote. Figures:
-- ``fit_expiry_ms``: median wall time of ``fit_svi`` (spread-weighted, butterfly-constrained, with the previous
-  expiry as calendar constraint) on the expiries with 80 to 120 such strikes (``n_expiries_100``);
+- ``fit_expiry_ms``: median wall time of ``fit_svi`` (weighted as ``fit_weights``, reweighted, butterfly-
+  constrained, with the previous expiry as calendar constraint on the whole grid, so |rho| <= 1 and no wing
+  terms) on the expiries with 80 to 120 such strikes (``n_expiries_100``);
 - ``surface_ms``: median wall time of ``SurfaceFitter.fit`` over a whole day (``surface_expiries`` expiries);
 - ``ql_fit_ms``: QuantLib ``SviInterpolatedSmileSection`` (Levenberg-Marquardt, 5 free parameters) on the same
   strikes and mid IVs, from the same two starting points for (m, sigma) (the strike of lowest variance and the
   middle of the range; sigma a tenth of the range; a = half the lowest variance, b = 0.1, rho = -0.5), the better
   of the two kept, per smile; ``ratio_vs_quantlib`` = ql_fit_ms / ours per smile over all expiries of the sample;
 - ``rmse_volpts`` / ``rmse_volpts_quantlib``: median per-expiry RMSE of fitted vs mid IV in vol points on those
-  expiries: ours of the smiles ``SurfaceFitter`` publishes (arbitrage-free), QuantLib's unconstrained (its
-  butterfly violations counted); ``rmse_volpts_fit_svi_chain`` of the timed ``fit_svi`` chain (each expiry
-  above the previous fit, no later-expiry ceilings).
+  expiries: ours of the smiles ``SurfaceFitter`` publishes (arbitrage-free on the surface's check grid, wing
+  terms included), QuantLib's unconstrained (its butterfly violations counted); ``rmse_volpts_fit_svi_chain`` of
+  the timed ``fit_svi`` chain (each expiry above the previous fit on the whole grid, no wing terms, no
+  later-expiry ceilings).
 """
 
 from __future__ import annotations

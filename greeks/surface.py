@@ -2,10 +2,12 @@
 
 From one expiry's book: ``smile_inputs`` turns out-of-the-money mids (puts below the forward, calls at or above)
 with two-sided quotes into (k, IV mid, IV bid, IV ask, weights, call delta). ``SurfaceFitter.fit`` fits the
-expiries free, then in order of maturity, each constrained to total variance at or above the expiry published
-before it and pulled below the later free fits where those are quoted (see ``greeks.svi`` for the method and
-why), checks butterfly and calendar freedom on one fine log-moneyness grid
-shared by the whole surface, and publishes only fits that pass; an expiry whose fit fails keeps its last good
+expiries free, then in order of maturity publishes each at total variance at or above the expiry published
+before it and below the later free fits: its free fit with wing terms beyond its quotes where that will do
+(``shape_wings``: lifted over the earlier expiry, bent under the later ones), else a refit held above the earlier
+expiry over its own quotes widened plus wing terms, else a refit held above it on the whole grid (see
+``greeks.svi`` for the method and why). Butterfly and calendar freedom are checked on one fine log-moneyness
+grid shared by the whole surface, and only fits that pass are published; an expiry whose fit fails keeps its last good
 parameters, reported with their age. Inputs are European (or European-equivalent, ``european_equivalent_iv``)
 volatilities.
 """
@@ -32,8 +34,13 @@ from greeks.svi import (
     check_grid,
     fit_svi,
     fit_weights,
+    shape_wings,
     total_variance,
 )
+
+REFIT_MARGIN = 0.3
+"""A refit against the earlier expiry holds it over its own quoted range widened by this fraction of the span on
+each side (instead of the whole check grid); beyond that its wings take wing terms (``shape_wings``)."""
 
 
 class SmileInputs(NamedTuple):
@@ -141,9 +148,9 @@ class SurfaceFitter:
         self.grid = grid
         out: list[PublishedSmile] = []
         # pass 1: each expiry on its own (butterfly-free on the grid). Where consecutive free fits cross, it is
-        # outside the shorter one's quotes, so its extrapolation is what should give way: pass 2, shortest first,
-        # holds each expiry above the one published before it (hard) and pulls it below every later free fit
-        # (soft); a free fit already between the two is published as it is
+        # outside the shorter one's quotes, so extrapolations are what should give way: pass 2, shortest first,
+        # holds each expiry above the one published before it (hard) and below every later free fit (soft),
+        # by wing terms beyond its quotes where those will do, so the quoted smile stays the free fit
         free = [fit_svi(e.inputs.k, e.inputs.iv_mid, e.t, e.inputs.weights, None, grid) for e in order]
         rng = [(float(e.inputs.k.min()), float(e.inputs.k.max())) if e.inputs.k.shape[0] else (0.0, -1.0)
                for e in order]  # fmt: skip
@@ -159,19 +166,42 @@ class SurfaceFitter:
                 env = env.copy()
                 inside = (grid >= lo) & (grid <= hi)
                 env[inside] = np.minimum(env[inside], w[inside])
+        # caps for the wings beyond an expiry's quotes: the lowest later free fit, over the whole grid
+        capf: list[FloatArray | None] = [None] * len(order)
+        envf = np.full(grid.shape[0], np.inf)
+        for j in range(len(order) - 1, -1, -1):
+            capf[j] = envf
+            w = free_w[j]
+            if w is not None:
+                envf = np.minimum(envf, w)
         prev: SviParams | None = None
         for j, e in enumerate(order):
             inp = e.inputs
             fit = free[j]
             own = free_w[j]
             ceil = ceilings[j]
-            needs = own is None or (prev is not None and not check_calendar(prev, fit.params, grid))
-            needs = needs or (own is not None and bool(np.any(own > ceil + 1e-9)))
-            if needs:
-                start = (fit.params.m, fit.params.sigma) if fit.status == FIT_OK else None
-                has_ceil = bool(np.isfinite(ceil).any())
-                fit = fit_svi(inp.k, inp.iv_mid, e.t, inp.weights, prev, grid, start=start,
+            lo_j, hi_j = rng[j]
+            params: SviParams | None = None
+            has_ceil = bool(np.isfinite(ceil).any())
+            if own is not None and not bool(np.any(own > ceil + 1e-9)):
+                # the free fit, its wings lifted beyond its quotes where the earlier expiry's are higher
+                params = shape_wings(fit.params, grid, lo_j, hi_j, prev, capf[j], checked=True)
+            start = (fit.params.m, fit.params.sigma) if fit.status == FIT_OK else None
+            if params is None and prev is not None:
+                # held above the earlier expiry only over its own quotes widened, the wings lifted beyond
+                mu = REFIT_MARGIN * max(hi_j - lo_j, 1e-3)
+                near = (grid >= lo_j - mu) & (grid <= hi_j + mu)
+                sub = fit_svi(inp.k, inp.iv_mid, e.t, e.inputs.weights, prev, grid[near], start=start,
+                              ceiling=ceil[near] if has_ceil else None)  # fmt: skip
+                if sub.status == FIT_OK:
+                    params = shape_wings(sub.params, grid, lo_j, hi_j, prev, capf[j])
+                    if params is not None:
+                        fit = sub
+            if params is None:
+                fit = fit_svi(inp.k, inp.iv_mid, e.t, e.inputs.weights, prev, grid, start=start,
                               ceiling=ceil if has_ceil else None)  # fmt: skip
+            elif fit.status != FIT_OK or params is not fit.params:
+                fit = fit._replace(params=params, status=FIT_OK)
             status = fit.status
             if status == FIT_OK:
                 self._good[e.expiry] = (fit.params, e.t, now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 
@@ -12,13 +13,16 @@ from greeks.svi import (
     FIT_OK,
     FIT_TOO_FEW,
     SviParams,
+    SviWings,
     check_butterfly,
     check_calendar,
     check_grid,
     european_equivalent_iv,
     fit_svi,
     implied_vol_from_svi,
+    shape_wings,
     total_variance,
+    total_variance_and_slope,
 )
 
 TRUE = SviParams(0.01, 0.1, -0.6, 0.02, 0.08)
@@ -72,6 +76,77 @@ def test_calendar_constraint_holds_against_previous_expiry() -> None:
     assert fit.status == FIT_OK
     assert check_calendar(short, fit.params, grid)
     assert check_butterfly(fit.params, grid)
+
+
+def _g_numeric(p: SviParams, k: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    w = total_variance(p, k)
+    w1 = (total_variance(p, k + h) - total_variance(p, k - h)) / (2.0 * h)
+    w2 = (total_variance(p, k + h) - 2.0 * w + total_variance(p, k - h)) / (h * h)
+    return np.asarray((1.0 - k * w1 / (2.0 * w)) ** 2 - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2)
+
+
+def test_wing_terms_leave_the_quoted_range_raw_and_are_checked() -> None:
+    p = SviWings(0.01, 0.1, -0.6, 0.02, 0.08, -0.3, 0.05, 0.1, 0.2, -0.02, 0.1)
+    raw = SviParams(*p)
+    assert len(p) == 5 and isinstance(p, SviParams) and pickle.loads(pickle.dumps(p)).wings() == p.wings()
+    assert p._replace(a=0.02).wings() == p.wings() and p._replace(a=0.02).a == 0.02
+    inside = np.linspace(-0.3, 0.2, 51)
+    assert np.array_equal(total_variance(p, inside), total_variance(raw, inside))
+    outside = np.array([-0.6, -0.4, 0.3, 0.6])
+    assert np.allclose(total_variance(p, outside) - total_variance(raw, outside),
+                       [0.05 * 0.3**3 / (0.09 + 0.01), 0.05 * 0.1**3 / (0.01 + 0.01),
+                        -0.02 * 0.1**3 / (0.01 + 0.01), -0.02 * 0.4**3 / (0.16 + 0.01)])  # fmt: skip
+    # the checks evaluate the wing terms: the analytic g matches a numerical one, and a wing bent down below
+    # zero slope (w unbounded below past the grid) or rising faster than Lee's bound fails
+    grid = check_grid(-0.4, 0.4)
+    k = np.linspace(-0.9, 0.9, 37) + 0.0123  # off the edges, where the numerical w'' straddles the onset
+    from greeks.svi import _gx, params_array
+
+    pa = params_array(p)
+    assert np.allclose([_gx(x, pa)[0] for x in k], _g_numeric(p, k), atol=1e-4)
+    assert check_butterfly(p, grid)
+    for x in (-0.5, 0.0, 0.45):
+        w, w1 = total_variance_and_slope(p, x)
+        assert math.isclose(w, float(total_variance(p, x)), rel_tol=1e-12)
+        assert math.isclose(w1, float(total_variance(p, x + 1e-6) - total_variance(p, x - 1e-6)) / 2e-6, rel_tol=1e-6)
+    assert not check_butterfly(SviWings(*raw, -0.3, 0.05, 0.1, 0.2, -0.2, 0.1), grid)
+    assert not check_butterfly(SviWings(*raw, -0.3, 2.0, 0.1, 0.2, 0.0, 0.1), grid)
+
+
+def test_quotes_wanting_rho_below_minus_one_get_winged_fit() -> None:
+    """A smile straight in w through the money and falling after (rho < -1 inside the quotes): the fit keeps
+    the raw formula there and lifts the right wing beyond the quotes to a slope >= 0, butterfly-free."""
+    true = SviParams(0.02, 0.1, -1.3, 0.0, 0.05)
+    k = np.linspace(-0.3, 0.08, 60)
+    t = 0.1
+    fit = fit_svi(k, implied_vol_from_svi(true, k, t), t)
+    assert fit.status == FIT_OK
+    assert isinstance(fit.params, SviWings) and fit.params.rho < -1.0 and fit.params.lift_right > 0.0
+    assert np.max(np.abs(implied_vol_from_svi(fit.params, k, t) - implied_vol_from_svi(true, k, t))) < 1e-4
+    wide = check_grid(-1.0, 1.0)
+    assert check_butterfly(fit.params, wide)
+    assert np.all(total_variance(fit.params, wide) > 0.0)
+
+
+def test_shape_wings_lifts_a_longer_expiry_over_a_shorter_one_beyond_its_quotes() -> None:
+    grid = check_grid(-0.6, 0.4)
+    short = SviParams(0.002, 0.05, 0.0, 0.0, 0.05)  # symmetric: its right wing rises
+    longer = SviParams(0.01, 0.06, -0.9, 0.0, 0.1)  # flat right wing, below `short` past k = 0.2
+    assert not check_calendar(short, longer, grid)
+    assert check_calendar(short, longer, grid[grid <= 0.1])
+    lifted = shape_wings(longer, grid, -0.3, 0.1, floor=short)
+    assert isinstance(lifted, SviWings) and lifted.lift_right > 0.0 and lifted.lift_left == 0.0
+    assert check_calendar(short, lifted, grid) and check_butterfly(lifted, grid)
+    inside = grid[(grid >= -0.3) & (grid <= 0.1)]
+    assert np.array_equal(total_variance(lifted, inside), total_variance(longer, inside))
+    # and a shorter expiry's wing bends down under a later one's beyond its quotes, staying above its floor
+    cap = total_variance(longer, grid)
+    bent = shape_wings(short, grid, -0.1, 0.05, cap=cap)
+    assert isinstance(bent, SviWings) and bent.lift_right < 0.0
+    assert check_butterfly(bent, grid)
+    assert np.max(total_variance(bent, grid) - cap) < np.max(total_variance(short, grid) - cap)
+    # below the floor inside the quotes: no wing term helps
+    assert shape_wings(short, grid, -0.3, 0.1, floor=longer) is None
 
 
 def test_too_few_points_is_not_published_and_last_good_stays() -> None:

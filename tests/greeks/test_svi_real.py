@@ -6,9 +6,10 @@ quote: RMSE of fitted vs mid IV per expiry, median over expiries and snapshots <
 inside the bid/ask IV band on >= 85 % of those strikes, pooled over both sets; zero butterfly and calendar
 violations of the published smiles on the 2001-point check grid. Expiries with no published fit are counted (they
 must be few) and excluded from the fit statistics.
-Measured (`PYTHONPATH=. .venv/bin/python -m pytest -q -s tests/greeks/test_svi_real.py`, about 4 s): SPX median
-RMSE 0.054 vol pts, 85.2 % in band; SPXW 0.159, 82.3 %; pooled 85.2 %; 0 violations; 0 unpublished. On every 4th
-SPX day (the earlier sample) 86.8 % in band, pooled with SPXW 86.7 %.
+Measured (`PYTHONPATH=. .venv/bin/python -m pytest -q -s tests/greeks/test_svi_real.py`, about 4 s with a warm
+numba cache), branch `fit2`: SPX median RMSE 0.050 vol pts, 87.2 % in band; SPXW 0.159, 83.5 %; pooled 87.2 %;
+0 violations; 0 unpublished (was 0.054 / 85.2 % / 82.3 % / 85.2 % before the wing terms and the near-unweighted
+objective with four reweighting steps).
 """
 
 from __future__ import annotations
