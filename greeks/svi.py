@@ -60,6 +60,7 @@ IV), iterated twice; fit the smile on those.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -804,6 +805,22 @@ def total_variance(params: SviParams, k: npt.ArrayLike) -> FloatArray:
     x = kk - params.m
     return np.asarray(params.a + params.b * (params.rho * x + np.sqrt(x * x + params.sigma * params.sigma)),
                       dtype=np.float64)  # fmt: skip
+
+
+def wing_fields(params: SviParams) -> tuple[float, ...]:
+    """The wing terms of ``params`` as plain numbers (empty for plain raw SVI), for records and events;
+    ``smile_from_fields`` rebuilds the smile."""
+    if not isinstance(params, SviWings):
+        return ()
+    return (params.k_left, params.lift_left, params.width_left, params.k_right, params.lift_right, params.width_right)
+
+
+def smile_from_fields(raw: Sequence[float], wings: Sequence[float] = ()) -> SviParams:
+    """The smile of five raw-SVI fields and, if any, the six ``wing_fields``."""
+    a, b, rho, m, sigma = raw
+    if not wings:
+        return SviParams(a, b, rho, m, sigma)
+    return SviWings(a, b, rho, m, sigma, *wings)
 
 
 def total_variance_and_slope(params: SviParams, k: float) -> tuple[float, float]:

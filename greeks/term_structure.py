@@ -24,7 +24,7 @@ from statistics import NormalDist
 from typing import NamedTuple
 
 from greeks.surface import PublishedSmile
-from greeks.svi import SviParams
+from greeks.svi import SviParams, total_variance_and_slope
 
 DAYS_PER_YEAR = 365.0
 T_30D = 30.0 / DAYS_PER_YEAR
@@ -69,18 +69,14 @@ class _Point(NamedTuple):
 
 
 def _w(p: SviParams, k: float) -> float:
-    x = k - p.m
-    return p.a + p.b * (p.rho * x + math.sqrt(x * x + p.sigma * p.sigma))
+    return total_variance_and_slope(p, k)[0]
 
 
 def _d1_and_slope(p: SviParams, k: float) -> tuple[float, float, float]:
-    """(d1(k), d d1 / dk, w(k)); d1 NaN where w <= 0."""
-    x = k - p.m
-    r = math.sqrt(x * x + p.sigma * p.sigma)
-    w = p.a + p.b * (p.rho * x + r)
+    """(d1(k), d d1 / dk, w(k)); d1 NaN where w <= 0. Wing terms beyond the quoted range included."""
+    w, w1 = total_variance_and_slope(p, k)
     if not w > 0.0:
         return math.nan, math.nan, w
-    w1 = p.b * (p.rho + x / r)
     sw = math.sqrt(w)
     return -k / sw + 0.5 * sw, -1.0 / sw + k * w1 / (2.0 * w * sw) + w1 / (4.0 * sw), w
 

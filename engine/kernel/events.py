@@ -127,6 +127,9 @@ class SurfaceSmile(msgspec.Struct, frozen=True):
     """Event-time seconds since ``params`` were fitted (0 when fitted this round; -1 without params)."""
     params: tuple[float, ...]
     """(a, b, rho, m, sigma), or empty."""
+    wings: tuple[float, ...]
+    """The wing terms beyond the quoted range (``greeks.svi.wing_fields``; empty for plain raw SVI); the smile is
+    ``greeks.svi.smile_from_fields(params, wings)``."""
     k: tuple[float, ...]
     iv_mid: tuple[float, ...]
     iv_bid: tuple[float, ...]

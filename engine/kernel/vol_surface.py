@@ -52,7 +52,7 @@ from greeks.calendar import NS_PER_SECOND
 from greeks.forward import parity_forward
 from greeks.status import FROM_SURFACE, OK
 from greeks.surface import ExpiryQuotes, PublishedSmile, SmileInputs, SurfaceFitter, smile_inputs
-from greeks.svi import FIT_STATUS_NAMES, implied_vol_from_svi
+from greeks.svi import FIT_STATUS_NAMES, implied_vol_from_svi, wing_fields
 
 log = structlog.get_logger(__name__)
 
@@ -583,6 +583,7 @@ def _smile_record(p: PublishedSmile, quotes: list[FittedExpiry]) -> SurfaceSmile
         expiry=p.expiry, t=p.t, status=FIT_STATUS_NAMES.get(p.status, str(p.status)),
         age_s=p.age if math.isfinite(p.age) else -1.0,
         params=() if prm is None else (prm.a, prm.b, prm.rho, prm.m, prm.sigma),
+        wings=() if prm is None else wing_fields(prm),
         k=() if inputs is None else tuple(inputs.k.tolist()),
         iv_mid=() if inputs is None else tuple(inputs.iv_mid.tolist()),
         iv_bid=() if inputs is None else tuple(inputs.iv_bid.tolist()),

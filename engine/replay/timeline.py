@@ -135,7 +135,7 @@ class Timeline:
                             ts_ns=at.ts_ns, fit_ts_ns=at.surface.ts_event_ns, underlying=traced.underlying,
                             spot=at.surface.spot, expiry=smile.expiry, t=smile.t,
                             forward=at.forwards.get(smile.expiry, float("nan")), status=smile.status,
-                            params=smile.params, k=smile.k, iv_mid=smile.iv_mid, iv_bid=smile.iv_bid,
+                            params=smile.params, wings=smile.wings, k=smile.k, iv_mid=smile.iv_mid, iv_bid=smile.iv_bid,
                             iv_ask=smile.iv_ask, strikes=tuple(sorted(strikes[smile.expiry]))))
         return out
 

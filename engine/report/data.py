@@ -27,6 +27,8 @@ class SmileShot(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     params: tuple[float, ...]
     """Raw SVI (a, b, rho, m, sigma) of total variance against k = ln(K / F), or empty (no fit passed)."""
+    wings: tuple[float, ...] = ()
+    """Its wing terms beyond the quoted range (``greeks.svi.smile_from_fields(params, wings)``)."""
     k: tuple[float, ...]
     iv_mid: tuple[float, ...]
     iv_bid: tuple[float, ...]

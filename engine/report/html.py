@@ -16,7 +16,7 @@ import numpy as np
 from engine.report import svg
 from engine.report.data import SessionData, SmileShot
 from engine.report.stats import StrategyStats, mark_check, strategy_stats
-from greeks.svi import SviParams, implied_vol_from_svi
+from greeks.svi import implied_vol_from_svi, smile_from_fields
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -73,7 +73,7 @@ def _smile_svg(shot: SmileShot, width: int) -> str:
     curve: list[tuple[float, float]] = []
     if shot.params and shot.t > 0:
         grid = np.linspace(lo, hi, 121)
-        ivs = implied_vol_from_svi(SviParams(*shot.params), grid, shot.t)
+        ivs = implied_vol_from_svi(smile_from_fields(shot.params, shot.wings), grid, shot.t)
         curve = [(fwd * math.exp(float(k)), 100 * float(v)) for k, v in zip(grid, ivs, strict=True)]
     name = {"entry": "entry", "exit": "exit", "end": "session end (open)"}[shot.moment]
     title = (f"{shot.underlying} {shot.expiry} at {name} {_clock(shot.ts_ns)} ET: spot {shot.spot:.2f}, "

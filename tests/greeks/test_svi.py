@@ -177,3 +177,16 @@ def test_european_equivalent_iv_of_american_put() -> None:
     assert np.allclose(euro_iv, sigma, atol=2e-4)
     naive = black_scholes_price(spot, strike, t, r, q, sigma, False)
     assert np.all(amer > naive) and not math.isnan(float(euro_iv.sum()))
+
+
+def test_a_winged_smile_survives_its_record_fields() -> None:
+    """Events and reports carry a smile as numbers (``wing_fields``); rebuilt, it is the same smile past its quotes."""
+    from greeks.svi import SviWings, smile_from_fields, total_variance, wing_fields
+
+    winged = SviWings(0.01, 0.1, -0.5, 0.0, 0.1, k_left=-0.2, lift_left=0.02, width_left=0.05, k_right=0.15,
+                      lift_right=-0.01, width_right=0.08)
+    k = np.linspace(-0.6, 0.6, 121)
+    rebuilt = smile_from_fields(tuple(winged), wing_fields(winged))
+    np.testing.assert_array_equal(total_variance(rebuilt, k), total_variance(winged, k))
+    plain = SviParams(*tuple(winged))
+    assert wing_fields(plain) == () and not np.allclose(total_variance(plain, k), total_variance(winged, k))

@@ -22,7 +22,7 @@ from engine.kernel.kernel import TradingKernel
 from engine.service.cockpit.whatif import build_whatif
 from engine.service.vitals import latency_stats
 from greeks.calendar import ny_datetime
-from greeks.svi import SviParams, implied_vol_from_svi
+from greeks.svi import implied_vol_from_svi, smile_from_fields
 from risk.limits import GreekLimits
 from strategies.base import StructureStrategy
 from strategies.exit_watch import nearest
@@ -101,7 +101,7 @@ class CockpitState:
         for s in [s for s in ev.smiles if s.params and s.k][:MAX_SMILES]:
             k = np.asarray(s.k)
             grid = np.linspace(float(k.min()), float(k.max()), 41)
-            curve = implied_vol_from_svi(SviParams(*s.params), grid, s.t)
+            curve = implied_vol_from_svi(smile_from_fields(s.params, s.wings), grid, s.t)
             out.append({"expiry": s.expiry, "t": s.t, "status": s.status, "age_s": s.age_s,
                         "k": [_num(x, 4) for x in s.k], "iv_mid": [_num(100 * x, 3) for x in s.iv_mid],
                         "iv_bid": [_num(100 * x, 3) for x in s.iv_bid], "iv_ask": [_num(100 * x, 3) for x in s.iv_ask],
