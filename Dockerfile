@@ -18,6 +18,9 @@ ARG BASE=python:3.11-slim
 
 # ---- build: install the project and its dependencies into a venv -----------------------------------
 FROM ${BASE} AS build
+# PIP_CERT (optional): a CA bundle for pip, e.g. behind a TLS-intercepting proxy (bench/container.sh passes the
+# host's bundle, mounted for the build only). Unset, pip uses its own.
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -20,7 +20,8 @@
 #
 # Environment: CACHE_DIR (default /var/cache/options-engine-container), SUITE (bookworm), MIRROR
 # (http://deb.debian.org/debian), BASE_IMAGE (localhost/debian-python:3.11), IMAGE
-# (localhost/options-engine:latest), RUN_SECONDS (30), REBUILD_BASE (0), KEEP_IMAGE (1: keep the built image).
+# (localhost/options-engine:latest), RUN_SECONDS (30), REBUILD_BASE (0), KEEP_IMAGE (1: keep the built image),
+# CA_BUNDLE (/etc/ssl/certs/ca-certificates.crt: the CAs pip trusts during the build; "" = pip's own).
 # shellcheck disable=SC2001  # sed prefixes every line of multi-line text
 set -euo pipefail
 
@@ -33,6 +34,7 @@ IMAGE=${IMAGE:-localhost/options-engine:latest}
 RUN_SECONDS=${RUN_SECONDS:-30}
 REBUILD_BASE=${REBUILD_BASE:-0}
 KEEP_IMAGE=${KEEP_IMAGE:-1}
+CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 BASE_PACKAGES=python3,python3-venv,python3-pip,python-is-python3,ca-certificates
 STRATEGIES=(gamma_scalper iron_condor zero_dte)
 BUILDAH=(buildah --storage-driver vfs)
@@ -112,15 +114,26 @@ info "base image size $BASE_SIZE (step took ${BASE_TIME} s)"
 
 # ---- 3. image ---------------------------------------------------------------------------------------
 step "3/5 image $IMAGE (buildah bud --isolation chroot --build-arg BASE=$BASE_IMAGE)"
+# pip inside the build trusts the host's CA bundle (a network that intercepts TLS has its own CA there): it is
+# bind-mounted over the base's /etc/ssl/certs/ca-certificates.crt for the RUN steps only (never committed into
+# the image) and named by the Dockerfile's PIP_CERT build argument.
+build_opts=()
+if [[ -n "$CA_BUNDLE" ]]; then
+    [[ -f "$CA_BUNDLE" ]] || die "CA_BUNDLE=$CA_BUNDLE does not exist (CA_BUNDLE= for pip's own bundle)"
+    build_opts=(--build-arg PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+                -v "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")
+    info "pip trusts the host's CA bundle $CA_BUNDLE during the build (mounted, not copied)"
+fi
 tb0=$(date +%s)
-"${BUILDAH[@]}" bud --isolation chroot --format docker --build-arg "BASE=$BASE_IMAGE" \
+"${BUILDAH[@]}" bud --isolation chroot --format docker --build-arg "BASE=$BASE_IMAGE" "${build_opts[@]}" \
     -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" 2>&1 | tee "$WORK/build.log" | sed 's/^/    | /' \
     || die "buildah bud failed (build log above)"
 BUILD_TIME=$(($(date +%s) - tb0))
 IMAGE_ID=$("${BUILDAH[@]}" images --noheading --no-trunc --format '{{.ID}}' "$IMAGE" | head -n1)
 IMAGE_SIZE=$("${BUILDAH[@]}" images --format '{{.Size}}' "$IMAGE" | head -n1)
 [[ -n "$IMAGE_ID" ]] || die "the image $IMAGE is not in buildah's storage after the build"
-HEALTHCHECK_JSON=$("${BUILDAH[@]}" inspect --type image --format '{{json .Docker.Config.Healthcheck}}' "$IMAGE")
+HEALTHCHECK_JSON=$("${BUILDAH[@]}" inspect --type image "$IMAGE" \
+    | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["Docker"]["config"].get("Healthcheck")))')
 IMAGE_USER=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.User}}' "$IMAGE")
 info "built in ${BUILD_TIME} s: id ${IMAGE_ID#sha256:}, size $IMAGE_SIZE, user $IMAGE_USER"
 [[ "$HEALTHCHECK_JSON" == *healthz* ]] || die "the image has no HEALTHCHECK on /healthz: $HEALTHCHECK_JSON"
