@@ -153,6 +153,9 @@ cat >"$WORK/probe.sh" <<EOF
 set -u
 out=/probe
 echo "python: \$(python -V 2>&1) at \$(readlink -f \$(command -v python))"
+echo "numba cache: \$(find /opt/numba-cache -type f | wc -l) files (warmed at build)"
+echo "dev packages: \$(python -c 'import importlib.util as u; print(" ".join(m for m in ("QuantLib", "scipy", "pytest", "hypothesis", "alpaca") if u.find_spec(m)) or "none")')"
+echo "ca bundle: \$(sha256sum /etc/ssl/certs/ca-certificates.crt | cut -d' ' -f1)"
 # stdout carries the JSON log and then the plain-text summary; the summary also goes to summary.json.
 options-engine run -c /etc/options-engine/engine.toml --duration $RUN_SECONDS --summary-json "\$out/summary.json" \\
     >"\$out/engine.out" 2>"\$out/engine.err" &
@@ -179,6 +182,10 @@ unshare --net -- sh -c 'ip link set lo up && exec "$@"' sh \
 HEALTHZ=$(sed -n 's/^healthz: //p' "$WORK/probe.out")
 HC=$(sed -n 's/^HEALTHCHECK command: //p' "$WORK/probe.out")
 ENGINE_RC=$(sed -n 's/^engine exit: //p' "$WORK/probe.out")
+NUMBA_CACHE=$(sed -n 's/^numba cache: //p' "$WORK/probe.out")
+DEV_PACKAGES=$(sed -n 's/^dev packages: //p' "$WORK/probe.out")
+IMAGE_CA=$(sed -n 's/^ca bundle: //p' "$WORK/probe.out")
+BASE_CA=$(tar -xOf "$TARBALL" ./etc/ssl/certs/ca-certificates.crt | sha256sum | cut -d' ' -f1)
 PYTHON=$(sed -n 's/^python: //p' "$WORK/probe.out")
 SUMMARY=$(sed -n '/^run summary/,$p' "$WORK/engine.out" 2>/dev/null | grep -v '^{' || true)
 JSON_STRATEGIES=$(python3 -c 'import json, sys; print(" ".join(sorted(json.load(open(sys.argv[1]))["strategies"])))' \
@@ -188,6 +195,9 @@ failures=()
 [[ "$HC" == "exit 0" ]] || failures+=("the image's HEALTHCHECK command failed ($HC)")
 [[ "$ENGINE_RC" == 0 ]] || failures+=("options-engine run exited ${ENGINE_RC:-?}")
 grep -q '^run summary' <<<"$SUMMARY" || failures+=("no run summary printed")
+[[ "$NUMBA_CACHE" != 0\ * && -n "$NUMBA_CACHE" ]] || failures+=("the Numba cache in the image is empty")
+[[ "$DEV_PACKAGES" == none ]] || failures+=("dev-only packages in the image: $DEV_PACKAGES")
+[[ "$IMAGE_CA" == "$BASE_CA" ]] || failures+=("the image's CA bundle is not the base's (the build's CA mount leaked)")
 for s in "${STRATEGIES[@]}"; do
     grep -Eq "^  $s " <<<"$SUMMARY" || failures+=("the summary has no line for strategy $s")
     [[ " $JSON_STRATEGIES " == *" $s "* ]] || failures+=("summary.json has no strategy $s")
@@ -213,7 +223,9 @@ image id      ${IMAGE_ID#sha256:}
 image size    $IMAGE_SIZE  (buildah vfs storage)
 build time    ${BUILD_TIME} s  (buildah bud --isolation chroot, vfs, pip from PyPI, Numba cache warmed)
 user          $IMAGE_USER
-healthz       $HEALTHZ
+numba cache   $NUMBA_CACHE
+dev packages  $DEV_PACKAGES  (runtime dependencies only; the CA bundle is the base's own)
+healthz       $HEALTHZ  (http://127.0.0.1:9464/healthz inside the running container)
 HEALTHCHECK   $HC
 engine exit   $ENGINE_RC  (options-engine run --duration $RUN_SECONDS, sim mode, shipped engine.toml)
 summary:
