@@ -105,7 +105,7 @@ else
         --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
         --cmd python3 --label "org.opencontainers.image.description=Debian $SUITE minbase with Python 3.11" \
         "$ctr"
-    "${BUILDAH[@]}" commit --rm "$ctr" "$BASE_IMAGE" >/dev/null
+    "${BUILDAH[@]}" commit --quiet --rm "$ctr" "$BASE_IMAGE" >/dev/null
     info "imported $BASE_IMAGE"
 fi
 BASE_TIME=$(($(date +%s) - tb0))
@@ -124,6 +124,7 @@ if [[ -n "$CA_BUNDLE" ]]; then
                 -v "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")
     info "pip trusts the host's CA bundle $CA_BUNDLE during the build (mounted, not copied)"
 fi
+PREVIOUS_ID=$("${BUILDAH[@]}" images --noheading --no-trunc --format '{{.ID}}' "$IMAGE" 2>/dev/null | head -n1 || true)
 tb0=$(date +%s)
 "${BUILDAH[@]}" bud --isolation chroot --format docker --build-arg "BASE=$BASE_IMAGE" "${build_opts[@]}" \
     -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" 2>&1 | tee "$WORK/build.log" | sed 's/^/    | /' \
@@ -132,6 +133,9 @@ BUILD_TIME=$(($(date +%s) - tb0))
 IMAGE_ID=$("${BUILDAH[@]}" images --noheading --no-trunc --format '{{.ID}}' "$IMAGE" | head -n1)
 IMAGE_SIZE=$("${BUILDAH[@]}" images --format '{{.Size}}' "$IMAGE" | head -n1)
 [[ -n "$IMAGE_ID" ]] || die "the image $IMAGE is not in buildah's storage after the build"
+if [[ -n "$PREVIOUS_ID" && "$PREVIOUS_ID" != "$IMAGE_ID" ]]; then   # the previous build, now untagged
+    "${BUILDAH[@]}" rmi "$PREVIOUS_ID" >/dev/null 2>&1 || true
+fi
 HEALTHCHECK_JSON=$("${BUILDAH[@]}" inspect --type image "$IMAGE" \
     | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["Docker"]["config"].get("Healthcheck")))')
 IMAGE_USER=$("${BUILDAH[@]}" inspect --type image --format '{{.Docker.Config.User}}' "$IMAGE")
