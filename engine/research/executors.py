@@ -7,6 +7,7 @@ each at once. Results do not depend on the executor: a unit is a deterministic r
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing
 import os
 import tempfile
@@ -23,6 +24,8 @@ class Unit(msgspec.Struct, frozen=True):
     """One trial's parameters on one day."""
 
     key: str
+    base: dict[str, Any]
+    """The base config data for this day (mapped onto the day's underlyings and cadence)."""
     params: dict[str, Any]
     day: str
     """The recording's path (as the sweep names it)."""
@@ -41,8 +44,8 @@ def _warm_up() -> None:
     configure_logging("error", stream=sys.stderr)
 
 
-def _run(base: dict[str, Any], unit: Unit, sample_every_s: float) -> DayResult:
-    return run_day(base, unit.params, Path(unit.day), sample_every_s)
+def _run(unit: Unit, sample_every_s: float) -> DayResult:
+    return run_day(unit.base, unit.params, Path(unit.day), sample_every_s)
 
 
 class SequentialExecutor:
@@ -50,9 +53,9 @@ class SequentialExecutor:
 
     name = "sequential"
 
-    def run(self, base: dict[str, Any], units: list[Unit], sample_every_s: float) -> Iterator[tuple[Unit, DayResult]]:
+    def run(self, units: list[Unit], sample_every_s: float) -> Iterator[tuple[Unit, DayResult]]:
         for unit in units:
-            yield unit, _run(base, unit, sample_every_s)
+            yield unit, _run(unit, sample_every_s)
 
     def close(self) -> None:
         return None
@@ -66,8 +69,8 @@ class PoolExecutor:
         ctx = multiprocessing.get_context("spawn")
         self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_warm_up)
 
-    def run(self, base: dict[str, Any], units: list[Unit], sample_every_s: float) -> Iterator[tuple[Unit, DayResult]]:
-        futures = {self.pool.submit(_run, base, u, sample_every_s): u for u in units}
+    def run(self, units: list[Unit], sample_every_s: float) -> Iterator[tuple[Unit, DayResult]]:
+        futures = {self.pool.submit(_run, u, sample_every_s): u for u in units}
         try:
             for f in cf.as_completed(futures):
                 yield futures[f], f.result()
@@ -83,7 +86,7 @@ _CACHE: dict[str, Path] = {}
 """Per Ray worker process: recording digest -> its local copy (each recording fetched once per worker)."""
 
 
-def _ray_unit(base: dict[str, Any], unit: Unit, sample_every_s: float, recording: Any) -> DayResult:
+def _ray_unit(unit: Unit, sample_every_s: float, recording: Any) -> DayResult:
     """A Ray task: the unit's replay over the worker's cached copy of the recording (``recording`` is the file's
     bytes, resolved by Ray from the object store only when this worker has no copy yet)."""
     path = _CACHE.get(unit.digest)
@@ -97,7 +100,7 @@ def _ray_unit(base: dict[str, Any], unit: Unit, sample_every_s: float, recording
         path = folder / f"{unit.digest}.oerec"
         path.write_bytes(data)
         _CACHE[unit.digest] = path
-    return run_day(base, unit.params, path, sample_every_s)
+    return run_day(unit.base, unit.params, path, sample_every_s)
 
 
 class RayExecutor:
@@ -111,7 +114,7 @@ class RayExecutor:
         self.ray = ray
         self.name = f"ray:{address}"
         if not ray.is_initialized():
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         self.task = ray.remote(num_cpus=cpus_per_task, max_retries=2)(_ray_unit)
         self.refs: dict[str, Any] = {}
 
@@ -125,9 +128,8 @@ class RayExecutor:
             self.refs[unit.digest] = self.ray.put(files[0].read_bytes())
         return [self.refs[unit.digest]]  # wrapped: Ray must not resolve it before the task looks in its cache
 
-    def run(self, base: dict[str, Any], units: list[Unit], sample_every_s: float) -> Iterator[tuple[Unit, DayResult]]:
-        base_ref = self.ray.put(base)
-        pending = {self.task.remote(base_ref, u, sample_every_s, self._recording(u)): u for u in units}
+    def run(self, units: list[Unit], sample_every_s: float) -> Iterator[tuple[Unit, DayResult]]:
+        pending = {self.task.remote(u, sample_every_s, self._recording(u)): u for u in units}
         try:
             while pending:
                 done, _ = self.ray.wait(list(pending), num_returns=1)

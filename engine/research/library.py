@@ -5,55 +5,26 @@ variance with jumps, the same option quotes ``options-engine sim`` streams), ste
 on the wall clock and written as the byte-exact stream frames a live recording holds (``QuoteFrameWriter``). The
 same seed, date and regime give the same file.
 
-Each day ``<name>.oerec`` has a manifest ``<name>.json`` (underlyings, date, source, regime, cadence). A config for
-another market trades on it once :func:`adapt_config` maps the strategies onto the day's underlyings and loosens
-the quote-age limits to its cadence (minute data re-sends a quote only when it changes).
+Each day ``<name>.oerec`` has a manifest ``<name>.json`` (``engine.replay.manifest``: underlyings, date, source,
+regime, cadence), which maps a config's strategies onto the day's underlyings and quote cadence.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-import json
-import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import msgspec
 import numpy as np
 
 from engine.replay.importers.frames import QuoteFrameWriter
+from engine.replay.manifest import Manifest, write_manifest
 from engine.sim.clock import NY, SimClock
 from engine.sim.config import SimConfig, UnderlyingConfig
 from engine.sim.market import Market
 
 Regime = Literal["calm", "trending", "volatility_spike", "gap_open"]
 REGIMES: tuple[Regime, ...] = ("calm", "trending", "volatility_spike", "gap_open")
-
-
-class Manifest(msgspec.Struct, frozen=True):
-    """What a day of the library is."""
-
-    underlyings: list[str]
-    date: str
-    source: str
-    regime: str = "recorded"
-    cadence_s: float = 0.0
-    """Seconds between quote updates of a contract (0: live tick data)."""
-    seed: int | None = None
-
-
-def manifest_path(recording: Path) -> Path:
-    return recording.with_suffix(".json")
-
-
-def read_manifest(recording: Path) -> Manifest | None:
-    path = manifest_path(recording)
-    return msgspec.json.decode(path.read_bytes(), type=Manifest) if path.exists() else None
-
-
-def write_manifest(recording: Path, manifest: Manifest) -> None:
-    manifest_path(recording).write_bytes(msgspec.json.format(msgspec.json.encode(manifest), indent=2))
 
 
 def _underlying(symbol: str, spot: float, vol: float, regime: Regime) -> UnderlyingConfig:
@@ -138,34 +109,6 @@ def record_library(folder: Path, *, days: int, seed: int = 1, start: dt.date = d
         out.append(path)
         session = cal.next_session(session.day)
     return out
-
-
-def adapt_config(data: dict[str, Any], underlyings: list[str], cadence_s: float) -> dict[str, Any]:
-    """Config data (TOML) that trades a day of ``underlyings`` quoted every ``cadence_s``: each configured strategy
-    on those underlyings, quote-age limits (strategies, gate, stale-data breaker) at least 15 cadences."""
-    out = copy.deepcopy(data)
-    age_ms = int(math.ceil(15 * cadence_s * 1000)) if cadence_s > 0 else 0
-    for table in out.get("strategies", {}).values():
-        if isinstance(table, dict):
-            table["underlyings"] = list(underlyings)
-            if age_ms:
-                table["max_quote_age_ms"] = max(int(table.get("max_quote_age_ms", 5000)), age_ms)
-    if age_ms:
-        risk = out.setdefault("risk", {})
-        risk["max_quote_age_ms"] = max(int(risk.get("max_quote_age_ms", 5000)), age_ms)
-        breakers = risk.setdefault("breakers", {})
-        breakers["stale_data_after_ms"] = max(int(breakers.get("stale_data_after_ms", 10000)), age_ms)
-    return out
-
-
-def day_config(data: dict[str, Any], recording: Path, underlyings: list[str] | None = None) -> dict[str, Any]:
-    """The config data to replay ``recording`` with: mapped by ``underlyings`` if given, else by its manifest."""
-    manifest = read_manifest(Path(recording))
-    if underlyings:
-        return adapt_config(data, underlyings, manifest.cadence_s if manifest else 0.0)
-    if manifest is None:
-        return data
-    return adapt_config(data, manifest.underlyings, manifest.cadence_s)
 
 
 def session_open(day: dt.date) -> dt.datetime:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from engine.replay.manifest import day_config
 from engine.research.evaluate import DayResult, Metrics, file_digest, metrics, params_json, unit_key
 from engine.research.executors import Unit
 from engine.research.search import make_search, walk_forward_windows
@@ -74,6 +75,9 @@ class SweepRunner:
         self.progress = progress
         self.store = ResultStore(sweep.results)
         self.digests = {str(d): file_digest(d) for d in sweep.days}
+        mapped = list(sweep.spec.sweep.underlyings) or None
+        self.bases = {str(d): day_config(sweep.base, d, mapped) for d in sweep.days}
+        """Per day: the base config mapped onto the day's underlyings and cadence (its manifest, or [sweep])."""
         self.sample_s = sweep.spec.sweep.sample_every_s
         self.run_id = 0
         self.units_run = 0
@@ -82,8 +86,8 @@ class SweepRunner:
         self._planned = 0
 
     def _unit(self, params: dict[str, Any], day: str) -> Unit:
-        digest = self.digests[day]
-        return Unit(unit_key(self.sweep.base, params, digest, self.sample_s), params, day, digest)
+        digest, base = self.digests[day], self.bases[day]
+        return Unit(unit_key(base, params, digest, self.sample_s), base, params, day, digest)
 
     def evaluate(self, trials: list[dict[str, Any]], days: list[str]) -> dict[str, DayResult]:
         """Every (trial, day) result by unit key: stored ones read back, the others run and stored as they end."""
@@ -92,7 +96,7 @@ class SweepRunner:
         todo = list({u.key: u for u in units if u.key not in done}.values())
         self.units_reused += len({u.key for u in units} - {u.key for u in todo})
         self._planned += len(todo)
-        for unit, result in self.executor.run(self.sweep.base, todo, self.sample_s):
+        for unit, result in self.executor.run(todo, self.sample_s):
             self.store.put_unit(unit.key, params_json(unit.params), unit.day, result, self.run_id)
             self.units_run += 1
             self._done += 1

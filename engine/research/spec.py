@@ -129,7 +129,7 @@ class Param(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             return list(self.values)
         assert self.low is not None and self.high is not None and self.step is not None
         n = int((self.high - self.low) / self.step + 1e-9) + 1
-        out = [round(self.low + i * self.step, 10) for i in range(n)]
+        out: list[Scalar] = [round(self.low + i * self.step, 10) for i in range(n)]
         return [int(v) for v in out] if self.int else out
 
     def ends(self) -> list[Scalar]:
@@ -157,7 +157,7 @@ class Sweep(msgspec.Struct, frozen=True):
     spec: SweepSpec
     path: Path
     base: dict[str, Any]
-    """The base ``engine.toml`` as TOML data (the underlyings mapping applied)."""
+    """The base ``engine.toml`` as TOML data (each day maps it onto its underlyings: ``engine.replay.manifest``)."""
     config_path: Path
     days: list[Path]
     results: Path
@@ -185,15 +185,6 @@ def with_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     data = copy.deepcopy(base)
     for path, value in params.items():
         set_path(data, path, value)
-    return data
-
-
-def map_underlyings(base: dict[str, Any], underlyings: list[str]) -> dict[str, Any]:
-    """Every configured strategy trades ``underlyings`` instead of its own."""
-    data = copy.deepcopy(base)
-    for table in data.get("strategies", {}).values():
-        if isinstance(table, dict):
-            table["underlyings"] = list(underlyings)
     return data
 
 
@@ -250,8 +241,6 @@ def load_sweep(path: str | Path, *, base_text: str | None = None) -> Sweep:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SweepError([ConfigIssue("sweep.config", f"cannot use {config_path}: {exc}")]) from None
     days, issues = _days(spec.sweep.days, root)
-    if spec.sweep.underlyings:
-        base = map_underlyings(base, spec.sweep.underlyings)
     cfg, found = decode_config(base)
     issues += [ConfigIssue("sweep.config", f"{config_path.name}: {i}") for i in found]
     if cfg is not None:
