@@ -1,8 +1,9 @@
 """A recording's manifest ``<name>.json`` beside ``<name>.oerec``: what day it is and how to trade it.
 
-The manifest names the day's underlyings, date, source (``sim``, ``lean``, ``cboe``, ``live``), regime and quote
-cadence (with order walks and timeouts to match), and any config fields the day needs (``overrides``). :func:`adapt_config` maps a config's strategies onto the day's underlyings and loosens its quote-age limits
-to the cadence (minute data re-sends a quote only when it changes), so the shipped ``engine.toml`` trades any day.
+The manifest names the day's underlyings, date, source (``sim``, ``lean``, ``cboe``, ``live``), regime, quote
+cadence and any config fields the day needs (``overrides``). :func:`adapt_config` maps a config's strategies onto
+the day's underlyings and fits its quote-age limits and order walks to the cadence (minute data re-sends a quote
+only when it changes), so the shipped ``engine.toml`` trades any day.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="a config field this day needs, kept in its manifest (TOML value; repeatable)")
     args = p.parse_args(argv)
     try:
-        overrides = {k.strip(): tomllib.loads(f"v = {v}")["v"] for k, _, v in (o.partition("=") for o in args.overrides)}
+        pairs = (o.partition("=") for o in args.overrides)
+        overrides = {k.strip(): tomllib.loads(f"v = {v}")["v"] for k, _, v in pairs}
     except tomllib.TOMLDecodeError as exc:
         print(f"bad --set value: {exc}", file=sys.stderr)
         return 2
