@@ -33,6 +33,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([RAY, "start", "--block", "--num-cpus=1", "--object-store-memory=100000000",
                              "--node-ip-address=127.0.0.1", *args], env=env, start_new_session=True,
@@ -49,19 +59,10 @@ def ray_cluster() -> Iterator[str]:
     procs = [_start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"], env)]
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            probe = subprocess.run([RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True)
-            if probe.returncode == 0:
-                break
-            time.sleep(0.5)
+        while not _listening(port):
+            assert time.monotonic() < deadline and procs[0].poll() is None, "the Ray head did not start"
+            time.sleep(0.2)
         procs.append(_start([f"--address={address}"], env))
-        while time.monotonic() < deadline:
-            probe = subprocess.run([RAY, "status", f"--address={address}"], env=env, capture_output=True, text=True)
-            if probe.stdout.count("node_") >= 2:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the Ray cluster did not come up with 2 nodes")
         yield address
     finally:
         for p in reversed(procs):
@@ -69,9 +70,10 @@ def ray_cluster() -> Iterator[str]:
                 os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)
 
 
 def test_a_sweep_on_a_ray_cluster_gives_every_trial_the_sequential_fills_hash(
@@ -81,7 +83,9 @@ def test_a_sweep_on_a_ray_cluster_gives_every_trial_the_sequential_fills_hash(
     sweep = load_sweep(write_sweep(library, "ray"))
     executor = RayExecutor(ray_cluster)
     try:
-        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        deadline = time.monotonic() + 60
+        while len(nodes := {n["NodeID"] for n in ray.nodes() if n["Alive"]}) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
         outcome = SweepRunner(sweep, executor).run()
     finally:
         executor.close()
