@@ -147,3 +147,16 @@ def test_apply_writes_the_trial_into_a_checked_copy_of_the_config(
     text = out.read_text()
     assert text.startswith("# engine.toml - the options engine's configuration")  # comments kept
     assert cli_main(["sweep", str(path), "--apply", "999", "-o", str(out)]) == 2
+
+
+def test_the_report_shows_best_trials_heat_map_and_walk_forward_curve(
+        library: Path, sequential_hashes: dict[tuple[str, str], str]) -> None:
+    from engine.research.report import render_sweep_report
+
+    walk = library / "walk.toml"
+    if not walk.with_suffix(".sqlite").exists():
+        SweepRunner(load_sweep(walk if walk.exists() else write_sweep(
+            library, "walk", extra="[walk_forward]\ntrain_days = 1\ntest_days = 1\n")), SequentialExecutor()).run()
+    page = render_sweep_report(load_sweep(walk))
+    assert "Best trials" in page and "class=heat" in page and "<polyline" in page
+    assert page.count("<tr><td>") >= 8 + 1  # 8 trials and one walk-forward window
