@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from research.conftest import REPO, unit_hashes, write_sweep
 
 from engine.research.runner import SweepRunner
 from engine.research.spec import load_sweep
+from research.conftest import REPO, unit_hashes, write_sweep
 
 ray = pytest.importorskip("ray", reason="Ray is the optional 'research' extra")
 

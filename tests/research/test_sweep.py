@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from research.conftest import REPO, unit_hashes, write_sweep
 
 from engine.research.executors import PoolExecutor, SequentialExecutor
 from engine.research.runner import SweepRunner
@@ -21,6 +21,7 @@ from engine.research.search import walk_forward_windows
 from engine.research.spec import SweepError, load_sweep
 from engine.service.cli import main as cli_main
 from engine.service.config import load_config
+from research.conftest import REPO, unit_hashes, write_sweep
 
 
 def test_two_local_workers_give_every_trial_the_sequential_fills_hash(
@@ -94,7 +95,8 @@ def test_a_walk_forward_sweep_tests_the_in_sample_best_on_the_next_day(
     assert window.out_of_sample.params == window.best.params
     assert all(s.metrics.days == 1 for s in window.trials)
     with sqlite3.connect(sweep.results) as db:
-        train, test, ins, oos = db.execute("SELECT train_days, test_days, in_sample, out_of_sample FROM windows").fetchone()
+        train, test, ins, oos = db.execute(
+            "SELECT train_days, test_days, in_sample, out_of_sample FROM windows").fetchone()
     assert not set(json.loads(train)) & set(json.loads(test))
     assert (ins, oos) == (window.best.objective, window.out_of_sample.objective)
     assert unit_hashes(sweep.results).items() <= sequential_hashes.items()
@@ -115,8 +117,8 @@ def test_a_walk_forward_sweep_tests_the_in_sample_best_on_the_next_day(
      "sweep.days[0]"),
     ('[sweep]\ndays = ["days/*.oerec"]\n[params]\n"risk.max_spread_pct" = { values = [0.3] }\n'
      "[walk_forward]\ntrain_days = 2\n", "walk_forward.train_days"),
-    ('[sweep]\ndays = ["days/*.oerec"]\n[objective]\nmetric = "sortino"\n[params]\n"risk.max_spread_pct" = { values = [0.3] }\n',
-     "objective.metric"),
+    ('[sweep]\ndays = ["days/*.oerec"]\n[objective]\nmetric = "sortino"\n'
+     '[params]\n"risk.max_spread_pct" = { values = [0.3] }\n', "objective.metric"),
 ])
 def test_a_bad_sweep_file_gets_an_error_naming_the_field(library: Path, text: str, field: str,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,3 +162,32 @@ def test_the_report_shows_best_trials_heat_map_and_walk_forward_curve(
     page = render_sweep_report(load_sweep(walk))
     assert "Best trials" in page and "class=heat" in page and "<polyline" in page
     assert page.count("<tr><td>") >= 8 + 1  # 8 trials and one walk-forward window
+
+
+def test_the_shipped_sweep_file_is_valid_over_a_day_library(library: Path) -> None:
+    shipped = library / "shipped.toml"
+    shipped.write_text((REPO / "sweep.toml").read_text().replace("train_days = 3", "train_days = 1"))
+    sweep = load_sweep(shipped)
+    assert [p.name for p in sweep.days] == ["sim_0_calm.oerec", "sim_1_gap_open.oerec"]
+    assert sweep.spec.walk_forward is not None and sweep.spec.objective.metric == "sharpe"
+
+
+def test_the_docs_goog_example_trades_with_the_shipped_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                                ) -> None:
+    from support.shared_data import shared_data
+
+    from engine.replay.importers.__main__ import main as import_main
+
+    tidy = shared_data() / "lean_minute_options" / "tidy"
+    if not tidy.exists():
+        pytest.skip(f"real market data not found at {tidy}")
+    recording = tmp_path / "goog.oerec"
+    assert import_main(["lean", str(tidy), "goog", "20151224", str(recording),
+                        "--set", "risk.max_loss_per_structure_usd=20000"]) == 0
+    config = tmp_path / "engine.toml"  # shipped, surface fit off for speed
+    config.write_text((REPO / "engine.toml").read_text().replace("\n[surface]\n", "\n[surface]\nenabled = false\n", 1))
+    assert cli_main(["replay", str(recording), "-c", str(config), "--no-manifest"]) == 0
+    assert "0 intents approved, 0 fills" in capsys.readouterr().out  # the config as written knows SPY and QQQ only
+    assert cli_main(["replay", str(recording), "-c", str(config)]) == 0
+    found = re.search(r"(\d+) intents approved, (\d+) fills", capsys.readouterr().out)
+    assert found is not None and int(found[1]) > 0 and int(found[2]) > 0
