@@ -37,3 +37,21 @@ def test_tpe_proposes_the_same_trials_for_the_same_seed_and_results() -> None:
     assert len(first) == 12
     assert first == _tpe_run(5)
     assert all(0.1 <= float(t["a"]) <= 0.9 for t in first)  # type: ignore[arg-type]
+
+
+def test_the_progress_bar_shows_units_and_time_left_on_a_terminal_only() -> None:
+    import io
+
+    from engine.research.cli import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = ProgressBar(stream)
+        bar.t0 -= 10.0  # ten seconds in
+        bar(5, 10)
+    assert "5/10 units" in tty.getvalue() and "0:10 left" in tty.getvalue()
+    assert pipe.getvalue() == ""
