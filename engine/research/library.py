@@ -19,7 +19,7 @@ import numpy as np
 
 from engine.replay.importers.frames import QuoteFrameWriter
 from engine.replay.manifest import Manifest, write_manifest
-from engine.sim.clock import NY, SimClock
+from engine.sim.clock import SimClock
 from engine.sim.config import SimConfig, UnderlyingConfig
 from engine.sim.market import Market
 
@@ -109,8 +109,3 @@ def record_library(folder: Path, *, days: int, seed: int = 1, start: dt.date = d
         out.append(path)
         session = cal.next_session(session.day)
     return out
-
-
-def session_open(day: dt.date) -> dt.datetime:
-    """09:30 New York on ``day``."""
-    return dt.datetime.combine(day, dt.time(9, 30), tzinfo=NY)

@@ -148,16 +148,6 @@ class SweepRunner:
                             round(time.perf_counter() - t0, 3))
 
 
-def fills_hashes(outcome: SweepOutcome, store: ResultStore, sweep: Sweep) -> dict[str, list[str]]:
-    """Per trial (its parameters as JSON): the ``fills_hash`` of each of its days, in day order."""
-    rows = store.rows("SELECT params, day, fills_hash FROM units")
-    by: dict[str, dict[str, str]] = {}
-    for r in rows:
-        by.setdefault(r["params"], {})[r["day"]] = r["fills_hash"]
-    order = [str(d) for d in sweep.days]
-    return {p: [days[d] for d in order if d in days] for p, days in sorted(by.items())}
-
-
 def describe(outcome: SweepOutcome) -> str:
     """A few lines for the terminal: the best trial per window and, walking forward, in vs out of sample."""
     lines = [f"run {outcome.run}: {outcome.units_run} units run, {outcome.units_reused} reused, {outcome.wall_s:.1f} s"]
