@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "status": ("engine.service.status_cli", "ask a running engine for its status"),
     "iv-history": ("engine.service.iv_history_cli", "back-fill the daily IV history from recordings, or show it"),
     "scan": ("engine.service.scan_cli", "ATM IV, IV rank, skew, term slope and fit quality per underlying"),
+    "sweep": ("engine.research.cli", "parameter sweeps and walk-forward runs over recorded days"),
+    "days": ("engine.research.days_cli", "record a library of simulated days (seeded regimes) to sweep over"),
 }
 
 

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.service.config import ConfigError, load_config, parse_config_text
+from engine.service.config import ConfigError, EngineConfig, decode_config, load_config, parse_config_text
 from engine.service.logging import configure_logging
 
 
@@ -31,6 +31,22 @@ def parse_speed(text: str) -> float | None:
     return value
 
 
+def for_recording(cfg: EngineConfig, recording: Path, underlyings: str | None) -> EngineConfig:
+    """``cfg`` mapped onto the recording's underlyings and quote cadence (``--underlyings``, else its manifest)."""
+    from engine.replay.manifest import day_config
+
+    data = cfg.to_builtins()
+    data["strategies"] = {k: v for k, v in data["strategies"].items() if v is not None}
+    wanted = [u.strip().upper() for u in underlyings.split(",") if u.strip()] if underlyings else None
+    adapted = day_config(data, recording, wanted)
+    if adapted is data:
+        return cfg
+    new, issues = decode_config(adapted)
+    if new is None:
+        raise ConfigError(issues)
+    return new
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="a recording (.oerec) or a directory of rotated recordings")
     parser.add_argument("-c", "--config", default=None, help="config file (default: engine.toml if present)")
@@ -38,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pace: max (default) or N times event time")
     parser.add_argument("--report", default=None, metavar="OUT.html", help="write the session report here")
     parser.add_argument("--summary-json", default=None, metavar="FILE", help="also write the summary as JSON")
+    parser.add_argument("--underlyings", default=None, metavar="SYM[,SYM]",
+                        help="trade these underlyings (default: the recording's manifest, else the config's)")
+    parser.add_argument("--no-manifest", action="store_true",
+                        help="replay with the config exactly as written (ignore the recording's manifest)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -54,6 +74,12 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"options-engine: {exc}", file=sys.stderr)
         return 2
+    if not args.no_manifest:
+        try:
+            cfg = for_recording(cfg, Path(args.file), args.underlyings)
+        except ConfigError as exc:
+            print(f"options-engine: {exc}", file=sys.stderr)
+            return 2
     configure_logging("warning", stream=sys.stderr)  # stdout: the summary and the fills_hash line
     try:
         replay = Replay(cfg, args.file, speed=args.speed)
