@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 REDIS_BINARY = "redis-server"
 
@@ -139,3 +140,13 @@ def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _logging_config_restored() -> Iterator[None]:
+    """A command under test configures logging to the (captured) stderr of that test; the tests after it must not
+    log into a closed file, so each test ends with the logging configuration it started with."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+

@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from support.memory_venue import MemoryVenue
 from support.shared_data import CBOE_SPX_EOD
 
@@ -38,13 +36,6 @@ min_days = 3
 [strategies.iron_condor]
 underlyings = ["SPY", "QQQ"]
 """
-
-
-@pytest.fixture(autouse=True)
-def _logging_restored() -> Iterator[None]:
-    """The commands configure logging to the (captured) stderr; later tests must not log into a closed file."""
-    yield
-    structlog.reset_defaults()
 
 
 def row(day: str, atm: float, u: str = "SPY", source: str = "test") -> IvHistoryRow:
