@@ -968,12 +968,30 @@ def european_equivalent_iv(
     is_call: npt.ArrayLike,
 ) -> FloatArray:
     """European-equivalent IV of American prices: the European IV of (price - EEP at that IV), two passes."""
+    return early_exercise_premium_of_prices(price, spot, strike, t, r, q, is_call, passes=2)[1]
+
+
+def early_exercise_premium_of_prices(
+    price: npt.ArrayLike,
+    spot: npt.ArrayLike,
+    strike: npt.ArrayLike,
+    t: npt.ArrayLike,
+    r: npt.ArrayLike,
+    q: npt.ArrayLike,
+    is_call: npt.ArrayLike,
+    passes: int = 2,
+) -> tuple[FloatArray, FloatArray]:
+    """(early-exercise premium, European-equivalent IV) of American prices, by the de-Americanisation recipe:
+    the premium at the European IV of the price, then at the European IV of (price - premium), ``passes`` times.
+    A price with no IV is priced at 20 % vol for its premium; the premium is 0 where it cannot be computed."""
     from greeks.american import early_exercise_premium
     from greeks.black import implied_vol
 
     p = np.asarray(price, dtype=np.float64)
     sigma = implied_vol(p, spot, strike, t, r, q, is_call)[0]
-    for _ in range(2):
-        eep = early_exercise_premium(spot, strike, t, r, q, np.where(np.isfinite(sigma), sigma, 0.2), is_call)
-        sigma = implied_vol(p - np.nan_to_num(eep), spot, strike, t, r, q, is_call)[0]
-    return np.asarray(sigma, dtype=np.float64)
+    eep = np.zeros_like(p)
+    for _ in range(passes):
+        eep = np.nan_to_num(early_exercise_premium(spot, strike, t, r, q, np.where(np.isfinite(sigma), sigma, 0.2),
+                                                   is_call))
+        sigma = implied_vol(p - eep, spot, strike, t, r, q, is_call)[0]
+    return np.asarray(eep, dtype=np.float64), np.asarray(sigma, dtype=np.float64)

@@ -52,7 +52,7 @@ from greeks.calendar import NS_PER_SECOND
 from greeks.forward import parity_forward
 from greeks.status import FROM_SURFACE, OK
 from greeks.surface import ExpiryQuotes, PublishedSmile, SmileInputs, SurfaceFitter, smile_inputs
-from greeks.svi import FIT_STATUS_NAMES, implied_vol_from_svi, wing_fields
+from greeks.svi import FIT_STATUS_NAMES, early_exercise_premium_of_prices, implied_vol_from_svi, wing_fields
 
 log = structlog.get_logger(__name__)
 
@@ -214,19 +214,16 @@ def _take_off_premium(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: flo
 
 def _premiums(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: float, spot: float, t: float, r: float,
               q: float) -> F64:
-    from greeks.black import implied_vol
-
+    """The early-exercise premium of each OTM mid (one pass of ``early_exercise_premium_of_prices``: the premium
+    is a small correction, and the cache reuses it across refits)."""
     use_call = strikes >= fwd
     mid = np.where(use_call, 0.5 * (cb + ca), 0.5 * (pb + pa))
     ok = np.isfinite(mid) & (mid > 0.0)
     if q <= 0.0:  # a call on a name paying nothing is never exercised early: its premium is zero
         ok &= ~use_call
     eep = np.zeros_like(mid)
-    if not ok.any():
-        return eep
-    sig = implied_vol(mid[ok], spot, strikes[ok], t, r, q, use_call[ok])[0]
-    eep[ok] = np.nan_to_num(early_exercise_premium(spot, strikes[ok], t, r, q,
-                                                   np.where(np.isfinite(sig), sig, 0.2), use_call[ok]))
+    if ok.any():
+        eep[ok] = early_exercise_premium_of_prices(mid[ok], spot, strikes[ok], t, r, q, use_call[ok], passes=1)[0]
     return eep
 
 
