@@ -52,7 +52,13 @@ from greeks.calendar import NS_PER_SECOND
 from greeks.forward import parity_forward
 from greeks.status import FROM_SURFACE, OK
 from greeks.surface import ExpiryQuotes, PublishedSmile, SmileInputs, SurfaceFitter, smile_inputs
-from greeks.svi import FIT_STATUS_NAMES, early_exercise_premium_of_prices, implied_vol_from_svi, wing_fields
+from greeks.svi import (
+    FIT_STATUS_NAMES,
+    early_exercise_premium_of_prices,
+    implied_vol_from_svi,
+    smile_from_fields,
+    wing_fields,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +102,16 @@ class FittedExpiry(NamedTuple):
     forward: float
 
 
+class FitKey(NamedTuple):
+    """Which book state a fit was made from (a fit is put in force only on the same rows)."""
+
+    underlying: str
+    spot: float
+    ts_ns: int
+    rows: int
+    generation: int
+
+
 class BookSnapshot(NamedTuple):
     """What a refit reads of a book, copied on the loop so the fit can run on another thread."""
 
@@ -114,6 +130,10 @@ class BookSnapshot(NamedTuple):
     rate_arr: F64
     div_arr: F64
     forward: F64
+
+    @property
+    def key(self) -> FitKey:
+        return FitKey(self.underlying, self.spot, self.ts_ns, self.rows, self.generation)
 
     @classmethod
     def of(cls, book: OptionBook) -> BookSnapshot:
@@ -427,6 +447,10 @@ class VolSurfaces:
         self.dropped = 0
         """Fits that finished after the book's rows had changed, and were dropped."""
         self.failures = 0
+        self.on_applied: Callable[[FitKey, _RoundResult], None] | None = None
+        """Told every fit put in force (the recorder writes it, so a replay can apply the same fits)."""
+        self.recorded = False
+        """Replay of a recording that holds the live fits (``apply_recorded``): fit nothing here."""
         self.last_event: SurfaceFitted | None = None
 
     def start(self) -> None:
@@ -451,6 +475,10 @@ class VolSurfaces:
         """The smiles in force for ``underlying`` (shortest first; ``params`` None where none passed yet)."""
         st = self._states.get(underlying)
         return [] if st is None else list(st.published)
+
+    def pending_fits(self) -> list[str]:
+        """Underlyings with a fit scheduled and not yet put in force (or dropped)."""
+        return [u for u, st in self._states.items() if st.pending]
 
     def set_history(self, underlying: str, daily_atm_iv_30d: Sequence[float]) -> None:
         """The look-back of daily 30-day ATM IVs (oldest first) that IV rank and percentile are measured on."""
@@ -483,6 +511,8 @@ class VolSurfaces:
                 self._schedule(u)
 
     def _schedule(self, underlying: str) -> None:
+        if self.recorded:
+            return
         st = self.state(underlying)
         book = self.market.books.get(underlying)
         if book is None or not (book.spot > 0.0):
@@ -490,14 +520,20 @@ class VolSurfaces:
         st.pending = True
         snap = BookSnapshot.of(book)
         if self.offload is None:
-            self._apply(snap, _compute(snap, st.fitter, st.premiums))
+            self._apply(snap.key, _compute(snap, st.fitter, st.premiums))
         else:
-            self.offload(snap, lambda result: self._apply(snap, result))
+            self.offload(snap, lambda result: self._apply(snap.key, result))
 
-    def _failed(self, snap: BookSnapshot, error: BaseException) -> None:
-        self.state(snap.underlying).pending = False
+    def _failed(self, key: FitKey, error: BaseException) -> None:
+        self.state(key.underlying).pending = False
         self.failures += 1
-        log.error("surface_fit_failed", underlying=snap.underlying, error=repr(error))
+        log.error("surface_fit_failed", underlying=key.underlying, error=repr(error))
+
+    def apply_recorded(self, data: bytes) -> None:
+        """Put in force a fit a live session recorded (``encode_fit``), where it did (replay of a recording)."""
+        key, result = decode_fit(data)
+        self.state(key.underlying).pending = True
+        self._apply(key, result)
 
     # ------------------------------------------------------------------------------ the refit
 
@@ -508,10 +544,10 @@ class VolSurfaces:
         if book is not None and book.spot > 0.0:
             snap = BookSnapshot.of(book)
             self.state(underlying).pending = True
-            self._apply(snap, _compute(snap, self.state(underlying).fitter, self.state(underlying).premiums))
+            self._apply(snap.key, _compute(snap, self.state(underlying).fitter, self.state(underlying).premiums))
         return self.last_event
 
-    def _apply(self, snap: BookSnapshot, result: _RoundResult | BaseException) -> None:
+    def _apply(self, snap: FitKey, result: _RoundResult | BaseException) -> None:
         """Put a finished fit in force (on the loop). A fit of rows the book no longer has (contracts added or
         dropped meanwhile) is dropped; the next book update makes a new one due."""
         if isinstance(result, BaseException):
@@ -537,6 +573,8 @@ class VolSurfaces:
         self.refits += 1
         self.fit_ns_total += result.elapsed_ns
         self.apply_ns_total += time.perf_counter_ns() - started
+        if self.on_applied is not None:
+            self.on_applied(snap, result)
         self.last_event = SurfaceFitted(
             underlying=underlying, spot=snap.spot,
             smiles=tuple(_smile_record(p, result.quotes) for p in result.published), stats=stats,
@@ -561,6 +599,25 @@ class _RoundResult(NamedTuple):
     quotes: list[FittedExpiry]
     published: list[PublishedSmile]
     elapsed_ns: int
+
+
+def encode_fit(key: FitKey, result: _RoundResult) -> bytes:
+    """A fit put in force, as bytes (msgpack: floats, NaN and infinities exact) for a recording."""
+    quotes = [(e.expiry, e.t, e.forward, *(a.tolist() for a in e.inputs)) for e in result.quotes]
+    published = [(p.expiry, p.t, tuple(p.params) if p.params is not None else (),
+                  wing_fields(p.params) if p.params is not None else (), p.status, p.fitted_at, p.age)
+                 for p in result.published]
+    return msgspec.msgpack.encode((tuple(key), result.elapsed_ns, quotes, published))
+
+
+def decode_fit(data: bytes) -> tuple[FitKey, _RoundResult]:
+    """The fit ``encode_fit`` wrote."""
+    key, elapsed, quotes, published = msgspec.msgpack.decode(data)
+    fitted = [FittedExpiry(e, t, SmileInputs(*(np.asarray(a, dtype=np.float64) for a in arrays)), fwd)
+              for e, t, fwd, *arrays in quotes]
+    smiles = [PublishedSmile(e, t, smile_from_fields(raw, wings) if raw else None, status, fitted_at, age)
+              for e, t, raw, wings, status, fitted_at, age in published]
+    return FitKey(*key), _RoundResult(fitted, smiles, elapsed)
 
 
 def _compute(snap: BookSnapshot, fitter: SurfaceFitter, premiums: PremiumCache) -> _RoundResult:

@@ -38,7 +38,7 @@ from engine.kernel.market_data import KIND_QUOTE, DataBatch
 from engine.kernel.request_budget import RequestBudget
 from engine.replay.broker import ReplayBroker
 from engine.replay.exchange import RecordedMarket, replay_exchange
-from engine.replay.format import META, OPTIONS, STOCKS, read_records, recording_files
+from engine.replay.format import META, OPTIONS, STOCKS, SURFACE, read_records, recording_files
 from engine.replay.timeline import Timeline
 from engine.report.stats import mark_check, strategy_stats
 from engine.service.config import EngineConfig
@@ -168,6 +168,12 @@ class Replay:
                     ahead = (recv_ns - pace_ev0) / NS_PER_SECOND / self.speed - (time.monotonic() - pace_wall0)
                     if ahead > 0.001:
                         await asyncio.sleep(ahead)
+                if stream == SURFACE:  # a fit the live engine put in force here, after the frames before it
+                    if pending:
+                        await self._react()
+                        pending = False
+                    self.kernel.surfaces.apply_recorded(frame)
+                    continue
                 if stream == META:
                     t_meta = time.perf_counter()
                     if self._on_meta(frame):
@@ -244,6 +250,8 @@ class Replay:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("replay_bad_meta_record", error=str(exc))
             return False
+        if meta.kind == "surfaces":  # the live fits are in the recording: apply those, fit nothing here
+            self.kernel.surfaces.recorded = True
         if meta.kind == "contracts" and meta.underlying:
             oi = dict(zip(meta.symbols, meta.open_interest, strict=False))
             fresh = [s for s in meta.symbols if self.market.option_index.id_of(s) < 0]

@@ -12,6 +12,10 @@ most its last block and a reader can stream it without holding it in memory::
 "underlying": "GOOG", "symbols": [...]}`` (contracts the engine subscribed to; replay registers them in
 the book before their quotes arrive) or ``{"kind": "session", ...}`` (free-form provenance).
 
+``SURFACE`` records hold the volatility-surface fits the live engine put in force (msgpack,
+``engine.kernel.vol_surface.encode_fit``), at the point between frames where it did: the fits come from a
+worker process, so a replay applies them instead of fitting, and decides as the live session did.
+
 Frames are stored exactly as received (msgpack for the data streams, JSON for the trading stream), so
 replay pushes them through the same protocol parsers as the live feeds.
 """
@@ -28,8 +32,8 @@ from typing import BinaryIO, NamedTuple
 
 import msgspec
 
-OPTIONS, STOCKS, TRADING, META = 0, 1, 2, 3
-STREAM_NAMES = {OPTIONS: "options", STOCKS: "stocks", TRADING: "trading", META: "meta"}
+OPTIONS, STOCKS, TRADING, META, SURFACE = 0, 1, 2, 3, 4
+STREAM_NAMES = {OPTIONS: "options", STOCKS: "stocks", TRADING: "trading", META: "meta", SURFACE: "surface"}
 BLOCK_MAGIC = b"OEB1"
 _BLOCK = struct.Struct("<4sIII")
 _RECORD = struct.Struct("<BQI")

@@ -251,8 +251,6 @@ class Engine:
         from engine.service.record import recorder_for
 
         self.recorder = recorder_for(self.cfg, state_path(self.cfg, self.config_path))
-        if self.recorder is not None:
-            self.recorder.start()
 
     async def _endpoints(self) -> Endpoints | None:
         """The built-in simulator's in sim mode; None in paper/live (the venue connects where its config says,
@@ -295,6 +293,8 @@ class Engine:
             kernel_settings(self.cfg), self.broker, publish=self.bus.publish, account=account, clock=self.clock,
             journal=self.journal, publisher=self.publisher, metrics=self.metrics, alert=self.alert,
             extra_actors=self.extra_actors, surface_worker=True)
+        if self.recorder is not None:
+            self.recorder.attach_surfaces(kernel.surfaces)
         return kernel
 
     async def _prime_market(self) -> None:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import structlog
 
-from engine.replay.format import META, OPTIONS, STOCKS, SUFFIX, compress_block, meta_frame, pack_record
+from engine.kernel.vol_surface import FitKey, VolSurfaces, encode_fit
+from engine.replay.format import META, OPTIONS, STOCKS, SUFFIX, SURFACE, compress_block, meta_frame, pack_record
 from engine.service.config import RecordSection as RecordConfig
 
 if TYPE_CHECKING:
@@ -119,6 +120,18 @@ class Recorder:
             for lo in range(0, len(quotes), 500):
                 frame = encode_messages(quotes[lo : lo + 500], True)
                 self._append(OPTIONS, now, frame.encode() if isinstance(frame, str) else frame)
+
+    def attach_surfaces(self, surfaces: VolSurfaces) -> None:
+        """Record every volatility-surface fit the engine puts in force (``SURFACE`` records), announced by a
+        META record, so that a replay applies the live fits instead of fitting on its own clock."""
+        if not surfaces.settings.enabled:
+            return
+        self._append(META, time.time_ns(), meta_frame({"kind": "surfaces", "recorded": True}))
+
+        def on_applied(key: FitKey, result: Any) -> None:
+            self._append(SURFACE, time.time_ns(), encode_fit(key, result))
+
+        surfaces.on_applied = on_applied
 
     def _append(self, stream: int, ts_ns: int, data: bytes) -> None:
         with self._lock:
@@ -219,9 +232,11 @@ class Recorder:
 
 
 def recorder_for(cfg: Any, state_dir: Path) -> Recorder | None:
-    """The recorder ``cfg.record`` asks for (None when recording is off)."""
+    """The recorder ``cfg.record`` asks for, started (None when recording is off)."""
     rc: RecordConfig = cfg.record
     if not rc.enabled:
         return None
     d = Path(rc.dir)
-    return Recorder(d if d.is_absolute() else state_dir / d, rc)
+    recorder = Recorder(d if d.is_absolute() else state_dir / d, rc)
+    recorder.start()
+    return recorder

@@ -275,3 +275,23 @@ def test_an_american_name_is_fitted_on_european_equivalent_ivs() -> None:
     fair = float(american_price(book.spot, book.strike[r], book.t_years[r], RATE, 0.0,
                                 float(true_iv(np.log(book.strike[r:r + 1] / book.forward[r:r + 1]))[0]), False))
     assert theo_price(book, r) == pytest.approx(fair, rel=0.02)
+
+
+def test_a_recorded_fit_applies_exactly_as_the_live_one_did() -> None:
+    """Live fits come from a worker, at moments a replay cannot know: the recorder writes each fit put in force and
+    a replay applies it (fitting nothing itself), so both end on the same surface IVs and the same event."""
+    market_a, pub_a = build()
+    live = surfaces(market_a, pub_a)
+    recorded: list[bytes] = []
+    live.on_applied = lambda key, result: recorded.append(vs.encode_fit(key, result))
+    live.refit("SPX")
+    market_b, pub_b = build()
+    replay = surfaces(market_b, pub_b)
+    replay.recorded = True
+    replay.on_book(BookUpdated("SPX", 1, 0, 0, 5000.0, "quotes", NOW, NOW))
+    assert replay.refits == 0  # a replay of recorded fits never fits on its own
+    replay.apply_recorded(recorded[0])
+    np.testing.assert_array_equal(market_b.books["SPX"].surface_iv, market_a.books["SPX"].surface_iv)
+    np.testing.assert_array_equal(market_b.books["SPX"].iv, market_a.books["SPX"].iv)
+    a, b = fitted(pub_a)[0], fitted(pub_b)[0]
+    assert a.smiles == b.smiles and a.stats == b.stats

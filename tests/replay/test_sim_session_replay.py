@@ -16,7 +16,7 @@ from domain.orders import OrderIntent
 from domain.views import AccountView
 from engine.kernel.kernel import TradingKernel
 from engine.replay.driver import Replay
-from engine.replay.format import META, OPTIONS, STOCKS, TRADING, read_records, recording_files
+from engine.replay.format import META, OPTIONS, STOCKS, SURFACE, TRADING, read_records, recording_files
 from engine.service.app import Engine
 from engine.service.config import parse_config_text
 
@@ -84,8 +84,8 @@ async def test_recording_of_a_sim_session_replays_to_the_same_decisions(tmp_path
 
     rec_dir = tmp_path / "state" / "recordings"
     files = recording_files(rec_dir)
-    streams = {s for f in files for s, _, _ in read_records(f)}
-    assert {META, OPTIONS, STOCKS, TRADING} <= streams
+    records = [s for f in files for s, _, _ in read_records(f)]
+    assert {META, OPTIONS, STOCKS, TRADING, SURFACE} <= set(records)
 
     replay = Replay(cfg, rec_dir)
     result = await replay.run()
@@ -95,5 +95,7 @@ async def test_recording_of_a_sim_session_replays_to_the_same_decisions(tmp_path
     assert n >= 1
     assert replayed[:n] == live[:n]
     assert result.fills, "the replay exchange filled nothing"
+    # the live surfaces came from a worker process at moments of its own: the replay applied those, fitting none
+    assert replay.kernel.surfaces.refits == records.count(SURFACE) and not replay.kernel.surfaces.pending_fits()
     # backtest/live parity rests on one wiring: both runs decided through the same kernel class
     assert type(engine.kernel) is TradingKernel and type(replay.kernel) is TradingKernel
