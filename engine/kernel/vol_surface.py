@@ -391,11 +391,18 @@ class ProcessOffload:
             finish(exc)
 
     def close(self) -> None:
+        """Stop at once: queued fits are dropped and the worker is terminated (it holds nothing worth keeping; an
+        exit that waited for it, mid-import or mid-fit, could outlast a service manager's stop timeout)."""
         self._closed = True
         self._queue.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # before Python 3.14 the executor has no public way to stop its workers
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    proc.terminate()
 
 
 def _lower_priority() -> None:
