@@ -26,6 +26,8 @@ FLAG_ONE_SIDED = 4
 FLAG_NO_QUOTE = 8
 FLAG_STALE = 16
 """No quote update for longer than the engine's staleness limit."""
+FLAG_UNUSABLE = FLAG_CROSSED | FLAG_ONE_SIDED | FLAG_NO_QUOTE | FLAG_STALE
+"""A quote whose own IV, Greeks and mid are not trusted (the volatility surface's stand in, where there is one)."""
 
 
 class ChainView(Protocol):

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from domain.views import FLAG_CROSSED, FLAG_LOCKED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE
+from domain.views import FLAG_CROSSED, FLAG_LOCKED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE, FLAG_UNUSABLE
 from engine.kernel.market_data import DataBatch
 from greeks import Greeks, IvGreeks, greeks_at_vol
 from greeks.black import greeks_row, iv_greeks_at, iv_greeks_kernel
@@ -37,7 +37,6 @@ I64 = npt.NDArray[np.int64]
 
 # Counters kept by the apply kernel (index into OptionBook.counters).
 C_QUOTES, C_TRADES, C_OUT_OF_ORDER, C_DUPLICATES = 0, 1, 2, 3
-_BAD_QUOTE = FLAG_STALE | FLAG_ONE_SIDED | FLAG_CROSSED | FLAG_NO_QUOTE
 HALF_TICK = 0.005
 """Minimum time value for an IV (half the option tick): below it the quote carries no vol information."""
 
@@ -172,7 +171,7 @@ def _reprice_rows(rows: npt.NDArray[np.int64], mid: F64, spot: F64, strike: F64,
         i = rows[j]
         iv_greeks_at(i, mid, spot, strike, t, r, q, is_call, HALF_TICK, True, iv, status, delta, gamma, vega, theta,
                      rho)
-        if use_surface and (status[i] != 0 or (flags[i] & _BAD_QUOTE) != 0):
+        if use_surface and (status[i] != 0 or (flags[i] & FLAG_UNUSABLE) != 0):
             surface_greeks_at(i, surface_iv, surface_fwd, spot_move, strike, t, r, is_call, iv, status, delta, gamma,
                               vega, theta, rho)
 
@@ -185,7 +184,7 @@ def _surface_fallback(rows: npt.NDArray[np.int64], flags: npt.NDArray[np.int8], 
     Greeks at the surface IV instead (status FROM_SURFACE), where the surface has one."""
     for j in range(rows.shape[0]):
         i = rows[j]
-        if status[i] == 0 and (flags[i] & _BAD_QUOTE) == 0:
+        if status[i] == 0 and (flags[i] & FLAG_UNUSABLE) == 0:
             continue
         surface_greeks_at(i, surface_iv, surface_fwd, spot_move, strike, t, r, is_call, iv, status, delta, gamma,
                           vega, theta, rho)
@@ -360,10 +359,16 @@ class OptionBook:
         iv_greeks_kernel(self.mid, self.spot_arr, self.strike, self.t_years, self.rate_arr, self.div_arr, self.is_call,
                          self.dirty, True, HALF_TICK, True, *self._iv_out)
         if self.has_surface:
-            _surface_fallback(np.flatnonzero(self.dirty), self.flags, self.surface_iv,
+            self.take_surface(np.flatnonzero(self.dirty))
+        self.dirty[:] = False
+
+    def take_surface(self, rows: npt.NDArray[np.int64]) -> None:
+        """Those of ``rows`` without a usable quote or IV take IV and Greeks at their surface IV (status
+        FROM_SURFACE), where the surface has one."""
+        if self.has_surface:
+            _surface_fallback(rows, self.flags, self.surface_iv,
                               self.surface_fwd, self.surface_spot_move(), self.strike, self.t_years, self.rate_arr,
                               self.is_call, *self._iv_out)
-        self.dirty[:] = False
 
     def surface_spot_move(self) -> float:
         """Spot now over spot at the last refit: the factor the surface's forwards have moved by."""

@@ -23,7 +23,7 @@ from types import MappingProxyType
 import msgspec
 
 from domain.orders import CONTRACT_MULTIPLIER, AssetClass, OrderFilled
-from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE, ChainView, PortfolioGreeks
+from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, FLAG_STALE, FLAG_UNUSABLE, ChainView, PortfolioGreeks
 from engine.kernel.book import OptionBook
 from engine.kernel.vol_surface import option_value, theo_price
 from greeks.calendar import ny_date, ny_instant_ns
@@ -32,7 +32,6 @@ from risk.payoff import PayoffLeg, summarize
 
 ROOT_ALIASES: dict[str, str] = {"SPXW": "SPX", "NDXP": "NDX", "RUTW": "RUT", "VIXW": "VIX"}
 _EPS = 1e-9
-_BAD_QUOTE = FLAG_STALE | FLAG_ONE_SIDED | FLAG_CROSSED | FLAG_NO_QUOTE
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
@@ -96,7 +95,7 @@ class MarkPolicy(msgspec.Struct, frozen=True):
     max_spread_usd: float = 0.10
 
     def quote_ok(self, bid: float, ask: float, flags: int) -> bool:
-        if flags & _BAD_QUOTE or not (bid > 0.0 and ask >= bid):
+        if flags & FLAG_UNUSABLE or not (bid > 0.0 and ask >= bid):
             return False
         return ask - bid <= max(self.max_spread_usd, self.max_spread_pct * 0.5 * (bid + ask))
 

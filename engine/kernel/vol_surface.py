@@ -39,10 +39,9 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 import structlog
-from numba import njit
 
-from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, FLAG_ONE_SIDED, FLAG_STALE, VolStats
-from engine.kernel.book import OptionBook, surface_greeks_at
+from domain.views import FLAG_UNUSABLE, VolStats
+from engine.kernel.book import OptionBook
 from engine.kernel.clock import EventClock, Timer
 from engine.kernel.events import BookUpdated, SurfaceFitted, SurfaceSmile
 from engine.kernel.market import Market
@@ -50,7 +49,7 @@ from greeks.american import early_exercise_premium
 from greeks.black import greeks_row, price_row
 from greeks.calendar import NS_PER_SECOND
 from greeks.forward import parity_forward
-from greeks.status import FROM_SURFACE, OK
+from greeks.status import OK
 from greeks.surface import ExpiryQuotes, PublishedSmile, SmileInputs, SurfaceFitter, smile_inputs
 from greeks.svi import (
     FIT_STATUS_NAMES,
@@ -64,8 +63,6 @@ log = structlog.get_logger(__name__)
 
 
 F64 = npt.NDArray[np.float64]
-BAD_QUOTE = FLAG_STALE | FLAG_ONE_SIDED | FLAG_CROSSED | FLAG_NO_QUOTE
-"""Row flags under which a quote's own IV is not trusted and the surface's is used."""
 EUROPEAN_ROOTS = frozenset({"SPX", "SPXW", "XSP", "NDX", "NDXP", "RUT", "RUTW", "VIX", "VIXW", "DJX", "MRUT", "XND"})
 """Option roots with European exercise (cash-settled indexes): no early-exercise premium to take off."""
 
@@ -168,7 +165,7 @@ def _expiry_inputs(book: BookSnapshot, expiry: str, rows: npt.NDArray[np.intp], 
     if not (t > 0.0):
         return None
     r, q = float(book.rate_arr[rows[0]]), float(book.div_arr[rows[0]])
-    usable = ((book.flags[rows] & BAD_QUOTE) == 0)
+    usable = ((book.flags[rows] & FLAG_UNUSABLE) == 0)
     bid = np.where(usable, book.bid[rows], np.nan)
     ask = np.where(usable, book.ask[rows], np.nan)
     strikes, pos = np.unique(book.strike[rows], return_inverse=True)
@@ -247,30 +244,10 @@ def _premiums(strikes: F64, cb: F64, ca: F64, pb: F64, pa: F64, fwd: float, spot
     return eep
 
 
-@njit(cache=True, nogil=True)
-def _surface_greeks_kernel(mask: npt.NDArray[np.bool_], surface_iv: F64, surface_fwd: F64, spot_move: float,
-                           strike: F64, t: F64, r: F64, is_call: npt.NDArray[np.bool_], iv: F64,
-                           status: npt.NDArray[np.int8], delta: F64, gamma: F64, vega: F64, theta: F64,
-                           rho: F64) -> int:
-    n = 0
-    for i in range(mask.shape[0]):
-        if mask[i] and surface_greeks_at(i, surface_iv, surface_fwd, spot_move, strike, t, r, is_call, iv, status,
-                                         delta, gamma, vega, theta, rho):
-            n += 1
-    return n
-
-
-def apply_surface_greeks(book: OptionBook, mask: npt.NDArray[np.bool_]) -> int:
-    """Give the rows of ``mask`` IV and Greeks at their surface IV (status ``FROM_SURFACE``); rows repriced."""
-    return int(_surface_greeks_kernel(mask, book.surface_iv, book.surface_fwd, book.surface_spot_move(), book.strike,
-                                      book.t_years, book.rate_arr, book.is_call, book.iv, book.status, book.delta,
-                                      book.gamma, book.vega, book.theta, book.rho))
-
-
-def needs_surface(book: OptionBook) -> npt.NDArray[np.bool_]:
+def needs_surface(book: OptionBook) -> npt.NDArray[np.int64]:
     """Rows whose own quote gives no trustworthy IV: flagged stale/one-sided/crossed/empty, or unsolved."""
-    bad: npt.NDArray[np.bool_] = ((book.flags & BAD_QUOTE) != 0) | ((book.status != OK) & (book.status != FROM_SURFACE))
-    return bad
+    rows: npt.NDArray[np.int64] = np.flatnonzero(((book.flags & FLAG_UNUSABLE) != 0) | (book.status != OK))
+    return rows
 
 
 def theo_price(book: OptionBook, row: int) -> float:
@@ -571,7 +548,7 @@ class VolSurfaces:
         st.published = result.published
         self._write_surface_iv(book, result.published, {e.expiry: e.forward for e in result.quotes})
         book.has_surface = bool(np.isfinite(book.surface_iv).any())
-        apply_surface_greeks(book, needs_surface(book))
+        book.take_surface(needs_surface(book))
         st.fit_ts_ns, st.fit_spot, st.changed = snap.ts_ns, snap.spot, 0
         st.generation, st.rows_at_fit = snap.generation, snap.rows
         stats = self.vol_stats(underlying, result.published, st.history, snap.ts_ns) if self.vol_stats else None
