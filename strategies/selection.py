@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, ChainView
+from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, FLAG_UNUSABLE, ChainView
 from greeks.black import greeks_at_vol
 
 Mask = npt.NDArray[np.bool_]
@@ -100,10 +100,13 @@ def liquidity_mask(chain: ChainView, max_spread_pct: float, min_open_interest: i
 
 
 def selection_deltas(chain: ChainView) -> npt.NDArray[np.float64]:
-    """The deltas strikes are picked by: forward deltas at the surface IV where the chain has one (smooth across
-    strikes, so one wide or stale quote does not move the pick), else the row's own delta."""
+    """The deltas strikes are picked by: a row's own delta while its quote is usable; the forward delta at its
+    surface IV where the quote is stale, one-sided, crossed or empty, or its IV did not solve. (A row with a good
+    quote keeps its own: the live surface comes from a worker at moments of its own, and a pick that moved with it
+    would make a replay of the session decide differently.)"""
     siv, fwd = chain.surface_iv, chain.surface_fwd
-    have = np.isfinite(siv) & (siv > 0) & (chain.t_years > 0) & (fwd > 0)
+    unusable = ((chain.flags & FLAG_UNUSABLE) != 0) | (chain.status != 0)
+    have = unusable & np.isfinite(siv) & (siv > 0) & (chain.t_years > 0) & (fwd > 0)
     if not have.any():
         return chain.delta
     g = greeks_at_vol(np.where(have, fwd, 1.0), chain.strike, chain.t_years, 0.0, 0.0, np.where(have, siv, 0.2),
