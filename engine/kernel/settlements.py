@@ -174,6 +174,7 @@ _TRANSFER_SEQ = re.compile(r"-(\d+)$")
 _RETRY_FIRST_S = 10.0
 _RETRY_MAX_S = 600.0
 POLL_INTERVAL_S = 10.0
+UNHELD_POLLS = 6
 
 
 @dataclass
@@ -223,6 +224,8 @@ class SettlementPoller:
         self.spot = spot
         """Underlying price, for the intrinsic value of offsetting legs closed at expiry."""
         self.seen: set[str] = set()
+        self.unheld: dict[str, int] = {}
+        """Polls so far that found nothing held for an activity not yet booked, by activity id."""
         self.settled = 0
         self.unwinds = 0
         self.transfers = 0
@@ -288,9 +291,13 @@ class SettlementPoller:
         for activity in activities:
             if activity.id in self.seen:
                 continue
+            fills = settlement_fills(activity, self.portfolio, time.time_ns(), self.now_ns(), booked)
+            if not fills and self._wait_for_holding(activity.id):
+                continue
             self.seen.add(activity.id)
+            self.unheld.pop(activity.id, None)
             handled += 1
-            for fill in settlement_fills(activity, self.portfolio, time.time_ns(), self.now_ns(), booked):
+            for fill in fills:
                 self.on_fill(fill)
                 booked.append(fill)
                 if fill.asset_class is AssetClass.EQUITY:
@@ -312,6 +319,18 @@ class SettlementPoller:
                 if abs(shares) >= 0.5:  # outside any structure: the net this batch moved
                     self._submit_unwind(sid, strategy_id, symbol, -shares)
         return handled
+
+    def _wait_for_holding(self, activity_id: str) -> bool:
+        """Whether to look at an activity for a contract the portfolio does not hold again at the next poll.
+
+        The fill that opened the position may still be on its way: an order adopted at a restart, or a
+        broker order read again once the stream listens, is published to the bus after the first poll may
+        already have read the contract's expiry (the kill -9 loop: the engine kept 5 expired puts the
+        broker had settled). An activity the portfolio still has nothing for after ``UNHELD_POLLS`` polls
+        is one for a contract the engine never held."""
+        polls = self.unheld.get(activity_id, 0) + 1
+        self.unheld[activity_id] = polls
+        return polls < UNHELD_POLLS
 
     def offset_settled_shares(self, booked: Sequence[OrderFilled] = ()) -> list[OrderFilled]:
         """Move shares between settled structures that hold the same stock on opposite sides.

@@ -18,7 +18,7 @@ from domain.orders import AssetClass, IntentAction, OrderFilled, OrderIntent, Si
 from engine.alpaca.broker import AlpacaBroker
 from engine.alpaca.execution import AlpacaExecution
 from engine.kernel.portfolio import Portfolio
-from engine.kernel.settlements import POLL_INTERVAL_S, SettlementPoller
+from engine.kernel.settlements import POLL_INTERVAL_S, UNHELD_POLLS, SettlementPoller
 from engine.sim.config import ExpirationConfig, SimConfig
 from engine.sim.server import Simulator
 from greeks.occ import format_occ
@@ -196,7 +196,7 @@ async def test_after_a_restart_shares_left_by_a_settlement_are_unwound_under_a_f
         # due at once: in a crash loop (the kill -9 loop) an engine that waited out the poll interval first
         # never polled, and the shares stayed, blocking every entry for the rest of the run
         assert restarted.due()
-        assert await restarted.poll() == 2  # the activities, seen again ...
+        assert await restarted.poll() == 0  # the activities, seen again, find nothing held ...
         mono[0] += POLL_INTERVAL_S - 0.1
         assert not restarted.due()
         mono[0] += 0.1
@@ -666,3 +666,44 @@ async def test_a_broker_liquidation_between_the_restart_reads_and_the_stream_is_
         assert [f for f in _journal(tmp_path) if f.order_id == liquidation] == booked
     finally:
         await sim.stop()
+
+
+async def test_an_expiry_read_before_the_fill_that_opened_the_position_is_booked_at_a_later_poll(
+        sim: Simulator) -> None:
+    """The kill -9 loop: after a restart the first poll read an expiry while the fill that opened the position
+    (an adopted order read again once the stream listened) was still on its way to the portfolio; the
+    activity was marked done, and the engine kept 5 puts the broker had settled."""
+    put = format_occ("SPY", EXPIRY, False, 570)  # far out of the money: expires worthless
+    sim.exchange.submit({"symbol": put, "qty": 5, "side": "buy", "type": "market", "time_in_force": "day"})
+    sim.advance(6 * 60)
+    portfolio = Portfolio()
+    broker = _venue(sim)
+    fills: list[OrderFilled] = []
+    clock = [0.0]
+    poller = SettlementPoller(broker, portfolio, _booking(portfolio, fills), lambda intent: None,
+                              now_ns=lambda: sim.now_ns, monotonic=lambda: clock[0])
+    try:
+        assert await poller.poll() == 0 and fills == []  # the portfolio does not hold the put yet
+        _book(portfolio, put, Side.BUY, 5, "s1")  # the opening fill arrives
+        clock[0] += POLL_INTERVAL_S
+        assert poller.due()
+        assert await poller.poll() == 1
+    finally:
+        await broker.close()
+    assert [(f.symbol, f.side, f.qty, f.structure_id) for f in fills] == [(put, Side.SELL, 5.0, "s1")]
+    assert portfolio.positions() == {} == {k: v for k, v in sim.inspect()["positions"].items() if abs(v) > 1e-9}
+
+
+async def test_an_activity_for_a_contract_never_held_is_given_up_after_a_few_polls(sim: Simulator) -> None:
+    put = format_occ("SPY", EXPIRY, False, 570)
+    sim.exchange.submit({"symbol": put, "qty": 2, "side": "buy", "type": "market", "time_in_force": "day"})
+    sim.advance(6 * 60)
+    portfolio = Portfolio()
+    broker = _venue(sim)
+    poller = SettlementPoller(broker, portfolio, portfolio.on_fill, lambda intent: None, now_ns=lambda: sim.now_ns)
+    try:
+        handled = [await poller.poll() for _ in range(UNHELD_POLLS)]
+    finally:
+        await broker.close()
+    assert handled == [0] * (UNHELD_POLLS - 1) + [1]
+    assert poller.unheld == {} and len(poller.seen) == 1
