@@ -348,6 +348,8 @@ class ProcessOffload:
         started = time.perf_counter()
 
         def finish(result: _RoundResult | BaseException) -> None:
+            if self._closed:
+                return  # close() terminated the worker: no fit failed, and nothing more is to be put in force
             try:
                 done(result)
             finally:
