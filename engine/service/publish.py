@@ -353,14 +353,17 @@ class Publisher:
             return False
         return True
 
-    async def _rewind_to_stream(self) -> None:
-        """Move the cursor back if the fills stream lost entries (Redis restarted without persistence)."""
+    async def _rewind_to_stream(self) -> bool:
+        """Move the cursor back if the fills stream lost entries (Redis restarted without persistence); whether
+        it moved."""
         assert self._client is not None
         last = await self._client.xrevrange(self.stream["fills"], count=1)
         stream_seq = int((last[0][1] or {}).get(b"seq", 0)) if last else 0
         if stream_seq < self._fill_cursor:
             log.warning("redis_fills_stream_behind", stream_seq=stream_seq, journal_cursor=self._fill_cursor)
             self._fill_cursor = stream_seq
+            return True
+        return False
 
     def _shed_while_down(self) -> None:
         """While disconnected keep the queue short: alerts to their ring buffer, fills to the journal."""
@@ -440,6 +443,13 @@ class Publisher:
 
     async def _send_batch(self) -> None:
         assert self._client is not None
+        if self._fill_cursor and self._journal is not None and any(kind == "fill" for kind, _ in self._queue):
+            # A Redis that restarted while nothing was being sent raises no error here (the client reconnects
+            # on its own), so the outage never made the stream be checked: check it before fills go on it,
+            # and put what it lost back in order first (the fault matrix under load: 109 fills missing).
+            if await self._rewind_to_stream():
+                self._fills_pending_replay = True
+                return
         batch = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
         pipe = self._client.pipeline(transaction=False)
         max_fill = 0

@@ -114,6 +114,44 @@ async def test_a_stop_right_after_redis_returns_still_puts_every_journaled_fill_
         await client.aclose()
 
 
+async def test_a_redis_restart_between_two_sends_is_noticed_and_the_stream_refilled(
+    redis_process: RedisProcess, tmp_path: Path
+):
+    """Redis went away and came back (empty) while the publisher had nothing to send: no send failed, the
+    client reconnected on its own at the next one, and the fills sent before the outage were never put back
+    (the fault matrix under load)."""
+    prefix = "silent-restart"
+    journal = Journal.open(tmp_path)
+    journal.start()
+    pub = Publisher(redis_process.url, prefix, journal=journal)
+    pub.start()
+    client = aioredis.Redis.from_url(redis_process.url)
+    try:
+        assert await pub.wait_connected(5)
+        for i in range(3):
+            fill = make_fill(i)
+            seq = journal.record_fill(fill)
+            assert seq is not None
+            pub.publish_fill(seq, fill)
+
+        async def on_stream(n: int) -> bool:
+            return len(await _stream_ids(client, f"{prefix}:stream:fills")) == n
+
+        await _wait_for(lambda: on_stream(3))
+        await asyncio.to_thread(redis_process.stop)
+        await asyncio.to_thread(redis_process.start)
+        fill = make_fill(3)
+        seq = journal.record_fill(fill)
+        assert seq is not None
+        pub.publish_fill(seq, fill)
+        await _wait_for(lambda: on_stream(4))
+        assert await _stream_ids(client, f"{prefix}:stream:fills") == [f"exec-{i}" for i in range(4)]  # in order
+    finally:
+        await client.aclose()
+        await pub.stop()
+        await journal.aclose()
+
+
 async def _async(value: bool) -> bool:
     return value
 
