@@ -443,13 +443,13 @@ class Publisher:
 
     async def _send_batch(self) -> None:
         assert self._client is not None
-        if self._fill_cursor and self._journal is not None and any(kind == "fill" for kind, _ in self._queue):
-            # A Redis that restarted while nothing was being sent raises no error here (the client reconnects
-            # on its own), so the outage never made the stream be checked: check it before fills go on it,
-            # and put what it lost back in order first (the fault matrix under load: 109 fills missing).
-            if await self._rewind_to_stream():
-                self._fills_pending_replay = True
-                return
+        # A Redis that restarted while nothing was being sent raises no error here (the client reconnects on its
+        # own), so the outage never made the stream be checked: check it before fills go on it, and put what it
+        # lost back in order first (the fault matrix under load: 109 fills missing).
+        fills_queued = self._fill_cursor and self._journal is not None and any(k == "fill" for k, _ in self._queue)
+        if fills_queued and await self._rewind_to_stream():
+            self._fills_pending_replay = True
+            return
         batch = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
         pipe = self._client.pipeline(transaction=False)
         max_fill = 0
