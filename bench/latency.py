@@ -376,11 +376,16 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
     gc_pauses: dict[int, list[int]] = {0: [], 1: [], 2: []}
     gc_t0 = [0]
 
+    gc_hit = [0]
+    """Collections that ran between a triggering frame's arrival and its gate check (on the tick-to-order path)."""
+
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             gc_t0[0] = time.perf_counter_ns()
         else:
             gc_pauses[info["generation"]].append(time.perf_counter_ns() - gc_t0[0])
+            if core._trigger_wall_ns:
+                gc_hit[0] += 1
 
     gc.callbacks.append(on_gc)
     q0 = feed.protocol.messages
@@ -417,8 +422,11 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
         "engine_cpu_pct": round(100 * (cpu1 - cpu0) / elapsed, 1),
         "involuntary_switches_per_s": round((ru1.ru_nivcsw - ru0.ru_nivcsw) / elapsed),
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "gc_pauses": {f"gen{g}": {"n": len(v), "max_ms": round(max(v, default=0) / 1e6, 2)}
+        "gc_pauses": {f"gen{g}": {"n": len(v), "p50_ms": round(pct(v, 50) / 1e6, 3) if v else 0.0,
+                                  "max_ms": round(max(v, default=0) / 1e6, 2), "total_ms": round(sum(v) / 1e6, 2)}
                       for g, v in gc_pauses.items()},
+        "gc_threshold": list(gc.get_threshold()),
+        "gc_during_trigger": gc_hit[0],
         "subscription_update_ms": [round(x / 1e6, 1) for x in eng.sub_update_ns],
         "gate_warm_p50_us": us(gate_warm_ns, 50),
         "stress_cache": {"hits": gate.cache.hits, "misses": gate.cache.misses,
@@ -462,12 +470,16 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=10, help="trigger on every n-th SPY book update")
     ap.add_argument("--publish-ms", type=float, default=5.0, help="simulator publish interval (frame cadence)")
     ap.add_argument("--diag", action="store_true", help="also time each gate check a second time, warm")
+    ap.add_argument("--gc-threshold", type=int, nargs=3, metavar=("G0", "G1", "G2"),
+                    help="gc.set_threshold for the run (default: the interpreter's)")
     ap.add_argument("--surface", choices=("on", "off", "both"), default="on",
                     help="the volatility surface's refits on (the default config), off, or both: off, on, on, off, "
                          "each against a fresh simulator, the better of each kept, with the on/off ratios")
     args = ap.parse_args()
     global DIAG
     DIAG = args.diag
+    if args.gc_threshold:
+        gc.set_threshold(*args.gc_threshold)
     plan = {"on": [True], "off": [False], "both": [False, True, True, False]}[args.surface]
     runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for surface in plan:  # "both": off, on, on, off, each against a fresh simulator (same seed, same day)
