@@ -526,6 +526,8 @@ def main() -> int:
         "gate_evicted_p50_us": r["gate_evicted_p50_us"],
         "subscription_update_ms": r["subscription_update_ms"],
         "gc_pauses": r["gc_pauses"],
+        "gc_threshold": r["gc_threshold"],
+        "gc_during_trigger": r["gc_during_trigger"],
         "engine_cpu_pct": r["engine_cpu_pct"],
         "involuntary_switches_per_s": r["involuntary_switches_per_s"],
         "load_average_1m": r["load_average_1m"],
