@@ -63,6 +63,8 @@ from strategies.base import Strategy, StrategyConfig
 CONTRACTS = 5_000
 QUOTES_PER_S = 20_000
 DIAG = False
+GC_THRESHOLD: tuple[int, ...] | None = None
+"""``--gc-threshold``: set once the engine is READY (over the engine's own ``GC_THRESHOLD``)."""
 TARGETS = {"tick_to_order_p50_us": 250.0, "tick_to_order_p99_us": 1_000.0, "gate_p99_us": 50.0}
 
 
@@ -302,6 +304,8 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
     gate_ns: list[int] = []
     quotes = [0]
     await eng.start()
+    if GC_THRESHOLD is not None:
+        gc.set_threshold(*GC_THRESHOLD)
     core, kernel = eng.core, eng.kernel
     assert core is not None and eng.venue is not None and kernel is not None
     broker = eng.venue.execution.client  # type: ignore[attr-defined]  # the Alpaca venue's REST client
@@ -479,15 +483,14 @@ def main() -> int:
     ap.add_argument("--publish-ms", type=float, default=5.0, help="simulator publish interval (frame cadence)")
     ap.add_argument("--diag", action="store_true", help="also time each gate check a second time, warm")
     ap.add_argument("--gc-threshold", type=int, nargs=3, metavar=("G0", "G1", "G2"),
-                    help="gc.set_threshold for the run (default: the interpreter's)")
+                    help="gc.set_threshold once the engine is ready (default: the engine's GC_THRESHOLD)")
     ap.add_argument("--surface", choices=("on", "off", "both"), default="on",
                     help="the volatility surface's refits on (the default config), off, or both: off, on, on, off, "
                          "each against a fresh simulator, the better of each kept, with the on/off ratios")
     args = ap.parse_args()
-    global DIAG
+    global DIAG, GC_THRESHOLD
     DIAG = args.diag
-    if args.gc_threshold:
-        gc.set_threshold(*args.gc_threshold)
+    GC_THRESHOLD = tuple(args.gc_threshold) if args.gc_threshold else None
     plan = {"on": [True], "off": [False], "both": [False, True, True, False]}[args.surface]
     runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for surface in plan:  # "both": off, on, on, off, each against a fresh simulator (same seed, same day)
