@@ -63,6 +63,8 @@ from strategies.base import Strategy, StrategyConfig
 CONTRACTS = 5_000
 QUOTES_PER_S = 20_000
 DIAG = False
+GC_THRESHOLD: tuple[int, ...] | None = None
+"""``--gc-threshold``: set once the engine is READY (over the engine's own ``GC_THRESHOLD``)."""
 TARGETS = {"tick_to_order_p50_us": 250.0, "tick_to_order_p99_us": 1_000.0, "gate_p99_us": 50.0}
 
 
@@ -302,6 +304,8 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
     gate_ns: list[int] = []
     quotes = [0]
     await eng.start()
+    if GC_THRESHOLD is not None:
+        gc.set_threshold(*GC_THRESHOLD)
     core, kernel = eng.core, eng.kernel
     assert core is not None and eng.venue is not None and kernel is not None
     broker = eng.venue.execution.client  # type: ignore[attr-defined]  # the Alpaca venue's REST client
@@ -320,6 +324,8 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
     check = gate.check
 
     gate_warm_ns: list[int] = []
+    gate_evicted_ns: list[int] = []
+    scratch = np.zeros(1 << 19)
 
     def timed_check(*a: Any) -> Any:
         t0 = time.perf_counter_ns()
@@ -328,7 +334,12 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
         gate_ns.append(t1 - t0)
         if DIAG:
             check(*a)  # the same check again with warm caches (diagnostic: the gate is a pure function)
-            gate_warm_ns.append(time.perf_counter_ns() - t1)
+            t2 = time.perf_counter_ns()
+            gate_warm_ns.append(t2 - t1)
+            scratch[::8] += 1.0  # and once more after 4 MB of writes evicted the CPU caches, as frames do
+            t3 = time.perf_counter_ns()
+            check(*a)
+            gate_evicted_ns.append(time.perf_counter_ns() - t3)
         return v
 
     # Stage stamps per intent (wall ns): gate done, router.submit, journal write started, router hook.
@@ -366,7 +377,7 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
     contracts = sum(len(b) for b in eng.market.books.values())
     feed: Any = eng.option_feed  # the Alpaca client: its protocol counts the messages
     await asyncio.sleep(2.0)  # warm-up: JIT paths, first reprices, connection pool
-    for xs in (eng.apply_ns, eng.core_ns, gate_ns):
+    for xs in (eng.apply_ns, eng.core_ns, gate_ns, gate_warm_ns, gate_evicted_ns):
         xs.clear()
     for st in stages.values():
         st.clear()
@@ -376,11 +387,16 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
     gc_pauses: dict[int, list[int]] = {0: [], 1: [], 2: []}
     gc_t0 = [0]
 
+    gc_hit = [0]
+    """Collections that ran between a triggering frame's arrival and its gate check (on the tick-to-order path)."""
+
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             gc_t0[0] = time.perf_counter_ns()
         else:
             gc_pauses[info["generation"]].append(time.perf_counter_ns() - gc_t0[0])
+            if core._trigger_wall_ns:
+                gc_hit[0] += 1
 
     gc.callbacks.append(on_gc)
     q0 = feed.protocol.messages
@@ -417,10 +433,14 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
         "engine_cpu_pct": round(100 * (cpu1 - cpu0) / elapsed, 1),
         "involuntary_switches_per_s": round((ru1.ru_nivcsw - ru0.ru_nivcsw) / elapsed),
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "gc_pauses": {f"gen{g}": {"n": len(v), "max_ms": round(max(v, default=0) / 1e6, 2)}
+        "gc_pauses": {f"gen{g}": {"n": len(v), "p50_ms": round(pct(v, 50) / 1e6, 3) if v else 0.0,
+                                  "max_ms": round(max(v, default=0) / 1e6, 2), "total_ms": round(sum(v) / 1e6, 2)}
                       for g, v in gc_pauses.items()},
+        "gc_threshold": list(gc.get_threshold()),
+        "gc_during_trigger": gc_hit[0],
         "subscription_update_ms": [round(x / 1e6, 1) for x in eng.sub_update_ns],
         "gate_warm_p50_us": us(gate_warm_ns, 50),
+        "gate_evicted_p50_us": us(gate_evicted_ns, 50),
         "stress_cache": {"hits": gate.cache.hits, "misses": gate.cache.misses,
                          "held_legs": sum(1 for s, q in eng.portfolio.positions_of("SPY").items() if s != "SPY" and q)},
         "samples": samples,
@@ -462,12 +482,15 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=10, help="trigger on every n-th SPY book update")
     ap.add_argument("--publish-ms", type=float, default=5.0, help="simulator publish interval (frame cadence)")
     ap.add_argument("--diag", action="store_true", help="also time each gate check a second time, warm")
+    ap.add_argument("--gc-threshold", type=int, nargs=3, metavar=("G0", "G1", "G2"),
+                    help="gc.set_threshold once the engine is ready (default: the engine's GC_THRESHOLD)")
     ap.add_argument("--surface", choices=("on", "off", "both"), default="on",
                     help="the volatility surface's refits on (the default config), off, or both: off, on, on, off, "
                          "each against a fresh simulator, the better of each kept, with the on/off ratios")
     args = ap.parse_args()
-    global DIAG
+    global DIAG, GC_THRESHOLD
     DIAG = args.diag
+    GC_THRESHOLD = tuple(args.gc_threshold) if args.gc_threshold else None
     plan = {"on": [True], "off": [False], "both": [False, True, True, False]}[args.surface]
     runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for surface in plan:  # "both": off, on, on, off, each against a fresh simulator (same seed, same day)
@@ -503,8 +526,11 @@ def main() -> int:
         "router": r["router"],
         "stress_cache": r["stress_cache"],
         "gate_warm_p50_us": r["gate_warm_p50_us"],
+        "gate_evicted_p50_us": r["gate_evicted_p50_us"],
         "subscription_update_ms": r["subscription_update_ms"],
         "gc_pauses": r["gc_pauses"],
+        "gc_threshold": r["gc_threshold"],
+        "gc_during_trigger": r["gc_during_trigger"],
         "engine_cpu_pct": r["engine_cpu_pct"],
         "involuntary_switches_per_s": r["involuntary_switches_per_s"],
         "load_average_1m": r["load_average_1m"],

@@ -53,8 +53,9 @@ from risk.stress import (
     offer_only_greeks,
     scenario_pnl,
     stress_inputs,
-    usable_iv,
+    usable_iv_rows,
 )
+from risk.warm import GateCache, StructureShape
 
 
 class DenyReason(enum.StrEnum):
@@ -156,6 +157,7 @@ class RiskGate:
         self.limits = limits
         self.grid = StressGrid(limits.stress)
         self.cache = HeldStressCache()
+        self.warm = GateCache()
 
     def set_limits(self, limits: RiskLimits) -> None:
         """Apply reloaded limits (the scenario grid is rebuilt, which also invalidates the stress cache)."""
@@ -167,7 +169,7 @@ class RiskGate:
     def check(self, intent: OrderIntent, portfolio: GatePortfolioView, market: MarketView, account: AccountView,
               state: TradingState, now_ns: int, rate: RateBudget) -> Verdict:
         return check_intent(intent, portfolio, market, account, self.limits, state, now_ns, rate, self.grid,
-                            self.cache)
+                            self.cache, self.warm)
 
 
 def check_intent(
@@ -181,6 +183,7 @@ def check_intent(
     rate: RateBudget,
     grid: StressGrid | None = None,
     cache: HeldStressCache | None = None,
+    warm: GateCache | None = None,
 ) -> Verdict:
     """Run every pre-trade check on ``intent`` against the post-trade book (see the module docstring)."""
     iid = intent.intent_id
@@ -197,7 +200,13 @@ def check_intent(
     u = intent.underlying
     held = portfolio.positions_of(u)
     chain = market.chain(u)
-    legs = _check_shape(intent, chain, held, now_ns, limits.max_legs, deny)
+    shape = warm.shape(intent, chain, limits.max_legs) if warm is not None else None
+    if shape is not None:
+        legs: list[_Leg] | None = _shaped_legs(intent, shape, chain, held, now_ns, deny)
+    else:
+        legs = _check_shape(intent, chain, held, now_ns, limits.max_legs, deny)
+        if warm is not None and not reasons and legs is not None:
+            warm.keep_shape(intent, chain, limits.max_legs, [leg.row for leg in legs])
     if reasons:
         return Denied(iid, tuple(reasons), "; ".join(details))
     assert legs is not None
@@ -241,9 +250,10 @@ def check_intent(
     max_loss = 0.0
     payoff_range = math.inf
     opening = intent.action in (IntentAction.OPEN, IntentAction.ADJUST) and not closing
+    revision: int | None = getattr(portfolio, "revision", None)
     if chain is not None:
         # Selling shares can uncover short calls as surely as selling a long call can.
-        naked_before, naked_after = _coverage(chain, held, legs, scan.unit_legs, u)
+        naked_before, naked_after = _coverage(chain, held, legs, scan.unit_legs, u, warm, revision)
         if naked_after > naked_before and not limits.allow_naked_short:
             deny(DenyReason.UNCOVERED_SHORT, f"{naked_after:g} short contracts would be uncovered")
     if not intent.is_stock and opening:
@@ -271,7 +281,7 @@ def check_intent(
     if not closing and chain is not None:
         worst = _check_stress(chain, held, legs, intent, spot, limits,
                               grid if grid is not None else StressGrid(limits.stress), cache,
-                              getattr(portfolio, "revision", None), _stress_bound(scan, payoff_range, limits),
+                              revision, _stress_bound(scan, payoff_range, limits),
                               deny)
 
     if reasons:
@@ -334,6 +344,25 @@ def _check_shape(intent: OrderIntent, chain: ChainView | None, held: Mapping[str
         if not (chain.t_years.item(row) - (now_ns - chain.ts_ns) / YEAR_NS > 0.0):
             deny(DenyReason.EXPIRED, f"{leg.symbol} has expired")
         out.append(_Leg(leg.symbol, row, leg.side.sign, leg.ratio, qty, reduces))
+    return out
+
+
+def _shaped_legs(intent: OrderIntent, shape: StructureShape, chain: ChainView | None, held: Mapping[str, float],
+                 now_ns: int, deny: _Deny) -> list[_Leg]:
+    """``_check_shape`` for legs that passed its static checks on this book before: only the checks that read
+    the quantity, the positions and the time are run again (same order, same codes)."""
+    if intent.qty <= 0:
+        deny(DenyReason.BAD_QTY, f"quantity {intent.qty} is not positive")
+    out: list[_Leg] = []
+    for symbol, is_stock, sign, ratio, row in shape.legs:
+        qty = float(sign * ratio * intent.qty)
+        pos = held.get(symbol, 0.0)
+        reduces = pos != 0.0 and (pos > 0) != (qty > 0) and abs(qty) <= abs(pos) + 1e-9
+        if not is_stock:
+            assert chain is not None
+            if not (chain.t_years.item(row) - (now_ns - chain.ts_ns) / YEAR_NS > 0.0):
+                deny(DenyReason.EXPIRED, f"{symbol} has expired")
+        out.append(_Leg(symbol, row, sign, ratio, qty, reduces))
     return out
 
 
@@ -456,7 +485,7 @@ def _payoff_leg(chain: ChainView, row: int, qty: float) -> PayoffLeg:
 
 
 def _coverage(chain: ChainView, held: Mapping[str, float], legs: list[_Leg], unit_legs: list[PayoffLeg],
-              u: str) -> tuple[float, float]:
+              u: str, warm: GateCache | None = None, revision: int | None = None) -> tuple[float, float]:
     """Naked short contracts on the underlying before and after the trade."""
     # Selling nothing that is held long: a structure covered by its own legs cannot uncover anything.
     if not any(leg.reduces and leg.qty < 0 for leg in legs) and _self_covered(unit_legs):
@@ -469,7 +498,8 @@ def _coverage(chain: ChainView, held: Mapping[str, float], legs: list[_Leg], uni
     naked_after = _naked(chain, after, u)
     if naked_after == 0.0:
         return 0.0, 0.0
-    return _naked(chain, held, u), naked_after
+    before = warm.naked_before(chain, held, u, revision, _naked) if warm is not None else _naked(chain, held, u)
+    return before, naked_after
 
 
 def _self_covered(unit_legs: list[PayoffLeg]) -> bool:
@@ -579,9 +609,11 @@ def _check_stress(chain: ChainView, held: Mapping[str, float], legs: list[_Leg],
         bound = float(pnl_before[:n].min()) - bound_usd  # NaN (unpriceable) fails the test below
         if bound >= -limits.stress.max_loss_usd:
             return bound
+    # The legs' own columns, gathered: the kernel reads the same values without a copy of the whole IV column.
     idx = np.array(rows, dtype=np.int64)
-    delta = scenario_pnl(grid, chain.forward, chain.strike, chain.t_years, usable_iv(chain, idx), chain.is_call,
-                         idx, np.array(qty, dtype=np.float64), s, shares, to_close)
+    delta = scenario_pnl(grid, chain.forward[idx], chain.strike[idx], chain.t_years[idx], usable_iv_rows(chain, idx),
+                         chain.is_call[idx], np.arange(idx.shape[0], dtype=np.int64), np.array(qty, dtype=np.float64),
+                         s, shares, to_close)
     worst_after, worst_at, worst_before = combine_worst(pnl_before, delta, n)
     if math.isnan(worst_after):
         deny(DenyReason.STRESS_UNPRICEABLE, "a leg of the post-trade book has no usable IV or forward")

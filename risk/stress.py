@@ -236,7 +236,7 @@ class HeldStressCache:
         idx, pnl, same_day = held_pnl(chain, held, u, spot, to_close, grid)
         if revision is not None:
             self._entries[u] = _HeldEntry(revision, id(chain), generation, id(grid), spot, chain.ts_ns, idx,
-                                          usable_iv(chain, idx)[idx], pnl, same_day)
+                                          usable_iv_rows(chain, idx), pnl, same_day)
         return pnl, same_day
 
 
@@ -283,6 +283,21 @@ def usable_iv(chain: ChainView, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.f
         cand = np.flatnonzero(finite & (np.abs(t - t[r]) < 1e-12))
         if cand.size:
             out[r] = iv[cand[np.argmin(np.abs(k[cand] - k[r]))]]
+    return out
+
+
+def usable_iv_rows(chain: ChainView, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """``usable_iv(chain, rows)[rows]``: the IVs of ``rows`` only, without copying the chain's IV column when each
+    row has a surface IV or an IV of its own (the common case)."""
+    siv, iv = chain.surface_iv, chain.iv
+    out = np.empty(rows.shape[0])
+    for j, r in enumerate(rows.tolist()):
+        v = siv.item(r)
+        if not math.isfinite(v):
+            v = iv.item(r)
+            if not math.isfinite(v):
+                return usable_iv(chain, rows)[rows]
+        out[j] = v
     return out
 
 

@@ -61,6 +61,11 @@ from strategies.base import Strategy
 
 log = structlog.get_logger(__name__)
 
+GC_THRESHOLD = (7_000, 20, 20)
+"""The collector's thresholds once READY (the interpreter's are 700, 10, 10): young collections about 15 times
+rarer. The running engine keeps few of the objects it makes, so the total collection time fell (BENCHMARKS.md,
+"Latency (tick to order)", GC)."""
+
 class Engine:
     """One engine run. ``await Engine(cfg, path).run()`` returns the run summary."""
 
@@ -82,6 +87,8 @@ class Engine:
         self._tick_interval_s = tick_interval_s
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
+        self._gc_threshold: tuple[int, int, int] | None = None
+        """The collector's thresholds before READY set ``GC_THRESHOLD`` (put back at shutdown)."""
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.calendar = market_calendar()
@@ -242,6 +249,8 @@ class Engine:
         # stopped the loop for ~0.3 s now and then; what the running engine allocates is still collected.
         gc.collect()
         gc.freeze()
+        self._gc_threshold = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLD)
         self.notifier.ready(self.status_line())
         self.ready.set()
         log.info("engine_ready", mode=cfg.engine.mode, strategies=[a.strategy_id for a in self.actors],
@@ -512,6 +521,9 @@ class Engine:
         except TimeoutError:
             log.error("shutdown_timed_out", timeout_s=cfg.engine.shutdown_timeout_s)
         gc.unfreeze()  # the process may go on (tests, embedding): this run's objects become collectable again
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
+            self._gc_threshold = None
 
     async def _shutdown_steps(self) -> None:
         if self.reloader is not None:

@@ -9,13 +9,14 @@ order the simulator received belongs to an intent the gate approved, and positio
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from domain.orders import OrderIntent
-from engine.service.app import Engine
+from engine.service.app import GC_THRESHOLD, Engine
 from engine.service.config import parse_config_text
 from tests.service.helpers import SIM_TRADING_DAY
 
@@ -35,9 +36,12 @@ async def test_all_strategies_trade_hedge_and_exit_through_the_gate(tmp_path: Pa
     engine = Engine(cfg, duration_s=40.0)
     approved: set[str] = set()
 
+    before = gc.get_threshold()
+
     async def run() -> dict[str, Any]:
         await engine.start()
         assert engine.core is not None
+        assert gc.get_threshold() == GC_THRESHOLD  # tuned once READY
 
         def on_approved(intent: OrderIntent, _trigger_ns: int) -> None:
             approved.add(f"{cfg.engine.client_order_prefix}-{intent.intent_id}")
@@ -46,6 +50,7 @@ async def test_all_strategies_trade_hedge_and_exit_through_the_gate(tmp_path: Pa
         return await engine.run_started()
 
     summary = await run()
+    assert gc.get_threshold() == before  # put back at shutdown
     s = summary["strategies"]
     for name in ("gamma_scalper", "iron_condor", "zero_dte"):
         assert s[name]["structures_opened"] >= 1, (name, s[name])
