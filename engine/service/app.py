@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import gc
 import signal
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from engine.service.cockpit import Cockpit
 from engine.service.commands import CommandListener
 from engine.service.config import EngineConfig, state_path
 from engine.service.gauges import register_engine_gauges
+from engine.service.gc_tuning import restore_after_run, settle_for_running
 from engine.service.journal import BoundAccount, Journal
 from engine.service.logging import redactor
 from engine.service.metrics import LoopLagMonitor, Metrics, MetricsServer
@@ -61,10 +61,6 @@ from strategies.base import Strategy
 
 log = structlog.get_logger(__name__)
 
-GC_THRESHOLD = (7_000, 20, 20)
-"""The collector's thresholds once READY (the interpreter's are 700, 10, 10): young collections about 15 times
-rarer. The running engine keeps few of the objects it makes, so the total collection time fell (BENCHMARKS.md,
-"Latency (tick to order)", GC)."""
 
 class Engine:
     """One engine run. ``await Engine(cfg, path).run()`` returns the run summary."""
@@ -87,8 +83,7 @@ class Engine:
         self._tick_interval_s = tick_interval_s
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
-        self._gc_threshold: tuple[int, int, int] | None = None
-        """The collector's thresholds before READY set ``GC_THRESHOLD`` (put back at shutdown)."""
+        self._gc_threshold: tuple[int, int, int] | None = None  # the collector's, before READY
         self.metrics = Metrics()
         self.notifier = Notifier()
         self.calendar = market_calendar()
@@ -245,12 +240,7 @@ class Engine:
             self._tasks.append(asyncio.create_task(kernel.router.reconcile_open_orders(), name="startup-reread"))
         self._tasks.append(asyncio.create_task(self.restart.reread_broker_orders(), name="startup-broker-orders"))
         self._start_service_hooks()
-        # Start-up objects (modules, Numba, the book) leave the collector's view: a full collection over them
-        # stopped the loop for ~0.3 s now and then; what the running engine allocates is still collected.
-        gc.collect()
-        gc.freeze()
-        self._gc_threshold = gc.get_threshold()
-        gc.set_threshold(*GC_THRESHOLD)
+        self._gc_threshold = settle_for_running()
         self.notifier.ready(self.status_line())
         self.ready.set()
         log.info("engine_ready", mode=cfg.engine.mode, strategies=[a.strategy_id for a in self.actors],
@@ -520,10 +510,8 @@ class Engine:
                 await self._shutdown_steps()
         except TimeoutError:
             log.error("shutdown_timed_out", timeout_s=cfg.engine.shutdown_timeout_s)
-        gc.unfreeze()  # the process may go on (tests, embedding): this run's objects become collectable again
-        if self._gc_threshold is not None:
-            gc.set_threshold(*self._gc_threshold)
-            self._gc_threshold = None
+        restore_after_run(self._gc_threshold)
+        self._gc_threshold = None
 
     async def _shutdown_steps(self) -> None:
         if self.reloader is not None:

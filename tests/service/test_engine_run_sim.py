@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from domain.orders import OrderIntent
-from engine.service.app import GC_THRESHOLD, Engine
+from engine.service.app import Engine
 from engine.service.config import parse_config_text
+from engine.service.gc_tuning import GC_THRESHOLD
 from tests.service.helpers import SIM_TRADING_DAY
 
 pytestmark = pytest.mark.timeout(240)
