@@ -11,6 +11,10 @@ awaitable that completes when the intent is committed, so the router can submit 
 With ``synchronous=NORMAL`` (the default) a commit survives a process crash (SIGKILL) without an fsync per
 batch; ``synchronous="FULL"`` also survives power loss at the cost of an fsync per batch.
 
+A write queued while a loop runs reaches the writer thread after the current loop callback: waking the thread
+on the tick's own stack (the core journals a new structure just before its order goes out) would let it take the
+GIL from the loop while the intent and the order are written, each a system call that releases it.
+
 Intents are the exception to "never on the loop": an order may only go out once its intent is written,
 and a hop to the writer thread and back costs the tick-to-order path 0.2 ms idle and several ms when the
 loop is busy (the writer waits for the GIL); a commit on the loop's own connection still costs 0.05-0.2 ms
@@ -107,9 +111,9 @@ class BoundAccount(msgspec.Struct, frozen=True):
     mode: str
 
 
-def _intent_row(intent: OrderIntent, client_order_id: str, ts_ns: int = 0) -> tuple[Any, ...]:
+def _intent_row(intent: OrderIntent, client_order_id: str, ts_ns: int = 0, body: bytes = b"") -> tuple[Any, ...]:
     return (intent.intent_id, client_order_id, intent.strategy_id, intent.structure_id, intent.underlying,
-            str(intent.action), ts_ns or intent.ts_event_ns or time.time_ns(), _enc.encode(intent))
+            str(intent.action), ts_ns or intent.ts_event_ns or time.time_ns(), body or _enc.encode(intent))
 
 
 def _read_intent_log(path: Path) -> list[tuple[Any, ...]]:
@@ -205,6 +209,8 @@ class Journal:
         self._log_path = path.parent / INTENT_LOG
         self._log_fd: int | None = None
         self._intent_rows: list[tuple[Any, ...]] = []
+        self._held: list[Callable[[sqlite3.Connection], Any]] = []
+        """Writes queued on the loop, handed to the writer thread after the current callback (``_release``)."""
         conn = self._connect()
         try:
             conn.executescript(_SCHEMA + vol_history.SCHEMA)
@@ -243,7 +249,7 @@ class Journal:
     def close(self, timeout_s: float = 10.0) -> None:
         """Commit everything queued and stop the writer thread (blocking; see :meth:`aclose`)."""
         if self._thread is not None:
-            self._queue_intent_rows()
+            self._release()
             self._queue.put(None)
             self._thread.join(timeout_s)
             self._thread = None
@@ -298,8 +304,19 @@ class Journal:
     def _submit(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
         if self._thread is None:
             raise RuntimeError("journal writer not started (call Journal.start())")
+        self._held.append(fn)
+        if len(self._held) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._release)
+            except RuntimeError:  # no loop runs: nothing to wait for
+                self._release()
+
+    def _release(self) -> None:
+        """Hand the held writes (intent rows first, as they were written) to the writer thread."""
         self._queue_intent_rows()
-        self._queue.put((fn, None))
+        held, self._held = self._held, []
+        for fn in held:
+            self._queue.put((fn, None))
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run ``fn(conn)`` on the writer thread after everything queued; await the result."""
@@ -307,7 +324,7 @@ class Journal:
             raise RuntimeError("journal writer not started (call Journal.start())")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue_intent_rows()
+        self._release()
         self._queue.put((fn, (loop, fut)))
         return fut
 
@@ -323,13 +340,15 @@ class Journal:
         With ``synchronous=NORMAL`` the commit happens here, on the caller's thread, and the future is
         already done (awaiting it does not yield to the loop); with ``FULL`` it completes from the writer.
         """
-        row = _intent_row(intent, client_order_id)
+        body = _enc.encode(intent)
+        row = _intent_row(intent, client_order_id, body=body)
         if self._synchronous == "NORMAL":
             if self._log_fd is None:
                 raise RuntimeError("journal writer not started (call Journal.start())")
             loop = asyncio.get_running_loop()
             fut: asyncio.Future[None] = loop.create_future()
-            line = _enc.encode((client_order_id, row[6], intent)) + b"\n"
+            # The intent encoded once: the log's line is ``[client_order_id, ts_ns, intent]`` around the row's body.
+            line = b"[%s,%d,%s]\n" % (_enc.encode(client_order_id), row[6], body)
             try:
                 if os.write(self._log_fd, line) != len(line):
                     raise OSError(f"short write to {self._log_path}")
