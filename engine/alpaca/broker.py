@@ -132,7 +132,7 @@ class AlpacaBroker:
         get_retries: int = 2,
         retry_delay_s: float = 0.25,
         session: aiohttp.ClientSession | None = None,
-        order_connections: int = 2,
+        order_connections: int = 4,
     ) -> None:
         self._trading = trading_url.rstrip("/")
         self._data = data_url.rstrip("/")

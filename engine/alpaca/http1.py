@@ -3,7 +3,7 @@
 ``RequestHead`` builds a request (the fixed header lines are encoded once); ``ResponseParser`` takes the
 bytes of one response as they arrive and returns a :class:`Response` when it is complete, or a
 :class:`Malformed` event, never raising at the caller. One request is in flight per connection (no
-pipelining), so bytes left after a complete response are a protocol error.
+pipelining): bytes after a complete response make the connection unfit for another request.
 
 RFC 9112 clauses are cited beside the lines they justify.
 """
@@ -111,7 +111,7 @@ class ResponseParser:
     def feed(self, data: bytes) -> Response | Malformed | None:
         """Take ``data``; the response when complete, ``Malformed`` on a protocol error, else None."""
         if self._state is _State.DONE:
-            return Malformed("bytes after the response")
+            return Malformed("bytes after the response") if data else None
         self._buf += data
         try:
             return self._advance()

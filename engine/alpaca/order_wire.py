@@ -34,7 +34,7 @@ RECONNECT = BackoffConfig(initial_s=0.05, max_s=5.0)
 """Delays between attempts to open a connection the host refused or did not answer."""
 
 OnWritten = Callable[[str, str, bytes, int], None]
-"""Called with (method, path, body, wall ns) right after a request's bytes went to the transport."""
+"""Called right after a request went to the transport with (method, path, body, wall ns just before the write)."""
 
 
 class WireDropped(Exception):
@@ -133,7 +133,7 @@ class OrderWire:
         url: str,
         fields: dict[str, str],
         *,
-        connections: int = 2,
+        connections: int = 4,
         timeout_s: float = 10.0,
         connect_timeout_s: float = 5.0,
         max_idle_s: float = 30.0,
@@ -170,6 +170,7 @@ class OrderWire:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         for _ in range(self.size - len(self._open) - self._connecting):
+            self._connecting += 1  # counted from now: a second call before the task runs must not open another
             task = self._loop.create_task(self._connect(), name="order-wire-connect")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -182,9 +183,11 @@ class OrderWire:
             if conn.closed or conn.transport is None or conn.transport.is_closing():
                 continue
             assert self._loop is not None
-            waiter = conn.send(self.head.build(method, path, body), self._loop, self.timeout_s)
-            if self.on_written is not None:
-                self.on_written(method, path, body, time.time_ns())
+            data = self.head.build(method, path, body)
+            hook, now = self.on_written, time.time_ns()  # the moment the bytes go to the transport
+            waiter = conn.send(data, self._loop, self.timeout_s)
+            if hook is not None:
+                hook(method, path, body, now)
             self.counters["sent"] += 1
             return waiter
         self.counters["busy"] += 1
@@ -205,8 +208,10 @@ class OrderWire:
     async def close(self) -> None:
         """Close every connection; a request in flight fails with ``WireDropped``."""
         self._closed = True
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for conn in list(self._open):
             if conn.transport is not None:
                 conn.transport.abort()
@@ -231,7 +236,6 @@ class OrderWire:
         assert self._loop is not None
         loop = self._loop
         where = self.origin
-        self._connecting += 1
         delays: Iterator[float] = backoff(RECONNECT)
         try:
             while not self._closed:
