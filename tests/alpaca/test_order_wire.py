@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import shutil
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from domain.orders import Leg, PositionIntent, Side
 from engine.alpaca.broker import AlpacaBroker
 from engine.alpaca.execution import AlpacaExecution
+from engine.alpaca.order_wire import OrderWire
 from engine.kernel.venue_types import OrderRequest, OutcomeUnknown, RateLimited, Rejected
 from engine.sim.server import Simulator
 from tests.kernel.router.rig import sim_config
@@ -271,3 +276,40 @@ async def test_orders_against_the_simulator_go_out_on_one_kept_connection() -> N
     finally:
         await venue.close()
         await sim.stop()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for ``localhost`` and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_goes_through_tls_with_the_certificate_checked(server: RawServer,
+                                                                   certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=served)
+    port = listener.sockets[0].getsockname()[1]
+    server.plan(http(200, ORDER))
+    trusted = ssl.create_default_context(cafile=str(cert))
+    wire = OrderWire(f"https://localhost:{port}", {"APCA-API-KEY-ID": "K"}, connections=1, ssl_context=trusted)
+    stranger = OrderWire(f"https://localhost:{port}", {}, connections=1)  # the system's roots: not this certificate
+    try:
+        assert await wire.wait_ready(5.0)
+        sent = wire.send("POST", "/v2/orders", b"{}")
+        assert sent is not None
+        response = await sent
+        assert (response.status, json.loads(response.body)["id"]) == (200, "o-1")
+        assert server.requests == [(0, "POST", "/v2/orders", b"{}")]
+        assert not await stranger.wait_ready(0.5) and stranger.counters["connect_failures"] >= 1
+    finally:
+        await wire.close()
+        await stranger.close()
+        listener.close()
