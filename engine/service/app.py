@@ -292,7 +292,8 @@ class Engine:
         self.kernel = kernel = TradingKernel(
             kernel_settings(self.cfg), self.broker, publish=self.bus.publish, account=account, clock=self.clock,
             journal=self.journal, publisher=self.publisher, metrics=self.metrics, alert=self.alert,
-            extra_actors=self.extra_actors, surface_worker=True)
+            extra_actors=self.extra_actors, surface_worker=True,
+            order_archive=self.journal)
         if self.recorder is not None:
             self.recorder.attach_surfaces(kernel.surfaces)
         return kernel

@@ -48,7 +48,9 @@ import structlog
 
 from domain.orders import OrderFilled, OrderIntent, OrderStatus, OrderUpdated
 from domain.views import PortfolioGreeks
+from engine.kernel.orders import OrderTags, RetiredOrder
 from engine.kernel.outputs import StructureRecord
+from engine.kernel.retention import RecentIds
 from engine.service import vol_history
 from engine.service.vol_history import IvHistoryRow
 
@@ -56,6 +58,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 JOURNAL_FILE = "journal.sqlite3"
+EXECUTIONS_IN_MEMORY = 8192
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -79,6 +82,7 @@ CREATE TABLE IF NOT EXISTS fills (
   ts_event_ns INTEGER NOT NULL, strategy_id TEXT NOT NULL, structure_id TEXT NOT NULL, source TEXT NOT NULL,
   body BLOB NOT NULL, greeks_before BLOB, greeks_after BLOB);
 CREATE INDEX IF NOT EXISTS fills_coid ON fills (client_order_id);
+CREATE INDEX IF NOT EXISTS orders_oid ON orders (order_id);
 CREATE TABLE IF NOT EXISTS structures (
   structure_id TEXT PRIMARY KEY, strategy_id TEXT NOT NULL, underlying TEXT NOT NULL, state TEXT NOT NULL,
   legs BLOB NOT NULL, ts_event_ns INTEGER NOT NULL, extra BLOB NOT NULL);
@@ -198,7 +202,9 @@ class Journal:
         self._synchronous = synchronous
         self._queue: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._executions: set[str] = set()
+        self._executions = RecentIds(EXECUTIONS_IN_MEMORY)
+        """The newest execution ids journaled (older ones are looked up in the table)."""
+        self._reader: sqlite3.Connection | None = None
         self._next_fill_seq = 1
         self.write_errors = 0
         self.writes = 0
@@ -210,7 +216,6 @@ class Journal:
             conn.executescript(_SCHEMA + vol_history.SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.commit()
-            self._executions = {r[0] for r in conn.execute("SELECT execution_id FROM fills")}
             self._next_fill_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM fills").fetchone()[0]) + 1
         finally:
             conn.close()
@@ -250,6 +255,9 @@ class Journal:
         if self._log_fd is not None:
             os.close(self._log_fd)
             self._log_fd = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     async def aclose(self, timeout_s: float = 10.0) -> None:
         """Flush and stop the writer without blocking the loop."""
@@ -424,7 +432,7 @@ class Journal:
         source: str = "stream",
     ) -> int | None:
         """Journal a fill; its sequence number, or None when ``execution_id`` is already journaled."""
-        if fill.execution_id in self._executions:
+        if self.has_execution(fill.execution_id):
             return None
         self._executions.add(fill.execution_id)
         seq = self._next_fill_seq
@@ -449,7 +457,31 @@ class Journal:
         return seq
 
     def has_execution(self, execution_id: str) -> bool:
-        return execution_id in self._executions
+        """Whether ``execution_id`` is journaled: the newest ids from memory, older ones from the table (an id
+        leaves memory thousands of fills after it was queued, long after its commit)."""
+        if execution_id in self._executions:
+            return True
+        row = self._read().execute("SELECT 1 FROM fills WHERE execution_id = ?", (execution_id,)).fetchone()
+        return row is not None
+
+    def retired_order(self, order_id: str) -> RetiredOrder | None:
+        """A final order the order state machine let go of (kernel ``OrderArchive``): its owner and the fills
+        journaled for it (its legs' too), or None when the journal holds no order ``order_id``."""
+        if not order_id:
+            return None
+        conn = self._read()
+        row = conn.execute("SELECT client_order_id, strategy_id, structure_id, intent_id, status FROM orders "
+                           "WHERE order_id = ? LIMIT 1", (order_id,)).fetchone()
+        if row is None:
+            return None
+        fills = [f.fill for f in _read_fills(conn, "WHERE client_order_id = ? ORDER BY seq", (row[0],))]
+        return RetiredOrder(OrderTags(row[1], row[2], row[3]), fills, OrderStatus(row[4]))
+
+    def _read(self) -> sqlite3.Connection:
+        """The loop's own read connection (point lookups by index: tens of microseconds)."""
+        if self._reader is None:
+            self._reader = self._connect()
+        return self._reader
 
     def record_structure(self, structure: StructureRecord) -> None:
         """Upsert a structure (opened, legs changed, closed)."""
