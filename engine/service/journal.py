@@ -95,6 +95,7 @@ CREATE TABLE IF NOT EXISTS operator_actions (
 
 _enc = msgspec.json.Encoder()
 ACCOUNT_META = "broker_account"
+CHECKPOINT_META = "broker_checkpoint"
 _INSERT_INTENT = "INSERT OR REPLACE INTO intents VALUES (?,?,?,?,?,?,?,?)"
 INTENT_LOG = "intents.log"
 
@@ -102,6 +103,16 @@ INTENT_LOG = "intents.log"
 def journal_files(state_dir: Path) -> list[Path]:
     """The files of the journal in ``state_dir`` (the database, its WAL pair and the intent log)."""
     return [state_dir / name for name in (JOURNAL_FILE, f"{JOURNAL_FILE}-wal", f"{JOURNAL_FILE}-shm", INTENT_LOG)]
+
+
+class BrokerCheckpoint(msgspec.Struct, frozen=True):
+    """How far the broker's record is reconciled into the journal: every fill and order before ``ts_ns``
+    (venue time) is journaled, or belongs to an order still working in the journal. A restart reads only the
+    broker's orders and FILL activities after it (less an overlap)."""
+
+    ts_ns: int
+    activity_id: str = ""
+    """The newest FILL activity the last restart read (for the operator; the time is what is used)."""
 
 
 class BoundAccount(msgspec.Struct, frozen=True):
@@ -546,6 +557,15 @@ class Journal:
             return None if row is None else str(row[0])
         finally:
             conn.close()
+
+    def broker_checkpoint(self) -> BrokerCheckpoint | None:
+        """The checkpoint last stored (None: a first start, or a journal from before checkpoints)."""
+        raw = self.read_meta(CHECKPOINT_META)
+        return None if raw is None else msgspec.json.decode(raw, type=BrokerCheckpoint)
+
+    def set_broker_checkpoint(self, checkpoint: BrokerCheckpoint) -> None:
+        """Store the checkpoint (on the writer thread, after every fill and order queued before it)."""
+        self.set_meta(CHECKPOINT_META, _enc.encode(checkpoint).decode())
 
     def bound_account(self) -> BoundAccount | None:
         """The account recorded by :meth:`bind_account` (None for a journal that never recorded one)."""

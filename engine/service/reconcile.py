@@ -137,7 +137,7 @@ def check_account(bound: BoundAccount | None, broker: BoundAccount, journal_has_
     return False
 
 
-def _leg_filled(order: VenueOrder) -> dict[str, float]:
+def leg_filled(order: VenueOrder) -> dict[str, float]:
     """Filled quantity per symbol of a broker order (legs for mleg)."""
     if order.legs:
         out: dict[str, float] = collections.defaultdict(float)
@@ -360,7 +360,7 @@ def _import_fills(
         if journal_coid(coid) is None and not broker_order:
             continue
         strategy_id, structure_id, intent_id = journal_context(coid)
-        for symbol, broker_filled in _leg_filled(order).items():
+        for symbol, broker_filled in leg_filled(order).items():
             have = journal_qty.get((coid, symbol), 0.0)
             if broker_filled <= have + _EPS:
                 continue
