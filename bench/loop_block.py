@@ -46,7 +46,7 @@ class StepTimer:
         timer = self
 
         def _run(handle: asyncio.events.Handle) -> None:
-            owner = getattr(handle._callback, "__self__", None)
+            owner = getattr(getattr(handle, "_callback", None), "__self__", None)
             if owner is None or owner is not timer.task:
                 original(handle)
                 return
@@ -55,7 +55,7 @@ class StepTimer:
             timer.wall = max(timer.wall, (time.perf_counter() - w) * 1e3)
             timer.cpu = max(timer.cpu, (time.thread_time() - c) * 1e3)
 
-        asyncio.events.Handle._run = _run  # type: ignore[method-assign]
+        asyncio.events.Handle._run = _run  # type: ignore[method-assign,assignment]
 
     def take(self) -> tuple[float, float]:
         out, self.wall, self.cpu = (self.wall, self.cpu), 0.0, 0.0
