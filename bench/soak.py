@@ -63,7 +63,7 @@ def p99(before: list[tuple[float, int]], after: list[tuple[float, int]]) -> tupl
 
 def median_growth(first: list[dict[str, Any]], last: list[dict[str, Any]], key: str) -> float:
     """How much the last window's median of ``key`` exceeds the first window's."""
-    return statistics.median(s[key] for s in last) - statistics.median(s[key] for s in first)
+    return float(statistics.median(s[key] for s in last) - statistics.median(s[key] for s in first))
 
 
 def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -82,7 +82,7 @@ def timed_start(engine: EngineProcess) -> dict[str, Any]:
     t = time.monotonic()
     engine.start(timeout_s=300.0)
     ready_s = time.monotonic() - t
-    rec = next((e for e in engine.events() if e.get("event") == "reconciled"), {})
+    rec: dict[str, Any] = next((e for e in engine.events() if e.get("event") == "reconciled"), {})
     return {"ready_s": round(ready_s, 2), **{k: rec.get(k) for k in
             ("journal_fills", "broker_orders_read", "activities_read", "imported_fills", "window_after_ns")}}
 
