@@ -54,6 +54,8 @@ CHECKPOINT_OVERLAP_NS = 15 * 60 * 1_000_000_000
 """Read this much venue time before the checkpoint again (clock skew, a stream event in flight)."""
 CHECKPOINT_LAG_NS = 5 * 60 * 1_000_000_000
 """The running engine's checkpoint trails its clock by this much (events still in flight)."""
+CHECKPOINT_STEP_NS = 60 * 1_000_000_000
+"""It is written again once it would move by this much venue time (a meta row per minute of trading)."""
 
 
 async def startup_call(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
@@ -118,7 +120,6 @@ class RestartReconciliation:
         self.checkpoint: BrokerCheckpoint | None = None
         self.stream_gap_ns: int | None = None
         """Venue time of the order stream's first drop since the start, less the lag (the checkpoint stops there)."""
-        self._advanced = 0.0
 
     async def run(self) -> None:
         """Adopt, cancel, import; rebuild the portfolio from fills and each strategy's structures."""
@@ -216,11 +217,9 @@ class RestartReconciliation:
         now_ns = self.kernel.clock.now_ns()
         if isinstance(event, FeedDisconnected) and event.feed == "trading":
             self.stream_dropped(now_ns)
-        elif isinstance(event, OrderUpdated | OrderFilled):
-            mono = time.monotonic()
-            if mono - self._advanced >= 60.0:
-                self._advanced = mono
-                self.advance_checkpoint(now_ns)
+        elif isinstance(event, OrderUpdated | OrderFilled) and (
+                self.checkpoint is None or now_ns - self.checkpoint.ts_ns >= CHECKPOINT_LAG_NS + CHECKPOINT_STEP_NS):
+            self.advance_checkpoint(now_ns)
 
     def advance_checkpoint(self, now_ns: int) -> None:
         """Move the checkpoint on to ``now_ns`` (venue time) less ``CHECKPOINT_LAG_NS``: what happened before
