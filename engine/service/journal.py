@@ -50,7 +50,7 @@ from domain.orders import OrderFilled, OrderIntent, OrderStatus, OrderUpdated
 from domain.views import PortfolioGreeks
 from engine.kernel.orders import OrderTags, RetiredOrder
 from engine.kernel.outputs import StructureRecord
-from engine.kernel.retention import RecentIds
+from engine.kernel.retention import BloomFilter, RecentIds
 from engine.service import vol_history
 from engine.service.vol_history import IvHistoryRow
 
@@ -215,6 +215,8 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._executions = RecentIds(EXECUTIONS_IN_MEMORY)
         """The newest execution ids journaled (older ones are looked up in the table)."""
+        self._maybe_executions = BloomFilter()
+        """Every execution id journaled, approximately: an id it has not seen skips the table lookup."""
         self._reader: sqlite3.Connection | None = None
         self._next_fill_seq = 1
         self.write_errors = 0
@@ -227,6 +229,8 @@ class Journal:
             conn.executescript(_SCHEMA + vol_history.SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.commit()
+            for (execution_id,) in conn.execute("SELECT execution_id FROM fills"):
+                self._maybe_executions.add(execution_id)
             self._next_fill_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM fills").fetchone()[0]) + 1
         finally:
             conn.close()
@@ -446,6 +450,7 @@ class Journal:
         if self.has_execution(fill.execution_id):
             return None
         self._executions.add(fill.execution_id)
+        self._maybe_executions.add(fill.execution_id)
         seq = self._next_fill_seq
         self._next_fill_seq += 1
         row = (
@@ -469,9 +474,12 @@ class Journal:
 
     def has_execution(self, execution_id: str) -> bool:
         """Whether ``execution_id`` is journaled: the newest ids from memory, older ones from the table (an id
-        leaves memory thousands of fills after it was queued, long after its commit)."""
+        leaves memory thousands of fills after it was queued, long after its commit) when the Bloom filter
+        says it may be there."""
         if execution_id in self._executions:
             return True
+        if execution_id not in self._maybe_executions:
+            return False
         row = self._read().execute("SELECT 1 FROM fills WHERE execution_id = ?", (execution_id,)).fetchone()
         return row is not None
 
