@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 import pytest
 
-from domain.orders import OrderFilled
+from domain.orders import OrderFilled, Side
 from domain.views import AccountView
 from engine.alpaca.broker import AlpacaBroker, OrderRequest
 from engine.alpaca.execution import AlpacaExecution
@@ -41,6 +41,10 @@ async def until(cond: Any, limit_s: float = 15.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+def make_fill(n: int) -> OrderFilled:
+    return OrderFilled(f"exec-{n}", "ord-1", "oe-1", "SPY261127C00600000", Side.BUY, 1.0, 1.25, n + 1, n + 1)
 
 
 def journal_fills(journal: Journal) -> list[OrderFilled]:
@@ -136,3 +140,24 @@ async def test_retired_orders_stay_bounded_and_late_duplicates_are_not_booked_tw
         await journal.aclose()
         await broker.close()
         await sim.stop()
+
+
+async def test_the_journal_recognises_an_execution_long_out_of_its_memory_window(
+        tmp_path: Path, small_windows: None) -> None:
+    journal = Journal.open(tmp_path)
+    journal.start()
+    try:
+        for n in range(50):
+            assert journal.record_fill(make_fill(n)) is not None
+        await journal.flush()
+        assert len(journal._executions) <= 4
+        assert journal.record_fill(make_fill(0)) is None  # from the table, past the window
+        assert journal.has_execution("exec-49") and not journal.has_execution("exec-50")
+    finally:
+        await journal.aclose()
+    reopened = Journal.open(tmp_path)  # a new process: the filter is rebuilt from the table
+    reopened.start()
+    try:
+        assert reopened.record_fill(make_fill(7)) is None and reopened.record_fill(make_fill(50)) is not None
+    finally:
+        await reopened.aclose()
