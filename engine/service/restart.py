@@ -42,6 +42,7 @@ from engine.service.reconcile import (
     check_account,
     leg_filled,
     reconcile,
+    replacement_base,
 )
 from engine.service.recovery import recovered_structures
 from engine.service.venue import StartupError
@@ -126,7 +127,7 @@ class RestartReconciliation:
         kernel, journal, broker = self.kernel, self.journal, self.broker
         state = journal.read_state()
         checkpoint = journal.broker_checkpoint()
-        after = None if checkpoint is None else checkpoint.ts_ns - CHECKPOINT_OVERLAP_NS
+        after = None if checkpoint is None else _window_start(state, checkpoint.ts_ns - CHECKPOINT_OVERLAP_NS)
         self.window_after_ns = after
         open_orders = await startup_call(lambda: broker.orders("open"))
         recent = await startup_call(lambda: broker.orders("all", after_ns=after))
@@ -192,12 +193,16 @@ class RestartReconciliation:
 
     async def _working_before_window(self, state: JournalState, open_orders: list[VenueOrder],
                                      recent: list[VenueOrder]) -> list[VenueOrder]:
-        """Orders working in the journal that neither the open orders nor the window shows (submitted before
-        it, ended while the engine was down): read one by one."""
+        """Orders working in the journal, or with fewer fills journaled than its row's filled quantity (a crash
+        between the two commits), that neither the open orders nor the window shows: read one by one."""
         shown = {o.client_id for o in open_orders} | {o.client_id for o in recent}
+        have: dict[str, float] = {}
+        for jf in state.fills:
+            have[jf.fill.client_order_id] = have.get(jf.fill.client_order_id, 0.0) + jf.fill.qty
         out = []
         for j in state.orders.values():
-            if j.status.is_terminal or j.client_order_id in shown or not j.order_id:
+            settled = j.status.is_terminal and j.filled_qty <= have.get(j.client_order_id, 0.0) + 1e-9
+            if settled or j.client_order_id in shown or not j.order_id:
                 continue
             with contextlib.suppress(VenueError):  # not at the broker: reconciliation alerts on it
                 out.append(await startup_call(functools.partial(self.broker.order, j.order_id)))
@@ -263,6 +268,21 @@ class RestartReconciliation:
                 orders.preload(order.id, journaled.get(order.id, ()))
             for event in orders.on_order(order, now):
                 self.kernel.publish(event)
+
+
+def _window_start(state: JournalState, after_ns: int) -> int | None:
+    """``after_ns``, moved back to the intent of any order whose outcome the journal does not hold yet (an intent
+    without an order row: the POST may have gone out; an order still working: a replacement may exist); None
+    (read everything) when such an intent has no time."""
+    working = {replacement_base(j.client_order_id) or j.client_order_id
+               for j in state.orders.values() if not j.status.is_terminal}
+    for i in state.intents.values():
+        if i.client_order_id in state.orders and i.client_order_id not in working:
+            continue
+        if i.intent.ts_event_ns <= 0:
+            return None
+        after_ns = min(after_ns, i.intent.ts_event_ns - CHECKPOINT_OVERLAP_NS)
+    return after_ns
 
 
 def _lacks_fills(state: JournalState, orders: list[VenueOrder]) -> bool:
