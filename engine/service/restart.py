@@ -16,6 +16,7 @@ moves it on (``advance_checkpoint``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import time
@@ -55,6 +56,8 @@ CHECKPOINT_OVERLAP_NS = 15 * 60 * 1_000_000_000
 """Read this much venue time before the checkpoint again (clock skew, a stream event in flight)."""
 CHECKPOINT_LAG_NS = 5 * 60 * 1_000_000_000
 """The running engine's checkpoint trails its clock by this much (events still in flight)."""
+CHECKPOINT_SETTLE_S = 60.0
+"""The running engine moves the checkpoint only to venue times it saw at least this long ago (wall)."""
 CHECKPOINT_STEP_NS = 60 * 1_000_000_000
 """It is written again once it would move by this much venue time (a meta row per minute of trading)."""
 
@@ -119,6 +122,8 @@ class RestartReconciliation:
         self.full_activity_read = True
         """Whether every FILL activity was read (no checkpoint, or an older order lacking fills)."""
         self.checkpoint: BrokerCheckpoint | None = None
+        self._received: collections.deque[tuple[float, int]] = collections.deque()
+        """(monotonic s, venue ns) at each order or fill event of the last ``CHECKPOINT_SETTLE_S``."""
         self.stream_gap_ns: int | None = None
         """Venue time of the order stream's first drop since the start, less the lag (the checkpoint stops there)."""
 
@@ -218,13 +223,22 @@ class RestartReconciliation:
             self.checkpoint = BrokerCheckpoint(ts, last.id if last is not None else "")
 
     def on_event(self, event: object) -> None:
-        """The running engine's order, fill and feed events (off the bus) move the checkpoint on."""
+        """The running engine's order, fill and feed events (off the bus) move the checkpoint on, to the venue
+        time of a minute ago (wall) less ``CHECKPOINT_LAG_NS``."""
         now_ns = self.kernel.clock.now_ns()
         if isinstance(event, FeedDisconnected) and event.feed == "trading":
             self.stream_dropped(now_ns)
-        elif isinstance(event, OrderUpdated | OrderFilled) and (
-                self.checkpoint is None or now_ns - self.checkpoint.ts_ns >= CHECKPOINT_LAG_NS + CHECKPOINT_STEP_NS):
-            self.advance_checkpoint(now_ns)
+        elif isinstance(event, OrderUpdated | OrderFilled):
+            # Venue time as of a minute of wall time ago: whatever the speed of the venue's clock (a simulator
+            # runs it hundreds of times faster), what was in flight then on the order stream has arrived.
+            mono = time.monotonic()
+            self._received.append((mono, now_ns))
+            settled = 0
+            while self._received and mono - self._received[0][0] >= CHECKPOINT_SETTLE_S:
+                settled = self._received.popleft()[1]
+            if settled and (self.checkpoint is None
+                            or settled - self.checkpoint.ts_ns >= CHECKPOINT_LAG_NS + CHECKPOINT_STEP_NS):
+                self.advance_checkpoint(settled)
 
     def advance_checkpoint(self, now_ns: int) -> None:
         """Move the checkpoint on to ``now_ns`` (venue time) less ``CHECKPOINT_LAG_NS``: what happened before
