@@ -115,6 +115,7 @@ async def test_restart_reads_the_broker_from_the_checkpoint_and_rebuilds_the_por
         await until(lambda: any(u.order.client_id == "oe-rest-open-1" for u in updates))
         sim.advance(3600.0)  # the engine runs on: an hour later its trades are behind the checkpoint
         first.advance_checkpoint(sim.now_ns)  # as the running engine does off its order and fill events
+        await journal.flush()
         stream.stop()
         await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
         checkpoint = journal.broker_checkpoint()
