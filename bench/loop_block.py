@@ -7,7 +7,7 @@ with the option stream connected) loads the catalog and re-plans the subscriptio
 moves each underlying's spot by +-3 %, so the window re-centres and the diff is large). A 1 ms heartbeat task
 measures the loop's largest stall during each update: the first (the listing) and the rest (re-plans); on
 a loaded machine that includes other processes' time slices, so every step the update itself runs on the loop
-(one ``Handle._run`` of its task) is timed too, in wall and in the loop thread's CPU time. Criterion (issue 17):
+(one ``Handle._run`` of its task) is timed too, in wall and in the loop thread's CPU time. Criterion:
 no update step holds the loop above 5 ms.
 """
 
