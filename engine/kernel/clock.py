@@ -98,20 +98,6 @@ class EventClock:
             return 0
         return self._fire_due()
 
-    def move_to(self, ts_ns: int) -> None:
-        """Move event time to ``ts_ns`` (if later) without firing timers; ``fire_due`` fires them.
-
-        A frame's own reactions must see its time (a replay's do), and its timers must see the book with the
-        frame in it: the kernel moves the clock, applies the frame, then fires."""
-        if ts_ns > self._now_ns:
-            self._now_ns = ts_ns
-
-    def fire_due(self) -> int:
-        """Fire every timer due by the current event time; return timers fired."""
-        if not self._heap or self._heap[0][0] > self._now_ns or self._firing:
-            return 0
-        return self._fire_due()
-
     def _fire_due(self) -> int:
         fired = 0
         self._firing = True

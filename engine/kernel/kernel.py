@@ -147,16 +147,12 @@ class TradingKernel:
 
     def on_option_batch(self, batch: DataBatch, arrival_ns: int) -> None:
         """One option-feed frame (the hot path: arrays in, one book update per underlying out)."""
-        # the strategies react inline to the book update at the frame's own time (as in a replay), then the
-        # timers due by it fire with the frame in the book
-        self.clock.move_to(batch.last_ts_ns)
         self.market.apply(batch, arrival_ns)
-        self.clock.fire_due()
+        self.clock.advance(batch.last_ts_ns)
 
     def on_stock_batch(self, batch: DataBatch, arrival_ns: int) -> None:
-        self.clock.move_to(batch.last_ts_ns)
         self.market.apply_stock_batch(batch, arrival_ns)
-        self.clock.fire_due()
+        self.clock.advance(batch.last_ts_ns)
         self.core.on_feed_recovered("stocks", batch.last_ts_ns)
 
     def on_order_event(self, event: OrderEvent, wall_ns: int = 0) -> None:

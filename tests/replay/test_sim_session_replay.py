@@ -4,8 +4,6 @@ The engine runs in sim mode (accelerated) with ``[record] enabled``; the recorde
 raw frames and notes the contracts and snapshot quotes the engine primed its book with. Replaying that
 recording with the same config must approve the same intents (strategy, action, legs, quantities) in the same
 order up to the first fill (after it, decisions follow fills, and the replay exchange fills on its own rules).
-A strategy reacts to a frame at the frame's own event time in both (the live kernel moves the clock before it
-applies the frame): a live entry one frame later than the replay's picked strikes one apart.
 """
 
 from __future__ import annotations
