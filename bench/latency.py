@@ -10,15 +10,18 @@ Timestamps (all wall ``time.time_ns`` in this process):
 
 * ``frame``: the option feed's ``frame_arrival_ns``, taken when the websocket frame reaches the feed
   client, before decoding (``engine/alpaca/feeds/datastream.py``);
-* ``socket``: aiohttp's ``on_request_chunk_sent`` trace signal for the ``POST /v2/orders`` body, which
-  fires right before the request (headers and body, one write) is handed to the transport.
+* ``socket``: the order wire's ``on_written`` hook (``engine.alpaca.order_wire``), called right after the
+  ``POST /v2/orders`` request (head and body, one write) went to the transport; an order that found no idle
+  order connection goes through aiohttp, stamped by its ``on_request_chunk_sent`` trace signal (right before
+  its write). ``router.wire`` in the output counts both.
 
 Baseline, measured in the same run over every frame: frame arrival -> the frame decoded, applied to
 the book, repriced and its ``BookUpdated`` handed to the trading core (what every frame costs before
 anything reacts to it). ``frame_handled`` adds the core's reaction (strategies, gate, router intake),
 which runs inline. Per-stage medians of the triggering frames (``frame_to_stage_p50_us``): gate done,
-``router.submit``, the router task's journal write (start and end), the router's own "order written"
-hook (the engine's ``tick_to_order_seconds`` metric); the last stage to the socket is aiohttp.
+``router.submit``, the journal write (start and end), the request on the socket, and the router's own
+"order written" hook (the engine's ``tick_to_order_seconds`` metric), called once ``ExecutionClient.submit``
+returned, i.e. after the write.
 
     .venv/bin/python bench/latency.py [--json] [--seconds 30] [--every 10]
 
@@ -316,10 +319,17 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
             trigger[f"{prefix}-{intent.intent_id}"] = trigger_ns
 
     core.on_intent_approved = approved
-    # The same session settings as the broker's own, plus the socket-write trace.
+    # The same session settings as the broker's own, plus the socket-write trace (orders that found the wire busy).
     old = broker._http()
     broker._session = aiohttp.ClientSession(headers=old.headers, timeout=old.timeout, trace_configs=[_trace(written)])
     await old.close()
+    wire_bodies: list[tuple[bytes, int]] = []
+    if broker.wire is not None:
+        def on_written(method: str, path: str, body: bytes, wall_ns: int) -> None:
+            if method == "POST" and path == "/v2/orders":
+                wire_bodies.append((body, wall_ns))
+
+        broker.wire.on_written = on_written
     gate = core.gate
     check = gate.check
 
@@ -383,6 +393,8 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
         st.clear()
     kernel.tick_to_order_ns.clear()
     written.clear()
+    wire_bodies.clear()
+    wire0 = dict(broker.wire.counters) if broker.wire is not None else {}
     trigger.clear()
     gc_pauses: dict[int, list[int]] = {0: [], 1: [], 2: []}
     gc_t0 = [0]
@@ -407,10 +419,12 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
     ru1, cpu1 = resource.getrusage(resource.RUSAGE_SELF), time.process_time()
     quotes[0] = feed.protocol.messages - q0
     gc.callbacks.remove(on_gc)
+    for body, wall_ns in wire_bodies:
+        written.setdefault(msgspec.json.decode(body).get("client_order_id", ""), wall_ns)
     samples = [written[c] - t for c, t in trigger.items() if c in written]
     stages["socket"] = written
     steps: dict[str, list[int]] = {}
-    order = ["gate_done", "router_submit", "journal", "journal_done", "hook", "socket"]
+    order = ["gate_done", "router_submit", "journal", "journal_done", "socket", "hook"]
     for c, t in trigger.items():
         if all(c in stages[n] for n in order):
             prev, prev_name = t, "frame"
@@ -430,6 +444,7 @@ async def run_engine(urls: dict[str, Any], seconds: float, every: int, surface: 
         "gate_checks": len(gate_ns),
         "denied": actor.denied,
         "router": dict(eng.router.counters) if eng.router else {},
+        "wire": {k: v - wire0.get(k, 0) for k, v in broker.wire.counters.items()} if broker.wire is not None else {},
         "engine_cpu_pct": round(100 * (cpu1 - cpu0) / elapsed, 1),
         "involuntary_switches_per_s": round((ru1.ru_nivcsw - ru0.ru_nivcsw) / elapsed),
         "load_average_1m": round(os.getloadavg()[0], 2),
@@ -524,6 +539,7 @@ def main() -> int:
         "frames_per_s": r["frames_per_s"],
         "quotes_per_s": r["quotes_per_s"],
         "router": r["router"],
+        "wire": r["wire"],
         "stress_cache": r["stress_cache"],
         "gate_warm_p50_us": r["gate_warm_p50_us"],
         "gate_evicted_p50_us": r["gate_evicted_p50_us"],

@@ -14,13 +14,18 @@ happened to an order (docs/alpaca.md §8.6; ``engine.alpaca.execution`` maps the
 
 Reads (GET) are retried on 5xx and timeouts (``get_retries``); writes never are (idempotency is the
 router's job, through ``client_order_id``). Paginated endpoints are followed to the end.
+
+Order writes (POST/PATCH/DELETE under /v2/orders) go out on a kept-alive connection of ``OrderWire``
+(``engine.alpaca.order_wire``) when one is idle: ``send_write`` has the request on the socket when it returns,
+and the answer maps to the same errors (a response that never came whole is ``OutcomeUnknown``). With none
+idle, or ``order_connections=0``, they go through the aiohttp session like every other call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 import aiohttp
@@ -28,6 +33,8 @@ import msgspec
 import structlog
 
 from engine.alpaca.feeds.trading.models import Account, Order, Position
+from engine.alpaca.http1 import Response
+from engine.alpaca.order_wire import OrderWire, WireDropped
 from engine.alpaca.rest_models import (
     MAX_SYMBOLS_PER_REQUEST,
     Activity,
@@ -125,6 +132,7 @@ class AlpacaBroker:
         get_retries: int = 2,
         retry_delay_s: float = 0.25,
         session: aiohttp.ClientSession | None = None,
+        order_connections: int = 4,
     ) -> None:
         self._trading = trading_url.rstrip("/")
         self._data = data_url.rstrip("/")
@@ -139,6 +147,9 @@ class AlpacaBroker:
         self.rate_limit: RateLimit | None = None
         self.requests = 0
         self._encode = msgspec.json.Encoder().encode
+        self.wire = (OrderWire(self._trading, self._headers, connections=order_connections, timeout_s=timeout_s)
+                     if order_connections > 0 else None)
+        """Kept-alive connections for order writes (None: every call goes through the aiohttp session)."""
 
     def __repr__(self) -> str:
         return f"AlpacaBroker(trading={self._trading!r}, data={self._data!r}, key=***)"
@@ -150,6 +161,8 @@ class AlpacaBroker:
         await self.close()
 
     async def close(self) -> None:
+        if self.wire is not None:
+            await self.wire.close()
         if self._session is not None and self._own_session:
             await self._session.close()
         self._session = None
@@ -167,6 +180,8 @@ class AlpacaBroker:
     ) -> tuple[int, bytes]:
         is_read = method == "GET"
         attempts = 1 + (self._get_retries if is_read else 0)
+        if self.wire is not None:
+            self.wire.warm()  # the order connections open with the first call, long before the first order
         clean = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         headers = dict(self._headers)
         if body is not None:
@@ -196,49 +211,58 @@ class AlpacaBroker:
                     raise BrokerUnavailable(what, method=method, path=path) from exc
                 log.warning("broker_outcome_unknown", method=method, path=path, error=type(exc).__name__)
                 raise OutcomeUnknown(what, method=method, path=path) from exc
-            if status >= 500:
-                if is_read and not last:
-                    await asyncio.sleep(self._retry_delay_s)
-                    continue
-                err = _error_body(data)
-                what = f"{method} {path}: HTTP {status}: {err.message or data[:200]!r}"
-                if is_read:
-                    raise BrokerUnavailable(what, status=status, code=err.code, method=method, path=path)
-                log.warning("broker_outcome_unknown", method=method, path=path, status=status)
-                raise OutcomeUnknown(what, status=status, code=err.code, method=method, path=path)
-            if status == 429:
-                retry = self._retry_after()
-                log.warning("broker_rate_limited", method=method, path=path, retry_after_s=round(retry, 3))
-                raise RateLimited(
-                    f"{method} {path}: rate limited",
-                    retry_after_s=retry,
-                    limit=self.rate_limit,
-                    status=429,
-                    method=method,
-                    path=path,
-                )
-            if status >= 400:
-                err = _error_body(data)
-                cls = NotFound if status == 404 else BrokerRejected
-                body_dict = _json_dict(data)
-                raise cls(
-                    f"{method} {path}: HTTP {status} {err.code}: {err.message}",
-                    body=body_dict,
-                    status=status,
-                    code=err.code,
-                    method=method,
-                    path=path,
-                )
+            if status >= 500 and is_read and not last:
+                await asyncio.sleep(self._retry_delay_s)
+                continue
+            error = self._status_error(method, path, status, data)
+            if error is not None:
+                raise error
             return status, data
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _status_error(self, method: str, path: str, status: int, data: bytes) -> BrokerError | None:
+        """The error a final answer of ``status`` is (None for success): a 5xx is an unknown outcome for a write
+        and unavailability for a read, 429 is ``RateLimited``, another 4xx a refusal."""
+        if status >= 500:
+            err = _error_body(data)
+            what = f"{method} {path}: HTTP {status}: {err.message or data[:200]!r}"
+            if method == "GET":
+                return BrokerUnavailable(what, status=status, code=err.code, method=method, path=path)
+            log.warning("broker_outcome_unknown", method=method, path=path, status=status)
+            return OutcomeUnknown(what, status=status, code=err.code, method=method, path=path)
+        if status == 429:
+            retry = self._retry_after()
+            log.warning("broker_rate_limited", method=method, path=path, retry_after_s=round(retry, 3))
+            return RateLimited(
+                f"{method} {path}: rate limited",
+                retry_after_s=retry,
+                limit=self.rate_limit,
+                status=429,
+                method=method,
+                path=path,
+            )
+        if status >= 400:
+            err = _error_body(data)
+            cls = NotFound if status == 404 else BrokerRejected
+            return cls(
+                f"{method} {path}: HTTP {status} {err.code}: {err.message}",
+                body=_json_dict(data),
+                status=status,
+                code=err.code,
+                method=method,
+                path=path,
+            )
+        return None
+
     def _note_rate_limit(self, headers: Any) -> None:
+        """Keep the ``X-RateLimit-*`` fields of a response (``headers.get`` by lower-case name: aiohttp's
+        headers and the order wire's both answer to it)."""
         try:
-            limit = headers.get("X-RateLimit-Limit")
+            limit = headers.get("x-ratelimit-limit")
             if limit is None:
                 return
             self.rate_limit = RateLimit(
-                int(limit), int(headers.get("X-RateLimit-Remaining", 0)), float(headers.get("X-RateLimit-Reset", 0))
+                int(limit), int(headers.get("x-ratelimit-remaining", 0)), float(headers.get("x-ratelimit-reset", 0))
             )
         except ValueError:
             log.warning("broker_bad_rate_limit_headers")
@@ -259,11 +283,41 @@ class AlpacaBroker:
         _, data = await self._request(method, self._trading, path, params=params, body=payload)
         return cast(T, decode_response(data, typ, method, path))
 
+    def send_write(self, method: str, path: str, body: bytes | None, typ: type[T] | None) -> Awaitable[T | None]:
+        """An order write (``body``: its JSON): on the socket when this returns if an order connection is idle,
+        else sent through the session when the result is awaited. The answer decoded as ``typ`` (None: not
+        read)."""
+        sent = self.wire.send(method, path, body or b"") if self.wire is not None else None
+        if sent is None:
+            return self._session_write(method, path, body, typ)
+        return self._wire_answer(sent, method, path, typ)
+
+    async def _session_write(self, method: str, path: str, body: bytes | None, typ: type[T] | None) -> T | None:
+        _, data = await self._request(method, self._trading, path, body=body)
+        return None if typ is None else cast(T, decode_response(data, typ, method, path))
+
+    async def _wire_answer(self, sent: Awaitable[Response], method: str, path: str, typ: type[T] | None) -> T | None:
+        self.requests += 1
+        try:
+            response = await sent
+        except WireDropped as exc:
+            log.warning("broker_outcome_unknown", method=method, path=path, error=str(exc))
+            raise OutcomeUnknown(f"{method} {path}: {exc}", method=method, path=path) from exc
+        self._note_rate_limit(response.headers)
+        error = self._status_error(method, path, response.status, response.body)
+        if error is not None:
+            raise error
+        return None if typ is None else cast(T, decode_response(response.body, typ, method, path))
+
     # --- orders ------------------------------------------------------------------------------
 
     async def submit_order(self, request: OrderRequest) -> Order:
         """POST /v2/orders."""
-        return await self._write("POST", "/v2/orders", Order, request)
+        return await self.send_order(self._encode(request))
+
+    def send_order(self, body: bytes) -> Awaitable[Order]:
+        """POST /v2/orders with the JSON ``body``; written before this returns when an order connection is idle."""
+        return cast(Awaitable[Order], self.send_write("POST", "/v2/orders", body, Order))
 
     async def get_order(self, order_id: str, *, nested: bool = True) -> Order:
         return await self._get(self._trading, f"/v2/orders/{order_id}", Order, {"nested": nested})
@@ -319,11 +373,15 @@ class AlpacaBroker:
             }.items()
             if v is not None
         }
-        return await self._write("PATCH", f"/v2/orders/{order_id}", Order, body)
+        return await self.send_replace(order_id, self._encode(body))
+
+    def send_replace(self, order_id: str, body: bytes) -> Awaitable[Order]:
+        """PATCH /v2/orders/{id} with the JSON ``body`` (as ``send_order``)."""
+        return cast(Awaitable[Order], self.send_write("PATCH", f"/v2/orders/{order_id}", body, Order))
 
     async def cancel_order(self, order_id: str) -> None:
         """DELETE /v2/orders/{id}: 204 when the cancel was accepted (the final state comes on the stream)."""
-        await self._request("DELETE", self._trading, f"/v2/orders/{order_id}")
+        await self.send_write("DELETE", f"/v2/orders/{order_id}", None, None)
 
     async def cancel_all_orders(self) -> list[CancelResult]:
         _, data = await self._request("DELETE", self._trading, "/v2/orders")

@@ -8,17 +8,21 @@ decoder (``engine.alpaca.decode``), and the REST client's errors become the kern
 * 429 -> ``RateLimited`` with the seconds until the window resets;
 * a write's 5xx, timeout or dropped connection -> ``OutcomeUnknown``; no connection, or a read that kept failing
   -> ``Unavailable``; an answer that is not what Alpaca documents -> ``VenueError``.
+
+``submit`` writes the order's request before it returns when one of the REST client's order connections is idle
+(``AlpacaBroker.send_order``): only the answer is awaited. Its body comes from a template (``order_json``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Literal, NoReturn
 
 from engine.alpaca import broker as rest
 from engine.alpaca import decode
-from engine.alpaca.order_requests import broker_reason, is_duplicate_client_id, order_body
+from engine.alpaca.feeds.trading.models import Order
+from engine.alpaca.order_requests import broker_reason, is_duplicate_client_id, order_json, replace_json
 from engine.kernel import venue_types as port
 
 FILL_PAGES = 10_000
@@ -59,22 +63,23 @@ class AlpacaExecution:
 
     # --- orders -------------------------------------------------------------------------------------------
 
-    async def submit(self, request: port.OrderRequest) -> port.VenueOrder:
-        try:
-            return decode.venue_order(await self.client.submit_order(order_body(request)))
-        except rest.BrokerError as exc:
-            _raise(exc)
+    def submit(self, request: port.OrderRequest) -> Awaitable[port.VenueOrder]:
+        """Place an order: its request is on the socket when this returns if an order connection is idle."""
+        return self._answer(self.client.send_order(order_json(request)))
 
     async def replace(self, order_id: str, *, limit: float, client_id: str) -> port.VenueOrder:
-        try:
-            return decode.venue_order(await self.client.replace_order(order_id, limit_price=limit,
-                                                                      client_order_id=client_id))
-        except rest.BrokerError as exc:
-            _raise(exc)
+        return await self._answer(self.client.send_replace(order_id, replace_json(limit, client_id)))
 
     async def cancel(self, order_id: str) -> None:
         try:
             await self.client.cancel_order(order_id)
+        except rest.BrokerError as exc:
+            _raise(exc)
+
+    @staticmethod
+    async def _answer(sent: Awaitable[Order]) -> port.VenueOrder:
+        try:
+            return decode.venue_order(await sent)
         except rest.BrokerError as exc:
             _raise(exc)
 

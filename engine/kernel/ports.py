@@ -6,6 +6,11 @@ Every call may raise a :class:`VenueError`: :class:`Rejected` (and :class:`NotFo
 :class:`OutcomeUnknown` (a write that may have taken effect: look the order up by its client id) or
 :class:`Unavailable`. Writes are never retried by the adapter (idempotency is the router's job, through the
 client id); reads may be.
+
+``submit`` is a plain call returning an awaitable: an adapter may put the order on the wire before it returns
+(the router calls it on the tick's own stack once the intent is journaled) and leave only the answer to await;
+a coroutine function fits as well (its request goes out when the router awaits it). Its errors come through
+the awaitable, never from the call.
 """
 
 from __future__ import annotations
@@ -46,8 +51,8 @@ __all__ = [
 class ExecutionClient(Protocol):
     """Orders and the account at the venue (the router, the settlement poller, restart reconciliation)."""
 
-    async def submit(self, request: OrderRequest) -> VenueOrder:
-        """Place an order; the venue's answer (its id, status, fills so far)."""
+    def submit(self, request: OrderRequest) -> Awaitable[VenueOrder]:
+        """Place an order (the request may be sent before this returns); the venue's answer (id, status, fills)."""
         ...
 
     async def replace(self, order_id: str, *, limit: float, client_id: str) -> VenueOrder:
@@ -98,4 +103,7 @@ class ReferenceData(Protocol):
 class IntentJournal(Protocol):
     """Where intents are written before they are submitted (the service's journal)."""
 
-    def record_intent(self, intent: OrderIntent, client_order_id: str) -> Awaitable[None]: ...
+    def record_intent(self, intent: OrderIntent, client_order_id: str) -> Awaitable[None]:
+        """Write the intent; awaited before its order is sent. An ``asyncio.Future`` already done when this
+        returns (the intent is durable) lets the router send the order on the caller's stack."""
+        ...

@@ -19,6 +19,10 @@ worked with a price walk, never sent twice.
   same structure's; denied ``wash_trade_conflict`` after ``[orders] wash_trade_wait_s``).
 * Single-leg option prices sit on the tick of the contract's class at the price itself (``TickTable``).
 * Every venue call spends a token of the rate budget (Alpaca allows 200 requests per minute).
+* The first order of an intent is placed on the caller's stack (``submit``: guards, budget token, price,
+  journal, ``ExecutionClient.submit``, which may write it to the socket before it returns); only the wait
+  for the answer runs in a task. Whatever must wait (no token now, an intent the journal has not made
+  durable yet) goes through the task instead, in the same order.
 * ``reconcile_open_orders`` (after any reconnect) re-reads open orders and the working ones the
   engine knows, so a fill the stream missed is still booked exactly once.
 """
@@ -28,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,7 +174,8 @@ class Router(RouterGuards, ReplaceFallback):
     # ------------------------------------------------------------------------------------ intake
 
     def submit(self, intent: OrderIntent) -> None:
-        """Start working an approved intent (returns at once; the work runs in its own task)."""
+        """Start working an approved intent: its order is sent now when nothing has to wait (the answer, and
+        anything that must wait, is awaited in a task of its own)."""
         if intent.intent_id in self.working:
             log.warning("router_duplicate_intent", intent_id=intent.intent_id)
             return
@@ -178,7 +183,7 @@ class Router(RouterGuards, ReplaceFallback):
         wo = WorkingOrder(intent, f"{self.client_order_prefix}-{intent.intent_id}", started_ns=self.clock.now_ns())
         self.working[intent.intent_id] = wo
         self.orders.expect(wo.client_order_id, self._tags(intent))
-        self._spawn(self._place(wo))
+        self._place_now(wo)
 
     def cancel(self, intent_id: str) -> None:
         """Cancel the working order of ``intent_id`` (no-op when it is not working)."""
@@ -226,6 +231,26 @@ class Router(RouterGuards, ReplaceFallback):
 
     # ------------------------------------------------------------------------------------ placing
 
+    def _place_now(self, wo: WorkingOrder) -> None:
+        """``_place`` on the caller's stack, up to the order's write; what has to wait goes on in a task."""
+        if not self._session_or_deny(wo):
+            return
+        if self.budget.delay_s() > 0:
+            self._spawn(self._place(wo))  # no token now: the task waits for one (or denies)
+            return
+        request = self._priced(wo)
+        if request is None or self._hold_for_wash(wo):
+            return
+        if self.journal is not None:
+            written = self.journal.record_intent(wo.intent, wo.client_order_id)
+            if not _durable(written):
+                self._spawn(self._place_journaled(wo, request, written))
+                return
+        if not self.budget.try_acquire():
+            self._spawn(self._placed(wo, request))
+            return
+        self._spawn(self._placed(wo, request, self._write(wo, request)))
+
     async def _place(self, wo: WorkingOrder) -> None:
         intent = wo.intent
         if wo.done or not self._session_or_deny(wo):
@@ -236,17 +261,32 @@ class Router(RouterGuards, ReplaceFallback):
             self._deny(intent, ("rate_limited",), f"broker rate limit: no request may go out for {wait:.1f} s")
             self._finish(wo)
             return
-        try:
-            request = self._initial_request(wo)
-        except _Unpriceable as exc:
-            self._deny(intent, ("no_quote",), str(exc))
-            self._finish(wo)
+        request = self._priced(wo)
+        if request is None:
             return
         if self._hold_for_wash(wo):
             return  # placed again when the conflicting order ends (or denied at the deadline)
         if self.journal is not None:
             await self.journal.record_intent(intent, wo.client_order_id)
-        order = await self._submit_once(wo, request)
+        await self._placed(wo, request)
+
+    async def _place_journaled(self, wo: WorkingOrder, request: OrderRequest, written: Awaitable[None]) -> None:
+        await written
+        await self._placed(wo, request)
+
+    def _priced(self, wo: WorkingOrder) -> OrderRequest | None:
+        """The intent's first order, or None when it has no quote to price from (then it is denied)."""
+        try:
+            return self._initial_request(wo)
+        except _Unpriceable as exc:
+            self._deny(wo.intent, ("no_quote",), str(exc))
+            self._finish(wo)
+            return None
+
+    async def _placed(self, wo: WorkingOrder, request: OrderRequest, sent: Awaitable[VenueOrder] | None = None) -> None:
+        """Submit the journaled ``request`` (or await ``sent``, its first attempt already written), then work it."""
+        intent = wo.intent
+        order = await self._submit_once(wo, request, sent)
         if order is None:
             self._finish(wo)
             return
@@ -258,26 +298,28 @@ class Router(RouterGuards, ReplaceFallback):
         elif not wo.done:
             self._schedule_timeout(wo)
 
-    async def _submit_once(self, wo: WorkingOrder, request: OrderRequest) -> VenueOrder | None:
-        """POST the order so that at most one exists for its client_order_id, whatever the broker answers."""
+    async def _submit_once(self, wo: WorkingOrder, request: OrderRequest,
+                           sent: Awaitable[VenueOrder] | None = None) -> VenueOrder | None:
+        """POST the order so that at most one exists for its client_order_id, whatever the broker answers
+        (``sent``: the first attempt, already handed to the venue with its budget token)."""
         cid = wo.client_order_id
         backoff = self.config.retry_backoff_s
         for attempt in range(self.config.submit_attempts):
-            asked = time.monotonic()
-            await self.budget.acquire()
-            if wo.intent.price_policy.kind == "limit" and time.monotonic() - asked > self.config.max_submit_wait_s:
-                try:
-                    request = self._initial_request(wo)  # the same client_order_id at today's price
-                except _Unpriceable as exc:
-                    if attempt == 0:
-                        self._deny(wo.intent, ("no_quote",), str(exc))
-                        return None
-                    # an earlier POST may have reached the broker: keep its price rather than lose track of it
-            self.submitted[cid] = self.submitted.get(cid, 0) + 1
-            if self.on_order_written is not None:
-                self.on_order_written(cid, self._wall_ns())
+            if sent is None:
+                asked = time.monotonic()
+                await self.budget.acquire()
+                if wo.intent.price_policy.kind == "limit" and time.monotonic() - asked > self.config.max_submit_wait_s:
+                    try:
+                        request = self._initial_request(wo)  # the same client_order_id at today's price
+                    except _Unpriceable as exc:
+                        if attempt == 0:
+                            self._deny(wo.intent, ("no_quote",), str(exc))
+                            return None
+                        # an earlier POST may have reached the broker: keep its price rather than lose track of it
+                sent = self._write(wo, request)
+            attempted, sent = sent, None
             try:
-                order = await self.broker.submit(request)
+                order = await attempted
                 self.counters["orders_placed"] += 1
                 return order
             except RateLimited as exc:
@@ -310,6 +352,15 @@ class Router(RouterGuards, ReplaceFallback):
         self.counters["gave_up"] += 1
         self._deny(wo.intent, ("broker_unavailable",), f"no answer for {cid} after {self.config.submit_attempts} tries")
         return None
+
+    def _write(self, wo: WorkingOrder, request: OrderRequest) -> Awaitable[VenueOrder]:
+        """Hand ``request`` to the venue (its budget token taken): the venue may write it before returning."""
+        cid = wo.client_order_id
+        self.submitted[cid] = self.submitted.get(cid, 0) + 1
+        sent = self.broker.submit(request)
+        if self.on_order_written is not None:
+            self.on_order_written(cid, self._wall_ns())
+        return sent
 
     async def _lookup(self, cid: str) -> VenueOrder | None:
         for _ in range(self.config.submit_attempts):
@@ -593,6 +644,12 @@ class Router(RouterGuards, ReplaceFallback):
         """Wait for in-flight requests (shutdown)."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
+
+def _durable(written: Awaitable[None]) -> bool:
+    """The journal's write has completed (a future already done without error): the order may go now."""
+    return (isinstance(written, asyncio.Future) and written.done() and not written.cancelled()
+            and written.exception() is None)
 
 
 class _Unpriceable(Exception):

@@ -11,12 +11,17 @@ awaitable that completes when the intent is committed, so the router can submit 
 With ``synchronous=NORMAL`` (the default) a commit survives a process crash (SIGKILL) without an fsync per
 batch; ``synchronous="FULL"`` also survives power loss at the cost of an fsync per batch.
 
+A write queued while a loop runs reaches the writer thread after the current loop callback: waking the thread
+on the tick's own stack (the core journals a new structure just before its order goes out) would let it take the
+GIL from the loop while the intent and the order are written, each a system call that releases it.
+
 Intents are the exception to "never on the loop": an order may only go out once its intent is written,
 and a hop to the writer thread and back costs the tick-to-order path 0.2 ms idle and several ms when the
 loop is busy (the writer waits for the GIL); a commit on the loop's own connection still costs 0.05-0.2 ms
 (three B-tree pages into the WAL). With ``synchronous=NORMAL`` the intent is therefore appended to
-``intents.log`` beside the database with one ``write`` (a few us; in the page cache when it returns, so it
-survives a process crash exactly like a NORMAL commit) and queued for the intents table as usual.
+``intents.log`` beside the database (``engine.service.intent_log``: a store into a shared memory map of the file,
+a few us without a system call; in the page cache when it returns, so it survives a process crash exactly like a
+NORMAL commit) and queued for the intents table as usual.
 :meth:`read_state` merges the log, and :meth:`start` folds it into the table and truncates it, so an intent
 whose table insert a crash cut off is still known at the next start. With ``FULL`` the intent goes through
 the writer thread and its fsync (an fsync does not belong on the loop).
@@ -34,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import queue
 import sqlite3
 import threading
@@ -50,6 +54,7 @@ from domain.orders import OrderFilled, OrderIntent, OrderStatus, OrderUpdated
 from domain.views import PortfolioGreeks
 from engine.kernel.outputs import StructureRecord
 from engine.service import vol_history
+from engine.service.intent_log import IntentLog
 from engine.service.vol_history import IvHistoryRow
 
 log = structlog.get_logger(__name__)
@@ -107,9 +112,9 @@ class BoundAccount(msgspec.Struct, frozen=True):
     mode: str
 
 
-def _intent_row(intent: OrderIntent, client_order_id: str, ts_ns: int = 0) -> tuple[Any, ...]:
+def _intent_row(intent: OrderIntent, client_order_id: str, ts_ns: int = 0, body: bytes = b"") -> tuple[Any, ...]:
     return (intent.intent_id, client_order_id, intent.strategy_id, intent.structure_id, intent.underlying,
-            str(intent.action), ts_ns or intent.ts_event_ns or time.time_ns(), _enc.encode(intent))
+            str(intent.action), ts_ns or intent.ts_event_ns or time.time_ns(), body or _enc.encode(intent))
 
 
 def _read_intent_log(path: Path) -> list[tuple[Any, ...]]:
@@ -121,6 +126,9 @@ def _read_intent_log(path: Path) -> list[tuple[Any, ...]]:
         return []
     rows = []
     for line in data.splitlines():
+        line = line.rstrip(b"\0")  # the log's reserved, unused tail (engine/service/intent_log.py)
+        if not line:
+            continue
         try:
             cid, ts_ns, intent = msgspec.json.decode(line, type=tuple[str, int, OrderIntent])
         except msgspec.DecodeError:
@@ -203,8 +211,10 @@ class Journal:
         self.write_errors = 0
         self.writes = 0
         self._log_path = path.parent / INTENT_LOG
-        self._log_fd: int | None = None
+        self._log: IntentLog | None = None
         self._intent_rows: list[tuple[Any, ...]] = []
+        self._held: list[Callable[[sqlite3.Connection], Any]] = []
+        """Writes queued on the loop, handed to the writer thread after the current callback (``_release``)."""
         conn = self._connect()
         try:
             conn.executescript(_SCHEMA + vol_history.SCHEMA)
@@ -243,13 +253,13 @@ class Journal:
     def close(self, timeout_s: float = 10.0) -> None:
         """Commit everything queued and stop the writer thread (blocking; see :meth:`aclose`)."""
         if self._thread is not None:
-            self._queue_intent_rows()
+            self._release()
             self._queue.put(None)
             self._thread.join(timeout_s)
             self._thread = None
-        if self._log_fd is not None:
-            os.close(self._log_fd)
-            self._log_fd = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     async def aclose(self, timeout_s: float = 10.0) -> None:
         """Flush and stop the writer without blocking the loop."""
@@ -298,8 +308,19 @@ class Journal:
     def _submit(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
         if self._thread is None:
             raise RuntimeError("journal writer not started (call Journal.start())")
+        self._held.append(fn)
+        if len(self._held) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._release)
+            except RuntimeError:  # no loop runs: nothing to wait for
+                self._release()
+
+    def _release(self) -> None:
+        """Hand the held writes (intent rows first, as they were written) to the writer thread."""
         self._queue_intent_rows()
-        self._queue.put((fn, None))
+        held, self._held = self._held, []
+        for fn in held:
+            self._queue.put((fn, None))
 
     def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Run ``fn(conn)`` on the writer thread after everything queued; await the result."""
@@ -307,7 +328,7 @@ class Journal:
             raise RuntimeError("journal writer not started (call Journal.start())")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._queue_intent_rows()
+        self._release()
         self._queue.put((fn, (loop, fut)))
         return fut
 
@@ -323,16 +344,18 @@ class Journal:
         With ``synchronous=NORMAL`` the commit happens here, on the caller's thread, and the future is
         already done (awaiting it does not yield to the loop); with ``FULL`` it completes from the writer.
         """
-        row = _intent_row(intent, client_order_id)
+        body = _enc.encode(intent)
+        row = _intent_row(intent, client_order_id, body=body)
         if self._synchronous == "NORMAL":
-            if self._log_fd is None:
+            intents = self._log
+            if intents is None:
                 raise RuntimeError("journal writer not started (call Journal.start())")
             loop = asyncio.get_running_loop()
             fut: asyncio.Future[None] = loop.create_future()
-            line = _enc.encode((client_order_id, row[6], intent)) + b"\n"
+            # The intent encoded once: the log's line is ``[client_order_id, ts_ns, intent]`` around the row's body.
+            line = b"[%s,%d,%s]\n" % (_enc.encode(client_order_id), row[6], body)
             try:
-                if os.write(self._log_fd, line) != len(line):
-                    raise OSError(f"short write to {self._log_path}")
+                intents.append(line)
             except OSError as exc:
                 self.write_errors += 1
                 log.error("journal_intent_write_failed", error=str(exc), intent_id=intent.intent_id)
@@ -343,6 +366,8 @@ class Journal:
             self._intent_rows.append(row)
             if len(self._intent_rows) == 1:
                 loop.call_later(0.02, self._queue_intent_rows)
+            if intents.needs_room:
+                loop.call_soon(intents.make_room)  # after the order went out
             fut.set_result(None)
             return fut
 
@@ -368,7 +393,7 @@ class Journal:
             finally:
                 conn.close()
             log.info("journal_intent_log_folded", intents=len(rows))
-        self._log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        self._log = IntentLog(self._log_path)
 
     def record_order(self, update: OrderUpdated) -> None:
         """Upsert the order's latest state and append the event (from a trade update or REST response)."""

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
+from engine.service.intent_log import IntentLog
 from engine.service.journal import INTENT_LOG, Journal
 from tests.service.helpers import make_intent
 
@@ -48,3 +53,37 @@ async def test_torn_last_line_of_the_intent_log_is_skipped(tmp_path: Path):
 def _append(path: Path, data: bytes) -> None:
     with open(path, "ab") as f:
         f.write(data)
+
+
+def test_the_log_grows_past_its_reservation_and_closes_to_its_exact_length(tmp_path: Path):
+    log = IntentLog(tmp_path / INTENT_LOG, step=4096)
+    lines = [b'["oe-%d",%d,{}]\n' % (n, n) for n in range(1000)]
+    for line in lines:
+        log.append(line)
+        log.make_room()
+    assert log.mapped
+    assert (tmp_path / INTENT_LOG).read_bytes().rstrip(b"\0") == b"".join(lines)  # what a crash would leave
+    log.close()
+    assert (tmp_path / INTENT_LOG).read_bytes() == b"".join(lines)
+
+
+def test_a_log_that_cannot_be_reserved_is_written_with_pwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)  # a full disk: a store into an unreserved page is a SIGBUS
+    log = IntentLog(tmp_path / INTENT_LOG)
+    assert not log.mapped
+    log.append(b"a\n")
+    log.append(b"b\n")
+    assert (tmp_path / INTENT_LOG).read_bytes() == b"a\nb\n"
+    log.close()
+
+
+async def test_intents_in_a_log_with_its_reserved_tail_are_read_back(tmp_path: Path):
+    j = Journal.open(tmp_path)
+    j.start()
+    await j.record_intent(make_intent("in-1", "st-1"), "oe-1")
+    assert (tmp_path / INTENT_LOG).stat().st_size > 1000  # reserved ahead, NUL bytes after the line
+    assert set(Journal.open(tmp_path).read_state().intents) == {"in-1"}
+    await j.aclose()

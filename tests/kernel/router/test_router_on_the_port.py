@@ -123,3 +123,44 @@ async def test_a_refusal_denies_the_intent_with_the_venues_reason() -> None:
     (denied,) = rig.of(IntentDenied)
     assert (denied.reasons, denied.detail, denied.source) == (("wash_trade",), "potential wash trade", "broker")
     assert rig.router.counters["broker_wash_trade"] == 1 and not rig.router.working and not rig.venue.orders_by_id
+
+
+class SlowJournal:
+    """An intent journal that makes the intent durable only when the test says so (``synchronous=FULL``'s fsync)."""
+
+    def __init__(self) -> None:
+        self.pending: list[asyncio.Future[None]] = []
+
+    def record_intent(self, intent: OrderIntent, client_order_id: str) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append(fut)
+        return fut
+
+
+async def test_an_order_waits_for_a_journal_that_is_not_durable_at_once() -> None:
+    rig = Rig()
+    journal = SlowJournal()
+    rig.router.journal = journal
+    rig.router.submit(intent("s1-open-1", (Leg(CALL, Side.BUY, 1, PositionIntent.BUY_TO_OPEN),)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert rig.venue.requests == [] and len(journal.pending) == 1  # nothing sent before the intent is durable
+    journal.pending[0].set_result(None)
+    await rig.settle()
+    assert [r.client_id for r in rig.venue.requests] == ["oe-s1-open-1"]
+
+
+async def test_an_order_is_handed_to_the_venue_within_submit_when_nothing_waits() -> None:
+    rig = Rig()
+    handed: list[str] = []
+    submit = rig.venue.submit
+
+    def on_submit(request: Any) -> Any:
+        handed.append(request.client_id)
+        return submit(request)
+
+    rig.venue.submit = on_submit  # type: ignore[method-assign]
+    rig.router.submit(intent("s1-open-1", (Leg(CALL, Side.BUY, 1, PositionIntent.BUY_TO_OPEN),)))
+    assert handed == ["oe-s1-open-1"] and rig.router.submitted == {"oe-s1-open-1": 1}  # no task hop before it
+    await rig.settle()
+    assert rig.router.working["s1-open-1"].order_id
