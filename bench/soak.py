@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/soak.py --minutes 60 --json soak.json     # the full soak (RELIABILITY.md)
     .venv/bin/python bench/soak.py --minutes 2                       # the CI-sized soak
+    .venv/bin/python bench/soak.py --days 100 --json days.json       # 100 trading days at high speed
 
 The simulator (its own process) floods the engine (``options-engine run``, paper mode against it, all three
 strategies on) with option quotes at about ``--quotes-per-s``; every ``--sample-s`` the runner reads the
@@ -10,6 +11,14 @@ Pass criteria: RSS at the end within 5 % of RSS after the first minute (warm-up)
 last minute within 20 % of the first minute's (histogram bucket resolution; both windows need samples), and
 no growth in asyncio tasks or open sockets (last minute's median <= first minute's median: a single sample
 with a request or reconcile task in flight is not growth).
+
+``--days N`` runs N simulated trading days instead (the simulator skips closed hours; ``--days-speed``
+simulated seconds per wall second, quotes thinned to keep the flood near the minutes mode's): the RSS of
+each day (median of its samples) and the least-squares slope over the days after ``--warmup-days``, with
+its standard error; "flat" is a slope within two standard errors of zero or under 16 KiB a day (4 MiB a
+year). It also times the engine's start: the first (empty journal), a restart after the N days (from the
+journal's broker checkpoint) and one with the checkpoint removed (the whole broker history read, as before
+checkpoints), ``--restarts`` pairs of them (medians); pass: restart within 1.5x of the first start.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import argparse
 import json
 import re
 import signal
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -53,12 +63,100 @@ def p99(before: list[tuple[float, int]], after: list[tuple[float, int]]) -> tupl
 
 def median_growth(first: list[dict[str, Any]], last: list[dict[str, Any]], key: str) -> float:
     """How much the last window's median of ``key`` exceeds the first window's."""
-    return statistics.median(s[key] for s in last) - statistics.median(s[key] for s in first)
+    return float(statistics.median(s[key] for s in last) - statistics.median(s[key] for s in first))
+
+
+def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares slope of ys on xs and its standard error."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    resid = [y - my - b * (x - mx) for x, y in zip(xs, ys, strict=True)]
+    se = (sum(r * r for r in resid) / max(n - 2, 1) / sxx) ** 0.5
+    return b, se
+
+
+def timed_start(engine: EngineProcess) -> dict[str, Any]:
+    """Start the engine; seconds to ready and what its restart reconciliation read."""
+    t = time.monotonic()
+    engine.start(timeout_s=300.0)
+    ready_s = time.monotonic() - t
+    rec: dict[str, Any] = next((e for e in engine.events() if e.get("event") == "reconciled"), {})
+    return {"ready_s": round(ready_s, 2), **{k: rec.get(k) for k in
+            ("journal_fills", "broker_orders_read", "activities_read", "imported_fills", "window_after_ns")}}
+
+
+def run_days(args: argparse.Namespace) -> int:
+    """``--days``: RSS per simulated day with its slope, and start-up time after the days vs the first start."""
+    with tempfile.TemporaryDirectory(prefix="soak-days-") as tmp:
+        work = Path(tmp)
+        sim = SimProcess(work / "sim", SimSettings(speed=args.days_speed, option_quote_rate=args.days_quote_rate,
+                                                   partial_fill_probability=0.1, start="2026-11-23T09:30:00",
+                                                   rate_limit_per_min=0,
+                                                   extra=f"publish_interval_ms = {args.publish_interval_ms}\n"
+                                                         "option_symbol_cap = 1000\n"))
+        sim.start()
+        engine = EngineProcess(work / "engine", sim, None, stale_ms=600_000, options_feed=args.options_feed)
+        days: dict[str, list[dict[str, Any]]] = {}
+        starts: dict[str, Any] = {}
+        try:
+            starts["first"] = timed_start(engine)
+            first_day = sim.state()["session"]
+            while len(days) <= args.days:
+                time.sleep(args.sample_s)
+                session = sim.state()["session"]
+                st = engine.status()
+                sample = {"rss": st["process"]["rss_bytes"], "records": st.get("records", {}),
+                          "orders": st["summary"].get("router", {}).get("orders_placed", 0),
+                          "state": st["trading_state"]}
+                days.setdefault(session, []).append(sample)
+                if len(days[session]) == 1:
+                    print(f"day {len(days):3d} {session}: rss={sample['rss'] / 2**20:7.1f}MiB "
+                          f"orders={sample['orders']} records={sample['records']} {sample['state']}", flush=True)
+            alive = engine.alive()
+            for _ in range(args.restarts):  # alternate: from the checkpoint, then with it removed
+                engine.stop()
+                starts.setdefault("after_days", []).append(timed_start(engine))
+                engine.stop()
+                with sqlite3.connect(engine.journal_path) as db:
+                    db.execute("DELETE FROM meta WHERE key = 'broker_checkpoint'")
+                starts.setdefault("after_days_no_checkpoint", []).append(timed_start(engine))
+        finally:
+            engine.stop()
+            sim.stop()
+    names = list(days)[1:-1]  # whole days only (the first may start late, the last is cut off)
+    rss = [statistics.median(s["rss"] for s in days[d]) / 2**20 for d in names]
+    xs = list(range(len(rss)))[args.warmup_days:]
+    b, se = slope([float(x) for x in xs], rss[args.warmup_days:])
+    flat = abs(b) <= 2 * se or abs(b) * 1024 < 16
+    restart_s = statistics.median(s["ready_s"] for s in starts["after_days"])
+    ratio = restart_s / starts["first"]["ready_s"]
+    result = {"days": len(names), "first_day": first_day, "days_speed": args.days_speed, "alive_at_end": alive,
+              "rss_mib_by_day": [round(r, 2) for r in rss], "rss_slope_kib_per_day": round(b * 1024, 1),
+              "rss_slope_stderr_kib_per_day": round(se * 1024, 1), "rss_flat": flat,
+              "records_last_day": days[names[-1]][-1]["records"] if names else {},
+              "orders_placed": max(s["orders"] for ss in days.values() for s in ss),
+              "starts": starts, "restart_median_s": restart_s,
+              "restart_no_checkpoint_median_s": statistics.median(
+                  s["ready_s"] for s in starts["after_days_no_checkpoint"]),
+              "restart_vs_first": round(ratio, 2)}
+    result["checks"] = {"alive": alive, "rss_flat": flat, "restart_within_1_5x": ratio <= 1.5}
+    result["passed"] = all(result["checks"].values())
+    print(json.dumps({k: v for k, v in result.items() if k != "rss_mib_by_day"}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0 if result["passed"] else 1
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--days", type=int, default=0, help="simulated trading days (instead of --minutes)")
+    ap.add_argument("--days-speed", type=float, default=3000.0)
+    ap.add_argument("--days-quote-rate", type=float, default=0.002)
+    ap.add_argument("--warmup-days", type=int, default=10)
+    ap.add_argument("--restarts", type=int, default=3, help="restart pairs timed after the days (median)")
     ap.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second")
     ap.add_argument("--option-quote-rate", type=float, default=10.0,
                     help="quotes per contract per simulated second")
@@ -71,6 +169,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the children
+    if args.days:
+        return run_days(args)
     window_s = 60.0
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         work = Path(tmp)

@@ -339,6 +339,7 @@ class AlpacaBroker:
         nested: bool = True,
         symbols: Sequence[str] | None = None,
         after: str | None = None,
+        direction: Literal["asc", "desc"] | None = None,
     ) -> list[Order]:
         return await self._get(
             self._trading,
@@ -349,6 +350,7 @@ class AlpacaBroker:
                 "limit": limit,
                 "nested": nested,
                 "after": after,
+                "direction": direction,
                 "symbols": ",".join(symbols) if symbols else None,
             },
         )

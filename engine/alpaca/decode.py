@@ -86,6 +86,7 @@ def venue_order(o: Order, parent_status: OrderStatus | None = None) -> VenueOrde
         replaced_by=o.replaced_by,
         replaces=o.replaces,
         updated_ns=o.updated_ns,
+        submitted_ns=rfc3339_to_ns(o.submitted_at),
         legs=tuple(venue_order(leg, status) for leg in o.legs) if o.legs else (),
     )
 

@@ -21,12 +21,14 @@ from typing import Literal, NoReturn
 
 from engine.alpaca import broker as rest
 from engine.alpaca import decode
-from engine.alpaca.feeds.trading.models import Order
+from engine.alpaca.feeds.trading.models import Order, ns_to_rfc3339, rfc3339_to_ns
 from engine.alpaca.order_requests import broker_reason, is_duplicate_client_id, order_json, replace_json
 from engine.kernel import venue_types as port
 
 FILL_PAGES = 10_000
 """Pages of FILL activities read at most (100 each): every fill of the account's history."""
+ORDER_PAGE = 500
+"""Alpaca's largest ``limit`` on GET /v2/orders."""
 
 
 def venue_error(exc: rest.BrokerError) -> port.VenueError:
@@ -96,11 +98,28 @@ class AlpacaExecution:
             _raise(exc)
         return None if order is None else decode.venue_order(order)
 
-    async def orders(self, status: Literal["open", "all"] = "open") -> list[port.VenueOrder]:
+    async def orders(self, status: Literal["open", "all"] = "open",
+                     after_ns: int | None = None) -> list[port.VenueOrder]:
         try:
-            return [decode.venue_order(o) for o in await self.client.list_orders(status=status, nested=True)]
+            if after_ns is None:
+                return [decode.venue_order(o) for o in await self.client.list_orders(status=status, nested=True)]
+            return await self._orders_after(status, after_ns)
         except rest.BrokerError as exc:
             _raise(exc)
+
+    async def _orders_after(self, status: Literal["open", "all"], after_ns: int) -> list[port.VenueOrder]:
+        """Every order submitted after ``after_ns``, oldest first: pages of ``after``/``direction=asc``, each
+        after the last one's submission (less 1 ns: a tie at the page's edge is read again, not lost)."""
+        out: dict[str, port.VenueOrder] = {}
+        while True:
+            page = await self.client.list_orders(status=status, nested=True, after=ns_to_rfc3339(after_ns),
+                                                 direction="asc", limit=ORDER_PAGE)
+            for o in page:
+                out.setdefault(o.id, decode.venue_order(o))
+            last = max((rfc3339_to_ns(o.submitted_at) for o in page), default=0)
+            if len(page) < ORDER_PAGE or last - 1 <= after_ns:
+                return list(out.values())
+            after_ns = last - 1
 
     # --- account ------------------------------------------------------------------------------------------
 
@@ -116,9 +135,10 @@ class AlpacaExecution:
         except rest.BrokerError as exc:
             _raise(exc)
 
-    async def executions(self) -> list[port.Execution]:
+    async def executions(self, after_ns: int | None = None) -> list[port.Execution]:
+        after = None if after_ns is None else ns_to_rfc3339(after_ns)
         try:
-            activities = await self.client.activities(("FILL",), max_pages=FILL_PAGES)
+            activities = await self.client.activities(("FILL",), after=after, max_pages=FILL_PAGES)
         except rest.BrokerError as exc:
             _raise(exc)
         return [decode.execution(a) for a in activities if a.activity_type == "FILL"]

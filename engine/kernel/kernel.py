@@ -33,7 +33,7 @@ from engine.kernel.events import BookUpdated, FeedConnected, FeedStale
 from engine.kernel.market import Market
 from engine.kernel.market_data import DataBatch
 from engine.kernel.order_rules import OrdersSection
-from engine.kernel.orders import OrderStateMachine
+from engine.kernel.orders import OrderArchive, OrderStateMachine
 from engine.kernel.outputs import KernelMetrics, OutcomePublisher, TradeJournal
 from engine.kernel.portfolio import MarkPolicy, Portfolio
 from engine.kernel.ports import ExecutionClient
@@ -89,17 +89,19 @@ class TradingKernel:
         settlements: bool = True,
         extra_actors: Sequence[Strategy[Any]] = (),
         surface_worker: bool = False,
+        order_archive: OrderArchive | None = None,
     ) -> None:
         """``publish`` puts an event on the bus the kernel's ``dispatch`` listens to (the live ``Bus`` or a
         replay queue); ``quote_clock`` is the time the market judges quote staleness by; ``surface_worker``
-        fits volatility surfaces in a worker process (live) instead of inline (replay: deterministic)."""
+        fits volatility surfaces in a worker process (live) instead of inline (replay: deterministic);
+        ``order_archive`` (the journal) takes final orders off the state machine's hands (bounded memory)."""
         self.settings = settings
         self.execution = execution
         self.clock = clock or EventClock()
         self.publish = publish
         self.market = Market(publish=publish, now_ns=quote_clock, rate=settings.risk_free_rate,
                              div_yields=dict(settings.dividend_yields))
-        self.orders = OrderStateMachine()
+        self.orders = OrderStateMachine(archive=order_archive)
         self.surfaces = VolSurfaces(self.market, self.clock, publish, settings.surface,
                                     offload=ProcessOffload() if surface_worker else None,
                                     vol_stats=VolStatsMaker(settings.iv_rank_min_days))

@@ -12,13 +12,20 @@ single-leg order, one per leg of an mleg order):
 Status never regresses: a terminal status is sticky, and an older update (by ``updated_ns``, then by
 lifecycle rank) does not overwrite a newer one. Multi-leg fills become one ``OrderFilled`` per leg, each
 carrying the leg's execution price and the parent's net price.
+
+Memory stays bounded over months: with an ``OrderArchive`` (the journal), an order final for
+``retire_after_s`` with every filled contract counted is let go of. A later event or read of it (a late
+duplicate on the stream) revives it from the archive - its owner and the fills journaled for it count as
+already booked - so only an execution the journal lacks is booked, and a duplicate never is.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 import structlog
@@ -52,6 +59,23 @@ class OrderTags(msgspec.Struct, frozen=True):
     intent_id: str = ""
 
 
+class RetiredOrder(msgspec.Struct, frozen=True):
+    """What the archive holds of an order the state machine let go of."""
+
+    tags: OrderTags
+    fills: list[OrderFilled]
+    status: OrderStatus | None = None
+    """Its last journaled status (a revival that shows nothing new is not announced again)."""
+
+
+class OrderArchive(Protocol):
+    """Where final orders are retired to (the journal)."""
+
+    def retired_order(self, order_id: str) -> RetiredOrder | None:
+        """The owner and journaled fills of ``order_id``, or None when the archive never saw it."""
+        ...
+
+
 @dataclass(slots=True)
 class FillAccount:
     """Executions counted for one order (or one leg of an mleg order)."""
@@ -83,6 +107,10 @@ class TrackedOrder:
     updated_ns: int
     replaced_by: str | None = None
     accounts: dict[str, FillAccount] = field(default_factory=dict)
+    notices: set[tuple[str, str]] = field(default_factory=set)
+    """Refused cancel/replace notices already passed on (kind, event id)."""
+    final_ns: int = 0
+    """Wall ns when it was first seen final (0 while working)."""
 
     @property
     def is_working(self) -> bool:
@@ -92,21 +120,34 @@ class TrackedOrder:
 class OrderStateMachine:
     """Tracks orders and the fills derived from them; positions follow from the counted fills."""
 
-    def __init__(self) -> None:
+    def __init__(self, archive: OrderArchive | None = None, retire_after_s: float = 60.0) -> None:
         self._orders: dict[str, TrackedOrder] = {}
         self._by_client_id: dict[str, str] = {}
         self._tags_by_client_id: dict[str, OrderTags] = {}
         self._positions: dict[str, float] = {}
-        self._notices: set[tuple[str, str, str]] = set()
         self._preloaded: dict[str, list[OrderFilled]] = {}
+        self.archive = archive
+        """Final orders are retired to it (None: kept for the life of the process, as a replay does)."""
+        self.retire_after_ns = int(retire_after_s * 1e9)
+        self._final: collections.deque[tuple[int, str]] = collections.deque()
         self.duplicates_ignored = 0
         self.stale_updates_ignored = 0
+        self.retired = 0
+        self.revived = 0
 
     # --- registration and queries ------------------------------------------------------------
 
     def expect(self, client_order_id: str, tags: OrderTags) -> None:
         """Remember who owns an order about to be submitted (before the broker knows its id)."""
         self._tags_by_client_id[client_order_id] = tags
+
+    def forget_expected(self, client_order_id: str, replacements: int) -> None:
+        """An intent is over: drop the owners registered for its client ids (``<id>``, ``<id>.r1``..) that never
+        became a tracked order (a refused POST or replace); tracked ones leave when the order is retired."""
+        for k in range(replacements + 1):
+            cid = f"{client_order_id}.r{k}" if k else client_order_id
+            if cid not in self._by_client_id:
+                self._tags_by_client_id.pop(cid, None)
 
     def get(self, order_id: str) -> TrackedOrder | None:
         return self._orders.get(order_id)
@@ -126,30 +167,85 @@ class OrderStateMachine:
         """Signed quantity per symbol from every fill counted so far (flat symbols omitted)."""
         return {s: q for s, q in self._positions.items() if abs(q) > _QTY_EPS}
 
+    def sizes(self) -> dict[str, int]:
+        """How many records are held in memory (the soak and the endurance tests watch these)."""
+        return {"orders": len(self._orders), "client_ids": len(self._by_client_id),
+                "expected": len(self._tags_by_client_id), "preloaded": len(self._preloaded),
+                "final_queue": len(self._final), "positions": len(self._positions)}
+
+    # --- retirement ------------------------------------------------------------------------------
+
+    def _note_final(self, tracked: TrackedOrder, now_ns: int) -> None:
+        if self.archive is not None and tracked.status.is_terminal and not tracked.final_ns:
+            tracked.final_ns = now_ns or 1
+            self._final.append((tracked.final_ns, tracked.order_id))
+
+    def retire_final(self, now_ns: int) -> int:
+        """Let go of orders final for ``retire_after_s`` whose filled quantity is all counted (their fills are
+        journaled by then); returns how many. Called on every input; cheap when nothing is due."""
+        final, due, n = self._final, now_ns - self.retire_after_ns, 0
+        while final and final[0][0] <= due:
+            _, order_id = final.popleft()
+            tracked = self._orders.get(order_id)
+            if tracked is None or not tracked.status.is_terminal:
+                continue
+            if not tracked.multi_leg and tracked.filled_qty > sum(
+                    a.counted_qty for a in tracked.accounts.values()) + _QTY_EPS:
+                final.append((now_ns, order_id))  # executions the stream owes it: look again later
+                continue
+            del self._orders[order_id]
+            if self._by_client_id.get(tracked.client_order_id) == order_id:
+                del self._by_client_id[tracked.client_order_id]
+            self._tags_by_client_id.pop(tracked.client_order_id, None)
+            self._preloaded.pop(order_id, None)
+            n += 1
+        self.retired += n
+        return n
+
+    def _revive(self, order: VenueOrder) -> RetiredOrder | None:
+        """An order not tracked: one retired earlier comes back with its journaled fills counted."""
+        if self.archive is None or order.client_id in self._tags_by_client_id:
+            return None  # no archive, or an order this process is placing right now
+        retired = self.archive.retired_order(order.id)
+        if retired is None:
+            return None
+        self.revived += 1
+        self._preloaded[order.id] = [*retired.fills, *self._preloaded.get(order.id, ())]
+        if order.client_id:
+            self._tags_by_client_id[order.client_id] = retired.tags
+        log.info("order_revived", order_id=order.id, fills=len(retired.fills))
+        return retired
+
     # --- inputs ------------------------------------------------------------------------------
 
     def on_event(self, update: OrderEvent, ts_init_ns: int) -> list[OrderUpdated | OrderFilled]:
         """Apply one event of the venue's order stream; return the events it causes (none for a pure duplicate)."""
         ts_event_ns = update.ts_ns
+        if self._final:
+            self.retire_final(ts_init_ns)
         tracked, out = self._apply_order(update.order, ts_event_ns, ts_init_ns)
         fills: list[OrderUpdated | OrderFilled] = []
         if update.kind in FILL_KINDS:
             fills = self._apply_executions(tracked, update, ts_event_ns, ts_init_ns)
         elif update.kind in NOTICE_KINDS:
             # A refused cancel/replace leaves the status as it was, yet the router must hear of it (once).
-            key = (tracked.order_id, update.kind, update.event_id)
-            if key not in self._notices:
-                self._notices.add(key)
+            key = (update.kind, update.event_id)
+            if key not in tracked.notices:
+                tracked.notices.add(key)
                 notice = msgspec.structs.replace(self._updated(tracked, ts_event_ns, ts_init_ns), reason=update.kind)
                 out = [notice]
+        self._note_final(tracked, ts_init_ns)
         # Fills first: a subscriber seeing "filled" can rely on the position already being booked.
         return fills + out
 
     def on_order(self, order: VenueOrder, ts_init_ns: int) -> list[OrderUpdated | OrderFilled]:
         """Apply an order as the venue answered a request or a read; book fills the stream never reported."""
         ts_event_ns = order.updated_ns or ts_init_ns
+        if self._final:
+            self.retire_final(ts_init_ns)
         tracked, out = self._apply_order(order, ts_event_ns, ts_init_ns)
         fills = self._reconcile_fills(tracked, order, ts_event_ns, ts_init_ns)
+        self._note_final(tracked, ts_init_ns)
         return fills + out
 
     # --- internals: order state ----------------------------------------------------------------
@@ -162,7 +258,17 @@ class OrderStateMachine:
         filled_qty = order.filled_qty
         tracked = self._orders.get(order.id)
         if tracked is None:
+            revived = self._revive(order)
             tracked = self._track(order, status, updated_ns)
+            if revived is not None:
+                for fill in revived.fills:
+                    account = tracked.accounts.get(fill.symbol)
+                    if account is not None and ":cum:" in fill.execution_id:
+                        # Booked from a cumulative total: the executions it stood for were absorbed, never
+                        # journaled under their ids; a late copy of one must be absorbed again.
+                        account.unmatched_reconciled_qty += fill.qty
+                if revived.status is tracked.status:
+                    return tracked, []  # nothing new about it
             return tracked, [self._updated(tracked, ts_event_ns, ts_init_ns)]
         self._ensure_accounts(tracked, order)
         changed = False
@@ -391,7 +497,11 @@ class OrderStateMachine:
             return None
         account.counted_qty += qty
         account.counted_notional += qty * (price if price is not None else 0.0)
-        self._positions[account.symbol] = self._positions.get(account.symbol, 0.0) + account.side.sign * qty
+        position = self._positions.get(account.symbol, 0.0) + account.side.sign * qty
+        if abs(position) > _QTY_EPS:
+            self._positions[account.symbol] = position
+        else:
+            self._positions.pop(account.symbol, None)  # flat: a contract a day would otherwise stay forever
         is_leg = order_id != tracked.order_id
         return OrderFilled(
             execution_id=execution_id,

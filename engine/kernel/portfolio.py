@@ -11,12 +11,18 @@ delta in shares, gamma in shares per $1, vega in $ per vol point, theta in $ per
 A structure is every fill carrying its ``structure_id`` (a condor's four legs, a straddle and the
 stock that hedges it); it is open while any of its legs is non-zero and is closed - with its realized
 P&L reported once - when all are flat again.
+
+Memory stays flat over months: the newest ``CLOSED_KEPT`` closed structures are kept whole, older ones
+only as per-strategy totals; the execution ids of a closed structure's fills join a window of the newest
+``RECENT_EXECUTIONS`` (the journal and the order state machine recognise older duplicates before they
+get here); and a flat leg of an expired contract leaves at the day's roll, its realized P&L kept in a total.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -25,6 +31,7 @@ import msgspec
 from domain.orders import CONTRACT_MULTIPLIER, AssetClass, OrderFilled
 from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, FLAG_STALE, FLAG_UNUSABLE, ChainView, PortfolioGreeks
 from engine.kernel.book import OptionBook
+from engine.kernel.retention import RecentIds
 from engine.kernel.vol_surface import option_value, theo_price
 from greeks.calendar import ny_date, ny_instant_ns
 from greeks.occ import OccSymbolError, parse_occ
@@ -32,6 +39,8 @@ from risk.payoff import PayoffLeg, summarize
 
 ROOT_ALIASES: dict[str, str] = {"SPXW": "SPX", "NDXP": "NDX", "RUTW": "RUT", "VIXW": "VIX"}
 _EPS = 1e-9
+CLOSED_KEPT = 512
+RECENT_EXECUTIONS = 8192
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
@@ -138,6 +147,8 @@ class StructureState(msgspec.Struct):
     closed_ns: int = 0
     fills: int = 0
     risk_capital_usd: float = 0.0
+    executions: list[str] = []
+    """Execution ids of its fills while it is open (they leave the portfolio's set when it closes)."""
 
     @property
     def is_open(self) -> bool:
@@ -223,6 +234,13 @@ class Portfolio:
         self._marks: dict[str, Mark] = {}
         self._rows: dict[str, int] = {}
         self._seen_exec: set[str] = set()
+        """Execution ids of fills of open structures."""
+        self._recent_exec = RecentIds(RECENT_EXECUTIONS)
+        """The newest other execution ids (closed structures', fills without a structure)."""
+        self._closed: deque[str] = deque()
+        self._retired: dict[str, list[float]] = {}
+        """Per strategy: structures retired, their fills and realized cash (``strategy_summary``)."""
+        self._realized_retired = 0.0
         self._greeks: dict[str, PortfolioGreeks] = {}
         self._day: dt.date | None = None
         self._realized_sod = 0.0
@@ -280,7 +298,7 @@ class Portfolio:
 
     # ------------------------------------------------------------------ P&L
     def realized_usd(self) -> float:
-        return sum(p.realized_usd for p in self._legs.values())
+        return self._realized_retired + sum(p.realized_usd for p in self._legs.values())
 
     def unrealized_usd(self, natural: bool = False) -> float:
         """Open P&L at mid (or at natural: longs at the bid, shorts at the ask); unmarked legs count 0."""
@@ -317,7 +335,7 @@ class Portfolio:
 
     def has_booked(self, execution_id: str) -> bool:
         """Whether the fill with ``execution_id`` is already in the positions."""
-        return execution_id in self._seen_exec
+        return execution_id in self._seen_exec or execution_id in self._recent_exec
 
     def structure(self, structure_id: str) -> StructureSnapshot | None:
         s = self._structures.get(structure_id)
@@ -331,6 +349,11 @@ class Portfolio:
         """Per-strategy totals for the live table and the run summary (structures, fills, P&L, Greeks)."""
         opened = closed = fills = 0
         realized = pnl = pnl_raw = 0.0
+        retired = self._retired.get(strategy_id)
+        if retired is not None:
+            opened = closed = int(retired[0])
+            fills = int(retired[1])
+            realized = pnl = pnl_raw = retired[2]
         greeks = PortfolioGreeks()
         for s in self._structures.values():
             if s.strategy_id != strategy_id:
@@ -377,10 +400,10 @@ class Portfolio:
     # ------------------------------------------------------------------ inputs
     def on_fill(self, fill: OrderFilled) -> FillResult:
         """Apply one execution (idempotent on ``execution_id``)."""
-        if fill.execution_id in self._seen_exec:
+        if self.has_booked(fill.execution_id):
             self.duplicate_fills += 1
             return FillResult(False, self.position(fill.symbol))
-        self._seen_exec.add(fill.execution_id)
+        (self._seen_exec.add if fill.structure_id else self._recent_exec.add)(fill.execution_id)
         self.fills_applied += 1
         self.revision += 1
         self._roll_day(fill.ts_event_ns)
@@ -440,14 +463,34 @@ class Portfolio:
         s.cash_usd -= fill.signed_qty * price * pos.multiplier
         s.fills += 1
         s.risk_capital_usd = self._structure_risk(s)
+        s.executions.append(fill.execution_id)
         if s.is_open:
             self._open_ids.add(s.structure_id)
         else:
             self._open_ids.discard(s.structure_id)
+            self._on_closed(s)
         if was_open and not s.is_open:
             s.closed_ns = fill.ts_event_ns
             return StructureClosed(s.structure_id, s.strategy_id, s.underlying, s.cash_usd, fill.ts_event_ns)
         return None
+
+    def _on_closed(self, s: StructureState) -> None:
+        """A structure went flat: its execution ids to the recent window; the oldest closed structures retire."""
+        for execution_id in s.executions:
+            self._seen_exec.discard(execution_id)
+            self._recent_exec.add(execution_id)
+        s.executions = []
+        self._closed.append(s.structure_id)
+        while len(self._closed) > CLOSED_KEPT:
+            sid = self._closed.popleft()
+            old = self._structures.get(sid)
+            if old is None or old.is_open or sid in self._closed:
+                continue  # re-opened since, or closed again later (retired at that turn)
+            del self._structures[sid]
+            totals = self._retired.setdefault(old.strategy_id, [0.0, 0.0, 0.0])
+            totals[0] += 1
+            totals[1] += old.fills
+            totals[2] += old.cash_usd
 
     def _structure_risk(self, s: StructureState) -> float:
         """Exact max loss of the structure's current legs given the cash it has taken in or paid."""
@@ -554,11 +597,34 @@ class Portfolio:
         day = ny_date(ts_ns) if self._day is None or ts_ns >= self._next_day_ns else self._day
         if day != self._day:
             self._day = day
+            self._retire_expired_legs(day)
             self._next_day_ns = ny_instant_ns(day + dt.timedelta(days=1), dt.time(0))
             self._realized_sod = self.realized_usd()
             self._unrealized_sod = self.unrealized_usd()
 
     _next_day_ns = 0
+
+    def _retire_expired_legs(self, day: dt.date) -> None:
+        """Flat legs of contracts expired before ``day`` leave (their realized P&L stays in a total)."""
+        held = {sym for sid in self._open_ids for sym, q in self._structures[sid].legs.items() if abs(q) > _EPS}
+        for sym, p in list(self._legs.items()):
+            if abs(p.qty) > _EPS or p.asset_class is not AssetClass.OPTION or sym in held:
+                continue
+            try:
+                expired = parse_occ(sym).expiry < day
+            except OccSymbolError:
+                continue
+            if expired:
+                self._realized_retired += p.realized_usd
+                del self._legs[sym]
+                self._by_underlying.get(p.underlying, {}).pop(sym, None)
+                self._marks.pop(sym, None)
+                self._rows.pop(sym, None)
+
+    def sizes(self) -> dict[str, int]:
+        """How many records are held in memory (the soak and the endurance tests watch these)."""
+        return {"structures": len(self._structures), "executions": len(self._seen_exec) + len(self._recent_exec),
+                "legs": len(self._legs), "marks": len(self._marks)}
 
 
 def _finite(x: float, fallback: float = 0.0) -> float:

@@ -69,16 +69,17 @@ class ExecutionClient(Protocol):
         """The order with this client id, or None when the venue has none."""
         ...
 
-    async def orders(self, status: Literal["open", "all"] = "open") -> list[VenueOrder]:
-        """Open orders, or the most recent ones of any status (with their legs)."""
+    async def orders(self, status: Literal["open", "all"] = "open", after_ns: int | None = None) -> list[VenueOrder]:
+        """Open orders, or the most recent ones of any status (with their legs); with ``after_ns``, every one
+        submitted after that venue time."""
         ...
 
     async def account(self) -> Account: ...
 
     async def positions(self) -> list[Position]: ...
 
-    async def executions(self) -> list[Execution]:
-        """Every fill on the account's record, oldest first."""
+    async def executions(self, after_ns: int | None = None) -> list[Execution]:
+        """Every fill on the account's record (after ``after_ns``, venue time, when given), oldest first."""
         ...
 
     async def settlements(self) -> list[Settlement]:

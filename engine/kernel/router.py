@@ -161,7 +161,8 @@ class Router(RouterGuards, ReplaceFallback):
         bus) is not their intent's end."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self.submitted: dict[str, int] = {}
-        """POSTs sent per client_order_id (a value above 1 only ever follows an unknown outcome)."""
+        """POSTs sent per client_order_id of a working intent (a value above 1 only ever follows an unknown
+        outcome)."""
         self.counters: dict[str, int] = {
             "intents": 0, "orders_placed": 0, "adopted_after_unknown": 0, "rejected": 0, "replaces": 0,
             "replace_rejected": 0, "cancels": 0, "timeouts": 0, "gave_up": 0, "rate_limited": 0,
@@ -549,6 +550,8 @@ class Router(RouterGuards, ReplaceFallback):
         self._waiting.pop(wo.intent.intent_id, None)
         self.working.pop(wo.intent.intent_id, None)
         self._by_order_id.pop(wo.order_id, None)
+        self.submitted.pop(wo.client_order_id, None)  # bounded: the count matters while the intent is worked
+        self.orders.forget_expected(f"{self.client_order_prefix}-{wo.intent.intent_id}", wo.replacements)
         if self._waiting:
             self._resume_waiting()
 

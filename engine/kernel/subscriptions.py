@@ -12,10 +12,16 @@ subscribe diff (``MarketDataProtocol.set_subscription``).
 ``ContractCatalog`` discovers contracts through the venue's listing (``ReferenceData.listed_contracts``) and
 caches them; ``SubscriptionManager`` ties catalog, budget, book and stream together and fills new rows from
 snapshots (``ReferenceData.option_snapshots``) before their quotes stream.
+
+The re-plan runs every few seconds beside the quote flood, so it never holds the loop for long: the pure
+planning (``SubscriptionBudget.plan`` over thousands of listed contracts) runs in a worker thread, and the
+book changes are applied on the loop in slices (``PRIME_SLICE`` new rows, then snapshots), yielding between
+them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import time
@@ -32,6 +38,8 @@ from engine.kernel.venue_types import Contract
 __all__ = ["BudgetConfig", "Contract", "ContractCatalog", "SubscriptionBudget", "SubscriptionManager"]
 
 log = structlog.get_logger(__name__)
+PRIME_SLICE = 100
+"""New rows (and snapshots) put into the book between two yields to the loop."""
 
 
 class BudgetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -234,19 +242,16 @@ class SubscriptionManager:
         """Recompute the plan; add new contracts to the book from snapshots; send one diff. (added, removed)."""
         max_dte = max(hi for _, hi in self.budget.config.dte_ranges)
         universe = {u: await self.catalog.contracts(u, today, max_dte) for u in self.underlyings}
-        pinned = set(pinned)
-        desired = self.budget.plan(universe, spots, today, pinned)
-        new = desired - self.current
-        if new:
-            by_symbol = {c.symbol: c for cs in universe.values() for c in cs}
-            unknown = sorted(s for s in new if s not in by_symbol)
-            if unknown:
-                log.warning("subscription_pinned_not_in_catalog", symbols=unknown[:10], count=len(unknown))
-            for u in self.underlyings:
-                fresh = [s for s in sorted(new) if s in by_symbol and by_symbol[s].underlying == u]
-                if fresh:
-                    self._market.add_contracts(u, fresh, [by_symbol[s].open_interest for s in fresh])
-            await self._prime(sorted(s for s in new if s in by_symbol))
+        desired, fresh, unknown = await asyncio.to_thread(self._plan, universe, dict(spots), today, set(pinned),
+                                                          set(self.current))
+        if unknown:
+            log.warning("subscription_pinned_not_in_catalog", symbols=unknown[:10], count=len(unknown))
+        for u, contracts in fresh.items():
+            for i in range(0, len(contracts), PRIME_SLICE):
+                part = contracts[i:i + PRIME_SLICE]
+                self._market.add_contracts(u, [c.symbol for c in part], [c.open_interest for c in part])
+                await asyncio.sleep(0)
+        await self._prime(sorted(c.symbol for cs in fresh.values() for c in cs))
         added, removed = self._stream.set_subscription(sorted(desired))
         self.current = desired
         self.updates += 1
@@ -254,16 +259,35 @@ class SubscriptionManager:
             log.info("subscription_changed", added=added, removed=removed, total=len(desired))
         return added, removed
 
+    def _plan(self, universe: Mapping[str, list[Contract]], spots: Mapping[str, float], today: dt.date,
+              pinned: set[str], current: set[str]) -> tuple[set[str], dict[str, list[Contract]], list[str]]:
+        """The pure part of ``update`` (a worker thread): the desired set, the new contracts per underlying in
+        symbol order, and pinned symbols the catalog does not list."""
+        desired = self.budget.plan(universe, spots, today, pinned)
+        new = desired - current
+        fresh: dict[str, list[Contract]] = {}
+        if not new:
+            return desired, fresh, []
+        by_symbol = {c.symbol: c for cs in universe.values() for c in cs if c.symbol in new}
+        for symbol in sorted(by_symbol):
+            contract = by_symbol[symbol]
+            if contract.underlying in self.underlyings:
+                fresh.setdefault(contract.underlying, []).append(contract)
+        return desired, fresh, sorted(new - by_symbol.keys())
+
     async def _prime(self, symbols: list[str]) -> None:
         """Fill new rows from snapshots so the book is usable before the first streamed quote."""
         if not symbols:
             return
         snaps = await self._broker.option_snapshots(symbols)
         touched: set[str] = set()
-        for symbol, q in snaps.items():
+        for i, (symbol, q) in enumerate(snaps.items()):
+            if i and i % PRIME_SLICE == 0:
+                await asyncio.sleep(0)
             for u, book in self._market.books.items():
                 if book.row_of(symbol) >= 0:
                     book.load_snapshot(symbol, q.bid, q.ask, q.bid_size, q.ask_size, q.ts_ns, q.last)
                     touched.add(u)
         for u in touched:
             self._market.snapshot_loaded(u)
+            await asyncio.sleep(0)

@@ -99,6 +99,8 @@ class VenueOrder(msgspec.Struct, frozen=True, kw_only=True):
     replaced_by: str | None = None
     replaces: str | None = None
     updated_ns: int = 0
+    submitted_ns: int = 0
+    """When the venue took it (0: not reported)."""
     legs: tuple[VenueOrder, ...] = ()
 
     @property

@@ -73,15 +73,15 @@ class ReplayBroker:
         order = self.exchange.by_client_id.get(client_id)
         return None if order is None else self._to_order(order.to_json())
 
-    async def orders(self, status: Literal["open", "all"] = "open") -> list[VenueOrder]:
+    async def orders(self, status: Literal["open", "all"] = "open", after_ns: int | None = None) -> list[VenueOrder]:
         self.requests["GET"] += 1
         out = []
         for order in self.exchange.orders.values():
-            if order.parent is not None:
+            if order.parent is not None or (after_ns is not None and order.submitted_ns <= after_ns):
                 continue
             if status == "all" or order.is_open:
                 out.append(self._to_order(order.to_json()))
-        return out[-500:]
+        return out if after_ns is not None else out[-500:]
 
     # --- account ------------------------------------------------------------------------------------------
 
@@ -98,9 +98,10 @@ class ReplayBroker:
         return decode.positions_from_json(ex.account.position_json(p, ex.mark(s))
                                           for s, p in sorted(ex.account.positions.items()))
 
-    async def executions(self) -> list[Execution]:
+    async def executions(self, after_ns: int | None = None) -> list[Execution]:
         self.requests["GET"] += 1
-        return decode.executions_from_json(self.exchange.account.activities)
+        return decode.executions_from_json(a for a in self.exchange.account.activities
+                                           if after_ns is None or a["_ns"] > after_ns)
 
     async def settlements(self) -> list[Settlement]:
         self.requests["GET"] += 1

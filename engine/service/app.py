@@ -215,10 +215,9 @@ class Engine:
         await self._start_observability()
         kernel = self._build_kernel(account)
         assert self.broker is not None
-        self.restart = RestartReconciliation(
-            kernel, self.journal, self.broker,
-            ReconcilePolicy(cfg.engine.unknown_order_policy, cfg.engine.client_order_prefix),
-            publisher=self.publisher, alert=self.alert)
+        policy = ReconcilePolicy(cfg.engine.unknown_order_policy, cfg.engine.client_order_prefix)
+        self.restart = RestartReconciliation(kernel, self.journal, self.broker, policy, publisher=self.publisher,
+                                             alert=self.alert)
         await self.restart.run()
         await self._prime_market()
         self._start_feeds()
@@ -226,6 +225,7 @@ class Engine:
                                                         Topic.FEED),
                            inline=(Topic.BOOK,))  # no loop iteration between a frame and the strategies
         self.bus.subscribe("service", self._on_feed_event, (Topic.FEED,))
+        self.bus.subscribe("checkpoint", self.restart.on_event, (Topic.ORDERS, Topic.FILLS, Topic.FEED))
         await self.bus.start()
         hand_history(self)
         kernel.start(self.restart.recovered)
@@ -291,7 +291,7 @@ class Engine:
         self.kernel = kernel = TradingKernel(
             kernel_settings(self.cfg), self.broker, publish=self.bus.publish, account=account, clock=self.clock,
             journal=self.journal, publisher=self.publisher, metrics=self.metrics, alert=self.alert,
-            extra_actors=self.extra_actors, surface_worker=True)
+            extra_actors=self.extra_actors, surface_worker=True, order_archive=self.journal)
         if self.recorder is not None:
             self.recorder.attach_surfaces(kernel.surfaces)
         return kernel

@@ -52,7 +52,9 @@ import structlog
 
 from domain.orders import OrderFilled, OrderIntent, OrderStatus, OrderUpdated
 from domain.views import PortfolioGreeks
+from engine.kernel.orders import OrderTags, RetiredOrder
 from engine.kernel.outputs import StructureRecord
+from engine.kernel.retention import BloomFilter, RecentIds
 from engine.service import vol_history
 from engine.service.intent_log import IntentLog
 from engine.service.vol_history import IvHistoryRow
@@ -61,6 +63,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 JOURNAL_FILE = "journal.sqlite3"
+EXECUTIONS_IN_MEMORY = 8192
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -84,6 +87,7 @@ CREATE TABLE IF NOT EXISTS fills (
   ts_event_ns INTEGER NOT NULL, strategy_id TEXT NOT NULL, structure_id TEXT NOT NULL, source TEXT NOT NULL,
   body BLOB NOT NULL, greeks_before BLOB, greeks_after BLOB);
 CREATE INDEX IF NOT EXISTS fills_coid ON fills (client_order_id);
+CREATE INDEX IF NOT EXISTS orders_oid ON orders (order_id);
 CREATE TABLE IF NOT EXISTS structures (
   structure_id TEXT PRIMARY KEY, strategy_id TEXT NOT NULL, underlying TEXT NOT NULL, state TEXT NOT NULL,
   legs BLOB NOT NULL, ts_event_ns INTEGER NOT NULL, extra BLOB NOT NULL);
@@ -96,6 +100,7 @@ CREATE TABLE IF NOT EXISTS operator_actions (
 
 _enc = msgspec.json.Encoder()
 ACCOUNT_META = "broker_account"
+CHECKPOINT_META = "broker_checkpoint"
 _INSERT_INTENT = "INSERT OR REPLACE INTO intents VALUES (?,?,?,?,?,?,?,?)"
 INTENT_LOG = "intents.log"
 
@@ -103,6 +108,16 @@ INTENT_LOG = "intents.log"
 def journal_files(state_dir: Path) -> list[Path]:
     """The files of the journal in ``state_dir`` (the database, its WAL pair and the intent log)."""
     return [state_dir / name for name in (JOURNAL_FILE, f"{JOURNAL_FILE}-wal", f"{JOURNAL_FILE}-shm", INTENT_LOG)]
+
+
+class BrokerCheckpoint(msgspec.Struct, frozen=True):
+    """How far the broker's record is reconciled into the journal: every fill and order before ``ts_ns``
+    (venue time) is journaled, or belongs to an order still working in the journal. A restart reads only the
+    broker's orders and FILL activities after it (less an overlap)."""
+
+    ts_ns: int
+    activity_id: str = ""
+    """The newest FILL activity the last restart read (for the operator; the time is what is used)."""
 
 
 class BoundAccount(msgspec.Struct, frozen=True):
@@ -206,7 +221,11 @@ class Journal:
         self._synchronous = synchronous
         self._queue: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._executions: set[str] = set()
+        self._executions = RecentIds(EXECUTIONS_IN_MEMORY)
+        """The newest execution ids journaled (older ones are looked up in the table)."""
+        self._maybe_executions = BloomFilter()
+        """Every execution id journaled, approximately: an id it has not seen skips the table lookup."""
+        self._reader: sqlite3.Connection | None = None
         self._next_fill_seq = 1
         self.write_errors = 0
         self.writes = 0
@@ -220,7 +239,8 @@ class Journal:
             conn.executescript(_SCHEMA + vol_history.SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.commit()
-            self._executions = {r[0] for r in conn.execute("SELECT execution_id FROM fills")}
+            for (execution_id,) in conn.execute("SELECT execution_id FROM fills"):
+                self._maybe_executions.add(execution_id)
             self._next_fill_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM fills").fetchone()[0]) + 1
         finally:
             conn.close()
@@ -260,6 +280,9 @@ class Journal:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     async def aclose(self, timeout_s: float = 10.0) -> None:
         """Flush and stop the writer without blocking the loop."""
@@ -449,9 +472,10 @@ class Journal:
         source: str = "stream",
     ) -> int | None:
         """Journal a fill; its sequence number, or None when ``execution_id`` is already journaled."""
-        if fill.execution_id in self._executions:
+        if self.has_execution(fill.execution_id):
             return None
         self._executions.add(fill.execution_id)
+        self._maybe_executions.add(fill.execution_id)
         seq = self._next_fill_seq
         self._next_fill_seq += 1
         row = (
@@ -474,7 +498,34 @@ class Journal:
         return seq
 
     def has_execution(self, execution_id: str) -> bool:
-        return execution_id in self._executions
+        """Whether ``execution_id`` is journaled: the newest ids from memory, older ones from the table (an id
+        leaves memory thousands of fills after it was queued, long after its commit) when the Bloom filter
+        says it may be there."""
+        if execution_id in self._executions:
+            return True
+        if execution_id not in self._maybe_executions:
+            return False
+        row = self._read().execute("SELECT 1 FROM fills WHERE execution_id = ?", (execution_id,)).fetchone()
+        return row is not None
+
+    def retired_order(self, order_id: str) -> RetiredOrder | None:
+        """A final order the order state machine let go of (kernel ``OrderArchive``): its owner and the fills
+        journaled for it (its legs' too), or None when the journal holds no order ``order_id``."""
+        if not order_id:
+            return None
+        conn = self._read()
+        row = conn.execute("SELECT client_order_id, strategy_id, structure_id, intent_id, status FROM orders "
+                           "WHERE order_id = ? LIMIT 1", (order_id,)).fetchone()
+        if row is None:
+            return None
+        fills = [f.fill for f in _read_fills(conn, "WHERE client_order_id = ? ORDER BY seq", (row[0],))]
+        return RetiredOrder(OrderTags(row[1], row[2], row[3]), fills, OrderStatus(row[4]))
+
+    def _read(self) -> sqlite3.Connection:
+        """The loop's own read connection (point lookups by index: tens of microseconds)."""
+        if self._reader is None:
+            self._reader = self._connect()
+        return self._reader
 
     def record_structure(self, structure: StructureRecord) -> None:
         """Upsert a structure (opened, legs changed, closed)."""
@@ -539,6 +590,15 @@ class Journal:
             return None if row is None else str(row[0])
         finally:
             conn.close()
+
+    def broker_checkpoint(self) -> BrokerCheckpoint | None:
+        """The checkpoint last stored (None: a first start, or a journal from before checkpoints)."""
+        raw = self.read_meta(CHECKPOINT_META)
+        return None if raw is None else msgspec.json.decode(raw, type=BrokerCheckpoint)
+
+    def set_broker_checkpoint(self, checkpoint: BrokerCheckpoint) -> None:
+        """Store the checkpoint (on the writer thread, after every fill and order queued before it)."""
+        self.set_meta(CHECKPOINT_META, _enc.encode(checkpoint).decode())
 
     def bound_account(self) -> BoundAccount | None:
         """The account recorded by :meth:`bind_account` (None for a journal that never recorded one)."""

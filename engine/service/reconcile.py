@@ -137,7 +137,7 @@ def check_account(bound: BoundAccount | None, broker: BoundAccount, journal_has_
     return False
 
 
-def _leg_filled(order: VenueOrder) -> dict[str, float]:
+def leg_filled(order: VenueOrder) -> dict[str, float]:
     """Filled quantity per symbol of a broker order (legs for mleg)."""
     if order.legs:
         out: dict[str, float] = collections.defaultdict(float)
@@ -167,7 +167,7 @@ def reconcile(state: JournalState, broker: BrokerState, policy: ReconcilePolicy,
     def journal_coid(coid: str) -> str | None:
         """The journaled client_order_id ``coid`` belongs to: itself, or for a replacement ``<id>.r<k>``
         the order chain's base (a crash can land between the broker's replace and its journal entry)."""
-        for c in (coid, _replacement_base(coid)):
+        for c in (coid, replacement_base(coid)):
             if c is not None and (c in state.orders or c in intents_by_coid):
                 return c
         return None
@@ -314,7 +314,7 @@ def _update_from_broker(j: JournalOrder, b: VenueOrder, now_ns: int) -> OrderUpd
     )
 
 
-def _replacement_base(coid: str) -> str | None:
+def replacement_base(coid: str) -> str | None:
     """``<id>`` for a replacement's ``<id>.r<k>`` (engine/kernel/router.py names replacements so), else None."""
     m = _REPLACEMENT.fullmatch(coid)
     return m.group(1) if m else None
@@ -360,7 +360,7 @@ def _import_fills(
         if journal_coid(coid) is None and not broker_order:
             continue
         strategy_id, structure_id, intent_id = journal_context(coid)
-        for symbol, broker_filled in _leg_filled(order).items():
+        for symbol, broker_filled in leg_filled(order).items():
             have = journal_qty.get((coid, symbol), 0.0)
             if broker_filled <= have + _EPS:
                 continue

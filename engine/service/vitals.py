@@ -47,6 +47,7 @@ def run_status(engine: Engine) -> dict[str, Any]:
             "trading_state": kernel.core.breakers.state.name if kernel else "STARTING",
             "positions": dict(kernel.portfolio.positions()) if kernel else {}, "process": process_stats(),
             "tick_to_order": latency_stats(kernel.tick_to_order_ns if kernel else collections.deque()),
+            "records": {**kernel.orders.sizes(), **kernel.portfolio.sizes()} if kernel else {},
             "cockpit": cockpit.status_part() if (cockpit := getattr(engine, "cockpit", None)) else None}
 
 

@@ -104,6 +104,7 @@ def make_gate(sim: Simulator) -> Any:
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Faults first (they model the network/gateway), then auth, then the rate limit."""
         scope = scope_of(request.path)
+        sim.rest_log.append((request.method, request.path, dict(request.query)))
         order_write = request.method != "GET" and request.path.startswith("/v2/orders")
         fault = sim.faults.take_rest_fault(scope, order_write)
         if fault is not None and fault.kind in ("timeout_after", "500_after"):

@@ -16,6 +16,7 @@ simulator on the same directory continues the same account, clock and market.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import sqlite3
@@ -68,6 +69,8 @@ class Simulator:
     def __init__(self, config: SimConfig | None = None, state_dir: str | Path | None = None) -> None:
         self.config = config or SimConfig()
         self.faults = Faults()
+        self.rest_log: collections.deque[tuple[str, str, dict[str, str]]] = collections.deque(maxlen=10_000)
+        """The newest REST requests (method, path, query): tests check what a client asked for."""
         self.clock = SimClock(self.config.start)
         self.market = Market(self.config, self.clock)
         self.exchange = Exchange(self.config, self.market)

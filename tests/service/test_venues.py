@@ -77,13 +77,13 @@ class Execution:
     async def account(self):
         return v.Account(id=self.account_id, equity=50_000.0, cash=50_000.0, buying_power=50_000.0)
 
-    async def orders(self, status="open"):
+    async def orders(self, status="open", after_ns=None):
         return []
 
     async def positions(self):
         return []
 
-    async def executions(self):
+    async def executions(self, after_ns=None):
         return []
 
     async def settlements(self):

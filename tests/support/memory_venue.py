@@ -78,7 +78,7 @@ class MemoryVenue:
     async def order_by_client_id(self, client_id: str) -> VenueOrder | None:
         return next((o for o in self.orders_by_id.values() if o.client_id == client_id), None)
 
-    async def orders(self, status: Literal["open", "all"] = "open") -> list[VenueOrder]:
+    async def orders(self, status: Literal["open", "all"] = "open", after_ns: int | None = None) -> list[VenueOrder]:
         return [o for o in self.orders_by_id.values() if status == "all" or not o.status.is_terminal]
 
     async def account(self) -> Account:
@@ -87,7 +87,7 @@ class MemoryVenue:
     async def positions(self) -> list[Position]:
         return []
 
-    async def executions(self) -> list[Execution]:
+    async def executions(self, after_ns: int | None = None) -> list[Execution]:
         return []
 
     async def settlements(self) -> list[Settlement]:
