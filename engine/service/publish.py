@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -196,6 +197,7 @@ class Publisher:
         self._seq = 0
         self._fill_cursor = 0
         self._fills_pending_replay = True  # a (re)connect re-sends every fill above the cursor
+        self._fills_journaled = False  # a fill was journaled: send it once its commit is done
         # counters (read by engine/service/metrics.py and /status)
         self.published = 0
         self.reconnects = 0
@@ -252,7 +254,13 @@ class Publisher:
         before: PortfolioGreeks | None = None,
         after: PortfolioGreeks | None = None,
     ) -> None:
-        """Queue a journaled fill (``seq`` from ``Journal.record_fill``)."""
+        """A fill was journaled (``seq`` from ``Journal.record_fill``). With a journal the fill goes on the stream
+        from its committed row, never ahead of the commit: a kill -9 between a send and the commit would leave
+        Redis with a fill the restart journals under another id. Without one it is queued as it is."""
+        if self._journal is not None:
+            self._fills_journaled = True
+            self._wake.set()
+            return
         self._put("fill", (seq, fill, before, after))
 
     def publish_alert(self, alert: Alert) -> None:
@@ -312,8 +320,8 @@ class Publisher:
             try:
                 if self._alert_buffer:
                     await self._send_buffered_alerts()
-                if self._fills_pending_replay:
-                    await self._replay_fills()
+                if self._fills_pending_replay or self._fills_journaled:
+                    await self._send_journaled_fills()
                 if self._queue:
                     await self._send_batch()
                     continue
@@ -322,6 +330,15 @@ class Publisher:
                 self.reconnects += 1
                 self._fills_pending_replay = True
                 await self._close_client()
+                continue
+            except sqlite3.Error as exc:  # the journal's commit failed: its fills are not durable, so not sent
+                log.error("redis_fills_read_failed", error=str(exc))
+                self._fills_pending_replay = True
+                await self._sleep_or_stop(1.0)
+                if self._closing:
+                    return
+                continue
+            if self._fills_journaled:  # journaled while the last ones were being sent
                 continue
             if self._closing:
                 return
@@ -417,11 +434,18 @@ class Publisher:
             approximate=True,
         )
 
-    async def _replay_fills(self) -> None:
+    async def _send_journaled_fills(self) -> None:
+        """Put every committed fill above the cursor on the stream: new ones, and after an outage the lost ones."""
+        replay, self._fills_journaled = self._fills_pending_replay, False
         if self._journal is None:
             self._fills_pending_replay = False
             return
         assert self._client is not None
+        # A Redis that restarted while nothing was being sent raises no error (the client reconnects on its own),
+        # so check the stream before new fills go on it, and put what it lost back in order first (the fault
+        # matrix under load: 109 fills missing).
+        if not replay and self._fill_cursor and await self._rewind_to_stream():
+            replay = self._fills_pending_replay = True
         while True:
             fills = await self._journal.fills_after(self._fill_cursor, 1000)
             if not fills:
@@ -430,7 +454,7 @@ class Publisher:
             for f in fills:
                 self._add_fill(pipe, f.seq, f.fill, f.greeks_before, f.greeks_after)
             await pipe.execute()
-            self.fills_replayed += len(fills)
+            self.fills_replayed += len(fills) if replay else 0
             self.published += len(fills)
             self._advance_cursor(fills[-1].seq)
         self._fills_pending_replay = False
@@ -443,30 +467,14 @@ class Publisher:
 
     async def _send_batch(self) -> None:
         assert self._client is not None
-        # A Redis that restarted while nothing was being sent raises no error here (the client reconnects on its
-        # own), so the outage never made the stream be checked: check it before fills go on it, and put what it
-        # lost back in order first (the fault matrix under load: 109 fills missing).
-        fills_queued = self._fill_cursor and self._journal is not None and any(k == "fill" for k, _ in self._queue)
-        if fills_queued and await self._rewind_to_stream():
-            self._fills_pending_replay = True
-            return
         batch = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
         pipe = self._client.pipeline(transaction=False)
         max_fill = 0
-        expected = self._fill_cursor + 1
         for kind, item in batch:
-            if kind == "fill":
+            if kind == "fill":  # only without a journal (publish_fill)
                 seq, fill, before, after = item
-                if seq < expected:
-                    continue  # already sent by a replay
-                if seq > expected and self._journal is not None:
-                    # a gap (a fill journaled but not queued, or dropped): the replay sends it in order,
-                    # so the cursor only ever covers fills that are all on the stream
-                    self._fills_pending_replay = True
-                    continue
                 self._add_fill(pipe, seq, fill, before, after)
                 max_fill = seq
-                expected = seq + 1
             elif kind == "alert":
                 self._add_alert(pipe, item)
             elif kind == "order":

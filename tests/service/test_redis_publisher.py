@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -348,3 +349,47 @@ async def test_a_stalled_redis_never_blocks_the_loop_and_loses_no_fill(redis_pro
         await lag.stop()
         await pub.stop()
         await journal.aclose()
+
+
+async def test_a_fill_reaches_the_stream_only_once_the_journal_committed_it(redis_url: str, tmp_path: Path):
+    """The fault matrix's kill -9 loop once left a fill on the Redis stream that the journal never committed
+    (sent from the queue ahead of the commit); the restart then journaled it under its activity id."""
+    prefix = f"commit-{uuid.uuid4().hex[:8]}"
+    journal = Journal.open(tmp_path)
+    journal.start()
+    writer_held = threading.Event()
+    release = threading.Event()
+
+    def hold(_conn: object) -> None:
+        writer_held.set()
+        release.wait(10)
+
+    client = aioredis.Redis.from_url(redis_url)
+    pub = Publisher(redis_url, prefix, journal=journal)
+    pub.start()
+    try:
+        assert await pub.wait_connected(5)
+        pub.publish_alert(Alert("breaker_tripped", "critical", "daily loss"))  # sent after the connect's replay
+        await _wait_for(lambda: _async(bool(pub.published)))
+        held = journal.call(hold)  # the writer thread is busy: what is queued after this is not committed
+        await asyncio.to_thread(writer_held.wait, 5)
+        fill = make_fill(0)
+        seq = journal.record_fill(fill)
+        assert seq is not None
+        pub.publish_fill(seq, fill)
+        await asyncio.sleep(0.5)
+        assert await _stream_ids(client, f"{prefix}:stream:fills") == []
+        release.set()
+        await held
+        await _wait_for(lambda: _async_ids(client, f"{prefix}:stream:fills", ["exec-0"]))
+        assert pub.published == 2
+    finally:
+        release.set()
+        await pub.stop()
+        await journal.aclose()
+        await client.delete(f"{prefix}:stream:fills", f"{prefix}:stream:alerts")
+        await client.aclose()
+
+
+async def _async_ids(client: aioredis.Redis, key: str, want: list[str]) -> bool:
+    return await _stream_ids(client, key) == want
