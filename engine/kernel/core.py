@@ -373,8 +373,7 @@ class TradingCore:
         for sid, tally in self.tally.items():
             if sid not in self.actors:
                 continue
-            summary = self.portfolio.strategy_summary(sid)
-            delta = abs(summary.greeks.delta_shares)
+            delta = abs(self.portfolio.open_delta_shares(sid))
             if math.isfinite(delta) and delta > tally.max_abs_delta:
                 tally.max_abs_delta = delta
 

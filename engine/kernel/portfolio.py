@@ -285,6 +285,20 @@ class Portfolio:
                 n += 1
         return n
 
+    def open_delta_shares(self, strategy_id: str) -> float:
+        """Delta (shares) of ``strategy_id``'s open structures: ``strategy_summary(...).greeks.delta_shares``
+        without valuing every structure it ever held (the core reads it on every book update)."""
+        d = 0.0
+        for sid in self._open_ids:
+            s = self._structures[sid]
+            if s.strategy_id != strategy_id:
+                continue
+            for sym, q in s.legs.items():
+                m = self._marks.get(sym)
+                if m is not None and abs(q) > _EPS:
+                    d += q * self._legs[sym].multiplier * m.delta
+        return d
+
     def daily_pnl_usd(self) -> float:
         return (self.realized_usd() - self._realized_sod) + (self.unrealized_usd() - self._unrealized_sod)
 

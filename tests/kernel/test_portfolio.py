@@ -180,6 +180,22 @@ def test_strategy_summary_counts_structures_fills_and_pnl(chain: SyntheticChain)
     assert s.greeks.delta_shares == pytest.approx(200 * chain.delta[r])
 
 
+def test_open_delta_counts_only_the_strategys_open_structures(chain: SyntheticChain) -> None:
+    p = Portfolio()
+    c, put = sym(chain, 600, "C"), sym(chain, 580, "P")
+    p.on_fill(fill(c, Side.BUY, 3, 10.0, structure="closed", strategy="gs"))
+    p.on_fill(fill(c, Side.SELL, 3, 12.0, structure="closed", strategy="gs"))
+    p.on_fill(fill(c, Side.BUY, 2, 11.0, structure="open", strategy="gs"))
+    p.on_fill(fill(put, Side.SELL, 1, 3.0, structure="open", strategy="gs"))
+    p.on_fill(fill("SPY", Side.SELL, 40, 600.0, structure="open", asset=AssetClass.EQUITY, strategy="gs"))
+    p.on_fill(fill(put, Side.BUY, 5, 3.0, structure="theirs", strategy="other"))
+    p.on_book(chain)
+    rc, rp = chain.row_of(c), chain.row_of(put)
+    assert p.open_delta_shares("gs") == pytest.approx(200 * chain.delta[rc] - 100 * chain.delta[rp] - 40)
+    assert p.open_delta_shares("other") == pytest.approx(500 * chain.delta[rp])
+    assert p.open_delta_shares("nobody") == 0.0
+
+
 def test_a_contract_whose_iv_fails_keeps_its_last_good_greeks(chain: SyntheticChain) -> None:
     """A frame where a held row has NaN Greeks (IV unsolvable, e.g. a quote below intrinsic) must not zero its
     exposure: the gate and the hedger would see a flat book that is not flat."""
