@@ -9,12 +9,16 @@ interval of 5 ms.) Like ``write`` without ``fsync``, it does not survive a power
 The file is reserved ahead in steps of ``STEP`` bytes with ``posix_fallocate`` (a store into a hole the disk
 cannot fill would kill the process with SIGBUS instead of failing); the unused tail reads as NUL bytes and
 ``close`` cuts it off. Where the file cannot be reserved or mapped, appends fall back to ``pwrite``.
+
+The file stays bounded while the engine runs for weeks: once the journal's table holds every line up to an
+offset, ``restart(offset)`` moves the lines after it into a fresh file that atomically takes the log's name.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+import threading
 from pathlib import Path
 
 import structlog
@@ -35,12 +39,19 @@ class IntentLog:
         self._map: mmap.mmap | None = None
         self._size = 0
         self._used = 0
+        self._lock = threading.Lock()  # restart (on the loop) against close (the journal's closing thread)
+        self._closed = False
         self._reserve(step)
 
     @property
     def mapped(self) -> bool:
         """Appends are stores into the mapping (False: ``pwrite`` after a failed reservation)."""
         return self._map is not None
+
+    @property
+    def used(self) -> int:
+        """Bytes appended so far (the offset ``restart`` takes)."""
+        return self._used
 
     @property
     def needs_room(self) -> bool:
@@ -61,13 +72,41 @@ class IntentLog:
         if self.needs_room:
             self._reserve(2 * self._size)
 
-    def close(self) -> None:
-        """Cut the reserved tail off and close the file."""
+    def restart(self, committed: int) -> None:
+        """Start a new file holding only the lines after offset ``committed`` (everything before it is in the
+        journal's table); it replaces the old one under the same name, so a crash finds one or the other."""
+        with self._lock:
+            if not self._closed:
+                self._restart(committed)
+
+    def _restart(self, committed: int) -> None:
+        tail = self._map[committed : self._used] if self._map is not None else os.pread(
+            self._fd, self._used - committed, committed)
+        fresh = self.path.with_name(self.path.name + ".new")
+        fd = os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if os.pwrite(fd, tail, 0) != len(tail):
+                raise OSError(f"short write to {fresh}")
+            os.replace(fresh, self.path)
+        except OSError:
+            os.close(fd)
+            raise
         if self._map is not None:
             self._map.close()
             self._map = None
-        os.ftruncate(self._fd, self._used)
         os.close(self._fd)
+        self._fd, self._size, self._used = fd, len(tail), len(tail)
+        self._reserve(max(self._step, 2 * len(tail)))
+
+    def close(self) -> None:
+        """Cut the reserved tail off and close the file."""
+        with self._lock:
+            self._closed = True
+            if self._map is not None:
+                self._map.close()
+                self._map = None
+            os.ftruncate(self._fd, self._used)
+            os.close(self._fd)
 
     def _reserve(self, size: int) -> bool:
         try:

@@ -56,6 +56,7 @@ from engine.kernel.orders import OrderTags, RetiredOrder
 from engine.kernel.outputs import StructureRecord
 from engine.kernel.retention import BloomFilter, RecentIds
 from engine.service import vol_history
+from engine.service.intent_log import STEP as INTENT_LOG_STEP
 from engine.service.intent_log import IntentLog
 from engine.service.vol_history import IvHistoryRow
 
@@ -231,6 +232,8 @@ class Journal:
         self.writes = 0
         self._log_path = path.parent / INTENT_LOG
         self._log: IntentLog | None = None
+        self._log_restarting = False
+        self.intent_log_step = INTENT_LOG_STEP
         self._intent_rows: list[tuple[Any, ...]] = []
         self._held: list[Callable[[sqlite3.Connection], Any]] = []
         """Writes queued on the loop, handed to the writer thread after the current callback (``_release``)."""
@@ -389,8 +392,8 @@ class Journal:
             self._intent_rows.append(row)
             if len(self._intent_rows) == 1:
                 loop.call_later(0.02, self._queue_intent_rows)
-            if intents.needs_room:
-                loop.call_soon(intents.make_room)  # after the order went out
+            if intents.needs_room and not self._log_restarting:
+                loop.call_soon(self._bound_intent_log)  # after the order went out
             fut.set_result(None)
             return fut
 
@@ -398,6 +401,29 @@ class Journal:
             c.execute(_INSERT_INTENT, row)
 
         return self.call(write)
+
+    def _bound_intent_log(self) -> None:
+        """The log is filling its reservation: once the table has committed every intent appended so far, move
+        only the later ones into a fresh file (the log stays a few MiB however long the engine runs)."""
+        intents = self._log
+        if intents is None or self._log_restarting:
+            return
+        self._log_restarting = True
+        committed, errors = intents.used, self.write_errors
+        self._queue_intent_rows()
+
+        def restart(fut: asyncio.Future[None]) -> None:
+            self._log_restarting = False
+            failed = fut.cancelled() or fut.exception() is not None or self.write_errors != errors
+            if failed or self._log is not intents:
+                return  # not all committed (or closed meanwhile): the log keeps growing, as before
+            try:
+                intents.restart(committed)
+            except OSError as exc:
+                log.warning("journal_intent_log_restart_failed", error=str(exc))
+                intents.make_room()
+
+        self.call(lambda conn: None).add_done_callback(restart)
 
     def _queue_intent_rows(self) -> None:
         if self._intent_rows:
@@ -416,7 +442,7 @@ class Journal:
             finally:
                 conn.close()
             log.info("journal_intent_log_folded", intents=len(rows))
-        self._log = IntentLog(self._log_path)
+        self._log = IntentLog(self._log_path, self.intent_log_step)
 
     def record_order(self, update: OrderUpdated) -> None:
         """Upsert the order's latest state and append the event (from a trade update or REST response)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import sqlite3
@@ -87,3 +88,53 @@ async def test_intents_in_a_log_with_its_reserved_tail_are_read_back(tmp_path: P
     assert (tmp_path / INTENT_LOG).stat().st_size > 1000  # reserved ahead, NUL bytes after the line
     assert set(Journal.open(tmp_path).read_state().intents) == {"in-1"}
     await j.aclose()
+
+
+def test_a_restart_keeps_only_the_lines_after_the_committed_offset(tmp_path: Path):
+    log = IntentLog(tmp_path / INTENT_LOG, step=4096)
+    log.append(b"committed-1\n")
+    log.append(b"committed-2\n")
+    committed = log.used
+    log.append(b"pending\n")
+    log.restart(committed)
+    log.append(b"after\n")
+    assert (tmp_path / INTENT_LOG).read_bytes().rstrip(b"\0") == b"pending\nafter\n"
+    assert not (tmp_path / (INTENT_LOG + ".new")).exists()
+    log.close()
+    assert (tmp_path / INTENT_LOG).read_bytes() == b"pending\nafter\n"
+
+
+async def test_the_log_of_a_long_run_stays_bounded_and_every_intent_is_still_known(tmp_path: Path):
+    """Weeks of orders: the log is moved on once the table holds what it had, instead of growing for good."""
+    j = Journal.open(tmp_path)
+    j.intent_log_step = 4096  # some 8 intents
+    j.start()
+    sizes: list[int] = []
+    try:
+        for n in range(300):
+            await j.record_intent(make_intent(f"in-{n}", f"st-{n}"), f"oe-{n}")
+            await asyncio.sleep(0)  # the order went out: the loop runs the log's upkeep
+            if n % 4 == 0:
+                await j.flush()  # the table commits within milliseconds, orders come further apart
+                sizes.append((tmp_path / INTENT_LOG).stat().st_size)
+        assert max(sizes) <= 2 * 4096  # the 300 intents' lines take about 150 KiB
+        assert set(Journal.open(tmp_path).read_state().intents) == {f"in-{n}" for n in range(300)}
+    finally:
+        await j.aclose()
+
+
+async def test_the_log_is_not_moved_on_while_its_intents_are_not_committed(tmp_path: Path):
+    j = Journal.open(tmp_path)
+    j.intent_log_step = 4096
+    j.start()
+    release = threading.Event()
+    j.call(lambda conn: release.wait(10))  # the writer thread is stuck: nothing reaches the table
+    try:
+        for n in range(30):
+            await j.record_intent(make_intent(f"in-{n}", f"st-{n}"), f"oe-{n}")
+            await asyncio.sleep(0)
+        # another process after a crash now: every intent is in the log, none in the table
+        assert set(Journal.open(tmp_path).read_state().intents) == {f"in-{n}" for n in range(30)}
+    finally:
+        release.set()
+        await j.aclose()
