@@ -105,7 +105,7 @@ class GammaScalper(StructureStrategy[GammaScalperConfig]):
                 self.config.reentry_cooldown_s * NS_PER_SECOND)
 
     def own_stats(self) -> dict[str, float | int | str]:
-        hedge_pnl = 0.0
+        hedge_pnl = self.tracker.retired_stock_cash_usd
         for t in self.tracker.structures.values():
             hedge_pnl += t.stock_cash_usd
             if abs(t.shares) > 0:

@@ -77,6 +77,8 @@ class Tracked(msgspec.Struct):
     intents: list[str] = msgspec.field(default_factory=list)
     working: set[str] = msgspec.field(default_factory=set)
     """Intents submitted and not yet ended (terminal order state or denial)."""
+    executions: set[str] = msgspec.field(default_factory=set)
+    """Execution ids applied (a repeated one is ignored)."""
 
     def close_retry_due(self, now_ns: int, base_s: float) -> bool:
         """True when a failed close may be retried: ``base_s`` doubling per attempt, at most 32x."""
@@ -165,6 +167,10 @@ class RecoveredStructure(msgspec.Struct, frozen=True):
     entry_iv: float = math.nan
 
 
+RETIRE_AFTER_EXPIRY_DAYS = 7
+"""Days after its expiry a closed structure is kept for settlement activities booked to it."""
+
+
 class StructureTracker:
     """The structures of one strategy, by id, and which intent belongs to which structure."""
 
@@ -172,11 +178,15 @@ class StructureTracker:
         self.strategy_id = strategy_id
         self.structures: dict[str, Tracked] = {}
         self._by_intent: dict[str, tuple[str, IntentAction]] = {}
-        self._seen_exec: set[str] = set()
         self._seq = 0
         self.opened = 0
         self.closed = 0
         self.realized_usd = 0.0
+        self.retired = 0
+        """Structures dropped from ``structures`` once nothing more can happen to them (``expire``)."""
+        self.retired_stock_cash_usd = 0.0
+        """Their stock cash (hedges), which the gamma scalper's hedge P&L keeps counting."""
+        self._swept_day: dt.date | None = None
 
     # ---- queries
     def active(self, underlying: str | None = None) -> list[Tracked]:
@@ -267,12 +277,10 @@ class StructureTracker:
     # ---- outcomes
     def on_fill(self, fill: OrderFilled) -> Tracked | None:
         """Apply a fill to its structure (ignores duplicates and fills of other strategies)."""
-        if fill.execution_id in self._seen_exec:
-            return None
         t = self._find(fill.structure_id, fill.intent_id)
-        if t is None:
+        if t is None or fill.execution_id in t.executions:
             return None
-        self._seen_exec.add(fill.execution_id)
+        t.executions.add(fill.execution_id)
         dq = fill.signed_qty
         if fill.asset_class is AssetClass.EQUITY:
             cash = -dq * fill.price
@@ -328,8 +336,12 @@ class StructureTracker:
             t.status = StructureStatus.OPEN  # every close order ended with legs left: the actor retries
 
     def expire(self, today: dt.date, now_ns: int) -> list[Tracked]:
-        """Retire structures whose expiry date has passed (settled by the broker: expiry, exercise or
-        assignment arrive as account activities, which the engine books in the portfolio)."""
+        """Close structures whose expiry date has passed (settled by the broker: expiry, exercise or
+        assignment arrive as account activities, which the engine books in the portfolio). Once a day, drop the
+        structures nothing more can happen to, so the tracker holds days of structures, not the whole run."""
+        if today != self._swept_day:
+            self._swept_day = today
+            self._retire(today)
         out: list[Tracked] = []
         for t in self.active():
             if t.structure.expiry < today and t.status is not StructureStatus.OPENING:
@@ -337,6 +349,19 @@ class StructureTracker:
                 self._mark_closed(t, now_ns)
                 out.append(t)
         return out
+
+    def _retire(self, today: dt.date) -> None:
+        """Drop entries that never filled, and closed structures flat in stock a week past their expiry (the
+        broker's settlement activities, booked to them as late fills, are in by then)."""
+        settled_by = today - dt.timedelta(days=RETIRE_AFTER_EXPIRY_DAYS)
+        for sid, t in list(self.structures.items()):
+            if t.working or abs(t.shares) > _EPS or abs(t.settled_shares) > _EPS:
+                continue
+            never_filled = t.status is StructureStatus.CANCELLED and all(abs(q) <= _EPS for q in t.filled.values())
+            if never_filled or (t.status is StructureStatus.CLOSED and t.structure.expiry < settled_by):
+                del self.structures[sid]
+                self.retired += 1
+                self.retired_stock_cash_usd += t.stock_cash_usd
 
     def _mark_closed(self, t: Tracked, ts_ns: int) -> None:
         t.status = StructureStatus.CLOSED

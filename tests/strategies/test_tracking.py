@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from support.synthetic import SyntheticChain, ny_ns
 
-from domain.orders import IntentAction, IntentDenied, OrderFilled, OrderStatus, OrderUpdated, PricePolicy
+from domain.orders import AssetClass, IntentAction, IntentDenied, OrderFilled, OrderStatus, OrderUpdated, PricePolicy
 from strategies.structures import iron_condor
 from strategies.tracking import StructureStatus, StructureTracker
 
@@ -120,3 +120,50 @@ def test_a_close_leaves_out_long_legs_nothing_can_sell_and_sends_nothing_when_on
     assert t.status is StructureStatus.OPEN and t.close_attempts == 1  # nothing sent: nothing changed
     (sell,) = tr.close(t, PricePolicy(), T0 + 3, "cutoff")  # once it has a bid it is sold
     assert [leg.symbol for leg in sell.legs] == [wing] and sell.qty == 2
+
+
+def test_structures_nothing_more_can_happen_to_are_dropped_at_a_later_days_sweep(setup) -> None:  # type: ignore[no-untyped-def]
+    """Weeks of trading: the tracker holds days of structures, not every one the run ever opened or was denied."""
+    _, s, tr = setup
+    denied = tr.open(s, 1, PricePolicy(), T0)
+    tr.on_denied(IntentDenied(denied.intent_id, "ic", denied.structure_id, ("max_loss",), "", T0, T0))
+    it = tr.open(s, 1, PricePolicy(), T0)
+    t = tr.structures[it.structure_id]
+    for f in fills_for(it, 1, [0.5, 1.0, 0.9, 0.4], "a"):
+        tr.on_fill(f)
+    tr.on_order_update(update(it, OrderStatus.FILLED, 1))
+    (close,) = tr.close(t, PricePolicy(), T0 + 1, "take_profit")
+    for f in fills_for(close, 1, [0.2, 0.5, 0.4, 0.2], "b"):
+        tr.on_fill(f)
+    held = tr.open(s, 1, PricePolicy(), T0)
+    for f in fills_for(held, 1, [0.5, 1.0, 0.9, 0.4], "c"):
+        tr.on_fill(f)
+    tr.on_order_update(update(held, OrderStatus.FILLED, 1))
+    assert t.status is StructureStatus.CLOSED and t.working == {close.intent_id}
+    tr.on_order_update(update(close, OrderStatus.FILLED, 1))
+    assert len(tr.structures) == 3
+
+    tr.expire(dt.date(2026, 11, 17), T0)  # the next day: the entry that never filled goes
+    assert set(tr.structures) == {it.structure_id, held.structure_id} and tr.retired == 1
+    tr.expire(EXPIRY + dt.timedelta(days=3), T0)  # expired: the held one closes; both kept for settlements
+    assert set(tr.structures) == {it.structure_id, held.structure_id}
+    tr.expire(EXPIRY + dt.timedelta(days=8), T0)  # a week past its expiry: gone, its counts kept
+    assert tr.structures == {} and tr.retired == 3 and (tr.opened, tr.closed) == (2, 2)
+    assert tr.realized_usd == pytest.approx((1.0 - 0.5) * 100 + 1.0 * 100)
+
+
+def test_a_structure_still_holding_hedge_shares_is_kept(setup) -> None:  # type: ignore[no-untyped-def]
+    _, s, tr = setup
+    it = tr.open(s, 1, PricePolicy(), T0)
+    t = tr.structures[it.structure_id]
+    for f in fills_for(it, 1, [0.5, 1.0, 0.9, 0.4], "a"):
+        tr.on_fill(f)
+    hedge = tr.stock_intent(t, -30, T0)
+    tr.on_fill(OrderFilled("h1", "o", hedge.intent_id, "SPY", hedge.legs[0].side, 30, 600.0, T0, T0,
+                           AssetClass.EQUITY, "ic", it.structure_id, hedge.intent_id))
+    tr.on_order_update(update(hedge, OrderStatus.FILLED, 30))
+    tr.on_order_update(update(it, OrderStatus.FILLED, 1))
+    tr.expire(EXPIRY + dt.timedelta(days=1), T0)  # the options expired, the hedge is still held
+    assert t.status is StructureStatus.CLOSED and not t.working
+    tr.expire(EXPIRY + dt.timedelta(days=30), T0)
+    assert it.structure_id in tr.structures and t.shares == -30
