@@ -15,6 +15,7 @@ decoder (``engine.alpaca.decode``), and the REST client's errors become the kern
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Sequence
 from typing import Literal, NoReturn
@@ -26,6 +27,8 @@ from engine.alpaca.order_requests import broker_reason, is_duplicate_client_id, 
 from engine.kernel import venue_types as port
 
 FILL_PAGES = 10_000
+LISTING_PAGE = 1_000
+"""Contracts per listing request (Alpaca allows up to 10,000): a page decodes in about a millisecond."""
 """Pages of FILL activities read at most (100 each): every fill of the account's history."""
 ORDER_PAGE = 500
 """Alpaca's largest ``limit`` on GET /v2/orders."""
@@ -153,12 +156,21 @@ class AlpacaExecution:
     # --- reference data -----------------------------------------------------------------------------------
 
     async def listed_contracts(self, underlying: str, first: dt.date, last: dt.date) -> port.Listing:
+        """Read in pages of ``LISTING_PAGE`` and converted a page at a time, yielding to the loop in between: a
+        5,000-contract listing decoded at once held the loop ~10 ms of CPU (an hourly stall on the tick path)."""
         try:
             records = await self.client.listed_contracts([underlying], expiration_gte=first.isoformat(),
-                                                         expiration_lte=last.isoformat())
+                                                         expiration_lte=last.isoformat(), limit=LISTING_PAGE)
         except rest.BrokerError as exc:
             _raise(exc)
-        return decode.listing(records)
+        if len(records) <= LISTING_PAGE:
+            return decode.listing(records)
+        first_page = decode.listing(records[:LISTING_PAGE])
+        contracts = first_page.contracts
+        for start in range(LISTING_PAGE, len(records), LISTING_PAGE):
+            await asyncio.sleep(0)
+            contracts += decode.listing(records[start:start + LISTING_PAGE]).contracts
+        return port.Listing(contracts=contracts, penny=first_page.penny, listed=len(records))
 
     async def option_snapshots(self, symbols: Sequence[str]) -> dict[str, port.Snapshot]:
         try:

@@ -18,7 +18,7 @@ No awaits and no per-message Python objects anywhere on this path.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -439,6 +439,14 @@ class OptionBook:
 
     def reprice_all(self, now_ns: int | None = None) -> int:
         """Recompute flags, mids, times, forwards and IV + Greeks of every row (after a snapshot load)."""
+        for _ in self.reprice_all_steps(len(self.symbols) or 1, now_ns):
+            pass
+        return len(self.symbols)
+
+    def reprice_all_steps(self, rows_per_step: int, now_ns: int | None = None) -> Iterator[int]:
+        """``reprice_all`` with the IV solve in steps of ``rows_per_step`` rows, yielding each step's row count:
+        a caller on the event loop yields to it in between (thousands of American IVs are tens of milliseconds).
+        Rows added or removed between steps void the spans: the rest is then repriced at once."""
         if now_ns is not None:
             self.ts_ns = max(self.ts_ns, now_ns)
         has_bid, has_ask = self.bid > 0, self.ask > 0
@@ -457,8 +465,26 @@ class OptionBook:
         np.multiply(self.spot_arr, np.exp((self.rate_arr - self.div_arr) * self.t_years), out=self.forward)
         self.dirty[:] = True
         self.iv_ts_ns[:] = self.ts_ns
-        self.reprice_dirty()
-        return len(self.symbols)
+        layout = (self.generation, len(self.symbols), id(self.mid))
+        n = len(self.symbols)
+        for a in range(0, n, max(rows_per_step, 1)):
+            if (self.generation, len(self.symbols), id(self.mid)) != layout:
+                self.reprice_dirty()
+                return
+            b = min(n, a + rows_per_step)
+            self._reprice_span(a, b)
+            yield b - a
+
+    def _reprice_span(self, a: int, b: int) -> None:
+        """``reprice_dirty`` over rows ``a:b`` only."""
+        o = self._iv_out
+        iv_greeks_kernel(self.mid[a:b], self.spot_arr[a:b], self.strike[a:b], self.t_years[a:b], self.rate_arr[a:b],
+                         self.div_arr[a:b], self.is_call[a:b], self.dirty[a:b], True, HALF_TICK, True,
+                         *IvGreeks(o.sigma[a:b], o.status[a:b], o.delta[a:b], o.gamma[a:b], o.vega[a:b], o.theta[a:b],
+                                   o.rho[a:b]))
+        if self.has_surface:
+            self.take_surface(a + np.flatnonzero(self.dirty[a:b]))
+        self.dirty[a:b] = False
 
 
 _ROW_ARRAYS = (

@@ -8,7 +8,7 @@ has the per-frame path).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Literal
 
@@ -214,8 +214,14 @@ class Market:
 
     def snapshot_loaded(self, underlying: str, ts_init_ns: int = 0) -> None:
         """Reprice a whole book after ``load_snapshot`` calls and announce it."""
+        for _ in self.snapshot_loaded_steps(underlying, 0, ts_init_ns):
+            pass
+
+    def snapshot_loaded_steps(self, underlying: str, rows_per_step: int, ts_init_ns: int = 0) -> Iterator[int]:
+        """``snapshot_loaded`` in steps of ``rows_per_step`` repriced rows (0: one step), announced after the last."""
         book = self.books[underlying]
-        n = book.reprice_all()
+        yield from book.reprice_all_steps(rows_per_step or len(book.symbols) or 1)
+        n = len(book.symbols)
         self._emit(book, n, n, "snapshot", ts_init_ns)
 
 

@@ -15,8 +15,8 @@ snapshots (``ReferenceData.option_snapshots``) before their quotes stream.
 
 The re-plan runs every few seconds beside the quote flood, so it never holds the loop for long: the pure
 planning (``SubscriptionBudget.plan`` over thousands of listed contracts) runs in a worker thread, and the
-book changes are applied on the loop in slices (``PRIME_SLICE`` new rows, then snapshots), yielding between
-them.
+book changes are applied on the loop in slices (``PRIME_SLICE`` new rows, then snapshots, then the IVs of
+``REPRICE_SLICE`` rows at a time), yielding between them.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ __all__ = ["BudgetConfig", "Contract", "ContractCatalog", "SubscriptionBudget", 
 
 log = structlog.get_logger(__name__)
 PRIME_SLICE = 100
+REPRICE_SLICE = 250
+"""Rows whose IV a snapshot load solves per loop step (American IVs: some 10 us a row)."""
 """New rows (and snapshots) put into the book between two yields to the loop."""
 
 
@@ -289,5 +291,5 @@ class SubscriptionManager:
                     book.load_snapshot(symbol, q.bid, q.ask, q.bid_size, q.ask_size, q.ts_ns, q.last)
                     touched.add(u)
         for u in touched:
-            self._market.snapshot_loaded(u)
-            await asyncio.sleep(0)
+            for _ in self._market.snapshot_loaded_steps(u, REPRICE_SLICE):
+                await asyncio.sleep(0)

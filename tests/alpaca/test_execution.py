@@ -255,6 +255,24 @@ async def test_account_positions_fills_and_settlements(alpaca: Alpaca, venue: Al
     assert (assigned.kind, assigned.qty, assigned.date) == ("assigned", -1.0, None)
 
 
+async def test_a_long_listing_is_read_in_pages_of_a_thousand_and_kept_whole(alpaca: Alpaca,
+                                                                             venue: AlpacaExecution) -> None:
+    """2,500 contracts: three requests of ``limit`` 1,000, converted a page at a time, every contract kept."""
+    def contract(i: int) -> dict[str, object]:
+        return {"symbol": f"SPY260130P{i:08d}", "underlying_symbol": "SPY", "expiration_date": "2026-01-30",
+                "type": "put", "strike_price": str(i), "tradable": True, "ppind": i == 0}
+
+    pages = [list(range(0, 1000)), list(range(1000, 2000)), list(range(2000, 2500))]
+    alpaca.plan("GET", "/v2/options/contracts", *[
+        (200, {"option_contracts": [contract(i) for i in page], "next_page_token": f"p{n}" if n < 2 else None})
+        for n, page in enumerate(pages)])
+    listing = await venue.listed_contracts("SPY", dt.date(2026, 1, 5), dt.date(2026, 2, 4))
+    asked = [(r[2]["limit"], r[2].get("page_token")) for r in alpaca.requests]
+    assert asked == [("1000", None), ("1000", "p0"), ("1000", "p1")]
+    assert [c.strike for c in listing.contracts] == [float(i) for i in range(2500)]
+    assert (listing.penny, listing.listed) == (True, 2500)
+
+
 async def test_listings_snapshots_and_quotes(alpaca: Alpaca, venue: AlpacaExecution) -> None:
     alpaca.plan("GET", "/v2/options/contracts", (200, {"option_contracts": [
         {"symbol": PUT, "underlying_symbol": "SPY", "expiration_date": "2026-01-30", "type": "put",

@@ -16,6 +16,7 @@ from engine.kernel.market_data import DataBatch
 from greeks import black_scholes_greeks, black_scholes_price, implied_vol
 from greeks.calendar import expiry_close_ns, year_fraction
 from greeks.occ import format_occ
+from greeks.status import NOT_COMPUTED
 
 EXPIRY = dt.date(2026, 12, 18)
 NOW_S = int(dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC).timestamp())
@@ -223,3 +224,39 @@ def test_expired_contracts_are_evicted_and_the_rest_keep_their_rows_data_and_str
     feed(market, proto, [quote(fresh[5], 2.5, 2.6, t + 1), quote(SYMS[4], 1.12, 1.18, t + 1)])
     assert book.bid[book.row_of(fresh[5])] == 2.5 and book.bid[book.row_of(SYMS[4])] == 1.12
     assert feed(market, proto, [quote(expired[1], 5.0, 5.2, t + 2)]) == 0  # a reused id no longer means it
+
+
+def test_a_snapshot_load_repriced_in_steps_matches_a_direct_greeks_computation() -> None:
+    """The subscription manager reprices a snapshot load a few hundred rows per loop step: the result must be
+    the one-pass answer, row for row, and the book is announced once, after the last step."""
+    market, _, events = setup()
+    book = market.chain("SPY")
+    assert book is not None
+    t = year_fraction(NOW_NS + 1, np.full(10, expiry_close_ns(EXPIRY)))
+    is_call = np.array([s[-9] == "C" for s in SYMS])
+    strikes = np.array([float(s[-8:]) / 1000 for s in SYMS])
+    prices = black_scholes_price(600.0, strikes, t, 0.04, 0.0, 0.25, is_call)
+    for sym, p in zip(SYMS, prices, strict=True):
+        book.load_snapshot(sym, round(float(p) - 0.05, 2), round(float(p) + 0.05, 2), 5, 5, NOW_NS + 1)
+    before = len(events)
+    steps = list(market.snapshot_loaded_steps("SPY", 3))
+    assert steps == [3, 3, 3, 1] and len(events) == before + 1 and events[-1].reason == "snapshot"
+    mids = np.round(prices - 0.05, 2) / 2 + np.round(prices + 0.05, 2) / 2
+    sigma, status = implied_vol(mids, 600.0, strikes, t, 0.04, 0.0, is_call, min_time_value=0.005)
+    np.testing.assert_array_equal(book.status, status)
+    np.testing.assert_allclose(book.iv, sigma, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(book.delta, black_scholes_greeks(600.0, strikes, t, 0.04, 0.0, sigma, is_call).delta,
+                               rtol=1e-12, equal_nan=True)
+
+
+def test_rows_added_between_reprice_steps_leave_no_row_unpriced() -> None:
+    market, _, _ = setup()
+    book = market.chain("SPY")
+    assert book is not None
+    for sym in SYMS:
+        book.load_snapshot(sym, 9.0, 9.2, 5, 5, NOW_NS + 1)
+    steps = book.reprice_all_steps(4)
+    next(steps)
+    market.add_contracts("SPY", [format_occ("SPY", EXPIRY, True, 650.0)])  # the arrays are laid out again
+    assert list(steps) == []  # the rest went in one pass
+    assert not book.dirty.any() and (book.status[:10] != NOT_COMPUTED).all()
