@@ -27,9 +27,9 @@ from engine.alpaca.order_requests import broker_reason, is_duplicate_client_id, 
 from engine.kernel import venue_types as port
 
 FILL_PAGES = 10_000
+"""Pages of FILL activities read at most (100 each): every fill of the account's history."""
 LISTING_PAGE = 1_000
 """Contracts per listing request (Alpaca allows up to 10,000): a page decodes in about a millisecond."""
-"""Pages of FILL activities read at most (100 each): every fill of the account's history."""
 ORDER_PAGE = 500
 """Alpaca's largest ``limit`` on GET /v2/orders."""
 

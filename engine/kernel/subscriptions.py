@@ -39,9 +39,9 @@ __all__ = ["BudgetConfig", "Contract", "ContractCatalog", "SubscriptionBudget", 
 
 log = structlog.get_logger(__name__)
 PRIME_SLICE = 100
+"""New rows (and snapshots) put into the book between two yields to the loop."""
 REPRICE_SLICE = 250
 """Rows whose IV a snapshot load solves per loop step (American IVs: some 10 us a row)."""
-"""New rows (and snapshots) put into the book between two yields to the loop."""
 
 
 class BudgetConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
