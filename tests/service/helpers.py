@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 from domain.orders import IntentAction, Leg, OrderFilled, OrderIntent, OrderStatus, OrderUpdated, Side
 
@@ -94,3 +96,12 @@ close_policy = { walk_every_s = 20.0, walk_step_fraction = 0.5, timeout_s = 300.
 """
 """``[sim]`` and all three strategies, tuned so a few seconds at 600x open, hedge and close structures (appended to
 an ``[engine]`` table by the sim engine tests)."""
+
+
+async def until(cond: Any, limit_s: float = 15.0) -> None:
+    """Wait (polling every 10 ms) until ``cond()`` is true; fail after ``limit_s``."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)

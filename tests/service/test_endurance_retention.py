@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 import pytest
@@ -27,20 +27,13 @@ from engine.service import journal as journal_module
 from engine.service.journal import Journal
 from engine.sim.config import SimConfig, UnderlyingConfig
 from engine.sim.server import Simulator
+from tests.service.helpers import until
 
 SIM = SimConfig(seed=11, speed=5.0, publish_interval_ms=20, option_quote_rate=2.0, rate_limit_per_min=0,
                 partial_fill_probability=0.0, option_symbol_cap=40,
                 underlyings=(UnderlyingConfig(symbol="SPY", spot=600.0, atm_vol=0.16, daily_expiry_sessions=3,
                                               weekly_expiry_weeks=1, monthly_expiry_months=1),))
 ROUND_TRIPS = 30
-
-
-async def until(cond: Any, limit_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def make_fill(n: int) -> OrderFilled:

@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from domain.orders import IntentAction, Leg, OrderIntent, OrderStatus, Side
 from domain.views import AccountView
@@ -29,20 +29,13 @@ from engine.service.reconcile import ReconcilePolicy
 from engine.service.restart import CHECKPOINT_OVERLAP_NS, RestartReconciliation
 from engine.sim.config import SimConfig, UnderlyingConfig
 from engine.sim.server import Simulator
+from tests.service.helpers import until
 
 SIM = SimConfig(seed=12, speed=50.0, publish_interval_ms=20, option_quote_rate=2.0, rate_limit_per_min=0,
                 partial_fill_probability=0.0, option_symbol_cap=40,
                 underlyings=(UnderlyingConfig(symbol="SPY", spot=600.0, atm_vol=0.16, daily_expiry_sessions=3,
                                               weekly_expiry_weeks=1, monthly_expiry_months=1),))
 ROUND_TRIPS = 6
-
-
-async def until(cond: Any, limit_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def kernel_for(venue: AlpacaExecution, journal: Journal) -> TradingKernel:
