@@ -270,6 +270,7 @@ class ExpirationProcess:
             position_intent=intent,
         )
         order = self._create(req, [(LegRequest(inst.symbol, 1, side, intent), inst)])
+        order.by_broker = True
         state.liquidations[inst.symbol] = order.id
         self.emit("pending_new", order)
         order.set_status("new", self.market.now_ns)

@@ -229,6 +229,8 @@ class Order:
     parent: Order | None = None
     stop_triggered: bool = False
     in_flight: bool = False
+    by_broker: bool = False
+    """Originated by the broker itself (an expiry-day liquidation), not submitted by the client."""
 
     @property
     def is_open(self) -> bool:

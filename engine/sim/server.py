@@ -385,7 +385,8 @@ class Simulator:
 
     # ---- inspection ----------------------------------------------------------------------------
     def inspect(self) -> dict[str, Any]:
-        """The simulator's view: positions, orders, fills and submissions per client_order_id."""
+        """The simulator's view: positions, orders, fills, submissions per client_order_id and the client ids of
+        the orders the broker originated itself (expiry-day liquidations)."""
         ex = self.exchange
         return {
             "now": rfc3339(self.now_ns),
@@ -396,6 +397,7 @@ class Simulator:
             "orders": [o.to_json() for o in ex.orders.values() if o.parent is None],
             "fills": list(ex.fills),
             "submissions": dict(ex.submissions),
+            "broker_orders": [o.client_order_id for o in ex.orders.values() if o.parent is None and o.by_broker],
             "settlements": [a["id"] for a in ex.account.activities if a["activity_type"] != "FILL"],
         }
 

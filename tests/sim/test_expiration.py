@@ -132,6 +132,8 @@ def test_an_uncarryable_itm_expiring_position_is_liquidated_at_1515_by_a_broker_
         liquidation = st.call(lambda: st.sim.expiry())["liquidation_orders"][call]
         order = trading_client(st).get_order_by_id(liquidation)
         assert order.client_order_id != "engine-1" and order.side == OrderSide.SELL and float(order.filled_qty) == 3
+        # the inspection view tells the broker's own orders from the client's
+        assert st.call(lambda: st.sim.inspect())["broker_orders"] == [order.client_order_id]
         assert order.position_intent is not None and order.position_intent.value == "sell_to_close"
         assert _ny(order.filled_at) == dt.datetime(2026, 12, 4, 15, 15)
         # reported like any order: on trade_updates and as a FILL activity
