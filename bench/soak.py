@@ -7,6 +7,9 @@
 The simulator (its own process) floods the engine (``options-engine run``, paper mode against it, all three
 strategies on) with option quotes at about ``--quotes-per-s``; every ``--sample-s`` the runner reads the
 engine's ``/status`` (RSS, asyncio tasks, open sockets) and ``/metrics`` (the tick-to-order histogram).
+The run lasts ``--minutes`` and then until the simulated clock is back at the time of day the first minute
+ended (at most one more session), so the last minute covers the same part of a session as the first: the
+strategies enter at set times of day, and a last minute at another hour may hold no order to time.
 Pass criteria: RSS at the end within 5 % of RSS after the first minute (warm-up), tick-to-order p99 of the
 last minute within 20 % of the first minute's (histogram bucket resolution; both windows need samples), and
 no growth in asyncio tasks or open sockets (last minute's median <= first minute's median: a single sample
@@ -27,6 +30,7 @@ spot), which a start pays for whatever the journal holds.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import re
 import signal
@@ -43,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from reliability.harness import EngineProcess, SimProcess, SimSettings  # noqa: E402
+
+from greeks.calendar import NEW_YORK  # noqa: E402
 
 BUCKET = re.compile(r'^\w+_tick_to_order_seconds_bucket\{le="([^"]+)"\} (\d+)', re.M)
 
@@ -90,6 +96,20 @@ def timed_start(engine: EngineProcess) -> dict[str, Any]:
     listed = sum(int(e.get("contracts", 0)) for e in events if e.get("event") == "contracts_loaded")
     return {"ready_s": round(ready_s, 2), "contracts_listed": listed, **{k: rec.get(k) for k in
             ("journal_fills", "broker_orders_read", "activities_read", "imported_fills", "window_after_ns")}}
+
+
+def at_phase(now: dt.datetime, phase: dt.datetime | None, samples: list[dict[str, Any]],
+             args: argparse.Namespace, window_s: float) -> bool:
+    """Whether the run may end now: the simulated clock is back at the time of day the first minute ended (on a
+    later session), so the last minute covers the same part of a session as the first (the strategies enter at
+    set times of day: a last minute at another hour may hold no order to time). At most one more session
+    (6.5 simulated hours) past ``--minutes``."""
+    overtime = samples[-1]["t"] - args.minutes * 60
+    if phase is None or overtime >= 6.5 * 3600 / args.speed + 2 * args.sample_s:
+        return True
+    before = dt.datetime.fromisoformat(samples[-2]["sim_now"]) if len(samples) > 1 else now
+    return now.date() > phase.date() and now.time() >= phase.time() and (
+        before.time() < phase.time() or before.date() < now.date())
 
 
 def run_days(args: argparse.Namespace) -> int:
@@ -197,13 +217,21 @@ def main() -> int:
             engine.start()
             t0 = time.monotonic()
             q0 = sim.state()["quotes_sent"]
-            while time.monotonic() - t0 < args.minutes * 60:
+            phase: dt.datetime | None = None  # simulated time at the end of the first minute
+            while True:
                 time.sleep(args.sample_s)
                 st = engine.status()
-                sample = {"t": round(time.monotonic() - t0, 1), "quotes": sim.state()["quotes_sent"] - q0,
-                          "hist": histogram(engine.port), **st["process"], "trading_state": st["trading_state"],
+                sim_state = sim.state()
+                now = dt.datetime.fromisoformat(sim_state["now"].replace("Z", "+00:00")).astimezone(NEW_YORK)
+                sample = {"t": round(time.monotonic() - t0, 1), "quotes": sim_state["quotes_sent"] - q0,
+                          "sim_now": now.isoformat(), "hist": histogram(engine.port), **st["process"],
+                          "trading_state": st["trading_state"],
                           "orders": st["summary"].get("router", {}).get("orders_placed", 0)}
                 samples.append(sample)
+                if sample["t"] <= window_s:
+                    phase = now
+                if sample["t"] >= args.minutes * 60 and at_phase(now, phase, samples, args, window_s):
+                    break
                 print(f"t={sample['t']:7.1f}s quotes/s={sample['quotes'] / sample['t']:8.0f} "
                       f"rss={sample['rss_bytes'] / 2**20:7.1f}MiB tasks={sample['asyncio_tasks']:3d} "
                       f"sockets={sample['open_sockets']:3d} orders={sample['orders']} {sample['trading_state']}",
@@ -224,7 +252,9 @@ def main() -> int:
     sockets_growth = median_growth(first, last, "open_sockets")
     p99_ratio = (p99_last / p99_first) if p99_first and p99_last else None
     result = {
-        "minutes": args.minutes, "speed": args.speed, "alive_at_end": alive,
+        "minutes": args.minutes, "ran_minutes": round(samples[-1]["t"] / 60, 2), "speed": args.speed,
+        "first_minute_ended_at": first[-1]["sim_now"],
+        "ended_at": samples[-1]["sim_now"], "alive_at_end": alive,
         "quotes_per_s": round(samples[-1]["quotes"] / samples[-1]["t"]),
         "rss_first_minute_mib": round(rss_ref / 2**20, 1), "rss_end_mib": round(samples[-1]["rss_bytes"] / 2**20, 1),
         "rss_drift_pct": round(100 * rss_drift, 2),
