@@ -5,8 +5,9 @@ account it keeps under ``<state_dir>/sim``, and the engine reaches it through th
 Alpaca) -> the venue ``[engine] venue`` selects (``engine.service.venues``: execution client, streams) ->
 journal -> account (a journal bound to another account stops the start) -> metrics, Redis -> restart
 reconciliation against the journal -> underlying quotes and the option book primed from snapshots within the
-subscription budget -> feeds -> strategies -> READY. ``fresh=True`` (``run --fresh``, sim mode) first moves the
-journal and the simulator's state into ``<state_dir>/archive-<time>`` and so starts a new account.
+subscription budget -> feeds -> strategies -> READY, with Numba's cached kernels loaded in a thread meanwhile
+(``engine.service.kernel_warmup``). ``fresh=True`` (``run --fresh``, sim mode) first moves the journal and the
+simulator's state into ``<state_dir>/archive-<time>`` and so starts a new account.
 Shutdown (SIGTERM, SIGINT or ``--duration``): STOPPING, stop intake, cancel working orders (by
 policy), drain, flush the journal and Redis, exit 0 within the configured bound.
 """
@@ -43,6 +44,7 @@ from engine.service.config import EngineConfig, state_path
 from engine.service.gauges import register_engine_gauges
 from engine.service.gc_tuning import restore_after_run, settle_for_running
 from engine.service.journal import BoundAccount, Journal
+from engine.service.kernel_warmup import load_kernels
 from engine.service.logging import redactor
 from engine.service.metrics import LoopLagMonitor, Metrics, MetricsServer
 from engine.service.publish import Publisher
@@ -127,7 +129,6 @@ class Engine:
         """The broker account this run trades (its id and the mode)."""
 
     # ------------------------------------------------------------------------------------ the kernel's parts
-
     def _kernel(self) -> TradingKernel:
         if self.kernel is None:
             raise RuntimeError("the engine has not built its kernel yet (start() first)")
@@ -162,7 +163,6 @@ class Engine:
         return self.restart.summary if self.restart is not None else {}
 
     # ------------------------------------------------------------------------------------ run
-
     async def run(self) -> dict[str, Any]:
         """Start, trade until stopped (signal, command or ``duration_s``), stop; return the summary."""
         try:
@@ -204,6 +204,7 @@ class Engine:
         if self.fresh:
             self.archived_to = archive_for_fresh_start(cfg, state_path(cfg, self.config_path))
         self.endpoints = await self._endpoints()
+        kernels = asyncio.create_task(load_kernels(), name="kernel-load")  # awaited before READY
         self.venue = open_venue(cfg, endpoints=self.endpoints)
         self.broker = self.venue.execution
         self.journal = Journal.open(state_path(cfg, self.config_path))
@@ -240,6 +241,7 @@ class Engine:
             self._tasks.append(asyncio.create_task(kernel.router.reconcile_open_orders(), name="startup-reread"))
         self._tasks.append(asyncio.create_task(self.restart.reread_broker_orders(), name="startup-broker-orders"))
         self._start_service_hooks()
+        await kernels
         self._gc_threshold = settle_for_running()
         self.notifier.ready(self.status_line())
         self.ready.set()
@@ -406,7 +408,6 @@ class Engine:
             self.watchdog.start()
 
     # ------------------------------------------------------------------------------------ feeds to the kernel
-
     def _market_open(self) -> bool:
         now = self.clock.now_ns()
         return now == 0 or self.calendar.is_open(now)
@@ -441,7 +442,6 @@ class Engine:
         record_session_close(self)
 
     # ------------------------------------------------------------------------------------ housekeeping
-
     async def _housekeeping(self) -> None:
         """Wall-clock chores: subscription re-centre and expiry eviction, order re-reads, settlements, account
         refresh, Greeks, status (the stale-data watch has its own task)."""
@@ -500,7 +500,6 @@ class Engine:
                 self.core.on_feed_stale(FeedStale(feed.feed, silent, now, time.time_ns()))
 
     # ------------------------------------------------------------------------------------ shutdown
-
     async def shutdown(self) -> None:
         cfg = self.cfg
         self.notifier.stopping()
@@ -572,7 +571,6 @@ class Engine:
             await self.sim.stop()
 
     # ------------------------------------------------------------------------------------ reporting
-
     def health(self) -> tuple[bool, str]:
         if self.core is None:
             return False, "starting"

@@ -23,6 +23,8 @@ from engine.kernel.kernel import TradingKernel
 from engine.service.app import Engine
 from engine.service.config import parse_config_text
 from engine.service.gc_tuning import GC_THRESHOLD
+from engine.service.kernel_warmup import PACKAGES
+from greeks.kernel_cache import cached_signatures, dispatchers
 from tests.service.helpers import SIM_TRADING_DAY
 
 pytestmark = pytest.mark.timeout(240)
@@ -59,6 +61,9 @@ async def test_all_strategies_trade_hedge_and_exit_through_the_gate(tmp_path: Pa
         await engine.start()
         assert engine.core is not None
         assert gc.get_threshold() == GC_THRESHOLD  # tuned once READY
+        # every kernel overload this installation has cached is loaded by READY, none left to the first tick
+        for kernel in dispatchers(PACKAGES):
+            assert set(cached_signatures(kernel)) <= set(kernel.overloads), kernel
         return await engine.run_started()
 
     summary = await run()
