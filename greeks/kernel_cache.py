@@ -43,16 +43,16 @@ def dispatchers(packages: tuple[str, ...]) -> list[Any]:
         if module is None or not (name in packages or name.startswith(tuple(p + "." for p in packages))):
             continue
         for obj in list(vars(module).values()):
-            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == name and obj._can_compile:
+            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == name and getattr(obj, "_can_compile", True):
                 out.append(obj)
     return out
 
 
 def cached_signatures(dispatcher: Any) -> list[tuple[Any, ...]]:
     """The argument signatures ``dispatcher``'s cache holds for its current code and this CPU."""
-    cache = getattr(dispatcher, "_cache", None)
+    cache: Any = getattr(dispatcher, "_cache", None)
     cache_file = getattr(cache, "_cache_file", None)
-    if cache_file is None:  # cache=False: a NullCache
+    if cache is None or cache_file is None:  # cache=False: a NullCache
         return []
     codegen = dispatcher.targetctx.codegen()
     # an index key is (signature, CPU and flags, hashes of the bytecode): keep the keys the current code would use
