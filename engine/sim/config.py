@@ -191,6 +191,11 @@ class SimConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Start of simulated time; naive values are America/New_York. Rolled forward to the next open."""
     underlyings: tuple[UnderlyingConfig, ...] = DEFAULT_UNDERLYINGS
     """Underlyings with listed options."""
+    listing_history_days: Annotated[int, msgspec.Meta(ge=0, le=1_000)] = 0
+    """List the first session's chain as it would stand had listing run this many days before the start: each
+    expiry with the strikes of its own first listing day (wider and coarser the further out it was listed), as
+    a real chain and this simulator after months have them. 0 lists every expiry fresh at the start
+    (``engine.sim.universe``). About 400 covers the monthlies a year out."""
     risk_free_rate: Annotated[float, msgspec.Meta(ge=-0.05, le=0.5)] = 0.04
     """Continuously compounded rate used to price options."""
     tick_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 100

@@ -140,7 +140,7 @@ class Market:
         self.tick_class = np.array([CODE[u.resolved_tick_class] for u in config.underlyings], dtype=np.intp)
         """Tick class code per underlying (``engine.sim.ticks``)."""
         self.q = np.array([u.dividend_yield for u in config.underlyings])
-        self.universe = Universe(config.underlyings, clock.calendar)
+        self.universe = Universe(config.underlyings, clock.calendar, config.listing_history_days)
         self.cache = PriceCache()
         self.last_publish_ns = clock.now_ns
         self.stock_trade_id = 0

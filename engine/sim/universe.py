@@ -3,6 +3,13 @@
 Contracts are kept as append-only arrays (struct of arrays) so the market prices and quotes them
 in batches; a contract's row index never changes. Listing runs at every session open: new daily,
 weekly and monthly expiries appear as time passes; expired rows stay (inactive) for the record.
+
+An expiry's strikes are drawn when it is first listed, around the spot of that day and as wide as its time to
+expiry then: a monthly listed a year out has a wide, coarse grid, a daily listed a few sessions out a narrow
+one. ``history_days`` > 0 lists the first session's chain as it would stand had listing run for that many
+days before it (each expiry with the grid of its own first listing day, at today's spot): the steady state of
+a real chain, and of this simulator after months. With 0 every expiry is listed fresh at the start, with the
+narrower grid of its time to expiry then, so the chain widens over the first weeks.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,12 +76,25 @@ def strike_grid(spot: float, atm_vol: float, years: float) -> np.ndarray:
     return strikes[strikes > 0]
 
 
+@dataclass
+class _Listing:
+    """New rows of one listing, as array parts to append."""
+
+    und: list[np.ndarray] = field(default_factory=list)
+    strike: list[np.ndarray] = field(default_factory=list)
+    is_call: list[np.ndarray] = field(default_factory=list)
+    expiry_ns: list[np.ndarray] = field(default_factory=list)
+
+
 class Universe:
     """All contracts ever listed, as parallel arrays, plus lookup by symbol."""
 
-    def __init__(self, underlyings: tuple[UnderlyingConfig, ...], calendar: MarketCalendar) -> None:
+    def __init__(self, underlyings: tuple[UnderlyingConfig, ...], calendar: MarketCalendar,
+                 history_days: int = 0) -> None:
         self.underlyings = underlyings
         self.calendar = calendar
+        self.history_days = history_days
+        """At the first listing, list as if listing had run this many days before (module docstring)."""
         self.und_index = {u.symbol: i for i, u in enumerate(underlyings)}
         self.symbols: list[str] = []
         self.symbol_bytes: list[bytes] = []
@@ -114,13 +135,28 @@ class Universe:
 
     def list_session(self, today: dt.date, spots: np.ndarray, now_ns: int) -> int:
         """List every expiry due on ``today`` that is not listed yet; return the number of new contracts."""
-        und_l: list[np.ndarray] = []
-        strike_l: list[np.ndarray] = []
-        call_l: list[np.ndarray] = []
-        exp_l: list[np.ndarray] = []
+        listing = _Listing()
+        if not self._listed and self.history_days > 0:
+            first = today - dt.timedelta(days=self.history_days)
+            for past in self.calendar.sessions_between(first, today - dt.timedelta(days=1)):
+                self._list_day(listing, past.day, spots, past.open_ns, not_before=today)
+        self._list_day(listing, today, spots, now_ns, not_before=today)
+        if not listing.und:
+            return 0
+        added = sum(len(a) for a in listing.und)
+        self._und = np.concatenate([self._und, *listing.und])
+        self._strike = np.concatenate([self._strike, *listing.strike])
+        self._is_call = np.concatenate([self._is_call, *listing.is_call])
+        self._expiry_ns = np.concatenate([self._expiry_ns, *listing.expiry_ns])
+        self._active = np.concatenate([self._active, np.ones(added, np.bool_)])
+        return added
+
+    def _list_day(self, listing: _Listing, day: dt.date, spots: np.ndarray, now_ns: int, not_before: dt.date) -> None:
+        """Into ``listing``, the expiries (on or after ``not_before``) first due on ``day``, with their strikes
+        as of ``now_ns``."""
         for ui, und in enumerate(self.underlyings):
-            for expiry in listed_expiries(und, today, self.calendar):
-                if (ui, expiry) in self._listed:
+            for expiry in listed_expiries(und, day, self.calendar):
+                if expiry < not_before or (ui, expiry) in self._listed:
                     continue
                 self._listed.add((ui, expiry))
                 close_ns = self.calendar.expiry_close_ns(expiry)
@@ -128,10 +164,10 @@ class Universe:
                 strikes = strike_grid(float(spots[ui]), und.atm_vol, years)
                 n = len(strikes)
                 for is_call in (True, False):
-                    und_l.append(np.full(n, ui, np.int32))
-                    strike_l.append(strikes)
-                    call_l.append(np.full(n, is_call))
-                    exp_l.append(np.full(n, close_ns, np.int64))
+                    listing.und.append(np.full(n, ui, np.int32))
+                    listing.strike.append(strikes)
+                    listing.is_call.append(np.full(n, is_call))
+                    listing.expiry_ns.append(np.full(n, close_ns, np.int64))
                     for k in strikes:
                         sym = format_occ(und.symbol, expiry, is_call, float(k))
                         self.index[sym] = len(self.symbols)
@@ -139,15 +175,6 @@ class Universe:
                         self.symbol_bytes.append(sym.encode())
                         self.ids.append(contract_id(sym))
                         self.expiry_dates.append(expiry)
-        if not und_l:
-            return 0
-        added = sum(len(a) for a in und_l)
-        self._und = np.concatenate([self._und, *und_l])
-        self._strike = np.concatenate([self._strike, *strike_l])
-        self._is_call = np.concatenate([self._is_call, *call_l])
-        self._expiry_ns = np.concatenate([self._expiry_ns, *exp_l])
-        self._active = np.concatenate([self._active, np.ones(added, np.bool_)])
-        return added
 
     def deactivate_expired(self, now_ns: int) -> np.ndarray:
         """Mark contracts whose expiry has passed inactive; return their row indices."""

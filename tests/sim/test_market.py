@@ -12,6 +12,8 @@ from alpaca.trading.models import NonTradeActivity, TradeActivity
 from engine.sim.clock import NY, from_ns
 from engine.sim.config import ExpirationConfig, SimConfig, UnderlyingConfig
 from engine.sim.server import Simulator
+from engine.sim.universe import Universe
+from greeks.calendar import market_calendar
 from greeks.occ import format_occ
 
 
@@ -231,3 +233,31 @@ async def test_the_clock_runs_at_600x() -> None:
         await asyncio.sleep(1.0)
         rate = (sim.now_ns - start_ns) / 1e9 / (time.monotonic() - start)
     assert rate > 0.8 * 600  # simulated seconds per wall second (the last step may lag a little)
+
+
+def test_a_listing_history_lists_the_chain_the_simulator_would_hold_after_listing_that_long() -> None:
+    cfg = SimConfig(seed=3, speed=0.0)
+    calendar = market_calendar()
+    today = calendar.session_on_or_after(dt.date(2026, 11, 23))
+    spots = np.array([u.spot for u in cfg.underlyings])
+    seasoned = Universe(cfg.underlyings, calendar, history_days=400)
+    seasoned.list_session(today.day, spots, today.open_ns)
+    lived = Universe(cfg.underlyings, calendar)  # listing every session for 400 days, at the same spots
+    for s in calendar.sessions_between(today.day - dt.timedelta(days=400), today.day):
+        lived.list_session(s.day, spots, s.open_ns)
+    lived.deactivate_expired(today.open_ns)
+
+    def chain(u: Universe) -> set[str]:
+        return {u.symbols[i] for i in np.flatnonzero(u.active)}
+
+    assert chain(seasoned) == chain(lived)
+    fresh = Universe(cfg.underlyings, calendar)
+    fresh.list_session(today.day, spots, today.open_ns)
+    assert set(fresh.expiry_dates) == set(seasoned.expiry_dates)  # the same expiries ...
+    month = next(d for d in sorted(set(fresh.expiry_dates)) if (d - today.day).days >= 30)
+
+    def strikes(u: Universe) -> list[float]:
+        return sorted(float(u.strike[i]) for i in range(len(u))
+                      if u.expiry_dates[i] == month and u.symbols[i].startswith("SPY") and u.is_call[i])
+
+    assert strikes(seasoned)[0] < strikes(fresh)[0] and strikes(seasoned)[-1] > strikes(fresh)[-1]  # ... wider
