@@ -14,16 +14,21 @@ lifecycle rank) does not overwrite a newer one. Multi-leg fills become one ``Ord
 carrying the leg's execution price and the parent's net price.
 
 Memory stays bounded over months: with an ``OrderArchive`` (the journal), an order final for
-``retire_after_s`` with every filled contract counted is let go of. A later event or read of it (a late
-duplicate on the stream) revives it from the archive - its owner and the fills journaled for it count as
-already booked - so only an execution the journal lacks is booked, and a duplicate never is.
+``retire_after_s`` with every filled contract counted is let go of. That time is on the machine's own
+monotonic clock: callers' timestamps mix wall and event time, and an accelerated simulator's event time runs
+days ahead of the wall (a read stamped with it once retired every final order at once, before the journal had
+committed the fills of the newest; the read's answer then booked them a second time). A later event or read
+of a retired order (a late duplicate on the stream) revives it from the archive - its owner and the fills
+journaled for it count as already booked - so only an execution the journal lacks is booked, and a
+duplicate never is.
 """
 
 from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -120,7 +125,8 @@ class TrackedOrder:
 class OrderStateMachine:
     """Tracks orders and the fills derived from them; positions follow from the counted fills."""
 
-    def __init__(self, archive: OrderArchive | None = None, retire_after_s: float = 60.0) -> None:
+    def __init__(self, archive: OrderArchive | None = None, retire_after_s: float = 60.0,
+                 clock: Callable[[], int] = time.monotonic_ns) -> None:
         self._orders: dict[str, TrackedOrder] = {}
         self._by_client_id: dict[str, str] = {}
         self._tags_by_client_id: dict[str, OrderTags] = {}
@@ -129,6 +135,8 @@ class OrderStateMachine:
         self.archive = archive
         """Final orders are retired to it (None: kept for the life of the process, as a replay does)."""
         self.retire_after_ns = int(retire_after_s * 1e9)
+        self._clock = clock
+        """Times retirement only (ns)."""
         self._final: collections.deque[tuple[int, str]] = collections.deque()
         self.duplicates_ignored = 0
         self.stale_updates_ignored = 0
@@ -175,14 +183,16 @@ class OrderStateMachine:
 
     # --- retirement ------------------------------------------------------------------------------
 
-    def _note_final(self, tracked: TrackedOrder, now_ns: int) -> None:
+    def _note_final(self, tracked: TrackedOrder) -> None:
         if self.archive is not None and tracked.status.is_terminal and not tracked.final_ns:
-            tracked.final_ns = now_ns or 1
+            tracked.final_ns = self._clock() or 1
             self._final.append((tracked.final_ns, tracked.order_id))
 
-    def retire_final(self, now_ns: int) -> int:
+    def retire_final(self, now_ns: int | None = None) -> int:
         """Let go of orders final for ``retire_after_s`` whose filled quantity is all counted (their fills are
-        journaled by then); returns how many. Called on every input; cheap when nothing is due."""
+        journaled by then); returns how many. Called on every input; cheap when nothing is due. ``now_ns`` is on
+        the machine's clock (default: now)."""
+        now_ns = self._clock() if now_ns is None else now_ns
         final, due, n = self._final, now_ns - self.retire_after_ns, 0
         while final and final[0][0] <= due:
             _, order_id = final.popleft()
@@ -222,7 +232,7 @@ class OrderStateMachine:
         """Apply one event of the venue's order stream; return the events it causes (none for a pure duplicate)."""
         ts_event_ns = update.ts_ns
         if self._final:
-            self.retire_final(ts_init_ns)
+            self.retire_final()
         tracked, out = self._apply_order(update.order, ts_event_ns, ts_init_ns)
         fills: list[OrderUpdated | OrderFilled] = []
         if update.kind in FILL_KINDS:
@@ -234,7 +244,7 @@ class OrderStateMachine:
                 tracked.notices.add(key)
                 notice = msgspec.structs.replace(self._updated(tracked, ts_event_ns, ts_init_ns), reason=update.kind)
                 out = [notice]
-        self._note_final(tracked, ts_init_ns)
+        self._note_final(tracked)
         # Fills first: a subscriber seeing "filled" can rely on the position already being booked.
         return fills + out
 
@@ -242,10 +252,10 @@ class OrderStateMachine:
         """Apply an order as the venue answered a request or a read; book fills the stream never reported."""
         ts_event_ns = order.updated_ns or ts_init_ns
         if self._final:
-            self.retire_final(ts_init_ns)
+            self.retire_final()
         tracked, out = self._apply_order(order, ts_event_ns, ts_init_ns)
         fills = self._reconcile_fills(tracked, order, ts_event_ns, ts_init_ns)
-        self._note_final(tracked, ts_init_ns)
+        self._note_final(tracked)
         return fills + out
 
     # --- internals: order state ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from domain.orders import OrderFilled, OrderStatus, OrderUpdated, Side
 from engine.alpaca.decode import order_event, venue_order
 from engine.alpaca.feeds.trading.models import Order
 from engine.alpaca.feeds.trading.protocol import TradeUpdateReceived, TradingProtocol
-from engine.kernel.orders import OrderStateMachine, OrderTags
+from engine.kernel.orders import OrderStateMachine, OrderTags, RetiredOrder
 from engine.kernel.venue_types import OrderEvent
 
 SYM = "SPY260130P00600000"
@@ -304,3 +304,28 @@ def test_a_fill_preloaded_twice_is_counted_once() -> None:
     osm.preload("o-1", journaled + journaled[:1])
     events = osm.on_order(venue_order(msgspec.convert(order("filled", 5, avg=1.05), Order)), 10)
     assert [(e.qty, e.structure_id) for e in events if isinstance(e, OrderFilled)] == [(3.0, "st-1")]
+
+
+class _UncommittedArchive:
+    """The journal before its writer thread committed anything: it knows no retired order yet."""
+
+    def retired_order(self, order_id: str) -> RetiredOrder | None:
+        return None
+
+
+def test_a_read_stamped_with_event_time_days_ahead_does_not_retire_a_just_filled_order() -> None:
+    """An accelerated simulator's event clock runs days ahead of the wall. A REST answer the router applies
+    with that clock's time must not make every final order look a minute old: retired before the journal
+    committed its fills, the order came back untracked and the same answer booked its fill a second time."""
+    osm = OrderStateMachine(archive=_UncommittedArchive())
+    osm.expect("coid-1", OrderTags("condor", "st-1", "in-1"))
+    wall = 1_796_700_000_000_000_000
+    fill = update_frame("fill", order("filled", 1, qty=1, updated_s=2, avg=1.05), timestamp="2026-01-05T15:00:02Z",
+                        execution_id="x1", price="1.05", qty="1", position_qty="1")
+    booked = [e for e in osm.on_event(decode(fill), ts_init_ns=wall) if isinstance(e, OrderFilled)]
+    rest = venue_order(msgspec.json.decode(json.dumps(order("filled", 1, qty=1, updated_s=2, avg=1.05)), type=Order))
+    ten_days_ahead = wall + 10 * 86_400 * 10**9
+    booked += [e for e in osm.on_order(rest, ten_days_ahead) if isinstance(e, OrderFilled)]
+    assert [f.execution_id for f in booked] == ["x1"]
+    assert osm.positions() == {SYM: 1.0}
+    assert osm.retire_final(osm.retire_after_ns + osm._clock()) == 1  # it still retires, on its own clock
