@@ -33,6 +33,7 @@ from engine.kernel.events import (
 from engine.kernel.market import Market
 from engine.kernel.market_data import DataBatch
 from engine.kernel.venue_types import OrderEvent
+from tests.service.helpers import until
 
 FAST = FeedConfig(
     mute_timeout_s=0.3,
@@ -107,19 +108,11 @@ async def running(h: Harness) -> AsyncIterator[Harness]:
         await asyncio.wait_for(task, 5)
 
 
-async def wait_for(cond: Any, limit_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit_s
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 async def test_client_authenticates_subscribes_and_streams(data_server: FakeDataServer) -> None:
     data_server.script.frames = frames(5)
     h = Harness(data_server, QUIET_OK)
     async with running(h):
-        await wait_for(lambda: len(h.seen_ts) == 10)
+        await until(lambda: len(h.seen_ts) == 10)
     assert data_server.received[0][0] == {"action": "auth", "key": "KEY", "secret": "SECRET"}
     assert data_server.received[0][1] == {"action": "subscribe", "quotes": SYMS[:2]}
     assert data_server.headers[0]["content-type"] == "application/msgpack"
@@ -134,9 +127,9 @@ async def test_reconnect_after_drop_resubscribes_everything_and_reports_the_gap(
     data_server.script.resend_from = {1: 2}  # the server replays one frame we already have
     h = Harness(data_server, QUIET_OK)
     async with running(h):
-        await wait_for(lambda: h.client.connects == 1)
+        await until(lambda: h.client.connects == 1)
         h.client.set_subscription(SYMS[:3])  # changed while connected: sent as a diff
-        await wait_for(lambda: h.client.connects == 2 and len(h.seen_ts) >= 14)
+        await until(lambda: h.client.connects == 2 and len(h.seen_ts) >= 14)
     assert data_server.received[1][1] == {"action": "subscribe", "quotes": SYMS[:3]}  # full set again
     assert len(h.of(FeedDisconnected)) == 1
     (gap,) = h.of(GapDetected)
@@ -150,9 +143,9 @@ async def test_reconnect_after_drop_resubscribes_everything_and_reports_the_gap(
 async def test_subscription_change_while_connected_is_sent_as_a_diff(data_server: FakeDataServer) -> None:
     h = Harness(data_server, QUIET_OK)
     async with running(h):
-        await wait_for(lambda: h.client.connects == 1 and len(data_server.received[0]) == 2)
+        await until(lambda: h.client.connects == 1 and len(data_server.received[0]) == 2)
         h.client.set_subscription(SYMS[1:3])
-        await wait_for(lambda: len(data_server.received[0]) == 4)
+        await until(lambda: len(data_server.received[0]) == 4)
     assert data_server.received[0][2:] == [
         {"action": "unsubscribe", "quotes": [SYMS[0]]},
         {"action": "subscribe", "quotes": [SYMS[2]]},
@@ -164,7 +157,7 @@ async def test_mute_socket_raises_feed_stale_and_reconnects(data_server: FakeDat
     data_server.script.mute_after = {0: 2}
     h = Harness(data_server)
     async with running(h):
-        await wait_for(lambda: h.client.connects == 2 and len(h.seen_ts) >= 12)
+        await until(lambda: h.client.connects == 2 and len(h.seen_ts) >= 12)
     (stale,) = h.of(FeedStale)
     assert stale.silent_s >= 0.3
     assert "no market data" in h.of(FeedDisconnected)[0].reason
@@ -187,7 +180,7 @@ async def test_connection_limit_waits_the_long_backoff_then_connects(data_server
     loop = asyncio.get_running_loop()
     async with running(h):
         start = loop.time()
-        await wait_for(lambda: h.client.connects == 1)
+        await until(lambda: h.client.connects == 1)
         waited = loop.time() - start
     assert h.of(FeedDisconnected)[0].retry_in_s == pytest.approx(0.4)
     assert waited >= 0.4
@@ -241,7 +234,7 @@ async def test_trading_stream_listens_delivers_updates_and_reports_gap_after_rec
     )
     task = asyncio.create_task(client.run())
     try:
-        await wait_for(lambda: client.connects == 2 and len(got) == 3)
+        await until(lambda: client.connects == 2 and len(got) == 3)
     finally:
         client.stop()
         await asyncio.wait_for(task, 5)
@@ -284,7 +277,7 @@ async def test_a_throwing_subscriber_stops_neither_the_feed_nor_other_subscriber
     h.market.add_contracts("SPY", SYMS)
     h.client.protocol.index = h.market.option_index
     async with running(h):
-        await wait_for(lambda: len(h.seen_ts) == 60)
+        await until(lambda: len(h.seen_ts) == 60)
         await bus.drain()
     await bus.stop()
     book = h.market.chain("SPY")
@@ -301,7 +294,7 @@ async def test_feed_timestamps_drive_the_event_clock_and_its_timers(data_server:
     h = Harness(data_server, QUIET_OK)
     h.client._on_data_time = clock.advance
     async with running(h):
-        await wait_for(lambda: len(h.seen_ts) == 20)
+        await until(lambda: len(h.seen_ts) == 20)
     assert clock.now_ns() == 1_800_000_009 * 10**9 + 1
     assert fired == [1_800_000_005 * 10**9]
 
@@ -339,7 +332,7 @@ async def test_trade_update_the_engine_cannot_apply_asks_for_reconciliation_and_
     client = TradingStreamClient(trading_server.url, "K", "S", on_update=on_update, publish=events.append, config=FAST)
     task = asyncio.create_task(client.run())
     try:
-        await wait_for(lambda: got == ["good"])
+        await until(lambda: got == ["good"])
     finally:
         client.stop()
         await asyncio.wait_for(task, 5)
