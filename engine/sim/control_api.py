@@ -64,6 +64,10 @@ class HoldBody(msgspec.Struct, forbid_unknown_fields=True):
     at_close: bool
 
 
+class PauseBody(msgspec.Struct, forbid_unknown_fields=True):
+    paused: bool
+
+
 class MoveBody(msgspec.Struct, forbid_unknown_fields=True):
     symbol: str
     relative: Annotated[float, msgspec.Meta(gt=-0.9, lt=10)]
@@ -169,6 +173,13 @@ async def hold(request: web.Request) -> web.Response:
     return web.json_response(sim.state())
 
 
+async def pause(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    body = await _body(request, PauseBody)
+    sim.pause(body.paused)
+    return web.json_response(sim.state())
+
+
 async def clear(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     sim.clear_faults()
@@ -204,6 +215,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/sim/rules", order_rules)
     r.add_post("/sim/rules", order_rules)
     r.add_post("/sim/clock/hold", hold)
+    r.add_post("/sim/clock/pause", pause)
     r.add_delete("/sim/faults", clear)
     r.add_get("/sim/state", state)
     r.add_get("/sim/inspect", inspect)

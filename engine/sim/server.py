@@ -103,6 +103,8 @@ class Simulator:
         self._anchor_ns = self.clock.now_ns
         self.held_at_close = False
         """While set, the clock stops at the session close and the session does not roll (``hold_at_close``)."""
+        self.paused = False
+        """While set, the market loop does not step: the clock and quotes stand still (``pause``)."""
 
     @property
     def now_ns(self) -> int:
@@ -225,7 +227,7 @@ class Simulator:
         interval = cfg.publish_interval_ms / 1000
         saved_wall = time.monotonic()
         while True:
-            if cfg.speed > 0:
+            if cfg.speed > 0 and not self.paused:
                 elapsed = time.monotonic() - self._anchor_wall
                 target = self._anchor_ns + int(elapsed * cfg.speed * NS_PER_SECOND)
                 if target - self.clock.now_ns >= self.market.tick_ns:
@@ -378,6 +380,18 @@ class Simulator:
             self._anchor_wall = time.monotonic()
             self._anchor_ns = self.clock.now_ns
 
+    def pause(self, paused: bool = True) -> None:
+        """Stop the market clock (``paused``) or let it run on from the same instant. While paused, nothing
+        moves by itself (no steps: quotes, trades and the clock stand still) while REST, the streams and orders
+        work as usual; ``advance`` still moves the clock on request. A benchmark uses it to time a client's
+        start against a simulator that is not spending its CPU on a high-speed market."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused:  # no catch-up: the wall time spent paused is not simulated
+            self._anchor_wall = time.monotonic()
+            self._anchor_ns = self.clock.now_ns
+
     def clear_faults(self) -> None:
         self.faults.clear()
         self.exchange.reject_next.clear()
@@ -421,6 +435,7 @@ class Simulator:
             "connections": {k: len(v) for k, v in self.hub.sessions.items()},
             "faults_injected": dict(self.faults.injected),
             "held_at_close": self.held_at_close,
+            "paused": self.paused,
         }
 
 

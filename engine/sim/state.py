@@ -210,7 +210,7 @@ def restore_world(sim: Simulator, data: dict[str, Any]) -> None:
 
 
 # ---- the listed universe -------------------------------------------------------------------------
-_UNIVERSE_DERIVED = frozenset({"underlyings", "calendar", "und_index", "index", "ids", "symbol_bytes"})
+_UNIVERSE_DERIVED = frozenset({"underlyings", "calendar", "und_index", "index", "ids", "symbol_bytes", "_expiry_day"})
 
 
 def universe_state(universe: Universe) -> dict[str, Any]:
@@ -242,6 +242,7 @@ def restore_universe(universe: Universe, data: dict[str, Any]) -> None:
     universe.index = {s: i for i, s in enumerate(universe.symbols)}
     universe.ids = [contract_id(s) for s in universe.symbols]
     universe.symbol_bytes = [s.encode() for s in universe.symbols]
+    universe._expiry_day = np.array(universe.expiry_dates, dtype="datetime64[D]")
 
 
 def universe_signature(universe: Universe) -> tuple[int, int]:

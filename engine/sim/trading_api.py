@@ -327,7 +327,7 @@ def filter_contracts(sim: Any, request: web.Request, default_window: bool) -> np
         today = sim.market.clock.today()
         lte = today + dt.timedelta(days=6 - today.weekday())  # Alpaca's default: up to the next weekend
     if exact or gte or lte:
-        dates = np.array(uni.expiry_dates, dtype="datetime64[D]")
+        dates = uni.expiry_day
         if exact:
             mask &= dates == np.datetime64(exact)
         if gte:

@@ -84,6 +84,7 @@ class _Listing:
     strike: list[np.ndarray] = field(default_factory=list)
     is_call: list[np.ndarray] = field(default_factory=list)
     expiry_ns: list[np.ndarray] = field(default_factory=list)
+    expiry_day: list[np.ndarray] = field(default_factory=list)
 
 
 class Universe:
@@ -105,6 +106,7 @@ class Universe:
         self._strike = np.empty(0, np.float64)
         self._is_call = np.empty(0, np.bool_)
         self._expiry_ns = np.empty(0, np.int64)
+        self._expiry_day = np.empty(0, "datetime64[D]")
         self._active = np.empty(0, np.bool_)
         self._listed: set[tuple[int, dt.date]] = set()
 
@@ -125,6 +127,11 @@ class Universe:
     def expiry_ns(self) -> np.ndarray:
         """Expiry instant (the close of the expiry session) in ns."""
         return self._expiry_ns
+
+    @property
+    def expiry_day(self) -> np.ndarray:
+        """``expiry_dates`` as ``datetime64[D]`` (a listing filters on it without converting every row)."""
+        return self._expiry_day
 
     @property
     def active(self) -> np.ndarray:
@@ -148,6 +155,7 @@ class Universe:
         self._strike = np.concatenate([self._strike, *listing.strike])
         self._is_call = np.concatenate([self._is_call, *listing.is_call])
         self._expiry_ns = np.concatenate([self._expiry_ns, *listing.expiry_ns])
+        self._expiry_day = np.concatenate([self._expiry_day, *listing.expiry_day])
         self._active = np.concatenate([self._active, np.ones(added, np.bool_)])
         return added
 
@@ -168,6 +176,7 @@ class Universe:
                     listing.strike.append(strikes)
                     listing.is_call.append(np.full(n, is_call))
                     listing.expiry_ns.append(np.full(n, close_ns, np.int64))
+                    listing.expiry_day.append(np.full(n, np.datetime64(expiry, "D")))
                     for k in strikes:
                         sym = format_occ(und.symbol, expiry, is_call, float(k))
                         self.index[sym] = len(self.symbols)

@@ -261,3 +261,30 @@ def test_a_listing_history_lists_the_chain_the_simulator_would_hold_after_listin
                       if u.expiry_dates[i] == month and u.symbols[i].startswith("SPY") and u.is_call[i])
 
     assert strikes(seasoned)[0] < strikes(fresh)[0] and strikes(seasoned)[-1] > strikes(fresh)[-1]  # ... wider
+
+
+async def test_a_paused_clock_stands_still_serves_requests_and_runs_on_without_a_jump() -> None:
+    import asyncio
+    import time
+
+    import aiohttp
+
+    async with Simulator(SimConfig(speed=600.0)) as sim:
+        assert sim.urls is not None
+        await asyncio.sleep(0.2)
+        async with aiohttp.ClientSession(headers={"APCA-API-KEY-ID": sim.config.key,
+                                                  "APCA-API-SECRET-KEY": sim.config.secret}) as http:
+            async with http.post(f"{sim.urls.control_url}/clock/pause", json={"paused": True}) as resp:
+                assert resp.status == 200 and (await resp.json())["paused"] is True
+            paused_at = sim.now_ns
+            await asyncio.sleep(0.5)
+            assert sim.now_ns == paused_at
+            async with http.get(f"{sim.urls.trading_url}/v2/clock") as resp:  # REST still answers
+                assert resp.status == 200
+            async with http.post(f"{sim.urls.control_url}/clock/pause", json={"paused": False}) as resp:
+                assert resp.status == 200 and (await resp.json())["paused"] is False
+            start = time.monotonic()
+            await asyncio.sleep(0.3)
+            ran_s = (sim.now_ns - paused_at) / 1e9
+            wall_s = time.monotonic() - start
+    assert 0 < ran_s <= 600.0 * wall_s + 60  # on from where it stood: the paused half second is not caught up

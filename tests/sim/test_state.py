@@ -127,6 +127,9 @@ async def client_view(sim: Simulator) -> dict[str, Any]:
             ("quotes", "/v1beta1/options/quotes/latest", {"symbols": ",".join(options)}),
             ("trades", "/v1beta1/options/trades/latest", {"symbols": ",".join(options)}),
             ("stock", "/v2/stocks/quotes/latest", {"symbols": "SPY,QQQ"}),
+            ("contracts", "/v2/options/contracts", {"underlying_symbols": "SPY", "limit": "10000",
+                                                    "expiration_date_gte": "2026-11-25",
+                                                    "expiration_date_lte": "2026-12-20"}),
         ]:
             async with http.get(path, params=params) as resp:
                 assert resp.status == 200, (path, await resp.text())
