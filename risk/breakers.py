@@ -17,7 +17,7 @@ import enum
 import msgspec
 
 from domain.orders import TradingState
-from greeks.calendar import ny_date
+from greeks.calendar import ny_date, ny_instant_ns
 from risk.limits import BreakerLimits, action_state
 
 
@@ -54,6 +54,8 @@ class Breakers:
         self.limits = limits or BreakerLimits()
         self._trips: dict[BreakerCode, BreakerTrip] = {}
         self._date: dt.date | None = None
+        self._day_ns = (0, 0)
+        """[start, end) of ``_date`` in New York, epoch ns: most inputs fall inside it and need no date."""
         self._consecutive_losses = 0
         self._feed_last_ns: dict[str, int] = {}
         self._declared_only: set[str] = set()
@@ -160,7 +162,11 @@ class Breakers:
         return self.limits.stale_data_after_ms * 1_000_000
 
     def _roll_day(self, now_ns: int) -> BreakerChange | None:
+        start, end = self._day_ns
+        if start <= now_ns < end:
+            return None
         day = ny_date(now_ns)
+        self._day_ns = (ny_instant_ns(day, dt.time()), ny_instant_ns(day + dt.timedelta(days=1), dt.time()))
         if self._date is None:
             self._date = day
             return None

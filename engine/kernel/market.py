@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from domain.views import VolStats
-from engine.kernel.book import OptionBook
+from engine.kernel.book import OptionBook, touched_books
 from engine.kernel.events import BookUpdated, StockQuote
 from engine.kernel.market_data import KIND_QUOTE, KIND_TRADE, DataBatch
 from engine.kernel.symbols import SymbolIndex
@@ -48,8 +48,9 @@ class Market:
         self._book_list: list[OptionBook] = []
         self._book_no: dict[str, int] = {}
         self.gid_book = np.zeros(0, dtype=np.int32)
+        self._touched = np.zeros(0, dtype=np.bool_)
+        """Scratch: the books one frame touches (``apply``)."""
         self.gid_row = np.zeros(0, dtype=np.int32)
-        self._touched = np.zeros(0, dtype=np.int64)
         self.vol: dict[str, VolStats] = {}
         """Per underlying, the latest ``VolStats`` of its surface (written by the surface refits)."""
 
@@ -133,16 +134,19 @@ class Market:
         """Apply one option-stream frame to every book it touches; publish one BookUpdated per book."""
         if batch.n == 0 or not self._book_list:
             return 0
-        if len(self._book_list) == 1:
+        books = self._book_list
+        if len(books) == 1:
             touched: Iterable[int] = (0,)
         else:
-            valid = batch.gid[(batch.gid >= 0) & (batch.gid < self.gid_book.shape[0])]
-            touched = np.unique(self.gid_book[valid]).tolist()
+            mask = self._touched
+            if mask.shape[0] < len(books):
+                self._touched = mask = np.zeros(len(books), dtype=np.bool_)
+            mask[:] = False
+            touched_books(batch.gid, self.gid_book, mask)
+            touched = [b for b in range(len(books)) if mask[b]]
         total = 0
         for book_no in touched:
-            if book_no < 0:
-                continue
-            book = self._book_list[book_no]
+            book = books[book_no]
             changed, repriced = book.apply(batch, book_no, self.gid_book, self.gid_row)
             total += changed
             if changed:

@@ -25,6 +25,18 @@ def test_daily_loss_trips_reduce_only_and_clears_next_trading_day() -> None:
     assert cleared is not None and not cleared.tripped and b.state is TradingState.ACTIVE
 
 
+def test_the_trading_day_rolls_at_new_york_midnight_across_a_dst_change() -> None:
+    b = Breakers(BreakerLimits(max_daily_loss_usd=100.0))
+    b.on_daily_pnl(-100.0, ny_ns(2027, 3, 13, 23, 0))  # the Saturday before the clocks go forward
+    assert b.on_daily_pnl(0.0, ny_ns(2027, 3, 14, 0, 0) - 1) is None and b.state is TradingState.REDUCE_ONLY
+    cleared = b.on_daily_pnl(0.0, ny_ns(2027, 3, 14, 0, 0))
+    assert cleared is not None and not cleared.tripped
+    b.on_daily_pnl(-100.0, ny_ns(2027, 3, 14, 1, 0))
+    assert b.on_daily_pnl(0.0, ny_ns(2027, 3, 15, 0, 0) - 1) is None and b.state is TradingState.REDUCE_ONLY
+    cleared = b.on_daily_pnl(0.0, ny_ns(2027, 3, 15, 0, 0))  # a 23-hour day: its midnight is 23 h after the last
+    assert cleared is not None and not cleared.tripped and b.state is TradingState.ACTIVE
+
+
 def test_daily_loss_action_can_halt() -> None:
     b = Breakers(BreakerLimits(max_daily_loss_usd=100.0, daily_loss_action="halted"))
     b.on_daily_pnl(-100.0, T0)
