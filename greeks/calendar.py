@@ -71,6 +71,7 @@ class MarketCalendar:
         self.first_day = self._days[0]
         self.last_day = self._days[-1]
         self._last: Session | None = None  # the session of the last instant asked about (hot-path cache)
+        self._close_at = (0, 0, 0)  # (day start, next day start, close) of the last ``close_ns_at`` (hot path)
 
     @classmethod
     def xnys(cls, start: dt.date, end: dt.date) -> MarketCalendar:
@@ -161,7 +162,13 @@ class MarketCalendar:
 
     def close_ns_at(self, ts_ns: int) -> int:
         """The close of the session on the date of ``ts_ns``, or of the previous session on a day without one."""
-        return self.session_on_or_before(ny_date(ts_ns)).close_ns
+        start, end, close = self._close_at  # one read: another thread may replace it meanwhile
+        if start <= ts_ns < end:
+            return close
+        day = ny_date(ts_ns)
+        close = self.session_on_or_before(day).close_ns
+        self._close_at = (ny_instant_ns(day, dt.time()), ny_instant_ns(day + dt.timedelta(days=1), dt.time()), close)
+        return close
 
     # ---------------------------------------------------------------------------------------------- expiries
 

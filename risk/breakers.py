@@ -134,6 +134,8 @@ class Breakers:
     def check_stale(self, now_ns: int, detail: str = "") -> BreakerChange | None:
         """Trip or clear the stale-data breaker from each watched feed's last data time."""
         limit_ns = self._stale_ns()
+        if all(now_ns - last <= limit_ns for last in self._feed_last_ns.values()):  # every book update: fresh
+            return self._clear(BreakerCode.STALE_DATA, now_ns, "all feeds fresh")
         stale = sorted(f for f, last in self._feed_last_ns.items() if now_ns - last > limit_ns)
         if stale:
             state = action_state(self.limits.stale_data_action)

@@ -82,6 +82,13 @@ def test_session_at_and_close_at_an_instant() -> None:
     assert cal.close_ns_at(at(2026, 11, 27, 9, 0)) == at(2026, 11, 27, 13, 0)
     sessions = cal.sessions_between(dt.date(2026, 11, 23), dt.date(2026, 11, 30))
     assert [s.day.day for s in sessions] == [23, 24, 25, 27, 30]
+    # asked in a row (the answer is kept for the day): New York midnight is where the day changes
+    assert cal.close_ns_at(at(2026, 11, 27, 0, 0) - 1) == at(2026, 11, 25, 16, 0)
+    assert cal.close_ns_at(at(2026, 11, 27, 0, 0)) == at(2026, 11, 27, 13, 0)
+    assert cal.close_ns_at(at(2026, 11, 27, 23, 59)) == at(2026, 11, 27, 13, 0)
+    assert cal.close_ns_at(at(2026, 11, 28, 0, 0)) == at(2026, 11, 27, 13, 0)  # Saturday: Friday's close
+    assert cal.close_ns_at(at(2026, 11, 30, 0, 0)) == at(2026, 11, 30, 16, 0)
+    assert cal.close_ns_at(at(2026, 11, 26, 12, 0)) == at(2026, 11, 25, 16, 0)  # back in time
 
 
 def test_ny_helpers_round_trip_across_dst() -> None:
