@@ -5,8 +5,9 @@
     .venv/bin/python bench/soak.py --days 100 --json days.json       # 100 trading days at high speed
 
 The simulator (its own process) floods the engine (``options-engine run``, paper mode against it, all three
-strategies on) with option quotes at about ``--quotes-per-s``; every ``--sample-s`` the runner reads the
-engine's ``/status`` (RSS, asyncio tasks, open sockets) and ``/metrics`` (the tick-to-order histogram).
+strategies on, fills and alerts to a private redis-server unless ``--no-redis``) with option quotes at about
+``--quotes-per-s``; every ``--sample-s`` the runner reads the engine's ``/status`` (RSS, asyncio tasks, open
+sockets) and ``/metrics`` (the tick-to-order histogram).
 The run lasts ``--minutes`` and then until the simulated clock is back at the time of day the first minute
 ended (at most one more session), so the last minute covers the same part of a session as the first: the
 strategies enter at set times of day, and a last minute at another hour may hold no order to time.
@@ -40,6 +41,7 @@ import argparse
 import datetime as dt
 import json
 import re
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -53,7 +55,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from reliability.harness import EngineProcess, SimProcess, SimSettings  # noqa: E402
+from reliability.harness import EngineProcess, RedisServer, SimProcess, SimSettings  # noqa: E402
 
 from greeks.calendar import NEW_YORK  # noqa: E402
 
@@ -91,6 +93,18 @@ def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
     resid = [y - my - b * (x - mx) for x, y in zip(xs, ys, strict=True)]
     se = (sum(r * r for r in resid) / max(n - 2, 1) / sxx) ** 0.5
     return b, se
+
+
+def start_redis(args: argparse.Namespace, work: Path) -> RedisServer | None:
+    """A private redis-server for the engine's fills and alerts, as in production (``--no-redis``: none; the
+    engine then keeps alerts in its bounded buffer)."""
+    if not args.redis:
+        return None
+    if shutil.which("redis-server") is None:
+        sys.exit("soak: redis-server is not installed (apt-get install redis-server), or pass --no-redis")
+    redis = RedisServer(work / "redis")
+    redis.start()
+    return redis
 
 
 def timed_start(engine: EngineProcess, sim: SimProcess | None = None) -> dict[str, Any]:
@@ -137,7 +151,9 @@ def run_days(args: argparse.Namespace) -> int:
                                                          "option_symbol_cap = 1000\n"
                                                          f"listing_history_days = {args.listing_history_days}\n"))
         sim.start()
-        engine = EngineProcess(work / "engine", sim, None, stale_ms=600_000, options_feed=args.options_feed)
+        redis = start_redis(args, work)
+        redis_url = redis.url if redis is not None else None
+        engine = EngineProcess(work / "engine", sim, redis_url, stale_ms=600_000, options_feed=args.options_feed)
         days: dict[str, list[dict[str, Any]]] = {}
         starts: dict[str, Any] = {}
         try:
@@ -169,12 +185,15 @@ def run_days(args: argparse.Namespace) -> int:
             engine.stop()
             # Diagnostic, not the criterion: a first start (empty journal) on the same simulated date, whose
             # listing has grown with the days (strikes follow the spot), against the same account.
-            fresh = EngineProcess(work / "engine-fresh", sim, None, stale_ms=600_000, options_feed=args.options_feed)
+            fresh = EngineProcess(work / "engine-fresh", sim, redis_url, stale_ms=600_000,
+                                  options_feed=args.options_feed)
             starts["fresh_at_end"] = timed_start(fresh, sim)
             fresh.stop()
         finally:
             engine.stop()
             sim.stop()
+            if redis is not None:
+                redis.stop()
     names = list(days)[1:-1]  # whole days only (the first may start late, the last is cut off)
     rss = [statistics.median(s["rss"] for s in days[d]) / 2**20 for d in names]
     xs = list(range(len(rss)))[args.warmup_days:]
@@ -221,6 +240,9 @@ def main() -> int:
     ap.add_argument("--options-feed", choices=("indicative", "opra"), default="opra",
                     help="opra: up to 1,000 streamed contracts (indicative: 200)")
     ap.add_argument("--sample-s", type=float, default=10.0)
+    ap.add_argument("--no-redis", dest="redis", action="store_false",
+                    help="run the engine without Redis (by default a private redis-server takes its fills and "
+                         "alerts, as in production; without one the engine keeps alerts in a bounded buffer)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the children
@@ -234,7 +256,9 @@ def main() -> int:
                                                    extra=f"publish_interval_ms = {args.publish_interval_ms}\n"
                                                          "option_symbol_cap = 1000\n"))
         sim.start()
-        engine = EngineProcess(work / "engine", sim, None, stale_ms=10_000, options_feed=args.options_feed)
+        redis = start_redis(args, work)
+        engine = EngineProcess(work / "engine", sim, redis.url if redis is not None else None, stale_ms=10_000,
+                               options_feed=args.options_feed)
         samples: list[dict[str, Any]] = []
         try:
             engine.start()
@@ -263,6 +287,8 @@ def main() -> int:
         finally:
             engine.stop()
             sim.stop()
+            if redis is not None:
+                redis.stop()
     first = [s for s in samples if s["t"] <= window_s]
     last = [s for s in samples if s["t"] > samples[-1]["t"] - window_s]
     zero = [(le, 0) for le, _ in samples[0]["hist"]]
