@@ -167,7 +167,7 @@ class MarketCalendar:
             return close
         day = ny_date(ts_ns)
         close = self.session_on_or_before(day).close_ns
-        self._close_at = (*ny_day_ns(day), close)
+        self._close_at = (ny_instant_ns(day, dt.time()), ny_instant_ns(day + dt.timedelta(days=1), dt.time()), close)
         return close
 
     # ---------------------------------------------------------------------------------------------- expiries
@@ -226,11 +226,6 @@ def ny_datetime(ts_ns: int) -> dt.datetime:
 def ny_date(ts_ns: int) -> dt.date:
     """The New York calendar date of an epoch-nanosecond instant."""
     return dt.datetime.fromtimestamp(ts_ns // NS_PER_SECOND, NEW_YORK).date()
-
-
-def ny_day_ns(day: dt.date) -> tuple[int, int]:
-    """Epoch nanoseconds of New York midnight starting ``day`` and of the next (23 or 25 hours apart at DST)."""
-    return ny_instant_ns(day, dt.time()), ny_instant_ns(day + dt.timedelta(days=1), dt.time())
 
 
 def ny_instant_ns(day: dt.date, at: dt.time) -> int:

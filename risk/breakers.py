@@ -17,7 +17,7 @@ import enum
 import msgspec
 
 from domain.orders import TradingState
-from greeks.calendar import ny_date, ny_day_ns
+from greeks.calendar import ny_date, ny_instant_ns
 from risk.limits import BreakerLimits, action_state
 
 
@@ -168,7 +168,7 @@ class Breakers:
         if start <= now_ns < end:
             return None
         day = ny_date(now_ns)
-        self._day_ns = ny_day_ns(day)
+        self._day_ns = (ny_instant_ns(day, dt.time()), ny_instant_ns(day + dt.timedelta(days=1), dt.time()))
         if self._date is None:
             self._date = day
             return None

@@ -41,17 +41,20 @@ HALF_TICK = 0.005
 """Minimum time value for an IV (half the option tick): below it the quote carries no vol information."""
 
 @njit(cache=True)
-def touched_books(gid: npt.NDArray[np.int32], gid_book: npt.NDArray[np.int32], out: npt.NDArray[np.bool_]) -> None:
+def touched_books(gid: npt.NDArray[np.int32], gid_book: npt.NDArray[np.int32], out: npt.NDArray[np.bool_]) -> int:
     """Set ``out[b]`` for every book ``b`` a frame's symbol ids ``gid`` route to (``gid_book``; -1 and ids out of
-    range route nowhere). ``out`` is cleared by the caller."""
+    range route nowhere); return how many books were newly set. ``out`` is cleared by the caller."""
+    m = 0
     n_gid = gid_book.shape[0]
     n_out = out.shape[0]
     for i in range(gid.shape[0]):
         g = gid[i]
         if 0 <= g < n_gid:
             b = gid_book[g]
-            if 0 <= b < n_out:
+            if 0 <= b < n_out and not out[b]:
                 out[b] = True
+                m += 1
+    return m
 
 
 @njit(cache=True)

@@ -33,7 +33,7 @@ from domain.views import FLAG_CROSSED, FLAG_NO_QUOTE, FLAG_STALE, FLAG_UNUSABLE,
 from engine.kernel.book import OptionBook
 from engine.kernel.retention import RecentIds
 from engine.kernel.vol_surface import option_value, theo_price
-from greeks.calendar import ny_date, ny_day_ns
+from greeks.calendar import ny_date, ny_instant_ns
 from greeks.occ import OccSymbolError, parse_occ
 from risk.payoff import PayoffLeg, summarize
 
@@ -612,7 +612,7 @@ class Portfolio:
         if day != self._day:
             self._day = day
             self._retire_expired_legs(day)
-            self._next_day_ns = ny_day_ns(day)[1]
+            self._next_day_ns = ny_instant_ns(day + dt.timedelta(days=1), dt.time(0))
             self._realized_sod = self.realized_usd()
             self._unrealized_sod = self.unrealized_usd()
 

@@ -151,7 +151,8 @@ class Simulator:
             secret=cfg.secret,
             control_url=f"{http}/sim",
         )
-        self._reanchor()
+        self._anchor_wall = time.monotonic()
+        self._anchor_ns = self.clock.now_ns
         self._loop_task = asyncio.create_task(self._market_loop(), name="sim-market")
         self._loop_task.add_done_callback(self._on_loop_done)
         log.info("sim_started", trading_url=http, stream_base=ws, seed=cfg.seed, speed=cfg.speed, pricer=PRICER,
@@ -319,7 +320,8 @@ class Simulator:
             raise ValueError("the clock only moves forward")
         self._step_to(self.clock.now_ns + int(seconds * NS_PER_SECOND))
         self._save_step()
-        self._reanchor()
+        self._anchor_wall = time.monotonic()
+        self._anchor_ns = self.clock.now_ns
 
     # ---- fault injection -----------------------------------------------------------------------
     def drop_streams(self, kind: str) -> int:
@@ -375,12 +377,8 @@ class Simulator:
         self.held_at_close = hold
         if not hold and self.market.at_close():
             self._step_to(self.clock.now_ns)
-            self._reanchor()
-
-    def _reanchor(self) -> None:
-        """Map the wall clock's now to the simulated now: the market runs on from here at ``speed``."""
-        self._anchor_wall = time.monotonic()
-        self._anchor_ns = self.clock.now_ns
+            self._anchor_wall = time.monotonic()
+            self._anchor_ns = self.clock.now_ns
 
     def pause(self, paused: bool = True) -> None:
         """Stop the market clock (``paused``) or let it run on from the same instant. While paused, nothing
@@ -391,7 +389,8 @@ class Simulator:
             return
         self.paused = paused
         if not paused:  # no catch-up: the wall time spent paused is not simulated
-            self._reanchor()
+            self._anchor_wall = time.monotonic()
+            self._anchor_ns = self.clock.now_ns
 
     def clear_faults(self) -> None:
         self.faults.clear()
